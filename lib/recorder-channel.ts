@@ -1,0 +1,946 @@
+/**
+ * One recording channel: its rec-list, its clips and the ffmpeg runs that record
+ * them, its timed starts and stops, and recovery after a restart or a crash.
+ * The recorder node only reads its config, calls this, and maps the results.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { Catalogue } from './catalogue';
+import { Clip, Container, Gap, Segment } from './clip';
+import { CommandError, errorText } from './errors';
+import { countFramesWithFfmpeg, FfmpegInfo, InputSpec, parseSegmentList } from './ffmpeg';
+import { FfmpegRun, RunEnd, SegmentOpen } from './ffmpeg-run';
+import { ACTIVE_STATUSES, Line, LineStatus, plannedStop, RecList } from './reclist';
+import { Command, LineInput, parseCommand } from './schemas';
+import { hashFile, insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
+import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timeOfDayTimecode } from './timecode';
+
+export type LineEventName = 'added' | 'updated' | 'removed' | 'armed' | 'recording' | 'stopped' | 'interrupted' | 'failed';
+
+export interface ChannelEvent {
+  event: LineEventName | 'reclist';
+  server: string;
+  channel: number;
+  at: number;
+  line?: PresentedLine;
+  lines?: PresentedLine[];
+  clip?: Clip;
+  reason?: string;
+  requestId?: string;
+}
+
+export type PresentedLine = Line & { startTimeTC: string | null; stopTimeTC: string | null };
+
+/** Where a line's media comes from. 'LIVE' is the channel's own source. */
+export interface SourceProvider {
+  /** Human label for logs and the sidecar (never with a password). */
+  label: string;
+  resolve(): Promise<InputSpec>;
+}
+
+export interface ChannelSettings {
+  serverId: string;
+  group: string;
+  channel: number;
+  channelName: string;
+  frameRate: FrameRateId;
+  /** Clip timecode: from 00:00:00:00, or the time of day of the first frame. */
+  tcMode: 'zero' | 'tod';
+  storageRoot: string;
+  segmentSeconds: number;
+  container: Container;
+  videoCodec: 'copy' | 'h264';
+  source: SourceProvider;
+  backup: { server: string; channel: number } | null;
+  /** A start that gives no frame within this time fails. */
+  startTimeoutMs?: number;
+  /** A source that sends nothing for this long is restarted. */
+  stallTimeoutMs?: number;
+  restartMinMs?: number;
+  restartMaxMs?: number;
+  /** Allow Backup=Aux lines on this channel (backup-link). */
+  allowAux?: boolean;
+}
+
+export interface ChannelDeps {
+  catalogue: Catalogue;
+  ffmpeg: FfmpegInfo;
+  log: { info(m: string): void; warn(m: string): void; error(m: string): void };
+  clock?: () => number;
+}
+
+export interface ChannelStatus {
+  state: 'idle' | 'armed' | 'recording' | 'interrupted' | 'failed' | 'closed';
+  line: PresentedLine | null;
+  curPoint: string | null;
+  lines: number;
+  detail: string | null;
+}
+
+const URL_SOURCE = /^(rtsps?|srt|udp|rtp|https?):\/\/[^\s]+$/i;
+const TEST_SOURCES = ['TESTPATTERN', 'BARS', 'TEST'];
+
+interface Active {
+  line: Line;
+  clip: Clip;
+  run: FfmpegRun | null;
+  runNo: number;
+  /** Segment index the next run starts at. */
+  nextIndex: number;
+  /** Segments of the current run opened, in order. */
+  openSegments: SegmentOpen[];
+  restartTimer: NodeJS.Timeout | null;
+  backoffMs: number;
+  armedAt: number;
+  stopping: boolean;
+  /** Serialises the async work on this recording (hashing, sidecar writes). */
+  chain: Promise<void>;
+  input: InputSpec | null;
+}
+
+export class RecorderChannel extends EventEmitter {
+  readonly s: Required<Omit<ChannelSettings, 'backup'>> & { backup: ChannelSettings['backup'] };
+  private readonly cat: Catalogue;
+  private readonly ffmpeg: FfmpegInfo;
+  private readonly log: ChannelDeps['log'];
+  private readonly clock: () => number;
+  private readonly rate;
+  private list: RecList;
+  private active: Active | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private lastFailure: string | null = null;
+
+  constructor(settings: ChannelSettings, deps: ChannelDeps) {
+    super();
+    this.s = {
+      startTimeoutMs: 15000,
+      stallTimeoutMs: 6000,
+      restartMinMs: 500,
+      restartMaxMs: 10000,
+      allowAux: false,
+      ...settings,
+    };
+    this.rate = frameRate(settings.frameRate);
+    this.cat = deps.catalogue;
+    this.ffmpeg = deps.ffmpeg;
+    this.log = deps.log;
+    this.clock = deps.clock ?? Date.now;
+    this.list = new RecList({ frameRate: settings.frameRate, allowAux: this.s.allowAux });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Load the rec-list, recover from an unclean stop, resume a suspended recording, arm timers. */
+  async open(): Promise<void> {
+    const { serverId, channel } = this.s;
+    this.killStaleProcesses();
+    this.list = new RecList({ frameRate: this.s.frameRate, allowAux: this.s.allowAux }, this.cat.lines(serverId, channel));
+    for (const clip of this.cat.clipsInState(serverId, channel, ['recording', 'suspended'])) {
+      const line = this.list.byId(clip.lineId);
+      if (clip.state === 'recording' || !line) {
+        await this.recoverInterrupted(clip, line);
+      } else {
+        this.resumeSuspended(clip, line);
+      }
+    }
+    // lines left active without a clip (crash between arm and first write)
+    for (const line of this.list.all()) {
+      if ((line.status === 'recording' || line.status === 'interrupted') && (!this.active || this.active.line.id !== line.id)) {
+        const l = { ...line, status: 'interrupted' as LineStatus, reason: line.reason ?? 'Node-RED stopped while this line was recording', updatedAt: this.clock() };
+        this.saveLine(l);
+      }
+    }
+    this.catchUpTimedLines();
+    this.schedule();
+  }
+
+  /**
+   * Stop everything this channel runs. When the node is only being restarted
+   * (redeploy, Node-RED restart), a recording is suspended and resumes in the same
+   * clip when the channel opens again; when the node is removed it is stopped.
+   */
+  async close(removed: boolean): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const a = this.active;
+    if (!a) return;
+    if (removed) {
+      await this.stopActive('stopped because the recorder node was removed');
+    } else {
+      await this.suspendActive();
+    }
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  /** Validate and carry out a command. Throws CommandError when refused (nothing changed). */
+  async execute(raw: unknown): Promise<ChannelEvent[]> {
+    if (this.closed) throw new CommandError('the recorder is closing; try again when it has restarted', 'ECLOSED');
+    const cmd: Command = parseCommand(raw);
+    const now = this.clock();
+    const rid = cmd.requestId;
+    switch (cmd.command) {
+      case 'list':
+      case 'get': {
+        return [this.reclistEvent(rid)];
+      }
+      case 'add': {
+        this.checkSource(cmd.line?.source);
+        const { line, renumbered } = this.list.planAdd(cmd.line ?? {}, now);
+        this.commitList(renumbered);
+        const evs = [this.lineEvent('added', line, { requestId: rid })];
+        if (line.status === 'armed') evs.push(this.lineEvent('armed', line, { requestId: rid }));
+        this.schedule();
+        return evs;
+      }
+      case 'update': {
+        if (cmd.line?.source !== undefined) this.checkSource(cmd.line.source);
+        const before = cmd.line ? this.list.find(cmd.line, 'update') : undefined;
+        const { line, renumbered } = this.list.planUpdate(cmd.line ?? {}, now);
+        this.commitList(renumbered);
+        if (this.active && this.active.line.id === line.id) {
+          this.active.line = line;
+          this.active.clip = { ...this.active.clip, title: line.title, attributes: { ...line.attributes }, updatedAt: now };
+          this.persistClip(this.active.clip);
+        } else if (line.clipId && line.status === 'stopped') {
+          this.retitleClip(line);
+        }
+        const evs = [this.lineEvent('updated', line, { requestId: rid })];
+        if (before && before.status !== 'armed' && line.status === 'armed') evs.push(this.lineEvent('armed', line, { requestId: rid }));
+        this.schedule();
+        return evs;
+      }
+      case 'remove': {
+        const { line, renumbered } = this.list.planRemove(cmd.line ?? {});
+        this.cat.putLines(this.s.serverId, this.s.channel, renumbered, line.id);
+        this.list.commit(renumbered);
+        this.schedule();
+        return [this.lineEvent('removed', line, { requestId: rid })];
+      }
+      case 'start': {
+        const line = this.list.checkStart(cmd.line);
+        return [await this.startLine(line, rid)];
+      }
+      case 'stop': {
+        const line = this.list.checkStop(cmd.line);
+        if (this.active && this.active.line.id === line.id) {
+          return [await this.stopActive(null, rid)];
+        }
+        // a timed line waiting for its start: disarm it
+        const next: Line = { ...line, status: 'ready', start: 'manual', startTime: null, updatedAt: now };
+        this.saveLine(next);
+        this.schedule();
+        return [this.lineEvent('updated', next, { requestId: rid, reason: 'timed start cancelled' })];
+      }
+    }
+  }
+
+  /** The rec-list as it is now. */
+  lines(): PresentedLine[] {
+    return this.list.all().map((l) => this.present(l));
+  }
+
+  status(): ChannelStatus {
+    const a = this.active;
+    const lines = this.list.size;
+    if (this.closed) return { state: 'closed', line: null, curPoint: null, lines, detail: null };
+    if (a) {
+      const line = this.present(a.line);
+      if (a.line.status === 'recording') return { state: 'recording', line, curPoint: this.curPoint(a), lines, detail: null };
+      if (a.line.status === 'interrupted') return { state: 'interrupted', line, curPoint: this.curPoint(a), lines, detail: a.line.reason };
+      return { state: 'armed', line, curPoint: null, lines, detail: null };
+    }
+    const armed = this.list.all().find((l) => l.status === 'armed');
+    if (armed) return { state: 'armed', line: this.present(armed), curPoint: null, lines, detail: null };
+    if (this.lastFailure) return { state: 'failed', line: null, curPoint: null, lines, detail: this.lastFailure };
+    return { state: 'idle', line: null, curPoint: null, lines, detail: null };
+  }
+
+  clip(id: string): Clip | undefined {
+    return this.cat.clip(id);
+  }
+
+  // ---------------------------------------------------------------- recording
+
+  private checkSource(source: string | undefined): void {
+    if (source === undefined || source === 'LIVE' || TEST_SOURCES.includes(source.toUpperCase())) return;
+    if (!URL_SOURCE.test(source)) {
+      throw new CommandError(`line.source "${source}" is not usable: use "LIVE" (the channel's source), "TESTPATTERN", or an rtsp://, srt://, udp://, rtp:// or http(s):// URL`);
+    }
+  }
+
+  private async inputFor(line: Line): Promise<InputSpec> {
+    const src = line.source;
+    if (TEST_SOURCES.includes(src.toUpperCase())) return { kind: 'testpattern' };
+    if (src !== 'LIVE') return { kind: 'url', url: src, timeoutMs: Math.max(1000, this.s.stallTimeoutMs - 1000) };
+    return this.s.source.resolve();
+  }
+
+  /** Start a line: resolve its source, open a clip, start ffmpeg. Resolves once armed. */
+  private async startLine(line: Line, requestId?: string): Promise<ChannelEvent> {
+    const now = this.clock();
+    // claim the channel synchronously, so a second start cannot race this one
+    const clipId = randomUUID();
+    const name = sanitizeName(line.title);
+    const dir = newClipDir(this.s.storageRoot, this.s.serverId, this.s.channel, name, now);
+    const clip: Clip = {
+      id: clipId,
+      name,
+      dir,
+      serverId: this.s.serverId,
+      group: line.group,
+      channel: this.s.channel,
+      channelName: this.s.channelName,
+      lineId: line.id,
+      title: line.title,
+      attributes: { ...line.attributes },
+      backup: line.backup,
+      frameRate: this.s.frameRate,
+      tcIn: null,
+      tcOut: null,
+      startedAt: null,
+      stoppedAt: null,
+      frames: 0,
+      durationMs: 0,
+      state: 'recording',
+      container: this.s.container,
+      source: line.source === 'LIVE' ? this.s.source.label : redact(line.source),
+      gaps: [],
+      segments: [],
+      runs: 0,
+      reason: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const armedLine: Line = { ...line, status: 'armed', clipId, reason: null, updatedAt: now };
+    const a: Active = {
+      line: armedLine,
+      clip,
+      run: null,
+      runNo: 0,
+      nextIndex: 0,
+      openSegments: [],
+      restartTimer: null,
+      backoffMs: this.s.restartMinMs,
+      armedAt: now,
+      stopping: false,
+      chain: Promise.resolve(),
+      input: null,
+    };
+    this.active = a;
+    let input: InputSpec;
+    try {
+      input = await this.inputFor(line);
+    } catch (err) {
+      this.active = null;
+      throw new CommandError(`${lineName(line)} cannot start: ${errorText(err)}`, 'ESOURCE');
+    }
+    if (this.active !== a || this.closed) throw new CommandError(`${lineName(line)} cannot start: the recorder is closing`, 'ECLOSED');
+    if (input.kind === 'testpattern' && this.s.tcMode === 'tod') input = { ...input, tcStart: timeOfDayTimecode(this.clock(), this.rate) };
+    a.input = input;
+    try {
+      fs.mkdirSync(insideRoot(this.s.storageRoot, dir), { recursive: true });
+      this.cat.transaction(() => {
+        this.cat.putClip(clip);
+        this.saveLine(armedLine);
+      });
+      writeSidecar(this.s.storageRoot, clip);
+    } catch (err) {
+      this.active = null;
+      this.lastFailure = `cannot write to storage: ${errorText(err)}`;
+      throw new CommandError(`${lineName(line)} cannot start: the storage root ${this.s.storageRoot} is not writable (${errorText(err)})`, 'ESTORAGE');
+    }
+    this.lastFailure = null;
+    const ev = this.lineEvent('armed', armedLine, { requestId, clip });
+    this.startRun(a);
+    return ev;
+  }
+
+  private startRun(a: Active): void {
+    a.restartTimer = null;
+    if (a.stopping || this.closed || !a.input) return;
+    a.runNo += 1;
+    a.clip.runs = a.runNo;
+    a.openSegments = [];
+    const outDir = insideRoot(this.s.storageRoot, a.clip.dir);
+    const run = new FfmpegRun(this.ffmpeg, {
+      input: a.input,
+      rate: this.rate,
+      outDir,
+      baseName: a.clip.name,
+      container: this.s.container,
+      segmentSeconds: this.s.segmentSeconds,
+      startNumber: a.nextIndex,
+      listFile: path.join(outDir, `.run-${a.runNo}.csv`),
+      videoCodec: this.s.videoCodec,
+      stallTimeoutMs: a.clip.startedAt === null ? Math.max(this.s.stallTimeoutMs, this.s.startTimeoutMs) : this.s.stallTimeoutMs,
+      clock: this.clock,
+    });
+    a.run = run;
+    run.on('first-frame', (at: number) => this.guard(() => this.onFirstFrame(a, run, at)));
+    run.on('segment-open', (seg: SegmentOpen) => this.guard(() => this.onSegmentOpen(a, run, seg)));
+    run.on('end', (end: RunEnd) => this.guard(() => this.onRunEnd(a, run, end)));
+    try {
+      run.start();
+      if (run.pid) this.cat.addProcess(run.pid, a.clip.id, outDir);
+    } catch (err) {
+      this.log.error(`ffmpeg could not start: ${errorText(err)}`);
+    }
+  }
+
+  private onFirstFrame(a: Active, run: FfmpegRun, at: number): void {
+    if (this.active !== a || a.run !== run) return;
+    a.backoffMs = this.s.restartMinMs;
+    const gap = a.clip.gaps.find((g) => g.toMs === null);
+    if (gap) gap.toMs = at;
+    if (a.clip.startedAt === null) {
+      a.clip.startedAt = at;
+      a.clip.tcIn = this.s.tcMode === 'tod' ? timeOfDayTimecode(at, this.rate) : framesToTimecode(0, this.rate);
+      a.line = { ...a.line, startTime: at, inPoint: a.clip.tcIn };
+    }
+    a.clip.updatedAt = at;
+    const wasInterrupted = a.line.status === 'interrupted';
+    a.line = { ...a.line, status: 'recording', reason: null, updatedAt: at };
+    this.cat.transaction(() => {
+      this.persistClip(a.clip);
+      this.saveLine(a.line);
+    });
+    this.writeSidecarSafe(a.clip);
+    this.emitEvent(this.lineEvent('recording', a.line, { clip: a.clip, reason: wasInterrupted ? 'media is arriving again' : undefined }));
+    this.schedule();
+  }
+
+  private onSegmentOpen(a: Active, run: FfmpegRun, seg: SegmentOpen): void {
+    if (a.run !== run) return;
+    const prev = a.openSegments[a.openSegments.length - 1];
+    a.openSegments.push(seg);
+    a.nextIndex = Math.max(a.nextIndex, seg.index + 1);
+    const record: Segment = {
+      index: seg.index,
+      file: seg.file,
+      run: a.runNo,
+      startSec: null,
+      endSec: null,
+      frames: null,
+      bytes: 0,
+      sha256: null,
+      complete: false,
+      wallStart: seg.at,
+    };
+    a.clip.segments.push(record);
+    this.cat.putSegment(a.clip.id, record);
+    if (prev) this.enqueue(a, () => this.finishSegment(a, run, prev.index, null));
+  }
+
+  /** Hash and time a closed segment; store it; rewrite the sidecar. */
+  private async finishSegment(a: Active, run: FfmpegRun, index: number, lastFrames: number | null, complete = true): Promise<void> {
+    const seg = a.clip.segments.find((s) => s.index === index);
+    if (!seg) return;
+    const file = path.join(insideRoot(this.s.storageRoot, a.clip.dir), seg.file);
+    const listed = run.segmentList().find((l) => l.file === seg.file || path.basename(l.file) === seg.file);
+    if (listed) {
+      seg.startSec = listed.startSec;
+      seg.endSec = listed.endSec;
+    }
+    if (lastFrames !== null) seg.frames = lastFrames;
+    else if (listed) seg.frames = Math.max(0, Math.round((listed.endSec - listed.startSec) * this.rate.fps));
+    else seg.frames = await countFramesWithFfmpeg(file, this.ffmpeg);
+    try {
+      const h = await hashFile(file);
+      seg.sha256 = h.sha256;
+      seg.bytes = h.bytes;
+    } catch (err) {
+      this.log.warn(`segment ${seg.file} could not be read: ${errorText(err)}`);
+    }
+    seg.complete = complete && seg.sha256 !== null;
+    this.cat.putSegment(a.clip.id, seg);
+    this.totals(a.clip);
+    a.clip.updatedAt = this.clock();
+    this.persistClip(a.clip);
+    this.writeSidecarSafe(a.clip);
+  }
+
+  private totals(clip: Clip): void {
+    clip.frames = clip.segments.reduce((n, s) => n + (s.frames ?? 0), 0);
+    clip.durationMs = Math.round(framesToMs(clip.frames, this.rate));
+    clip.tcOut = clip.tcIn === null ? null : addFrames(clip.tcIn, clip.frames, this.rate);
+  }
+
+  /** After a run: the frames of its last segment, from ffmpeg's own count. */
+  private lastSegmentFrames(a: Active, run: FfmpegRun, end: RunEnd): number | null {
+    if (!end.clean || end.frames === null) return null;
+    const last = a.openSegments[a.openSegments.length - 1];
+    const list = run.segmentList();
+    let before = 0;
+    for (const s of a.openSegments) {
+      if (s === last) break;
+      const l = list.find((x) => path.basename(x.file) === s.file);
+      if (!l) return null;
+      before += Math.max(0, Math.round((l.endSec - l.startSec) * this.rate.fps));
+    }
+    return Math.max(0, end.frames - before);
+  }
+
+  private onRunEnd(a: Active, run: FfmpegRun, end: RunEnd): void {
+    if (run.pid) this.cat.removeProcess(run.pid, a.clip.id);
+    const last = a.openSegments[a.openSegments.length - 1];
+    if (last) {
+      const frames = this.lastSegmentFrames(a, run, end);
+      const complete = end.clean || end.code === 0;
+      this.enqueue(a, () => this.finishSegment(a, run, last.index, frames, complete));
+    }
+    if (a.run === run) a.run = null;
+    if (end.requested || a.stopping || this.active !== a) return;
+    const now = this.clock();
+    const reason = end.reason ?? 'ffmpeg ended';
+    if (reason === 'storage full' || reason.startsWith('permission denied')) {
+      this.enqueue(a, () => this.failActive(a, `${reason} (${this.s.storageRoot})`));
+      return;
+    }
+    if (a.clip.startedAt === null && now - a.armedAt >= this.s.startTimeoutMs) {
+      this.enqueue(a, () => this.failActive(a, `no media from ${a.clip.source} within ${Math.round(this.s.startTimeoutMs / 1000)} s: ${reason}`));
+      return;
+    }
+    if (a.clip.startedAt !== null && !a.clip.gaps.some((g) => g.toMs === null)) {
+      const gap: Gap = { fromMs: now, toMs: null, reason, afterSegment: last ? last.index : null };
+      a.clip.gaps.push(gap);
+      a.line = { ...a.line, status: 'interrupted', reason, updatedAt: now };
+      this.cat.transaction(() => {
+        this.persistClip(a.clip);
+        this.saveLine(a.line);
+      });
+      this.emitEvent(this.lineEvent('interrupted', a.line, { clip: a.clip, reason }));
+    }
+    const delay = a.backoffMs;
+    a.backoffMs = Math.min(this.s.restartMaxMs, a.backoffMs * 2);
+    this.log.warn(`channel ${this.s.channel}: ${reason}; restarting ffmpeg in ${delay} ms`);
+    a.restartTimer = setTimeout(() => this.guard(() => this.startRun(a)), delay);
+  }
+
+  private async failActive(a: Active, reason: string): Promise<void> {
+    if (this.active !== a) return;
+    a.stopping = true;
+    if (a.restartTimer) clearTimeout(a.restartTimer);
+    if (a.run) await a.run.kill();
+    const now = this.clock();
+    a.clip.state = 'failed';
+    a.clip.reason = reason;
+    a.clip.stoppedAt = a.clip.startedAt === null ? null : now;
+    this.closeOpenGap(a.clip, now);
+    this.totals(a.clip);
+    a.line = {
+      ...a.line,
+      status: 'failed',
+      reason,
+      stopTime: a.clip.stoppedAt,
+      outPoint: a.clip.tcOut,
+      curPoint: null,
+      duration: a.clip.startedAt === null ? a.line.duration : framesToTimecode(a.clip.frames, this.rate),
+      updatedAt: now,
+    };
+    this.cat.transaction(() => {
+      this.persistClip(a.clip);
+      this.saveLine(a.line);
+    });
+    this.writeSidecarSafe(a.clip);
+    this.active = null;
+    this.lastFailure = reason;
+    this.emitEvent(this.lineEvent('failed', a.line, { clip: a.clip, reason }));
+    this.schedule();
+  }
+
+  /** Stop the active recording and close its clip. */
+  private async stopActive(reason: string | null, requestId?: string): Promise<ChannelEvent> {
+    const a = this.active!;
+    const stopAt = this.clock();
+    a.stopping = true;
+    if (a.restartTimer) clearTimeout(a.restartTimer);
+    a.restartTimer = null;
+    if (a.run) await a.run.stop();
+    await a.chain;
+    this.active = null;
+    this.closeOpenGap(a.clip, stopAt);
+    this.totals(a.clip);
+    const recorded = a.clip.startedAt !== null && a.clip.frames > 0;
+    a.clip.state = recorded ? 'closed' : 'failed';
+    a.clip.stoppedAt = recorded ? stopAt : null;
+    a.clip.reason = recorded ? reason : 'stopped before any media was recorded';
+    a.clip.updatedAt = stopAt;
+    a.line = recorded
+      ? {
+          ...a.line,
+          status: 'stopped',
+          stopTime: stopAt,
+          outPoint: a.clip.tcOut,
+          curPoint: null,
+          duration: framesToTimecode(a.clip.frames, this.rate),
+          reason,
+          updatedAt: stopAt,
+        }
+      : { ...a.line, status: 'failed', reason: a.clip.reason, updatedAt: stopAt };
+    this.cat.transaction(() => {
+      this.persistClip(a.clip);
+      this.saveLine(a.line);
+    });
+    this.writeSidecarSafe(a.clip);
+    const ev = this.lineEvent(recorded ? 'stopped' : 'failed', a.line, { clip: a.clip, requestId, reason: a.line.reason ?? undefined });
+    this.schedule();
+    return ev;
+  }
+
+  private async suspendActive(): Promise<void> {
+    const a = this.active!;
+    const at = this.clock();
+    a.stopping = true;
+    if (a.restartTimer) clearTimeout(a.restartTimer);
+    if (a.run) await a.run.stop();
+    await a.chain;
+    this.active = null;
+    if (a.clip.startedAt === null) {
+      // nothing recorded yet: leave the line as it was before the start
+      a.clip.state = 'failed';
+      a.clip.reason = 'recorder restarted before any media was recorded';
+      a.line = { ...a.line, status: a.line.start === 'time' ? 'armed' : 'ready', clipId: null, updatedAt: at };
+    } else {
+      a.clip.state = 'suspended';
+      if (!a.clip.gaps.some((g) => g.toMs === null)) {
+        const lastSeg = a.clip.segments[a.clip.segments.length - 1];
+        a.clip.gaps.push({ fromMs: at, toMs: null, reason: 'recorder restarted (redeploy or Node-RED restart)', afterSegment: lastSeg ? lastSeg.index : null });
+      }
+    }
+    a.clip.updatedAt = at;
+    this.cat.transaction(() => {
+      this.persistClip(a.clip);
+      this.saveLine(a.line);
+    });
+    this.writeSidecarSafe(a.clip);
+  }
+
+  private resumeSuspended(clip: Clip, line: Line): void {
+    const stopAt = plannedStop(line, this.s.frameRate);
+    const now = this.clock();
+    if (stopAt !== null && stopAt <= now) {
+      // its planned end passed while we were away: close it at the suspension
+      const gap = clip.gaps.find((g) => g.toMs === null);
+      const at = gap ? gap.fromMs : clip.updatedAt;
+      if (gap) gap.toMs = at;
+      this.totals(clip);
+      clip.state = 'closed';
+      clip.stoppedAt = at;
+      const l: Line = { ...line, status: 'stopped', stopTime: at, outPoint: clip.tcOut, duration: framesToTimecode(clip.frames, this.rate), curPoint: null, updatedAt: now };
+      this.cat.transaction(() => {
+        this.persistClip(clip);
+        this.saveLine(l);
+      });
+      this.writeSidecarSafe(clip);
+      this.emitEvent(this.lineEvent('stopped', l, { clip, reason: 'planned stop passed while the recorder was restarting' }));
+      return;
+    }
+    clip.state = 'recording';
+    const a: Active = {
+      line: { ...line, status: 'interrupted', reason: 'resuming after a restart', updatedAt: now },
+      clip,
+      run: null,
+      runNo: clip.runs,
+      nextIndex: clip.segments.reduce((m, s) => Math.max(m, s.index + 1), 0),
+      openSegments: [],
+      restartTimer: null,
+      backoffMs: this.s.restartMinMs,
+      armedAt: now,
+      stopping: false,
+      chain: Promise.resolve(),
+      input: null,
+    };
+    this.active = a;
+    this.persistClip(clip);
+    this.saveLine(a.line);
+    this.log.info(`channel ${this.s.channel}: resuming ${lineName(line)} in clip ${clip.name}`);
+    this.inputFor(line)
+      .then((input) => {
+        if (this.active !== a || this.closed) return;
+        if (input.kind === 'testpattern' && this.s.tcMode === 'tod') input = { ...input, tcStart: timeOfDayTimecode(this.clock(), this.rate) };
+        a.input = input;
+        this.startRun(a);
+      })
+      .catch((err) => this.guard(() => this.failActive(a, `cannot resume: ${errorText(err)}`)));
+  }
+
+  /** A clip whose recording was cut by a crash: hash what is on disk and close it as interrupted. */
+  private async recoverInterrupted(clip: Clip, line: Line | undefined): Promise<void> {
+    const dir = insideRoot(this.s.storageRoot, clip.dir);
+    const listed = new Map<string, { startSec: number; endSec: number }>();
+    let files: string[] = [];
+    try {
+      files = fs.readdirSync(dir);
+    } catch {
+      files = [];
+    }
+    for (const f of files.filter((f) => /^\.run-\d+\.csv$/.test(f))) {
+      for (const e of parseSegmentList(fs.readFileSync(path.join(dir, f), 'utf8'))) listed.set(path.basename(e.file), e);
+    }
+    const escaped = clip.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const segRe = new RegExp(`^${escaped}_(\\d+)\\.[a-z0-9]+$`);
+    const known = new Map(clip.segments.map((s) => [s.file, s]));
+    const onDisk = files.filter((f) => segRe.test(f)).sort();
+    for (const f of onDisk) {
+      const index = Number(segRe.exec(f)![1]);
+      const seg: Segment = known.get(f) ?? { index, file: f, run: clip.runs, startSec: null, endSec: null, frames: null, bytes: 0, sha256: null, complete: false, wallStart: null };
+      const l = listed.get(f);
+      if (l) {
+        seg.startSec = l.startSec;
+        seg.endSec = l.endSec;
+        seg.frames = Math.max(0, Math.round((l.endSec - l.startSec) * this.rate.fps));
+        seg.complete = true;
+      } else if (!seg.complete) {
+        seg.frames = await countFramesWithFfmpeg(path.join(dir, f), this.ffmpeg);
+        seg.complete = false;
+      }
+      try {
+        const h = await hashFile(path.join(dir, f));
+        seg.sha256 = h.sha256;
+        seg.bytes = h.bytes;
+      } catch {
+        /* unreadable: leave unhashed */
+      }
+      known.set(f, seg);
+    }
+    clip.segments = [...known.values()].filter((s) => onDisk.includes(s.file)).sort((x, y) => x.index - y.index);
+    this.totals(clip);
+    const lastSeg = clip.segments[clip.segments.length - 1];
+    const reason = clip.state === 'suspended' ? 'its rec-list line is gone' : 'Node-RED stopped unexpectedly while recording';
+    const endGuess = lastSeg?.wallStart != null ? lastSeg.wallStart + framesToMs(lastSeg.frames ?? 0, this.rate) : clip.updatedAt;
+    this.closeOpenGap(clip, endGuess);
+    clip.state = 'interrupted';
+    clip.reason = reason;
+    clip.stoppedAt = clip.startedAt === null ? null : Math.round(endGuess);
+    clip.updatedAt = this.clock();
+    this.cat.transaction(() => {
+      for (const s of clip.segments) this.cat.putSegment(clip.id, s);
+      this.persistClip(clip);
+    });
+    this.writeSidecarSafe(clip);
+    if (line) {
+      const l: Line = {
+        ...line,
+        status: 'interrupted',
+        reason,
+        stopTime: clip.stoppedAt,
+        outPoint: clip.tcOut,
+        curPoint: null,
+        duration: framesToTimecode(clip.frames, this.rate),
+        updatedAt: this.clock(),
+      };
+      this.saveLine(l);
+      this.emitEvent(this.lineEvent('interrupted', l, { clip, reason }));
+    }
+  }
+
+  /** ffmpeg processes a crashed Node-RED left behind (if the reaper could not end them). */
+  private killStaleProcesses(): void {
+    for (const p of this.cat.processes()) {
+      const clip = this.cat.clip(p.clipId);
+      if (clip && (clip.serverId !== this.s.serverId || clip.channel !== this.s.channel)) continue;
+      try {
+        const cmdline = fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8');
+        if (cmdline.includes(p.marker)) {
+          process.kill(p.pid, 'SIGKILL');
+          this.log.warn(`killed ffmpeg ${p.pid} left over from before a crash`);
+        }
+      } catch {
+        /* gone already */
+      }
+      this.cat.removeProcess(p.pid, p.clipId);
+    }
+  }
+
+  // ---------------------------------------------------------------- timed lines
+
+  /** On open: timed lines whose start passed while Node-RED was down. */
+  private catchUpTimedLines(): void {
+    const now = this.clock();
+    for (const line of this.list.all()) {
+      if (line.status !== 'armed' || line.clipId !== null || line.start !== 'time' || line.startTime === null) continue;
+      if (line.startTime > now) continue;
+      const stop = plannedStop(line, this.s.frameRate);
+      if (stop !== null && stop <= now) {
+        const l: Line = { ...line, status: 'failed', reason: 'missed: the recorder was not running during the planned time', updatedAt: now };
+        this.saveLine(l);
+        this.emitEvent(this.lineEvent('failed', l, { reason: l.reason! }));
+      }
+    }
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.closed) return;
+    const now = this.clock();
+    let due = Infinity;
+    for (const line of this.list.all()) {
+      if (line.status === 'armed' && line.clipId === null && line.start === 'time' && line.startTime !== null) due = Math.min(due, line.startTime);
+    }
+    const a = this.active;
+    if (a && a.clip.startedAt !== null) {
+      const stop = plannedStop(a.line, this.s.frameRate);
+      if (stop !== null) due = Math.min(due, stop);
+    }
+    if (due === Infinity) return;
+    const delay = Math.max(0, Math.min(due - now, 60000));
+    this.timer = setTimeout(() => this.guard(() => this.onTimer()), delay);
+  }
+
+  private async onTimer(): Promise<void> {
+    this.timer = null;
+    const now = this.clock();
+    const a = this.active;
+    if (a && a.clip.startedAt !== null && !a.stopping) {
+      const stop = plannedStop(a.line, this.s.frameRate);
+      if (stop !== null && stop <= now + 5) {
+        this.emitEvent(await this.stopActive(null));
+      }
+    }
+    const due = this.list
+      .all()
+      .filter((l) => l.status === 'armed' && l.clipId === null && l.start === 'time' && l.startTime !== null && l.startTime <= now + 5)
+      .sort((x, y) => x.startTime! - y.startTime!)[0];
+    if (due) {
+      if (this.active && !this.active.stopping) {
+        // a timed line takes the channel from the one still recording (back-to-back schedule)
+        this.emitEvent(await this.stopActive(`stopped at the start of ${lineName(due)}`));
+      }
+      if (!this.active) {
+        try {
+          this.emitEvent(await this.startLine(this.list.byId(due.id)!));
+        } catch (err) {
+          const l: Line = { ...this.list.byId(due.id)!, status: 'failed', reason: errorText(err), updatedAt: this.clock() };
+          this.saveLine(l);
+          this.lastFailure = l.reason;
+          this.emitEvent(this.lineEvent('failed', l, { reason: l.reason! }));
+        }
+      }
+    }
+    this.schedule();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private curPoint(a: Active): string | null {
+    if (a.clip.startedAt === null) return null;
+    return framesToTimecode(msToFrames(this.clock() - a.clip.startedAt, this.rate), this.rate);
+  }
+
+  private present(line: Line): PresentedLine {
+    const a = this.active;
+    const cur = a && a.line.id === line.id ? this.curPoint(a) : line.curPoint;
+    return {
+      ...line,
+      curPoint: cur,
+      startTimeTC: line.startTime === null ? null : timeOfDayTimecode(line.startTime, this.rate),
+      stopTimeTC: line.stopTime === null ? null : timeOfDayTimecode(line.stopTime, this.rate),
+    };
+  }
+
+  private saveLine(line: Line): void {
+    this.list.put(line);
+    if (this.active && this.active.line.id === line.id) this.active.line = line;
+    this.cat.putLine(this.s.serverId, this.s.channel, line);
+  }
+
+  private commitList(lines: Line[]): void {
+    this.cat.putLines(this.s.serverId, this.s.channel, lines);
+    this.list.commit(lines);
+    if (this.active) {
+      const l = lines.find((x) => x.id === this.active!.line.id);
+      if (l) this.active.line = l;
+    }
+  }
+
+  private persistClip(clip: Clip): void {
+    this.cat.putClip(clip);
+  }
+
+  private retitleClip(line: Line): void {
+    const clip = this.cat.clip(line.clipId!);
+    if (!clip) return;
+    clip.title = line.title;
+    clip.attributes = { ...line.attributes };
+    clip.updatedAt = this.clock();
+    this.persistClip(clip);
+    this.writeSidecarSafe(clip);
+  }
+
+  private closeOpenGap(clip: Clip, at: number): void {
+    for (const g of clip.gaps) if (g.toMs === null) g.toMs = Math.round(at);
+  }
+
+  private writeSidecarSafe(clip: Clip): void {
+    try {
+      writeSidecar(this.s.storageRoot, clip);
+    } catch (err) {
+      this.log.warn(`sidecar of clip ${clip.name} not written: ${errorText(err)}`);
+    }
+  }
+
+  private enqueue(a: Active, fn: () => Promise<void> | void): void {
+    a.chain = a.chain.then(() => fn()).catch((err) => this.log.error(`channel ${this.s.channel}: ${errorText(err)}`));
+  }
+
+  /** Run a callback from a timer or a child process; nothing may escape into Node-RED. */
+  private guard(fn: () => unknown): void {
+    try {
+      const r = fn();
+      if (r && typeof (r as Promise<unknown>).catch === 'function') {
+        (r as Promise<unknown>).catch((err) => this.log.error(`channel ${this.s.channel}: ${errorText(err)}`));
+      }
+    } catch (err) {
+      this.log.error(`channel ${this.s.channel}: ${errorText(err)}`);
+    }
+  }
+
+  private reclistEvent(requestId?: string): ChannelEvent {
+    return { event: 'reclist', server: this.s.serverId, channel: this.s.channel, at: this.clock(), lines: this.lines(), requestId };
+  }
+
+  private lineEvent(event: LineEventName, line: Line, extra: { clip?: Clip; reason?: string; requestId?: string } = {}): ChannelEvent {
+    const at = this.clock();
+    const ev: ChannelEvent = { event, server: this.s.serverId, channel: this.s.channel, at, line: this.present(line) };
+    if (extra.clip) ev.clip = extra.clip;
+    if (extra.reason) ev.reason = extra.reason;
+    if (extra.requestId) ev.requestId = extra.requestId;
+    try {
+      this.cat.addEvent({
+        ts: at,
+        serverId: this.s.serverId,
+        channel: this.s.channel,
+        kind: `line.${event}`,
+        lineId: line.id,
+        clipId: extra.clip?.id ?? line.clipId,
+        data: { status: line.status, title: line.title, reason: extra.reason ?? null },
+      });
+    } catch (err) {
+      this.log.warn(`event not logged: ${errorText(err)}`);
+    }
+    return ev;
+  }
+
+  /** Events that happen by themselves (not as the answer to a command). */
+  private emitEvent(ev: ChannelEvent): void {
+    this.emit('event', ev);
+  }
+}
+
+function lineName(line: Line): string {
+  return `line ${line.n} ("${line.title}")`;
+}
+
+/** A URL without its password, for logs and sidecars. */
+export function redact(url: string): string {
+  return url.replace(/^([a-z0-9+.-]+:\/\/)([^:@/]+):[^@/]*@/i, '$1$2:***@');
+}
+
+export { ACTIVE_STATUSES };
+export type { LineInput };

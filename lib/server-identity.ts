@@ -1,0 +1,67 @@
+/**
+ * This server's identity in its redundancy group and where it keeps things:
+ * the storage root for clips and the catalogue database in the user directory.
+ * Also the registry of which recorder node owns which channel number.
+ */
+import path from 'node:path';
+
+export type ServerRole = 'main' | 'backup' | 'failover';
+export const SERVER_ROLES: readonly ServerRole[] = ['main', 'backup', 'failover'];
+export const SERVER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface ServerIdentityConfig {
+  group: string;
+  serverId: string;
+  role: string;
+  storageRoot: string;
+  durability?: string;
+}
+
+export interface ServerIdentity {
+  group: string;
+  serverId: string;
+  role: ServerRole;
+  /** Absolute storage root for clips. */
+  storageRoot: string;
+  /** Absolute path of the SQLite catalogue. */
+  catalogueFile: string;
+  durability: 'NORMAL' | 'FULL';
+}
+
+/** Check and resolve a server config; throws an Error a person can act on. */
+export function resolveIdentity(cfg: ServerIdentityConfig, userDir: string): ServerIdentity {
+  const serverId = String(cfg.serverId ?? '').trim();
+  if (!SERVER_ID_PATTERN.test(serverId)) {
+    throw new Error(`server id "${serverId}" is not valid: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  const group = String(cfg.group ?? '').trim() || 'default';
+  if (!SERVER_ID_PATTERN.test(group)) {
+    throw new Error(`group "${group}" is not valid: use 1 to 64 letters, digits, '.', '_' or '-'`);
+  }
+  const role = String(cfg.role ?? 'main') as ServerRole;
+  if (!SERVER_ROLES.includes(role)) throw new Error(`role "${role}" is not one of main, backup, failover`);
+  const root = String(cfg.storageRoot ?? '').trim() || 'recordings';
+  const storageRoot = path.resolve(userDir, root);
+  const durability = cfg.durability === 'FULL' ? 'FULL' : 'NORMAL';
+  return { group, serverId, role, storageRoot, catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'), durability };
+}
+
+/** Which node records which channel of which server: two recorders on one channel are refused. */
+export class ChannelRegistry {
+  private owners = new Map<string, string>();
+  claim(serverId: string, channel: number, nodeId: string): void {
+    const key = `${serverId}/${channel}`;
+    const owner = this.owners.get(key);
+    if (owner && owner !== nodeId) {
+      throw new Error(`channel ${channel} of server ${serverId} is already recorded by node ${owner}; give each recorder its own channel number`);
+    }
+    this.owners.set(key, nodeId);
+  }
+  release(serverId: string, channel: number, nodeId: string): void {
+    const key = `${serverId}/${channel}`;
+    if (this.owners.get(key) === nodeId) this.owners.delete(key);
+  }
+}
+
+/** One registry per process (all server config nodes of one Node-RED). */
+export const channelRegistry = new ChannelRegistry();

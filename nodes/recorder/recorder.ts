@@ -1,0 +1,191 @@
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { Catalogue, openCatalogue } from '../../lib/catalogue';
+import { CommandError, errorText } from '../../lib/errors';
+import { ffmpegInfo } from '../../lib/ffmpeg';
+import { ChannelEvent, ChannelStatus, RecorderChannel, redact, SourceProvider } from '../../lib/recorder-channel';
+import { RecorderNodeConfig, resolveRecorderSettings } from '../../lib/recorder-config';
+import { channelRegistry } from '../../lib/server-identity';
+import type { OnvifCameraNode, RedundancyServerNode } from '../shared/types';
+
+interface RecorderDef extends NodeDef, RecorderNodeConfig {
+  server: string;
+  camera: string;
+}
+
+interface RecorderNode extends Node {
+  channelCtl?: RecorderChannel;
+}
+
+type Send = (msg: NodeMessage | NodeMessage[]) => void;
+type Done = (err?: Error) => void;
+
+export = function (RED: NodeAPI): void {
+  function Recorder(this: RecorderNode, def: RecorderDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const t = (key: string, sub?: Record<string, string | number>) => RED._(`recorder.${key}`, sub);
+    let statusTimer: NodeJS.Timeout | null = null;
+    let catalogue: Catalogue | null = null;
+    let channel: RecorderChannel | null = null;
+    let ready: Promise<void> = Promise.resolve();
+    let setupError: string | null = null;
+    let claimed: { serverId: string; channel: number } | null = null;
+    let errorShownUntil = 0;
+
+    const server = RED.nodes.getNode(def.server) as RedundancyServerNode | null;
+    try {
+      if (!server) throw new Error(t('errors.noServer'));
+      if (!server.identity) throw new Error(t('errors.badServer', { error: server.configError ?? '?' }));
+      const settings = resolveRecorderSettings(def);
+      const id = server.identity;
+      let source: SourceProvider;
+      if (settings.sourceType === 'testpattern') {
+        source = { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) };
+      } else if (settings.sourceType === 'url') {
+        const url = settings.url!;
+        source = { label: redact(url), resolve: async () => ({ kind: 'url', url, timeoutMs: Math.max(1000, settings.stallTimeoutMs - 1000) }) };
+      } else {
+        const cam = RED.nodes.getNode(def.camera) as OnvifCameraNode | null;
+        if (!cam) throw new Error(t('errors.noCamera'));
+        source = {
+          label: cam.label,
+          resolve: async () => {
+            if (!cam.camera) throw new Error(cam.configError ?? t('errors.noCamera'));
+            const url = await cam.camera.getStreamUri();
+            return { kind: 'url', url, timeoutMs: Math.max(1000, settings.stallTimeoutMs - 1000) };
+          },
+        };
+      }
+      channelRegistry.claim(id.serverId, settings.channel, node.id);
+      claimed = { serverId: id.serverId, channel: settings.channel };
+      catalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
+      channel = new RecorderChannel(
+        {
+          serverId: id.serverId,
+          group: id.group,
+          channel: settings.channel,
+          channelName: settings.channelName,
+          frameRate: settings.frameRate,
+          tcMode: settings.tcMode,
+          storageRoot: id.storageRoot,
+          segmentSeconds: settings.segmentSeconds,
+          container: settings.container,
+          videoCodec: settings.videoCodec,
+          source,
+          backup: settings.backup,
+          startTimeoutMs: settings.startTimeoutMs,
+          stallTimeoutMs: settings.stallTimeoutMs,
+        },
+        {
+          catalogue,
+          ffmpeg: ffmpegInfo(),
+          log: { info: (m) => node.log(m), warn: (m) => node.warn(m), error: (m) => node.error(m) },
+        },
+      );
+      node.channelCtl = channel;
+      channel.on('event', (ev: ChannelEvent) => {
+        const msg = toMsg(ev);
+        node.send(msg);
+        if (ev.event === 'failed' || ev.event === 'interrupted') {
+          node.error(`line ${ev.line?.n ?? '?'} ("${ev.line?.title ?? ''}") ${ev.event}: ${ev.reason ?? ''}`, msg);
+        }
+        showStatus();
+      });
+      ready = channel.open().catch((err) => {
+        setupError = errorText(err);
+        node.error(t('errors.open', { error: setupError }));
+      });
+      ready.then(() => showStatus());
+      statusTimer = setInterval(showStatus, 1000);
+    } catch (err) {
+      setupError = errorText(err);
+      node.error(setupError);
+      node.status({ fill: 'red', shape: 'ring', text: shorten(setupError) });
+    }
+
+    function toMsg(ev: ChannelEvent): NodeMessage {
+      const msg: NodeMessage & Record<string, unknown> = { topic: `${ev.server}/${ev.channel}/${ev.event}`, payload: ev };
+      if (ev.requestId) msg.requestId = ev.requestId;
+      return msg;
+    }
+
+    function showStatus(): void {
+      if (!channel || Date.now() < errorShownUntil) return;
+      if (setupError) {
+        node.status({ fill: 'red', shape: 'ring', text: shorten(setupError) });
+        return;
+      }
+      const st: ChannelStatus = channel.status();
+      switch (st.state) {
+        case 'recording':
+          node.status({ fill: 'red', shape: 'dot', text: `REC ${st.curPoint ?? ''} ${st.line?.title ?? ''}`.trim() });
+          break;
+        case 'interrupted':
+          node.status({ fill: 'yellow', shape: 'ring', text: t('status.noSignal', { tc: st.curPoint ?? '', reason: st.detail ?? '' }) });
+          break;
+        case 'armed':
+          node.status({ fill: 'yellow', shape: 'dot', text: t('status.armed', { title: st.line?.title ?? '' }) });
+          break;
+        case 'failed':
+          node.status({ fill: 'red', shape: 'ring', text: shorten(t('status.failed', { reason: st.detail ?? '' })) });
+          break;
+        case 'idle':
+          node.status({ fill: 'green', shape: 'ring', text: t('status.ready', { lines: st.lines }) });
+          break;
+        default:
+          node.status({});
+      }
+    }
+
+    node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
+      if (!channel) {
+        const err = new Error(t('errors.notReady', { error: setupError ?? '' }));
+        node.status({ fill: 'red', shape: 'ring', text: shorten(err.message) });
+        done(err);
+        return;
+      }
+      const ctl = channel;
+      ready
+        .then(() => ctl.execute(msg.payload))
+        .then((events) => {
+          const reqId = (msg as Record<string, unknown>).requestId;
+          for (const ev of events) {
+            const out = toMsg(ev);
+            // keep the caller's correlation fields (e.g. msg._msgid, http req/res)
+            send({ ...msg, ...out, ...(reqId !== undefined ? { requestId: reqId } : {}) });
+          }
+          showStatus();
+          done();
+        })
+        .catch((err: unknown) => {
+          const e = err instanceof Error ? err : new Error(errorText(err));
+          errorShownUntil = Date.now() + 3000;
+          node.status({ fill: 'red', shape: 'ring', text: shorten(e.message) });
+          if (!(err instanceof CommandError)) node.warn(e.message);
+          done(e);
+        });
+    });
+
+    node.on('close', (removed: boolean, done: () => void) => {
+      if (statusTimer) clearInterval(statusTimer);
+      statusTimer = null;
+      const finish = () => {
+        if (claimed) channelRegistry.release(claimed.serverId, claimed.channel, node.id);
+        catalogue?.release();
+        catalogue = null;
+        done();
+      };
+      if (!channel) return finish();
+      channel
+        .close(removed)
+        .catch((err) => node.error(t('errors.close', { error: errorText(err) })))
+        .then(finish);
+    });
+  }
+
+  function shorten(s: string): string {
+    return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+  }
+
+  RED.nodes.registerType('recorder', Recorder as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+};

@@ -1,0 +1,59 @@
+/** Helpers for node tests with node-red-node-test-helper. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const helper = require('node-red-node-test-helper');
+
+export { helper };
+
+export function tmpDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `twinrec-${prefix}-`));
+}
+
+export interface Msg {
+  topic?: string;
+  payload: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  error?: { message: string; source?: { id: string } };
+  [k: string]: unknown;
+}
+
+/** Collects every message a helper node receives; wait for ones matching a predicate. */
+export class Collector {
+  readonly msgs: Msg[] = [];
+  private waiters: { pred: (m: Msg) => boolean; resolve: (m: Msg) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
+  constructor(node: { on(ev: string, fn: (m: Msg) => void): void }) {
+    node.on('input', (m: Msg) => {
+      this.msgs.push(m);
+      for (const w of [...this.waiters]) {
+        if (w.pred(m)) {
+          clearTimeout(w.timer);
+          this.waiters.splice(this.waiters.indexOf(w), 1);
+          w.resolve(m);
+        }
+      }
+    });
+  }
+  wait(pred: (m: Msg) => boolean, timeoutMs = 10000, what = 'message'): Promise<Msg> {
+    const found = this.msgs.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.timer !== timer);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; got: ${JSON.stringify(this.msgs.map((m) => m.topic ?? m.error?.message))}`));
+      }, timeoutMs);
+      this.waiters.push({ pred, resolve, reject, timer });
+    });
+  }
+  event(name: string, timeoutMs = 10000, extra: (m: Msg) => boolean = () => true): Promise<Msg> {
+    return this.wait((m) => m.payload?.event === name && extra(m), timeoutMs, `event ${name}`);
+  }
+  error(re: RegExp, timeoutMs = 10000): Promise<Msg> {
+    return this.wait((m) => !!m.error && re.test(m.error.message), timeoutMs, `error ${re}`);
+  }
+  clear(): void {
+    this.msgs.length = 0;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

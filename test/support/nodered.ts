@@ -1,0 +1,170 @@
+/** A real Node-RED process for end-to-end tests: own user directory, stopped by PID. */
+import { ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import { spawnNodeRed, waitForHttp } from '../../flows/site';
+
+export interface NodeRedProcess {
+  pid: number;
+  url: string;
+  port: number;
+  userDir: string;
+  log(): string;
+  /** Graceful stop (SIGTERM, SIGKILL after 10 s); resolves when the process is gone. */
+  stop(): Promise<void>;
+  /** kill -9; resolves when the process is gone. */
+  kill9(): Promise<void>;
+  request(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => child.once('exit', () => r()));
+}
+
+export async function startNodeRed(opts: { userDir: string; port?: number; flows?: object[]; settings?: Record<string, unknown> }): Promise<NodeRedProcess> {
+  const port = opts.port ?? (await freePort());
+  const child = spawnNodeRed({ userDir: opts.userDir, port, flows: opts.flows, settings: opts.settings }, 'pipe');
+  let out = '';
+  child.stdout?.on('data', (d) => (out = (out + d).slice(-200000)));
+  child.stderr?.on('data', (d) => (out = (out + d).slice(-200000)));
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await Promise.race([
+      waitForHttp(`${url}/settings`, 40000),
+      exited(child).then(() => {
+        throw new Error(`Node-RED exited at start:\n${out}`);
+      }),
+    ]);
+    // flows started?
+    const until = Date.now() + 20000;
+    while (!/Started flows/.test(out)) {
+      if (Date.now() > until) throw new Error(`flows did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (err) {
+    child.kill('SIGKILL');
+    await exited(child);
+    throw err;
+  }
+  const proc: NodeRedProcess = {
+    pid: child.pid!,
+    url,
+    port,
+    userDir: opts.userDir,
+    log: () => out,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 10000);
+      await exited(child);
+      clearTimeout(t);
+    },
+    async kill9() {
+      child.kill('SIGKILL');
+      await exited(child);
+    },
+    request(method, path, body) {
+      return new Promise((resolve, reject) => {
+        const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+        const req = http.request(
+          `${url}${path}`,
+          { method, headers: { 'content-type': 'application/json', ...(data ? { 'content-length': String(data.length) } : {}) } },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (d) => (text += d));
+            res.on('end', () => {
+              let parsed: unknown = text;
+              try {
+                parsed = JSON.parse(text);
+              } catch {
+                /* text */
+              }
+              resolve({ status: res.statusCode ?? 0, body: parsed });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.setTimeout(20000, () => req.destroy(new Error(`${method} ${path} timed out`)));
+        if (data) req.write(data);
+        req.end();
+      });
+    },
+  };
+  return proc;
+}
+
+/** Is a process with this PID alive (a zombie waiting for its reaper is not)? */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const stat = (require('node:fs') as typeof import('node:fs')).readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** PIDs of ffmpeg processes whose command line mentions a path. */
+export function ffmpegPidsFor(pathPart: string): number[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  const pids: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (cmd.includes('ffmpeg') && cmd.includes(pathPart)) pids.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return pids;
+}
+
+/**
+ * A flow with an HTTP command endpoint in front of a recorder:
+ * POST /cmd/<channel> with a JSON command answers with the first event (200)
+ * or the refusal (400).
+ */
+export function recorderSiteFlow(o: { serverId: string; storageRoot: string; recorders: Record<string, unknown>[] }): object[] {
+  const tab = { id: 'tab1', type: 'tab', label: 'site' };
+  const srv = { id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: o.serverId, role: 'main', storageRoot: o.storageRoot, durability: 'NORMAL' };
+  const nodes: object[] = [tab, srv];
+  o.recorders.forEach((r, i) => {
+    const ch = Number(r.channel ?? i + 1);
+    nodes.push(
+      { id: `in${ch}`, type: 'http in', z: 'tab1', url: `/cmd/${ch}`, method: 'post', upload: false, wires: [[`rec${ch}`]] },
+      {
+        id: `rec${ch}`, type: 'recorder', z: 'tab1', server: 'srv1', channel: ch, channelName: `Channel ${ch}`, frameRate: '25',
+        sourceType: 'testpattern', url: '', camera: '', segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'zero',
+        backupServer: '', backupChannel: '', startTimeout: 15, stallTimeout: 6, ...r, wires: [[`resp${ch}`]],
+      },
+      { id: `resp${ch}`, type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
+      { id: `catch${ch}`, type: 'catch', z: 'tab1', scope: [`rec${ch}`], uncaught: false, wires: [[`err${ch}`]] },
+      {
+        id: `err${ch}`, type: 'function', z: 'tab1', outputs: 1,
+        func: 'if (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;',
+        wires: [[`resp${ch}`]],
+      },
+    );
+  });
+  return nodes;
+}

@@ -329,6 +329,12 @@ export class RecList {
     return line;
   }
 
+  /** The lines of a planned list that are new or differ from the current ones (plans keep unchanged lines as the same objects). */
+  changedIn(planned: Line[]): Line[] {
+    const current = new Map(this.lines.map((l) => [l.id, l]));
+    return planned.filter((l) => current.get(l.id) !== l);
+  }
+
   /** Keep a planned change. */
   commit(renumbered: Line[]): void {
     this.lines = renumbered;

@@ -850,8 +850,9 @@ export class RecorderChannel extends EventEmitter {
     this.cat.putLine(this.s.serverId, this.s.channel, line);
   }
 
+  /** Keep a planned rec-list; only the lines that changed (content or number) are written. */
   private commitList(lines: Line[]): void {
-    this.cat.putLines(this.s.serverId, this.s.channel, lines);
+    this.cat.putLines(this.s.serverId, this.s.channel, this.list.changedIn(lines));
     this.list.commit(lines);
     if (this.active) {
       const l = lines.find((x) => x.id === this.active!.line.id);

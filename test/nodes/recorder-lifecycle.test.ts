@@ -1,0 +1,149 @@
+/**
+ * Redeploys, node removal and a full disk, in a real Node-RED runtime:
+ * a redeploy suspends a recording and resumes it in the same clip (the gap in
+ * the ledger), removing the node stops it, no ffmpeg is left behind, and a full
+ * disk fails the line with a clear reason while Node-RED keeps running.
+ */
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ffmpegPidsFor } from '../support/nodered';
+import { Collector, helper, sleep, tmpDir } from '../support/nr';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const serverNode = require('../../nodes/redundancy-server/redundancy-server');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const recorderNode = require('../../nodes/recorder/recorder');
+
+helper.init(require.resolve('node-red'));
+
+function flow(storageRoot: string, withRecorder = true, channelName = 'Studio A') {
+  const nodes: object[] = [
+    { id: 'f1', type: 'tab', label: 'test' },
+    { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot },
+    { id: 'out', type: 'helper', z: 'f1' },
+    { id: 'catcher', type: 'catch', scope: null, uncaught: false, wires: [['caught']], z: 'f1' },
+    { id: 'caught', type: 'helper', z: 'f1' },
+  ];
+  if (withRecorder) {
+    nodes.push({
+      id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 1, channelName, frameRate: '25', sourceType: 'testpattern',
+      segmentSeconds: 1, container: 'ts', videoCodec: 'copy', tcMode: 'zero', startTimeout: 10, stallTimeout: 6, wires: [['out']],
+    });
+  }
+  return nodes;
+}
+
+async function deploy(nodes: object[]): Promise<void> {
+  try {
+    await helper.setFlows(nodes, 'full');
+  } catch (err) {
+    // the helper gives up waiting for 'flows:started' after 300 ms; a recorder may take longer to close
+    if (!/timeout waiting event/.test((err as Error).message)) throw err;
+  }
+}
+
+async function until<T>(fn: () => T | undefined, what: string, timeoutMs = 10000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+describe('recorder lifecycle', function () {
+  this.timeout(90000);
+  let userDir: string;
+  before(function (done) {
+    helper.startServer(done);
+  });
+  after(function (done) {
+    helper.stopServer(done);
+  });
+  beforeEach(function () {
+    userDir = tmpDir('life');
+  });
+  afterEach(async function () {
+    await helper.unload();
+    fs.rmSync(userDir, { recursive: true, force: true });
+  });
+
+  it('resumes a recording in the same clip after a redeploy, and stops it when the node is removed', async function () {
+    helper.settings({ userDir });
+    await helper.load([serverNode, recorderNode], flow('store'));
+    let out = new Collector(helper.getNode('out'));
+    const rec1 = helper.getNode('rec');
+    rec1.receive({ payload: { command: 'add', line: { id: 'r', title: 'Redeploy me' } } });
+    rec1.receive({ payload: { command: 'start', line: { id: 'r' } } });
+    const first = await out.event('recording', 15000);
+    const clipId = first.payload.clip.id;
+    await sleep(2500);
+    const pidsBefore = ffmpegPidsFor(userDir);
+    assert.equal(pidsBefore.length, 1);
+
+    await deploy(flow('store', true, 'Studio A (changed)'));
+    await until(() => {
+      const n = helper.getNode('rec');
+      return n && n !== rec1 ? n : undefined;
+    }, 'the redeployed recorder');
+    out = new Collector(helper.getNode('out'));
+    const resumed = await out.event('recording', 15000);
+    assert.equal(resumed.payload.clip.id, clipId, 'the same clip goes on');
+    assert.equal(resumed.payload.reason, 'media is arriving again');
+    const gap = resumed.payload.clip.gaps[0];
+    assert.match(gap.reason, /recorder restarted/);
+    assert.ok(gap.toMs >= gap.fromMs);
+    for (const pid of pidsBefore) assert.ok(!ffmpegPidsFor(userDir).includes(pid), 'the first ffmpeg is gone');
+    assert.equal(ffmpegPidsFor(userDir).length, 1, 'exactly one ffmpeg records after the redeploy');
+    await sleep(1500);
+
+    // remove the recorder node: its line is stopped and its ffmpeg ends
+    const dbFile = path.join(userDir, 'twinrec', 'catalogue.sqlite');
+    await deploy(flow('store', false));
+    await until(() => (ffmpegPidsFor(userDir).length === 0 ? true : undefined), 'ffmpeg to end after the node was removed');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const Database = require('better-sqlite3');
+    const db = new Database(dbFile, { readonly: true });
+    const clip = JSON.parse(db.prepare('SELECT data FROM clips WHERE id = ?').get(clipId).data);
+    const line = JSON.parse(db.prepare("SELECT data FROM lines WHERE id = 'r'").get().data);
+    db.close();
+    assert.equal(clip.state, 'closed');
+    assert.equal(line.status, 'stopped');
+    assert.equal(clip.runs, 2, 'two ffmpeg runs wrote the clip');
+  });
+
+  it('fails the line with "storage full" on a full disk, and Node-RED keeps running', async function () {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a 2 MB tmpfs and must run as root (CI does)');
+    const mnt = path.join(userDir, 'small');
+    fs.mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mnt]);
+    try {
+      helper.settings({ userDir });
+      await helper.load([serverNode, recorderNode], flow(mnt));
+      const out = new Collector(helper.getNode('out'));
+      const caught = new Collector(helper.getNode('caught'));
+      const rec = helper.getNode('rec');
+      rec.receive({ payload: { command: 'add', line: { id: 'big', title: 'Too big' } } });
+      rec.receive({ payload: { command: 'add', line: { id: 'next', title: 'Next' } } });
+      rec.receive({ payload: { command: 'start', line: { id: 'big' } } });
+      await out.event('recording', 15000);
+      const failed = await out.event('failed', 60000);
+      assert.match(failed.payload.reason, /storage full/);
+      assert.equal(failed.payload.line.status, 'failed');
+      await caught.error(/failed: storage full/);
+      assert.equal(ffmpegPidsFor(mnt).length, 0, 'no ffmpeg left writing');
+      // the node still answers, the other line is untouched
+      out.clear();
+      rec.receive({ payload: { command: 'list' } });
+      const list = await out.event('reclist');
+      assert.equal(list.payload.lines.find((l: { id: string }) => l.id === 'next').status, 'ready');
+      assert.equal(list.payload.lines.find((l: { id: string }) => l.id === 'big').status, 'failed');
+    } finally {
+      await helper.unload();
+      execFileSync('umount', ['-l', mnt]);
+    }
+  });
+});

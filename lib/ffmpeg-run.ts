@@ -71,7 +71,15 @@ export class FfmpegRun extends EventEmitter {
   private finished = false;
   private ended: Promise<RunEnd>;
   private resolveEnd!: (e: RunEnd) => void;
+  /** Wall-clock time the muxer opened its first segment (header written). */
   firstFrameAt: number | null = null;
+  /**
+   * Best estimate of the wall-clock arrival of the first frame written: ffmpeg
+   * buffers what it reads while probing the input (about a second for RTSP) and
+   * writes it after the header, so the segment opens later than its first frame.
+   * min(report time - media time written) over progress reports finds it.
+   */
+  startEstimate: number | null = null;
   private readonly clock: () => number;
   private readonly segPattern: RegExp;
 
@@ -144,7 +152,12 @@ export class FfmpegRun extends EventEmitter {
         }
       } else if (k === 'progress') {
         if (v === 'end') this.clean = true;
-        this.emit('progress', { frames: this.frames, outTimeUs: this.lastOutTime });
+        if (this.firstFrameAt !== null && this.lastOutTime >= 0 && v !== 'end') {
+          // media written so far, against the wall clock: the first frame arrived no later than now - out_time
+          const est = Math.round(this.clock() - this.lastOutTime / 1000);
+          if (this.startEstimate === null || est < this.startEstimate) this.startEstimate = est;
+        }
+        this.emit('progress', { frames: this.frames, outTimeUs: this.lastOutTime, startEstimate: this.startEstimate });
       }
     }
   }

@@ -14,7 +14,8 @@ import { countFramesWithFfmpeg, FfmpegInfo, InputSpec, parseSegmentList } from '
 import { FfmpegRun, RunEnd, SegmentOpen } from './ffmpeg-run';
 import { ACTIVE_STATUSES, Line, LineStatus, plannedStop, RecList } from './reclist';
 import { Command, LineInput, parseCommand } from './schemas';
-import { hashFile, insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
+import { scanSegment } from './mpegts';
+import { insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
 import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timeOfDayTimecode } from './timecode';
 
 export type LineEventName = 'added' | 'updated' | 'removed' | 'armed' | 'recording' | 'stopped' | 'interrupted' | 'failed';
@@ -381,7 +382,28 @@ export class RecorderChannel extends EventEmitter {
       clock: this.clock,
     });
     a.run = run;
-    run.on('first-frame', (at: number) => this.guard(() => this.onFirstFrame(a, run, at)));
+    // 'recording' is reported at the first progress report after the first segment opened,
+    // when the start estimate is known (see FfmpegRun.startEstimate); later reports refine it
+    let reported = false;
+    let fallback: NodeJS.Timeout | null = null;
+    const report = () => {
+      if (reported || run.firstFrameAt === null) return;
+      reported = true;
+      if (fallback) clearTimeout(fallback);
+      this.onFirstFrame(a, run, Math.min(run.firstFrameAt, run.startEstimate ?? Infinity));
+    };
+    run.on('first-frame', () => {
+      fallback = setTimeout(() => this.guard(report), 1500);
+    });
+    run.on('progress', () =>
+      this.guard(() => {
+        if (!reported) report();
+        else this.refineStart(a, run);
+      }),
+    );
+    run.on('end', () => {
+      if (fallback) clearTimeout(fallback);
+    });
     run.on('segment-open', (seg: SegmentOpen) => this.guard(() => this.onSegmentOpen(a, run, seg)));
     run.on('end', (end: RunEnd) => this.guard(() => this.onRunEnd(a, run, end)));
     try {
@@ -412,6 +434,27 @@ export class RecorderChannel extends EventEmitter {
     this.writeSidecarSafe(a.clip);
     this.emitEvent(this.lineEvent('recording', a.line, { clip: a.clip, reason: wasInterrupted ? 'media is arriving again' : undefined }));
     this.schedule();
+  }
+
+  /** A later progress report found an earlier first-frame time for this run: correct the clip's start. */
+  private refineStart(a: Active, run: FfmpegRun): void {
+    if (this.active !== a || a.run !== run || run.startEstimate === null) return;
+    if (a.clip.runs === a.runNo && a.runNo === 1 && a.clip.startedAt !== null && run.startEstimate < a.clip.startedAt) {
+      const at = run.startEstimate;
+      a.clip.startedAt = at;
+      if (this.s.tcMode === 'tod') a.clip.tcIn = timeOfDayTimecode(at, this.rate);
+      a.line = { ...a.line, startTime: at, inPoint: a.clip.tcIn };
+      this.cat.transaction(() => {
+        this.persistClip(a.clip);
+        this.saveLine(a.line);
+      });
+    } else {
+      const gap = a.clip.gaps[a.clip.gaps.length - 1];
+      if (gap && gap.toMs !== null && a.runNo > 1 && run.startEstimate < gap.toMs && run.startEstimate >= gap.fromMs) {
+        gap.toMs = run.startEstimate;
+        this.persistClip(a.clip);
+      }
+    }
   }
 
   private onSegmentOpen(a: Active, run: FfmpegRun, seg: SegmentOpen): void {
@@ -446,16 +489,19 @@ export class RecorderChannel extends EventEmitter {
       seg.startSec = listed.startSec;
       seg.endSec = listed.endSec;
     }
-    if (lastFrames !== null) seg.frames = lastFrames;
-    else if (listed) seg.frames = Math.max(0, Math.round((listed.endSec - listed.startSec) * this.rate.fps));
-    else seg.frames = await countFramesWithFfmpeg(file, this.ffmpeg);
+    let scanned: number | null = null;
     try {
-      const h = await hashFile(file);
-      seg.sha256 = h.sha256;
-      seg.bytes = h.bytes;
+      const r = await scanSegment(file, a.clip.container === 'ts');
+      seg.sha256 = r.sha256;
+      seg.bytes = r.bytes;
+      scanned = r.frames;
     } catch (err) {
       this.log.warn(`segment ${seg.file} could not be read: ${errorText(err)}`);
     }
+    if (scanned !== null) seg.frames = scanned;
+    else if (lastFrames !== null) seg.frames = lastFrames;
+    else if (listed) seg.frames = Math.max(0, Math.round((listed.endSec - listed.startSec) * this.rate.fps));
+    else seg.frames = await countFramesWithFfmpeg(file, this.ffmpeg);
     seg.complete = complete && seg.sha256 !== null;
     this.cat.putSegment(a.clip.id, seg);
     this.totals(a.clip);
@@ -690,22 +736,25 @@ export class RecorderChannel extends EventEmitter {
       const index = Number(segRe.exec(f)![1]);
       const seg: Segment = known.get(f) ?? { index, file: f, run: clip.runs, startSec: null, endSec: null, frames: null, bytes: 0, sha256: null, complete: false, wallStart: null };
       const l = listed.get(f);
-      if (l) {
-        seg.startSec = l.startSec;
-        seg.endSec = l.endSec;
-        seg.frames = Math.max(0, Math.round((l.endSec - l.startSec) * this.rate.fps));
-        seg.complete = true;
-      } else if (!seg.complete) {
-        seg.frames = await countFramesWithFfmpeg(path.join(dir, f), this.ffmpeg);
-        seg.complete = false;
-      }
+      let scanned: number | null = null;
       try {
-        const h = await hashFile(path.join(dir, f));
-        seg.sha256 = h.sha256;
-        seg.bytes = h.bytes;
+        const r = await scanSegment(path.join(dir, f), clip.container === 'ts');
+        seg.sha256 = r.sha256;
+        seg.bytes = r.bytes;
+        scanned = r.frames;
       } catch {
         /* unreadable: leave unhashed */
       }
+      if (l) {
+        seg.startSec = l.startSec;
+        seg.endSec = l.endSec;
+        seg.complete = true;
+      } else if (!seg.complete) {
+        seg.complete = false;
+      }
+      if (scanned !== null) seg.frames = scanned;
+      else if (l) seg.frames = Math.max(0, Math.round((l.endSec - l.startSec) * this.rate.fps));
+      else seg.frames = await countFramesWithFfmpeg(path.join(dir, f), this.ffmpeg);
       known.set(f, seg);
     }
     clip.segments = [...known.values()].filter((s) => onDisk.includes(s.file)).sort((x, y) => x.index - y.index);

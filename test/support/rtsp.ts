@@ -1,0 +1,188 @@
+/**
+ * Test helper: a real RTSP camera (GStreamer's GstRtspServer, driven by
+ * test/support/rtsp-server.py through Debian's /usr/bin/python3).
+ */
+import { spawn, ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+export const RTSP_PYTHON = '/usr/bin/python3';
+/** Compiled JS sits beside the TS, so the .py is next to both. */
+export const RTSP_SERVER_SCRIPT = path.join(__dirname, 'rtsp-server.py');
+
+export interface RtspServerOptions {
+  /** TCP port on 127.0.0.1; a free one is picked when omitted. */
+  port?: number;
+  /** Mount points, default ['/cam']. */
+  paths?: string[];
+  /** Frame rate: '25', '30000/1001', ... default '25'. */
+  fps?: string;
+  /** 'WIDTHxHEIGHT', default '640x360'. */
+  size?: string;
+  /** Keyframe interval in frames, default one second of frames. */
+  gop?: number;
+}
+
+export interface RtspServerHandle {
+  /** URL of the first mount. */
+  url: string;
+  /** URLs of all mounts, in the order of opts.paths. */
+  urls: string[];
+  port: number;
+  pid: number;
+  /** SIGTERM, then SIGKILL after 3 s; resolves once the process has exited. */
+  stop(): Promise<void>;
+  /** Immediate SIGKILL (simulates a camera crash). */
+  kill9(): void;
+}
+
+const READY_TIMEOUT_MS = 20000;
+const STOP_GRACE_MS = 3000;
+
+/** Ask the kernel for a currently free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      if (addr === null || typeof addr === 'string') {
+        srv.close();
+        reject(new Error('freePort: could not read the bound port'));
+        return;
+      }
+      const port = addr.port;
+      srv.close((err) => (err ? reject(err) : resolve(port)));
+    });
+  });
+}
+
+function normalisePath(p: string): string {
+  return p.startsWith('/') ? p : `/${p}`;
+}
+
+function hasExited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+export async function startRtspServer(opts: RtspServerOptions = {}): Promise<RtspServerHandle> {
+  const port = opts.port ?? (await freePort());
+  const paths = (opts.paths && opts.paths.length > 0 ? opts.paths : ['/cam']).map(normalisePath);
+  const args = [RTSP_SERVER_SCRIPT, '--port', String(port)];
+  for (const p of paths) args.push('--path', p);
+  if (opts.fps !== undefined) args.push('--fps', String(opts.fps));
+  if (opts.size !== undefined) args.push('--size', opts.size);
+  if (opts.gop !== undefined) args.push('--gop', String(opts.gop));
+
+  const child = spawn(RTSP_PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let stdout = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => {
+    stderr += d;
+    if (stderr.length > 64 * 1024) stderr = stderr.slice(-64 * 1024);
+  });
+
+  const exited = new Promise<void>((resolve) => {
+    if (hasExited(child)) resolve();
+    else child.once('exit', () => resolve());
+  });
+
+  const urls: string[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        finish(new Error(`RTSP server did not print READY within ${READY_TIMEOUT_MS} ms (port ${port}). stderr:\n${stderr}`));
+      }, READY_TIMEOUT_MS);
+      const onData = (d: string) => {
+        stdout += d;
+        let nl: number;
+        while ((nl = stdout.indexOf('\n')) >= 0) {
+          const line = stdout.slice(0, nl).trim();
+          stdout = stdout.slice(nl + 1);
+          const m = /^READY (rtsp:\/\/\S+)$/.exec(line);
+          if (m) urls.push(m[1]);
+        }
+        if (urls.length >= paths.length) finish();
+      };
+      const onExit = (code: number | null, sig: NodeJS.Signals | null) => {
+        // Give the stderr stream a moment to drain before reporting.
+        setImmediate(() =>
+          finish(new Error(`RTSP server exited before READY (code ${code}, signal ${sig}). stderr:\n${stderr}`)),
+        );
+      };
+      const onError = (err: Error) => finish(new Error(`cannot spawn ${RTSP_PYTHON}: ${err.message}`));
+      let done = false;
+      function finish(err?: Error) {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        child.stdout!.off('data', onData);
+        child.off('exit', onExit);
+        child.off('error', onError);
+        if (err) reject(err);
+        else resolve();
+      }
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', onData);
+      child.once('exit', onExit);
+      child.once('error', onError);
+    });
+  } catch (err) {
+    if (child.pid !== undefined && !hasExited(child)) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      await exited;
+    }
+    throw err;
+  }
+  // Keep draining stdout so the pipe never fills.
+  child.stdout!.resume();
+
+  const pid = child.pid!;
+  let stopping: Promise<void> | undefined;
+
+  const stop = (): Promise<void> => {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      if (hasExited(child)) return;
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* already gone */
+      }
+      let timer: NodeJS.Timeout | undefined;
+      const killer = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          if (!hasExited(child)) {
+            try {
+              process.kill(pid, 'SIGKILL');
+            } catch {
+              /* already gone */
+            }
+          }
+          resolve();
+        }, STOP_GRACE_MS);
+      });
+      await Promise.race([exited, killer]);
+      clearTimeout(timer);
+      await exited;
+    })();
+    return stopping;
+  };
+
+  const kill9 = (): void => {
+    if (hasExited(child)) return;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  };
+
+  return { url: urls[0], urls, port, pid, stop, kill9 };
+}

@@ -163,7 +163,9 @@ export function buildRunArgs(o: RunArgsOptions, info: FfmpegInfo): string[] {
 /** Parse segment-list CSV lines: "file,start,end". Incomplete trailing lines are ignored. */
 export function parseSegmentList(text: string): { file: string; startSec: number; endSec: number }[] {
   const out: { file: string; startSec: number; endSec: number }[] = [];
-  for (const line of text.split('\n')) {
+  const lines = text.split('\n');
+  lines.pop(); // after the last newline: empty, or a line ffmpeg is still writing
+  for (const line of lines) {
     const m = /^(.*),(-?[\d.]+),(-?[\d.]+)\s*$/.exec(line);
     if (!m) continue;
     let file = m[1];

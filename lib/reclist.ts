@@ -75,6 +75,7 @@ export function parseDuration(value: string | number | null | undefined, rate: F
   if (value === null || value === undefined) return null;
   let frames: number;
   if (typeof value === 'number') {
+    if (!(value < 86400)) throw new CommandError('line.duration must be shorter than 24 hours');
     frames = msToFrames(value * 1000, rate);
   } else {
     try {
@@ -84,6 +85,7 @@ export function parseDuration(value: string | number | null | undefined, rate: F
     }
   }
   if (frames <= 0) throw new CommandError('line.duration must be at least one frame long');
+  if (frames >= timecodeToFrames(framesToTimecode(-1, rate), rate) + 1) throw new CommandError('line.duration must be shorter than 24 hours');
   return framesToTimecode(frames, rate);
 }
 
@@ -106,12 +108,19 @@ function describe(line: Line): string {
 
 export class RecList {
   private lines: Line[] = [];
+  /** id -> line, rebuilt lazily after a change. */
+  private index: Map<string, Line> | null = null;
+  private activeId: string | null = null;
   constructor(private readonly opts: RecListOptions, initial: Line[] = []) {
     this.lines = [...initial].sort((a, b) => a.n - b.n);
   }
 
-  all(): Line[] {
-    return this.lines.map((l) => ({ ...l, attributes: { ...l.attributes } }));
+  /**
+   * The lines in order. Lines are immutable values: every change makes a new
+   * object, so the list hands out its own objects (do not mutate them).
+   */
+  all(): readonly Line[] {
+    return this.lines;
   }
 
   get size(): number {
@@ -123,7 +132,7 @@ export class RecList {
     if (!ref || (ref.id === undefined && ref.n === undefined)) {
       throw new CommandError(`${what} needs line.id or line.n to say which line`);
     }
-    const line = ref.id !== undefined ? this.lines.find((l) => l.id === ref.id) : this.lines.find((l) => l.n === ref.n);
+    const line = ref.id !== undefined ? this.byId(ref.id) : this.lines[ref.n! - 1];
     if (!line) {
       const which = ref.id !== undefined ? `id "${ref.id}"` : `number ${ref.n}`;
       throw new CommandError(`${what}: there is no line with ${which} in this rec-list (it has ${this.lines.length} line${this.lines.length === 1 ? '' : 's'})`, 'ENOENT');
@@ -132,11 +141,20 @@ export class RecList {
   }
 
   byId(id: string): Line | undefined {
-    return this.lines.find((l) => l.id === id);
+    if (this.index === null) this.index = new Map(this.lines.map((l) => [l.id, l]));
+    return this.index.get(id);
+  }
+
+  /**
+   * The line that owns the channel (its recording is under way), as the channel
+   * says; a line left 'interrupted' by a crash does not own it.
+   */
+  setActive(id: string | null): void {
+    this.activeId = id;
   }
 
   recording(): Line | undefined {
-    return this.lines.find((l) => l.status === 'recording' || l.status === 'interrupted' || (l.status === 'armed' && l.clipId !== null));
+    return this.activeId === null ? undefined : this.byId(this.activeId);
   }
 
   /**
@@ -195,8 +213,8 @@ export class RecList {
       createdAt: now,
       updatedAt: now,
     };
-    const renumbered = this.renumber([...this.lines.slice(0, n - 1), line, ...this.lines.slice(n - 1)]);
-    return { line: renumbered.find((l) => l.id === line.id)!, renumbered };
+    const renumbered = this.renumber([...this.lines.slice(0, n - 1), line, ...this.lines.slice(n - 1)], n - 1);
+    return { line: renumbered[n - 1], renumbered };
   }
 
   /** Apply changes to a line, without storing them. */
@@ -207,7 +225,7 @@ export class RecList {
       const from = current.origin ? ` (it mirrors line ${current.origin.lineId} of server ${current.origin.server} channel ${current.origin.channel})` : '';
       throw new CommandError(`${describe(current)} is an Aux line kept by backup-link${from}; change it on the main server`, 'EPERM');
     }
-    const recording = ACTIVE_STATUSES.includes(current.status) && current.clipId !== null;
+    const recording = current.id === this.activeId;
     const done = current.status === 'stopped';
     const next: Line = { ...current, attributes: { ...current.attributes } };
     const changed = (k: keyof LineInput) => input[k] !== undefined && k !== 'id' && !(k === 'n' && input.id === undefined);
@@ -237,6 +255,9 @@ export class RecList {
         throw new CommandError(`${describe(current)} is recording: Backup can only change before the recording starts`);
       }
       next.backup = input.backup;
+    }
+    if (input.startTime !== undefined && (input.start ?? current.start) === 'manual') {
+      throw new CommandError('line.startTime is only for lines with start "time"; send start: "time" with it to make this a timed line');
     }
     if (input.source !== undefined) next.source = input.source;
     if (input.start !== undefined) next.start = input.start;
@@ -270,7 +291,8 @@ export class RecList {
       throw new CommandError('line.stopTime must be after line.startTime');
     }
     next.updatedAt = now;
-    let list = this.lines.map((l) => (l.id === next.id ? next : l));
+    let list = this.lines.slice();
+    list[current.n - 1] = next;
     if (input.n !== undefined && input.id !== undefined && input.n !== current.n) {
       if (input.n > this.lines.length) {
         throw new CommandError(`line.n ${input.n} is past the end: this rec-list has ${this.lines.length} lines`);
@@ -278,8 +300,9 @@ export class RecList {
       list = list.filter((l) => l.id !== next.id);
       list.splice(input.n - 1, 0, next);
     }
-    const renumbered = this.renumber(list);
-    return { line: renumbered.find((l) => l.id === next.id)!, renumbered };
+    const moved = input.n !== undefined && input.id !== undefined && input.n !== current.n;
+    const renumbered = moved ? this.renumber(list, Math.min(current.n, input.n!) - 1) : list;
+    return { line: renumbered[(moved ? input.n! : current.n) - 1], renumbered };
   }
 
   planRemove(input: LineInput): { line: Line; renumbered: Line[] } {
@@ -287,7 +310,7 @@ export class RecList {
     if (line.backup === 'aux' && !this.opts.allowAux) {
       throw new CommandError(`${describe(line)} is an Aux line kept by backup-link; remove it on the main server`, 'EPERM');
     }
-    if (ACTIVE_STATUSES.includes(line.status) && line.clipId !== null) {
+    if (line.id === this.activeId) {
       throw new CommandError(`${describe(line)} is recording; stop it before removing it`, 'EBUSY');
     }
     return { line, renumbered: this.renumber(this.lines.filter((l) => l.id !== line.id)) };
@@ -299,7 +322,7 @@ export class RecList {
     if (line.backup === 'aux' && !this.opts.allowAux) {
       throw new CommandError(`${describe(line)} is an Aux line: it starts and stops with its main line`, 'EPERM');
     }
-    if (line.status === 'recording' || line.status === 'interrupted' || (line.status === 'armed' && line.clipId !== null)) {
+    if (line.id === this.activeId) {
       throw new CommandError(`${describe(line)} is already recording`, 'EBUSY');
     }
     if (line.status === 'stopped') {
@@ -323,7 +346,8 @@ export class RecList {
     if (line.backup === 'aux' && !this.opts.allowAux) {
       throw new CommandError(`${describe(line)} is an Aux line: it stops with its main line`, 'EPERM');
     }
-    if (!ACTIVE_STATUSES.includes(line.status)) {
+    const waitingTimed = line.status === 'armed' && line.start === 'time' && line.clipId === null;
+    if (line.id !== this.activeId && !waitingTimed) {
       throw new CommandError(`${describe(line)} is not recording (status ${line.status})`, 'EINVAL');
     }
     return line;
@@ -331,20 +355,39 @@ export class RecList {
 
   /** The lines of a planned list that are new or differ from the current ones (plans keep unchanged lines as the same objects). */
   changedIn(planned: Line[]): Line[] {
-    const current = new Map(this.lines.map((l) => [l.id, l]));
-    return planned.filter((l) => current.get(l.id) !== l);
+    const out: Line[] = [];
+    for (let i = 0; i < planned.length; i++) {
+      const l = planned[i];
+      if (this.lines[i] !== l && this.byId(l.id) !== l) out.push(l);
+    }
+    return out;
   }
 
   /** Keep a planned change. */
   commit(renumbered: Line[]): void {
+    if (this.index !== null && renumbered.length >= this.lines.length) {
+      // keep the index: only entries whose object changed are replaced
+      for (let i = 0; i < renumbered.length; i++) {
+        if (this.lines[i] !== renumbered[i]) this.index.set(renumbered[i].id, renumbered[i]);
+      }
+    } else {
+      this.index = null;
+    }
     this.lines = renumbered;
   }
 
   /** Replace one line (state changes from the recorder). */
   put(line: Line): void {
-    const i = this.lines.findIndex((l) => l.id === line.id);
-    if (i >= 0) this.lines[i] = line;
-    else this.lines = this.renumber([...this.lines, line]);
+    const old = this.byId(line.id);
+    const i = old ? old.n - 1 : -1;
+    if (i >= 0 && this.lines[i] === old) {
+      this.lines = this.lines.slice();
+      this.lines[i] = line;
+      this.index?.set(line.id, line);
+    } else {
+      this.lines = this.renumber([...this.lines.filter((l) => l.id !== line.id), line]);
+      this.index = null;
+    }
   }
 
   private checkBackup(mode: BackupMode | undefined): void {
@@ -353,7 +396,10 @@ export class RecList {
     }
   }
 
-  private renumber(list: Line[]): Line[] {
-    return list.map((l, i) => (l.n === i + 1 ? l : { ...l, n: i + 1 }));
+  /** Number the lines 1..n from position `from` on (earlier ones are already right). */
+  private renumber(list: Line[], from = 0): Line[] {
+    for (let i = from; i < list.length; i++) if (list[i].n !== i + 1) list[i] = { ...list[i], n: i + 1 };
+    return list;
   }
+
 }

@@ -12,8 +12,8 @@ import { Clip, Container, Gap, Segment } from './clip';
 import { CommandError, errorText } from './errors';
 import { countFramesWithFfmpeg, FfmpegInfo, InputSpec, parseSegmentList } from './ffmpeg';
 import { FfmpegRun, RunEnd, SegmentOpen } from './ffmpeg-run';
-import { ACTIVE_STATUSES, Line, LineStatus, plannedStop, RecList } from './reclist';
-import { Command, LineInput, parseCommand } from './schemas';
+import { Line, LineStatus, plannedStop, RecList } from './reclist';
+import { Command, parseCommand } from './schemas';
 import { scanSegment } from './mpegts';
 import { insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
 import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timeOfDayTimecode } from './timecode';
@@ -109,10 +109,21 @@ export class RecorderChannel extends EventEmitter {
   private readonly clock: () => number;
   private readonly rate;
   private list: RecList;
-  private active: Active | null = null;
+  private activeRec: Active | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private lastFailure: string | null = null;
+  /** Presented form of each (immutable) line object, computed once. */
+  private presented = new WeakMap<Line, PresentedLine>();
+
+  /** The recording under way on this channel; the rec-list is told which line owns the channel. */
+  private get active(): Active | null {
+    return this.activeRec;
+  }
+  private set active(a: Active | null) {
+    this.activeRec = a;
+    this.list.setActive(a ? a.line.id : null);
+  }
 
   constructor(settings: ChannelSettings, deps: ChannelDeps) {
     super();
@@ -139,6 +150,7 @@ export class RecorderChannel extends EventEmitter {
     const { serverId, channel } = this.s;
     this.killStaleProcesses();
     this.list = new RecList({ frameRate: this.s.frameRate, allowAux: this.s.allowAux }, this.cat.lines(serverId, channel));
+    this.list.setActive(this.activeRec ? this.activeRec.line.id : null);
     for (const clip of this.cat.clipsInState(serverId, channel, ['recording', 'suspended'])) {
       const line = this.list.byId(clip.lineId);
       if (clip.state === 'recording' || !line) {
@@ -192,9 +204,12 @@ export class RecorderChannel extends EventEmitter {
       case 'add': {
         this.checkSource(cmd.line?.source);
         const { line, renumbered } = this.list.planAdd(cmd.line ?? {}, now);
-        this.commitList(renumbered);
-        const evs = [this.lineEvent('added', line, { requestId: rid })];
-        if (line.status === 'armed') evs.push(this.lineEvent('armed', line, { requestId: rid }));
+        const evs = this.cat.transaction(() => {
+          this.commitList(renumbered);
+          const e = [this.lineEvent('added', line, { requestId: rid })];
+          if (line.status === 'armed') e.push(this.lineEvent('armed', line, { requestId: rid }));
+          return e;
+        });
         this.schedule();
         return evs;
       }
@@ -202,25 +217,31 @@ export class RecorderChannel extends EventEmitter {
         if (cmd.line?.source !== undefined) this.checkSource(cmd.line.source);
         const before = cmd.line ? this.list.find(cmd.line, 'update') : undefined;
         const { line, renumbered } = this.list.planUpdate(cmd.line ?? {}, now);
-        this.commitList(renumbered);
-        if (this.active && this.active.line.id === line.id) {
-          this.active.line = line;
-          this.active.clip = { ...this.active.clip, title: line.title, attributes: { ...line.attributes }, updatedAt: now };
-          this.persistClip(this.active.clip);
-        } else if (line.clipId && line.status === 'stopped') {
-          this.retitleClip(line);
-        }
-        const evs = [this.lineEvent('updated', line, { requestId: rid })];
-        if (before && before.status !== 'armed' && line.status === 'armed') evs.push(this.lineEvent('armed', line, { requestId: rid }));
+        const evs = this.cat.transaction(() => {
+          this.commitList(renumbered);
+          if (this.active && this.active.line.id === line.id) {
+            this.active.line = line;
+            Object.assign(this.active.clip, { title: line.title, attributes: { ...line.attributes }, updatedAt: now });
+            this.persistClip(this.active.clip);
+          } else if (line.clipId && line.status === 'stopped') {
+            this.retitleClip(line);
+          }
+          const e = [this.lineEvent('updated', line, { requestId: rid })];
+          if (before && before.status !== 'armed' && line.status === 'armed') e.push(this.lineEvent('armed', line, { requestId: rid }));
+          return e;
+        });
         this.schedule();
         return evs;
       }
       case 'remove': {
         const { line, renumbered } = this.list.planRemove(cmd.line ?? {});
-        this.cat.putLines(this.s.serverId, this.s.channel, renumbered, line.id);
-        this.list.commit(renumbered);
+        const ev = this.cat.transaction(() => {
+          this.cat.putLines(this.s.serverId, this.s.channel, this.list.changedIn(renumbered), line.id);
+          this.list.commit(renumbered);
+          return this.lineEvent('removed', line, { requestId: rid });
+        });
         this.schedule();
-        return [this.lineEvent('removed', line, { requestId: rid })];
+        return [ev];
       }
       case 'start': {
         const line = this.list.checkStart(cmd.line);
@@ -242,7 +263,7 @@ export class RecorderChannel extends EventEmitter {
 
   /** The rec-list as it is now. */
   lines(): PresentedLine[] {
-    return this.list.all().map((l) => this.present(l));
+    return this.list.all().map((l) => copyLine(this.present(l)));
   }
 
   status(): ChannelStatus {
@@ -884,10 +905,19 @@ export class RecorderChannel extends EventEmitter {
 
   private present(line: Line): PresentedLine {
     const a = this.active;
-    const cur = a && a.line.id === line.id ? this.curPoint(a) : line.curPoint;
+    if (a && a.line.id === line.id) return this.presentFresh(line, this.curPoint(a));
+    let p = this.presented.get(line);
+    if (!p) {
+      p = this.presentFresh(line, line.curPoint);
+      this.presented.set(line, p);
+    }
+    return p;
+  }
+
+  private presentFresh(line: Line, curPoint: string | null): PresentedLine {
     return {
       ...line,
-      curPoint: cur,
+      curPoint,
       startTimeTC: line.startTime === null ? null : timeOfDayTimecode(line.startTime, this.rate),
       stopTimeTC: line.stopTime === null ? null : timeOfDayTimecode(line.stopTime, this.rate),
     };
@@ -957,8 +987,8 @@ export class RecorderChannel extends EventEmitter {
 
   private lineEvent(event: LineEventName, line: Line, extra: { clip?: Clip; reason?: string; requestId?: string } = {}): ChannelEvent {
     const at = this.clock();
-    const ev: ChannelEvent = { event, server: this.s.serverId, channel: this.s.channel, at, line: this.present(line) };
-    if (extra.clip) ev.clip = extra.clip;
+    const ev: ChannelEvent = { event, server: this.s.serverId, channel: this.s.channel, at, line: copyLine(this.present(line)) };
+    if (extra.clip) ev.clip = structuredClone(extra.clip);
     if (extra.reason) ev.reason = extra.reason;
     if (extra.requestId) ev.requestId = extra.requestId;
     try {
@@ -983,6 +1013,11 @@ export class RecorderChannel extends EventEmitter {
   }
 }
 
+/** A line a message may carry: consumers downstream may change it without touching the rec-list. */
+function copyLine(l: PresentedLine): PresentedLine {
+  return { ...l, attributes: { ...l.attributes }, origin: l.origin ? { ...l.origin } : null };
+}
+
 function lineName(line: Line): string {
   return `line ${line.n} ("${line.title}")`;
 }
@@ -992,5 +1027,3 @@ export function redact(url: string): string {
   return url.replace(/^([a-z0-9+.-]+:\/\/)([^:@/]+):[^@/]*@/i, '$1$2:***@');
 }
 
-export { ACTIVE_STATUSES };
-export type { LineInput };

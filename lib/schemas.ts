@@ -23,7 +23,7 @@ const timecodeOrSeconds = {
   description: 'a timecode HH:MM:SS:FF, or a number of seconds',
   anyOf: [
     { type: 'string', pattern: '^\\d{2}[:;.]\\d{2}[:;.]\\d{2}[:;.]\\d{2}$' },
-    { type: 'number', exclusiveMinimum: 0, maximum: 86400 },
+    { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 86400 },
   ],
 };
 
@@ -115,6 +115,13 @@ function fieldName(path: string): string {
 export function describeAjvError(e: ErrorObject, root = ''): string {
   const where = fieldName(root + e.instancePath);
   const p = e.params as Record<string, unknown>;
+  const range = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'].includes(e.keyword);
+  if (/\.(startTime|stopTime)$/.test(where) && !range) return `${where} must be UTC epoch milliseconds or an ISO 8601 date-time`;
+  if (/\.duration$/.test(where)) {
+    return range
+      ? `${where} in seconds must be more than 0 and less than 86400 (24 hours)`
+      : `${where} must be a timecode HH:MM:SS:FF or a number of seconds`;
+  }
   switch (e.keyword) {
     case 'additionalProperties': {
       const extra = String(p.additionalProperty);
@@ -156,6 +163,19 @@ export function describeAjvError(e: ErrorObject, root = ''): string {
   }
 }
 
+/**
+ * The error to tell a person about. For a field that accepts several forms
+ * (anyOf), ajv lists what each form rejected before the anyOf itself; the
+ * anyOf error names all the forms, so it is the one to show.
+ */
+function pickError(errors: ErrorObject[]): ErrorObject | undefined {
+  const anyOf = errors.filter((e) => e.keyword === 'anyOf').sort((a, b) => b.instancePath.length - a.instancePath.length)[0];
+  if (!anyOf) return errors[0];
+  // a form whose type matched but whose value did not (too long, out of range) says more
+  const valueError = errors.find((e) => e.instancePath === anyOf.instancePath && !['type', 'anyOf'].includes(e.keyword));
+  return valueError ?? anyOf;
+}
+
 const USAGE = 'expected {"command": "add"|"update"|"remove"|"start"|"stop"|"list"|"get", "line": {...}}';
 
 /**
@@ -178,11 +198,11 @@ export function parseCommand(input: unknown): Command {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new CommandError(`Command refused: msg.payload must be an object, ${USAGE}`);
   }
-  if (JSON.stringify(value).length > MAX_COMMAND_BYTES) {
+  if (Buffer.byteLength(JSON.stringify(value)) > MAX_COMMAND_BYTES) {
     throw new CommandError(`Command refused: it is larger than ${MAX_COMMAND_BYTES} bytes`);
   }
   if (!validateCommandFn(value)) {
-    const err = (validateCommandFn.errors ?? [])[0];
+    const err = pickError(validateCommandFn.errors ?? []);
     const sentence = err ? describeAjvError(err) : 'it is invalid';
     throw new CommandError(`Command refused: ${sentence}`);
   }

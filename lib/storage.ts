@@ -17,12 +17,16 @@ const WINDOWS_RESERVED = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
  * becomes '_'. Never empty, never starts with a dot, at most 100 bytes.
  */
 export function sanitizeName(title: string): string {
-  let s = String(title ?? '').normalize('NFKC');
-  s = s.replace(/[^\p{L}\p{N} ._+-]/gu, '_');
+  let s = String(title ?? '').normalize('NFC');
+  s = s.replace(/[^\p{L}\p{M}\p{N} ._+-]/gu, '_');
   s = s.replace(/\s+/g, ' ').trim();
   s = s.replace(/\.{2,}/g, '_');
   s = s.replace(/^[. ]+|[. ]+$/g, '');
-  while (Buffer.byteLength(s) > 100) s = s.slice(0, -1);
+  if (Buffer.byteLength(s) > 100) {
+    const chars = Array.from(s); // whole code points, never half a surrogate pair
+    while (Buffer.byteLength(chars.join('')) > 100) chars.pop();
+    s = chars.join('');
+  }
   s = s.replace(/[. ]+$/g, '');
   if (!s) s = 'clip';
   if (WINDOWS_RESERVED.test(s)) s = `_${s}`;
@@ -34,7 +38,7 @@ export function insideRoot(root: string, ...parts: string[]): string {
   const absRoot = path.resolve(root);
   const target = path.resolve(absRoot, ...parts);
   const rel = path.relative(absRoot, target);
-  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+  if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
     throw new Error(`refused: "${parts.join('/')}" would be outside the storage root ${absRoot}`);
   }
   return target;

@@ -71,6 +71,12 @@ describe('recorder in a real Node-RED process', function () {
     assert.equal(line.status, 'interrupted');
     assert.match(line.reason, /stopped unexpectedly/);
     assert.equal(lines.find((l: { id: string }) => l.id === 'first').status, 'ready');
+    // the interrupted line does not block the channel: another line records, then it can record again
+    const next = await nr.request('POST', '/cmd/1', { command: 'start', line: { id: 'first' } });
+    assert.equal(next.status, 200, JSON.stringify(next.body));
+    assert.equal(next.body.event, 'armed');
+    const stopNext = await nr.request('POST', '/cmd/1', { command: 'stop', line: { id: 'first' } });
+    assert.equal(stopNext.status, 200, JSON.stringify(stopNext.body));
 
     await nr.stop();
     nr = null;

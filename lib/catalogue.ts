@@ -84,6 +84,7 @@ export class Catalogue {
   readonly file: string;
   private db: Database.Database;
   private refs = 1;
+  private depth = 0;
   private stmts: ReturnType<Catalogue['prepare']>;
 
   constructor(file: string, opts: CatalogueOptions = {}) {
@@ -110,6 +111,9 @@ export class Catalogue {
   private prepare() {
     const db = this.db;
     return {
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
       linesOf: db.prepare('SELECT data FROM lines WHERE server_id = ? AND channel = ? ORDER BY n'),
       putLine: db.prepare(
         'INSERT INTO lines (id, server_id, channel, n, data, updated_at) VALUES (@id, @server, @channel, @n, @data, @updated) ' +
@@ -143,9 +147,31 @@ export class Catalogue {
     };
   }
 
-  /** Run several writes as one commit. */
+  /**
+   * Run several writes as one commit. Nested calls join the outer transaction
+   * (an exception anywhere rolls the whole of it back).
+   */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    if (this.depth > 0) {
+      this.depth++;
+      try {
+        return fn();
+      } finally {
+        this.depth--;
+      }
+    }
+    this.stmts.begin.run();
+    this.depth = 1;
+    try {
+      const r = fn();
+      this.stmts.commit.run();
+      return r;
+    } catch (err) {
+      if (this.db.inTransaction) this.stmts.rollback.run();
+      throw err;
+    } finally {
+      this.depth = 0;
+    }
   }
 
   lines(serverId: string, channel: number): Line[] {

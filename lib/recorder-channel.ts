@@ -210,7 +210,7 @@ export class RecorderChannel extends EventEmitter {
           if (line.status === 'armed') e.push(this.lineEvent('armed', line, { requestId: rid }));
           return e;
         });
-        this.schedule();
+        if (line.start === 'time') this.schedule();
         return evs;
       }
       case 'update': {
@@ -230,7 +230,8 @@ export class RecorderChannel extends EventEmitter {
           if (before && before.status !== 'armed' && line.status === 'armed') e.push(this.lineEvent('armed', line, { requestId: rid }));
           return e;
         });
-        this.schedule();
+        const u = cmd.line!;
+        if (u.start !== undefined || u.startTime !== undefined || u.stopTime !== undefined || u.duration !== undefined) this.schedule();
         return evs;
       }
       case 'remove': {

@@ -109,6 +109,7 @@ export = function (RED: NodeAPI): void {
       return msg;
     }
 
+    let lastStatusKey = '';
     function showStatus(): void {
       if (!channel || Date.now() < errorShownUntil) return;
       if (setupError) {
@@ -116,6 +117,10 @@ export = function (RED: NodeAPI): void {
         return;
       }
       const st: ChannelStatus = channel.status();
+      // only tell the editor when something it shows changed
+      const key = `${st.state}|${st.curPoint}|${st.line?.title}|${st.lines}|${st.detail}`;
+      if (key === lastStatusKey) return;
+      lastStatusKey = key;
       switch (st.state) {
         case 'recording':
           node.status({ fill: 'red', shape: 'dot', text: `REC ${st.curPoint ?? ''} ${st.line?.title ?? ''}`.trim() });
@@ -160,6 +165,7 @@ export = function (RED: NodeAPI): void {
         .catch((err: unknown) => {
           const e = err instanceof Error ? err : new Error(errorText(err));
           errorShownUntil = Date.now() + 3000;
+          lastStatusKey = '';
           node.status({ fill: 'red', shape: 'ring', text: shorten(e.message) });
           if (!(err instanceof CommandError)) node.warn(e.message);
           done(e);

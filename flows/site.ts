@@ -70,7 +70,9 @@ export function redJs(): string {
 /** Start Node-RED as one process (node red.js -u userDir). */
 export function spawnNodeRed(o: SiteOptions, stdio: 'inherit' | 'pipe' = 'pipe', nodeBin = process.execPath): ChildProcess {
   prepareUserDir(o);
-  return spawn(nodeBin, [redJs(), '-u', o.userDir, '-p', String(o.port)], {
+  // TWINREC_NODE_ARGS: extra Node.js options for the Node-RED process (e.g. --cpu-prof for profiling)
+  const nodeArgs = (process.env.TWINREC_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return spawn(nodeBin, [...nodeArgs, redJs(), '-u', o.userDir, '-p', String(o.port)], {
     cwd: o.userDir,
     stdio: stdio === 'inherit' ? 'inherit' : ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_RED_HOME: o.userDir },

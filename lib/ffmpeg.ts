@@ -16,6 +16,8 @@ export interface FfmpegInfo {
   rtspTimeoutOption: '-timeout' | '-stimeout';
   hasDrawtext: boolean;
   hasLibx264: boolean;
+  /** ffmpeg >= 4.4 can report progress less often (-stats_period). */
+  hasStatsPeriod: boolean;
 }
 
 let cached: FfmpegInfo | undefined;
@@ -48,9 +50,14 @@ export function locateFfmpeg(): string {
   }
 }
 
+/** The ffmpeg the recorders use (located once, then cached). */
 export function ffmpegInfo(): FfmpegInfo {
-  if (cached) return cached;
-  const bin = locateFfmpeg();
+  if (!cached) cached = probeFfmpeg(locateFfmpeg());
+  return cached;
+}
+
+/** What one ffmpeg binary is and can do (version, option names, filters, encoders). */
+export function probeFfmpeg(bin: string): FfmpegInfo {
   const run = (args: string[]) => {
     try {
       return execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 15000 });
@@ -64,14 +71,15 @@ export function ffmpegInfo(): FfmpegInfo {
   const rtspHelp = run(['-hide_banner', '-h', 'demuxer=rtsp']);
   const filters = run(['-hide_banner', '-filters']);
   const encoders = run(['-hide_banner', '-encoders']);
-  cached = {
+  const full = run(['-hide_banner', '-h', 'full']);
+  return {
     path: bin,
     version,
     rtspTimeoutOption: /-stimeout\b/.test(rtspHelp) ? '-stimeout' : '-timeout',
     hasDrawtext: /\bdrawtext\b/.test(filters),
     hasLibx264: /\blibx264\b/.test(encoders),
+    hasStatsPeriod: /-stats_period\b/.test(full),
   };
-  return cached;
 }
 
 const FONT_CANDIDATES = [
@@ -109,6 +117,8 @@ function escapeFilterValue(v: string): string {
 /** The argument list for one ffmpeg recording run. */
 export function buildRunArgs(o: RunArgsOptions, info: FfmpegInfo): string[] {
   const a: string[] = ['-hide_banner', '-nostdin', '-nostats', '-loglevel', 'info', '-progress', 'pipe:1'];
+  // one progress report a second is enough for stall detection and the start estimate (default: two)
+  if (info.hasStatsPeriod) a.push('-stats_period', '1');
   let encode = o.videoCodec === 'h264';
   if (o.input.kind === 'testpattern') {
     const size = o.input.size ?? '640x360';

@@ -19,37 +19,52 @@ export class TsFrameCounter {
 
   push(chunk: Buffer): void {
     if (!this.valid) return;
-    let buf = this.rest.length ? Buffer.concat([this.rest, chunk]) : chunk;
     let off = 0;
-    while (buf.length - off >= PACKET) {
-      if (buf[off] !== 0x47) {
+    if (this.rest.length) {
+      // complete the packet split across the previous chunk and this one
+      const need = PACKET - this.rest.length;
+      if (chunk.length < need) {
+        this.rest = Buffer.concat([this.rest, chunk]);
+        return;
+      }
+      const first = Buffer.concat([this.rest, chunk.subarray(0, need)]);
+      this.rest = Buffer.alloc(0);
+      if (first[0] !== 0x47) {
         this.valid = false;
         return;
       }
-      this.packet(buf.subarray(off, off + PACKET));
-      off += PACKET;
+      this.packet(first, 0);
+      off = need;
     }
-    this.rest = Buffer.from(buf.subarray(off));
-    buf = this.rest;
+    const end = chunk.length - PACKET;
+    for (; off <= end; off += PACKET) {
+      if (chunk[off] !== 0x47) {
+        this.valid = false;
+        return;
+      }
+      this.packet(chunk, off);
+    }
+    if (off < chunk.length) this.rest = Buffer.from(chunk.subarray(off));
   }
 
-  private packet(p: Buffer): void {
-    const pusi = (p[1] & 0x40) !== 0;
-    const pid = ((p[1] & 0x1f) << 8) | p[2];
-    const afc = (p[3] >> 4) & 0x3;
-    let payload = 4;
-    if (afc === 2) return; // adaptation field only
-    if (afc === 3) payload = 5 + p[4];
+  /** One 188-byte packet at b[o]. */
+  private packet(b: Buffer, o: number): void {
+    const pusi = (b[o + 1] & 0x40) !== 0;
+    if (!pusi) return; // only starts of PES packets and of PSI sections matter
+    const pid = ((b[o + 1] & 0x1f) << 8) | b[o + 2];
+    const afc = (b[o + 3] >> 4) & 0x3;
+    if (afc === 2 || afc === 0) return; // no payload
+    const payload = afc === 3 ? 5 + b[o + 4] : 4;
     if (payload >= PACKET) return;
-    if (pid === 0 && pusi) {
-      this.parsePat(p.subarray(payload));
+    if (pid === 0) {
+      this.parsePat(b.subarray(o + payload, o + PACKET));
       return;
     }
-    if (this.pmtPids.has(pid) && pusi) {
-      this.parsePmt(p.subarray(payload));
+    if (this.pmtPids.has(pid)) {
+      this.parsePmt(b.subarray(o + payload, o + PACKET));
       return;
     }
-    if (pusi) this.pusiByPid.set(pid, (this.pusiByPid.get(pid) ?? 0) + 1);
+    this.pusiByPid.set(pid, (this.pusiByPid.get(pid) ?? 0) + 1);
   }
 
   private section(b: Buffer): Buffer | null {
@@ -90,20 +105,30 @@ export class TsFrameCounter {
   }
 }
 
-/** sha256, size and (for MPEG-TS) video frame count of a file, in one read. */
-export function scanSegment(file: string, isTs: boolean): Promise<{ sha256: string; bytes: number; frames: number | null }> {
-  return new Promise((resolve, reject) => {
-    const h = crypto.createHash('sha256');
-    const counter = isTs ? new TsFrameCounter() : null;
-    let bytes = 0;
-    const s = fs.createReadStream(file, { highWaterMark: 1 << 20 });
-    s.on('data', (chunk) => {
-      const b = chunk as Buffer;
-      h.update(b);
-      counter?.push(b);
-      bytes += b.length;
-    });
-    s.on('error', reject);
-    s.on('end', () => resolve({ sha256: h.digest('hex'), bytes, frames: counter ? counter.frames() : null }));
-  });
+const SCAN_CHUNK = 256 * 1024;
+
+/**
+ * sha256, size and (for MPEG-TS) video frame count of a file, in one read.
+ * Reads into one reused buffer (no stream, no garbage per chunk): this runs
+ * for every segment of every channel inside the Node-RED process.
+ */
+export async function scanSegment(file: string, isTs: boolean): Promise<{ sha256: string; bytes: number; frames: number | null }> {
+  const h = crypto.createHash('sha256');
+  const counter = isTs ? new TsFrameCounter() : null;
+  const buf = Buffer.allocUnsafe(SCAN_CHUNK);
+  const fh = await fs.promises.open(file, 'r');
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, SCAN_CHUNK, null);
+      if (bytesRead === 0) break;
+      const chunk = buf.subarray(0, bytesRead);
+      h.update(chunk);
+      counter?.push(chunk);
+      bytes += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return { sha256: h.digest('hex'), bytes, frames: counter ? counter.frames() : null };
 }

@@ -80,6 +80,9 @@ export interface ChannelStatus {
   detail: string | null;
 }
 
+/** How often the sidecar of a recording clip is rewritten (its segments are in the catalogue at once). */
+const SIDECAR_INTERVAL_MS = 30000;
+
 const URL_SOURCE = /^(rtsps?|srt|udp|rtp|https?):\/\/[^\s]+$/i;
 const TEST_SOURCES = ['TESTPATTERN', 'BARS', 'TEST'];
 
@@ -113,6 +116,8 @@ export class RecorderChannel extends EventEmitter {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private lastFailure: string | null = null;
+  /** When each recording clip's sidecar was last written. */
+  private sidecarWritten = new Map<string, { at: number; state: string }>();
   /** Presented form of each (immutable) line object, computed once. */
   private presented = new WeakMap<Line, PresentedLine>();
 
@@ -958,7 +963,19 @@ export class RecorderChannel extends EventEmitter {
     for (const g of clip.gaps) if (g.toMs === null) g.toMs = Math.round(at);
   }
 
+  /**
+   * Rewrite a clip's sidecar. While it records, at most every SIDECAR_INTERVAL_MS
+   * (the catalogue has every segment at once; a sidecar of a long clip is large);
+   * every change of state is written at once.
+   */
   private writeSidecarSafe(clip: Clip): void {
+    const now = this.clock();
+    if (clip.state === 'recording') {
+      const last = this.sidecarWritten.get(clip.id);
+      if (last && last.state === 'recording' && now - last.at < SIDECAR_INTERVAL_MS) return;
+    }
+    this.sidecarWritten.set(clip.id, { at: now, state: clip.state });
+    if (clip.state !== 'recording') this.sidecarWritten.delete(clip.id);
     try {
       writeSidecar(this.s.storageRoot, clip);
     } catch (err) {

@@ -66,13 +66,17 @@ export function newClipDir(root: string, serverId: string, channel: number, name
   return rel;
 }
 
-/** Write a file so that a reader (or a crash) sees the old or the new content, never half. */
-export function writeFileAtomic(file: string, data: string | Buffer): void {
+/**
+ * Write a file so that a reader (or a killed process) sees the old or the new
+ * content, never half. With sync, the data also reaches the disk before the
+ * rename (survives a power cut); without, it costs no fsync.
+ */
+export function writeFileAtomic(file: string, data: string | Buffer, sync = true): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(tmp, 'w');
   try {
-    fs.writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
-    fs.fsyncSync(fd);
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    if (sync) fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
@@ -126,9 +130,14 @@ export function sidecarOf(clip: Clip): object {
   };
 }
 
+/**
+ * Write the sidecar. While a clip records it is rewritten after every segment
+ * without fsync (the catalogue is the durable record); the final one of a
+ * closed clip is synced.
+ */
 export function writeSidecar(root: string, clip: Clip): void {
   const dir = insideRoot(root, clip.dir);
-  writeFileAtomic(path.join(dir, SIDECAR_NAME), JSON.stringify(sidecarOf(clip), null, 2) + '\n');
+  writeFileAtomic(path.join(dir, SIDECAR_NAME), JSON.stringify(sidecarOf(clip), null, 2) + '\n', clip.state !== 'recording');
 }
 
 export function readSidecar(root: string, relDir: string): ReturnType<typeof sidecarOf> & Record<string, unknown> {

@@ -162,17 +162,18 @@ async function main(): Promise<void> {
   console.log(`  update: ${Math.round(cmd.update)}/s   add: ${Math.round(cmd.add)}/s   list of 2000 lines: ${Math.round(cmd.list)}/s`);
 
   if (!channelSets.length) return;
-  const rtsp = await startRtspServer({ fps: '25', gop: 25, size: '1280x720' });
-  try {
-    console.log(`\nchannels recording one RTSP stream (1280x720 H.264, 25 fps) in stream copy, ${sampleS} s sample:`);
-    console.log('| channels | Node-RED CPU (% of one core) | Node-RED RSS (MB) | ffmpeg processes | all ffmpeg CPU (% of one core) | all ffmpeg RSS (MB) |');
-    console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
-    for (const n of channelSets) {
+  console.log(`\nchannels recording one RTSP stream (1280x720 H.264, 25 fps) in stream copy, ${sampleS} s sample:`);
+  console.log('| channels | Node-RED CPU (% of one core) | Node-RED RSS (MB) | ffmpeg processes | all ffmpeg CPU (% of one core) | all ffmpeg RSS (MB) |');
+  console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const n of channelSets) {
+    // a fresh camera for each run, so one run cannot disturb the next
+    const rtsp = await startRtspServer({ fps: '25', gop: 25, size: '1280x720' });
+    try {
       const f = await benchChannels(n, rtsp.url, sampleS);
       console.log(`| ${f.channels} | ${f.nodeRedCpu.toFixed(1)} | ${f.nodeRedRss.toFixed(0)} | ${f.ffmpegCount} | ${f.ffmpegCpu.toFixed(1)} | ${f.ffmpegRss.toFixed(0)} |`);
+    } finally {
+      await rtsp.stop();
     }
-  } finally {
-    await rtsp.stop();
   }
 }
 

@@ -102,4 +102,38 @@ describe('recorder in a real Node-RED process', function () {
     }
     assert.equal(sidecar.frames, sidecar.segments.reduce((a: number, s: { frames: number }) => a + (s.frames ?? 0), 0));
   });
+  it('a graceful restart of Node-RED leaves no ffmpeg and resumes the recording in the same clip', async function () {
+    const flows = recorderSiteFlow({ serverId: 'main-1', storageRoot: 'store', recorders: [{ channel: 1 }] });
+    nr = await startNodeRed({ userDir, flows });
+    await nr.request('POST', '/cmd/1', { command: 'add', line: { id: 'g', title: 'Graceful' } });
+    await nr.request('POST', '/cmd/1', { command: 'start', line: { id: 'g' } });
+    let line: { status: string; clipId: string } = { status: '', clipId: '' };
+    for (let i = 0; i < 100 && line.status !== 'recording'; i++) {
+      await sleep(200);
+      line = (await listLines(nr))[0];
+    }
+    assert.equal(line.status, 'recording');
+    const clipId = line.clipId;
+    await sleep(2500);
+    await nr.stop(); // SIGTERM: Node-RED closes its nodes
+    assert.deepEqual(ffmpegPidsFor(userDir), [], 'no ffmpeg after Node-RED exits');
+    nr = await startNodeRed({ userDir });
+    for (let i = 0; i < 100; i++) {
+      line = (await listLines(nr))[0];
+      if (line.status === 'recording') break;
+      await sleep(200);
+    }
+    assert.equal(line.status, 'recording', 'the line records again after the restart');
+    assert.equal(line.clipId, clipId, 'in the same clip');
+    await sleep(2500);
+    const stopped = await nr.request('POST', '/cmd/1', { command: 'stop' });
+    assert.equal(stopped.status, 200, JSON.stringify(stopped.body));
+    const clip = stopped.body.clip;
+    assert.equal(clip.id, clipId);
+    assert.equal(clip.gaps.length, 1);
+    assert.match(clip.gaps[0].reason, /recorder restarted/);
+    assert.ok(clip.gaps[0].toMs > clip.gaps[0].fromMs);
+    assert.equal(clip.runs, 2);
+    assert.ok(clip.segments.every((s: { complete: boolean }) => s.complete), 'every segment closed properly');
+  });
 });

@@ -7,7 +7,7 @@ import { FfmpegInfo, RunArgsOptions, buildRunArgs, ffmpegInfo, findFont, lastFra
 import { reasonFromStderr } from '../../lib/ffmpeg-run';
 import { frameRate } from '../../lib/timecode';
 
-const INFO: FfmpegInfo = { path: '/usr/bin/ffmpeg', version: '5.1.9', rtspTimeoutOption: '-timeout', hasDrawtext: true, hasLibx264: true };
+const INFO: FfmpegInfo = { path: '/usr/bin/ffmpeg', version: '5.1.9', rtspTimeoutOption: '-timeout', hasDrawtext: true, hasLibx264: true, hasStatsPeriod: true };
 const OUT = path.join(os.tmpdir(), 'twinrec-ffmpeg-test', 'srv', 'ch01', '2026-11-22', 'News_200000');
 
 function opts(p: Partial<RunArgsOptions> = {}): RunArgsOptions {

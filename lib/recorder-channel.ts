@@ -588,7 +588,8 @@ export class RecorderChannel extends EventEmitter {
       });
       this.emitEvent(this.lineEvent('interrupted', a.line, { clip: a.clip, reason }));
     }
-    const delay = a.backoffMs;
+    // +-20 % jitter: channels that lost one camera together do not all knock at once
+    const delay = Math.round(a.backoffMs * (0.8 + Math.random() * 0.4));
     a.backoffMs = Math.min(this.s.restartMaxMs, a.backoffMs * 2);
     this.log.warn(`channel ${this.s.channel}: ${reason}; restarting ffmpeg in ${delay} ms`);
     a.restartTimer = setTimeout(() => this.guard(() => this.startRun(a)), delay);

@@ -108,21 +108,25 @@ async function benchChannels(channels: number, rtspUrl: string, sampleS: number)
   const recorders = Array.from({ length: channels }, (_, i) => ({ channel: i + 1, sourceType: 'url', url: rtspUrl, segmentSeconds: 6, startTimeout: 30 }));
   const nr = await startNodeRed({ userDir, flows: recorderSiteFlow({ serverId: 'bench-1', storageRoot: 'store', recorders }) });
   try {
-    for (let ch = 1; ch <= channels; ch++) {
-      const a = await nr.request('POST', `/cmd/${ch}`, { command: 'add', line: { id: 'l', title: `Bench ch${ch}` } });
-      if (a.status !== 200) throw new Error(`add on ${ch}: ${JSON.stringify(a.body)}`);
-      const s = await nr.request('POST', `/cmd/${ch}`, { command: 'start', line: { id: 'l' } });
-      if (s.status !== 200) throw new Error(`start on ${ch}: ${JSON.stringify(s.body)}`);
-    }
-    // all recording?
-    const until = Date.now() + 120000;
-    for (let ch = 1; ch <= channels; ch++) {
+    // start in batches of 8, each batch recording before the next (one camera serving 64 new clients at once drops some)
+    const waitRecording = async (ch: number) => {
+      const until = Date.now() + 120000;
       for (;;) {
         const r = await nr.request('POST', `/cmd/${ch}`, { command: 'list' });
-        if (r.body.lines?.[0]?.status === 'recording') break;
+        if (r.body.lines?.[0]?.status === 'recording') return;
         if (Date.now() > until) throw new Error(`channel ${ch} not recording: ${JSON.stringify(r.body)}`);
         await sleep(250);
       }
+    };
+    for (let first = 1; first <= channels; first += 8) {
+      const batch = Array.from({ length: Math.min(8, channels - first + 1) }, (_, i) => first + i);
+      for (const ch of batch) {
+        const a = await nr.request('POST', `/cmd/${ch}`, { command: 'add', line: { id: 'l', title: `Bench ch${ch}` } });
+        if (a.status !== 200) throw new Error(`add on ${ch}: ${JSON.stringify(a.body)}`);
+        const s = await nr.request('POST', `/cmd/${ch}`, { command: 'start', line: { id: 'l' } });
+        if (s.status !== 200) throw new Error(`start on ${ch}: ${JSON.stringify(s.body)}`);
+      }
+      for (const ch of batch) await waitRecording(ch);
     }
     await sleep(5000); // settle
     const pids = ffmpegPidsFor(userDir);

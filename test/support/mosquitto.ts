@@ -1,0 +1,111 @@
+/** Eclipse Mosquitto (Debian package) as the site's broker in tests: own config, loopback, stopped by PID. */
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export const MOSQUITTO = '/usr/sbin/mosquitto';
+
+export interface Broker {
+  url: string;
+  port: number;
+  pid: number;
+  dir: string;
+  /** Stop (SIGTERM, SIGKILL after 3 s). */
+  stop(): Promise<void>;
+  /** Stop and start again on the same port (a broker restart). */
+  restart(): Promise<void>;
+  log(): string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function waitPort(port: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const sock = net.connect(port, '127.0.0.1');
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve();
+      });
+      sock.once('error', () => {
+        sock.destroy();
+        if (Date.now() > until) reject(new Error(`mosquitto did not listen on ${port}`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+export async function startMosquitto(opts: { users?: Record<string, string>; port?: number } = {}): Promise<Broker> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-mosq-'));
+  const port = opts.port ?? (await freePort());
+  const lines = [`listener ${port} 127.0.0.1`, 'persistence false', `log_dest file ${path.join(dir, 'mosquitto.log')}`, 'log_type all'];
+  // as root, mosquitto would switch to its own user, which cannot read our temp folder
+  if (process.getuid?.() === 0) lines.push('user root');
+  if (opts.users) {
+    const pw = path.join(dir, 'passwd');
+    fs.writeFileSync(pw, '');
+    for (const [u, p] of Object.entries(opts.users)) execFileSync('/usr/bin/mosquitto_passwd', ['-b', pw, u, p]);
+    lines.push('allow_anonymous false', `password_file ${pw}`);
+  } else {
+    lines.push('allow_anonymous true');
+  }
+  const conf = path.join(dir, 'mosquitto.conf');
+  fs.writeFileSync(conf, lines.join('\n') + '\n');
+  let child: ChildProcess;
+  const launch = async () => {
+    child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr!.on('data', (d) => (err += d));
+    await Promise.race([
+      waitPort(port, 10000),
+      new Promise<void>((_, reject) => child.once('exit', (code) => reject(new Error(`mosquitto exited (${code}): ${err}`)))),
+    ]);
+  };
+  const stop = async () => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((r) => child.once('exit', () => r()));
+    child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await gone;
+    clearTimeout(t);
+  };
+  await launch();
+  const broker: Broker = {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    get pid() {
+      return child.pid!;
+    },
+    dir,
+    async stop() {
+      await stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+    async restart() {
+      await stop();
+      await launch();
+    },
+    log: () => {
+      try {
+        return fs.readFileSync(path.join(dir, 'mosquitto.log'), 'utf8');
+      } catch {
+        return '';
+      }
+    },
+  };
+  return broker;
+}

@@ -15,6 +15,15 @@ export interface ServerIdentityConfig {
   role: string;
   storageRoot: string;
   durability?: string;
+  brokerUrl?: string;
+  keepalive?: string | number;
+  heartbeatMs?: string | number;
+}
+
+export interface LinkSettings {
+  url: string;
+  keepaliveS: number;
+  heartbeatMs: number;
 }
 
 export interface ServerIdentity {
@@ -26,6 +35,8 @@ export interface ServerIdentity {
   /** Absolute path of the SQLite catalogue. */
   catalogueFile: string;
   durability: 'NORMAL' | 'FULL';
+  /** The MQTT link to the group, or null for a server on its own. */
+  link: LinkSettings | null;
 }
 
 /** Check and resolve a server config; throws an Error a person can act on. */
@@ -43,7 +54,19 @@ export function resolveIdentity(cfg: ServerIdentityConfig, userDir: string): Ser
   const root = String(cfg.storageRoot ?? '').trim() || 'recordings';
   const storageRoot = path.resolve(userDir, root);
   const durability = cfg.durability === 'FULL' ? 'FULL' : 'NORMAL';
-  return { group, serverId, role, storageRoot, catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'), durability };
+  let link: LinkSettings | null = null;
+  const url = String(cfg.brokerUrl ?? '').trim();
+  if (url) {
+    if (!/^(mqtts?|wss?|tcp|ssl):\/\/[^\s/]+/i.test(url)) {
+      throw new Error(`broker URL "${url}" must look like mqtt://host:1883, mqtts://host:8883 or ws(s)://host/path`);
+    }
+    const keepaliveS = Number(cfg.keepalive ?? 2);
+    const heartbeatMs = Number(cfg.heartbeatMs ?? 250);
+    if (!(Number.isInteger(keepaliveS) && keepaliveS >= 1 && keepaliveS <= 600)) throw new Error('keepalive must be 1 to 600 seconds');
+    if (!(Number.isInteger(heartbeatMs) && heartbeatMs >= 50 && heartbeatMs <= 60000)) throw new Error('heartbeat interval must be 50 to 60000 ms');
+    link = { url, keepaliveS, heartbeatMs };
+  }
+  return { group, serverId, role, storageRoot, catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'), durability, link };
 }
 
 /** Which node records which channel of which server: two recorders on one channel are refused. */

@@ -21,11 +21,8 @@ export interface ServerLinkOptions {
   role: 'main' | 'backup' | 'failover';
   username?: string;
   password?: string;
-  /** PEM texts for TLS (mqtts:// or wss://). */
-  ca?: string;
-  cert?: string;
-  key?: string;
-  rejectUnauthorized?: boolean;
+  /** TLS for mqtts:// or wss://: PEM texts and checks (as Node-RED's tls-config node gives them). */
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer; passphrase?: string; servername?: string; rejectUnauthorized?: boolean };
   keepaliveS?: number;
   heartbeatMs?: number;
   reconnectMinMs?: number;
@@ -85,8 +82,7 @@ export class ServerLink extends EventEmitter {
   private subs: Subscription[] = [];
   private retained = new Map<string, { payload: Buffer }>();
   private readonly invalidLog: RateLimitedLog;
-  readonly o: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'ca' | 'cert' | 'key'>> &
-    Pick<ServerLinkOptions, 'username' | 'password' | 'ca' | 'cert' | 'key'>;
+  readonly o: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls'>> & Pick<ServerLinkOptions, 'username' | 'password' | 'tls'>;
 
   constructor(opts: ServerLinkOptions, private readonly log: LinkLog) {
     super();
@@ -96,7 +92,6 @@ export class ServerLink extends EventEmitter {
       reconnectMinMs: 500,
       reconnectMaxMs: 15000,
       connectTimeoutMs: 5000,
-      rejectUnauthorized: true,
       epoch: 0,
       ...opts,
     };
@@ -151,10 +146,7 @@ export class ServerLink extends EventEmitter {
       connectTimeout: this.o.connectTimeoutMs,
       clean: true,
       will: { topic: this.stateTopic(), payload: Buffer.from(JSON.stringify(this.statePayload('offline', 'lwt'))), qos: 1, retain: true },
-      ca: this.o.ca || undefined,
-      cert: this.o.cert || undefined,
-      key: this.o.key || undefined,
-      rejectUnauthorized: this.o.rejectUnauthorized,
+      ...(this.o.tls ?? {}),
       protocolVersion: 4,
     };
     this.setState('connecting');

@@ -31,6 +31,12 @@ export = function (RED: NodeAPI): void {
     let setupError: string | null = null;
     let claimed: { serverId: string; channel: number } | null = null;
     let errorShownUntil = 0;
+    let publishTimer: NodeJS.Timeout | null = null;
+    let schedulePublish: () => void = () => undefined;
+    const onLinkState = () => {
+      lastStatusKey = '';
+      showStatus();
+    };
 
     const server = RED.nodes.getNode(def.server) as RedundancyServerNode | null;
     try {
@@ -83,7 +89,30 @@ export = function (RED: NodeAPI): void {
         },
       );
       node.channelCtl = channel;
+      // the settings cache: this channel's settings and rec-list, retained on the group's broker
+      const published = {
+        channelName: settings.channelName,
+        frameRate: settings.frameRate,
+        sourceType: settings.sourceType,
+        source: source.label,
+        segmentSeconds: settings.segmentSeconds,
+        container: settings.container,
+        videoCodec: settings.videoCodec,
+        tcMode: settings.tcMode,
+        backup: settings.backup,
+      };
+      const srv = server;
+      const publishSettings = () => {
+        publishTimer = null;
+        if (channel) srv.publishSettings(settings.channel, published, channel.lines());
+      };
+      schedulePublish = () => {
+        if (!publishTimer) publishTimer = setTimeout(publishSettings, 200);
+      };
+      srv.register(node.id);
+      srv.linkEvents.on('state', onLinkState);
       channel.on('event', (ev: ChannelEvent) => {
+        schedulePublish();
         const msg = toMsg(ev);
         node.send(msg);
         if (ev.event === 'failed' || ev.event === 'interrupted') {
@@ -95,7 +124,10 @@ export = function (RED: NodeAPI): void {
         setupError = errorText(err);
         node.error(t('errors.open', { error: setupError }));
       });
-      ready.then(() => showStatus());
+      ready.then(() => {
+        schedulePublish();
+        showStatus();
+      });
       statusTimer = setInterval(showStatus, 1000);
     } catch (err) {
       setupError = errorText(err);
@@ -117,13 +149,18 @@ export = function (RED: NodeAPI): void {
         return;
       }
       const st: ChannelStatus = channel.status();
+      const link = server?.linkSummary() ?? null;
       // only tell the editor when something it shows changed
-      const key = `${st.state}|${st.curPoint}|${st.line?.title}|${st.lines}|${st.detail}`;
+      const key = `${st.state}|${st.curPoint}|${st.line?.title}|${st.lines}|${st.detail}|${link}`;
       if (key === lastStatusKey) return;
       lastStatusKey = key;
+      const linkNote = link ? ` · ${link}` : '';
       switch (st.state) {
         case 'recording':
-          node.status({ fill: 'red', shape: 'dot', text: `REC ${st.curPoint ?? ''} ${st.line?.title ?? ''}`.trim() });
+          node.status({ fill: 'red', shape: 'dot', text: shorten(`REC ${st.curPoint ?? ''} ${st.line?.title ?? ''}`.trim() + linkNote, 80) });
+          break;
+        case 'idle':
+          node.status({ fill: link ? 'yellow' : 'green', shape: 'ring', text: shorten(t('status.ready', { lines: st.lines }) + linkNote, 80) });
           break;
         case 'interrupted':
           node.status({ fill: 'yellow', shape: 'ring', text: t('status.noSignal', { tc: st.curPoint ?? '', reason: st.detail ?? '' }) });
@@ -133,9 +170,6 @@ export = function (RED: NodeAPI): void {
           break;
         case 'failed':
           node.status({ fill: 'red', shape: 'ring', text: shorten(t('status.failed', { reason: st.detail ?? '' })) });
-          break;
-        case 'idle':
-          node.status({ fill: 'green', shape: 'ring', text: t('status.ready', { lines: st.lines }) });
           break;
         default:
           node.status({});
@@ -175,6 +209,12 @@ export = function (RED: NodeAPI): void {
     node.on('close', (removed: boolean, done: () => void) => {
       if (statusTimer) clearInterval(statusTimer);
       statusTimer = null;
+      if (publishTimer) clearTimeout(publishTimer);
+      publishTimer = null;
+      if (server) {
+        server.linkEvents.off('state', onLinkState);
+        server.deregister(node.id);
+      }
       const finish = () => {
         if (claimed) channelRegistry.release(claimed.serverId, claimed.channel, node.id);
         catalogue?.release();
@@ -189,8 +229,8 @@ export = function (RED: NodeAPI): void {
     });
   }
 
-  function shorten(s: string): string {
-    return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+  function shorten(s: string, max = 60): string {
+    return s.length > max ? `${s.slice(0, max - 3)}...` : s;
   }
 
   RED.nodes.registerType('recorder', Recorder as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);

@@ -1,11 +1,23 @@
 /** Types shared by the node adapters (config nodes as their users see them). */
+import type { EventEmitter } from 'node:events';
 import type { Node } from 'node-red';
 import type { OnvifCamera } from '../../lib/onvif-camera';
 import type { ServerIdentity } from '../../lib/server-identity';
+import type { ServerLink } from '../../lib/server-link';
 
 export interface RedundancyServerNode extends Node {
   identity: ServerIdentity | null;
   configError: string | null;
+  /** The MQTT link to the group (null when no broker is configured). */
+  link: ServerLink | null;
+  /** 'state' (LinkState, detail) for every node that shows the link in its status. */
+  linkEvents: EventEmitter;
+  register(userId: string): void;
+  deregister(userId: string): void;
+  /** null when the link is up or not configured, else a short text for a status. */
+  linkSummary(): string | null;
+  /** Publish a recorder's settings and rec-list, retained (the settings cache). */
+  publishSettings(channel: number, recorder: Record<string, unknown>, lines: unknown[]): void;
 }
 
 export interface OnvifCameraCredentials {

@@ -32,6 +32,12 @@ export interface SegmentOpen {
 }
 
 export interface RunOptions extends RunArgsOptions {
+  /**
+   * With clockAnchorMs in the future: ffmpeg starts early (pre-roll) and its
+   * first segment, which ends at the first keyframe after the anchor, is not
+   * part of the clip. The clip's first frame is that keyframe.
+   */
+  prerollDiscard?: boolean;
   /** No progress for this long while running: the source is stalled; kill and report. */
   stallTimeoutMs: number;
   clock?: () => number;
@@ -80,6 +86,8 @@ export class FfmpegRun extends EventEmitter {
    * min(report time - media time written) over progress reports finds it.
    */
   startEstimate: number | null = null;
+  /** File name of the discarded pre-roll segment, once opened. */
+  prerollFile: string | null = null;
   private readonly clock: () => number;
   private readonly segPattern: RegExp;
 
@@ -102,7 +110,8 @@ export class FfmpegRun extends EventEmitter {
 
   start(): void {
     fs.mkdirSync(this.opts.outDir, { recursive: true });
-    const child = spawn(this.info.path, this.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // TZ=UTC: ffmpeg's -segment_atclocktime reads local time; the anchor is computed in UTC
+    const child = spawn(this.info.path, this.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, TZ: 'UTC' } });
     this.child = child;
     watchPid(child.pid);
     this.lastProgressAt = this.clock();
@@ -125,6 +134,12 @@ export class FfmpegRun extends EventEmitter {
       const m = this.segPattern.exec(line);
       if (!m) continue;
       const open: SegmentOpen = { file: path.basename(m[1]), index: Number(m[2]), at: now };
+      if (this.opts.prerollDiscard && this.prerollFile === null) {
+        // the pre-roll segment: recorded only to be connected and cut at the anchor
+        this.prerollFile = open.file;
+        this.emit('preroll', open);
+        continue;
+      }
       if (this.firstFrameAt === null) {
         this.firstFrameAt = now;
         this.emit('first-frame', now);
@@ -152,7 +167,7 @@ export class FfmpegRun extends EventEmitter {
         }
       } else if (k === 'progress') {
         if (v === 'end') this.clean = true;
-        if (this.firstFrameAt !== null && this.lastOutTime >= 0 && v !== 'end') {
+        if (this.firstFrameAt !== null && !this.opts.prerollDiscard && this.lastOutTime >= 0 && v !== 'end') {
           // media written so far, against the wall clock: the first frame arrived no later than now - out_time
           const est = Math.round(this.clock() - this.lastOutTime / 1000);
           if (this.startEstimate === null || est < this.startEstimate) this.startEstimate = est;

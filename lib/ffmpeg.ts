@@ -108,6 +108,19 @@ export interface RunArgsOptions {
   listFile: string;
   /** 'copy' keeps the source's encoding; 'h264' re-encodes video. */
   videoCodec: 'copy' | 'h264';
+  /**
+   * Cut segments on the wall clock at this instant plus whole multiples of the
+   * segment length (UTC ms): two recorders of one source given the same instant
+   * cut at the same keyframes (synchronous recording, timed starts).
+   */
+  clockAnchorMs?: number;
+}
+
+/** -segment_clocktime_offset for cuts at anchor + k * segment length (ffmpeg reads the clock in UTC: TZ=UTC). */
+export function clockOffsetUs(anchorMs: number, segmentSeconds: number): number {
+  const periodUs = Math.round(segmentSeconds * 1e6);
+  const todUs = (((anchorMs % 86400000) + 86400000) % 86400000) * 1000;
+  return todUs % periodUs;
 }
 
 function escapeFilterValue(v: string): string {
@@ -165,6 +178,9 @@ export function buildRunArgs(o: RunArgsOptions, info: FfmpegInfo): string[] {
     '-segment_start_number', String(o.startNumber),
     '-reset_timestamps', '0',
   );
+  if (o.clockAnchorMs !== undefined) {
+    a.push('-segment_atclocktime', '1', '-segment_clocktime_offset', `${clockOffsetUs(o.clockAnchorMs, o.segmentSeconds)}us`);
+  }
   if (o.container === 'mp4') a.push('-segment_format_options', 'movflags=+frag_keyframe+empty_moov+default_base_moof');
   a.push(path.join(o.outDir, `${o.baseName}_%05d.${CONTAINER_EXT[o.container]}`));
   return a;

@@ -63,6 +63,13 @@ export interface ChannelSettings {
   restartMaxMs?: number;
   /** Allow Backup=Aux lines on this channel (backup-link). */
   allowAux?: boolean;
+  /**
+   * ffmpeg starts this long before a planned start (timed lines, Backup=On lines)
+   * and the clip begins at the first keyframe after the planned instant.
+   */
+  prerollMs?: number;
+  /** A stop of a Backup=On line takes effect this long after the command, on main and backup alike. */
+  syncStopLeadMs?: number;
 }
 
 export interface ChannelDeps {
@@ -102,7 +109,14 @@ interface Active {
   /** Serialises the async work on this recording (hashing, sidecar writes). */
   chain: Promise<void>;
   input: InputSpec | null;
+  /** Segments are cut on the wall clock at this instant + k x segment length (synchronous recording). */
+  anchorMs: number | null;
+  /** The first run records a pre-roll segment that is not part of the clip. */
+  prerollFirst: boolean;
 }
+
+/** Shortest pre-roll worth discarding: a later anchor than this gets a clean cut. */
+const MIN_PREROLL_MS = 500;
 
 export class RecorderChannel extends EventEmitter {
   readonly s: Required<Omit<ChannelSettings, 'backup'>> & { backup: ChannelSettings['backup'] };
@@ -138,6 +152,8 @@ export class RecorderChannel extends EventEmitter {
       restartMinMs: 500,
       restartMaxMs: 10000,
       allowAux: false,
+      prerollMs: 2000,
+      syncStopLeadMs: 400,
       ...settings,
     };
     this.rate = frameRate(settings.frameRate);
@@ -251,11 +267,24 @@ export class RecorderChannel extends EventEmitter {
       }
       case 'start': {
         const line = this.list.checkStart(cmd.line);
-        return [await this.startLine(line, rid)];
+        // a Backup=On line starts at a planned instant shortly ahead, that its Aux twin shares
+        const anchor = line.backup === 'on' ? now + this.s.prerollMs : undefined;
+        return [await this.startLine(line, rid, anchor)];
       }
       case 'stop': {
         const line = this.list.checkStop(cmd.line);
-        if (this.active && this.active.line.id === line.id) {
+        const a = this.active;
+        if (a && a.line.id === line.id) {
+          if (line.backup === 'on' && a.clip.startedAt !== null && !a.stopping) {
+            // stop at a planned instant shortly ahead, shared with the Aux twin through the line's stop time
+            const stopAt = now + this.s.syncStopLeadMs;
+            const planned = plannedStop(a.line, this.s.frameRate);
+            if (planned !== null && planned <= stopAt) return [this.lineEvent('updated', a.line, { requestId: rid, reason: 'stop already planned' })];
+            const next: Line = { ...a.line, stopTime: stopAt, duration: null, updatedAt: now };
+            this.saveLine(next);
+            this.schedule();
+            return [this.lineEvent('updated', next, { requestId: rid, reason: 'stop planned (synchronous with the backup)' })];
+          }
           return [await this.stopActive(null, rid)];
         }
         // a timed line waiting for its start: disarm it
@@ -309,7 +338,12 @@ export class RecorderChannel extends EventEmitter {
   }
 
   /** Start a line: resolve its source, open a clip, start ffmpeg. Resolves once armed. */
-  private async startLine(line: Line, requestId?: string): Promise<ChannelEvent> {
+  /**
+   * Start a line: resolve its source, open a clip, start ffmpeg. Resolves once armed.
+   * With anchorMs, the clip begins at the first keyframe after that instant and its
+   * segments are cut at anchor + k x segment length (twins of one source match).
+   */
+  private async startLine(line: Line, requestId?: string, anchorMs?: number): Promise<ChannelEvent> {
     const now = this.clock();
     // claim the channel synchronously, so a second start cannot race this one
     const clipId = randomUUID();
@@ -344,7 +378,14 @@ export class RecorderChannel extends EventEmitter {
       createdAt: now,
       updatedAt: now,
     };
-    const armedLine: Line = { ...line, status: 'armed', clipId, reason: null, updatedAt: now };
+    const armedLine: Line = {
+      ...line,
+      status: 'armed',
+      clipId,
+      reason: null,
+      startTime: anchorMs ?? line.startTime,
+      updatedAt: now,
+    };
     const a: Active = {
       line: armedLine,
       clip,
@@ -358,6 +399,8 @@ export class RecorderChannel extends EventEmitter {
       stopping: false,
       chain: Promise.resolve(),
       input: null,
+      anchorMs: anchorMs ?? null,
+      prerollFirst: anchorMs !== undefined && anchorMs - now >= MIN_PREROLL_MS,
     };
     this.active = a;
     let input: InputSpec;
@@ -407,8 +450,14 @@ export class RecorderChannel extends EventEmitter {
       videoCodec: this.s.videoCodec,
       stallTimeoutMs: a.clip.startedAt === null ? Math.max(this.s.stallTimeoutMs, this.s.startTimeoutMs) : this.s.stallTimeoutMs,
       clock: this.clock,
+      clockAnchorMs: a.anchorMs ?? undefined,
+      prerollDiscard: a.prerollFirst && a.runNo === 1,
     });
     a.run = run;
+    const dropPreroll = () => {
+      if (run.prerollFile) fs.promises.unlink(path.join(outDir, run.prerollFile)).catch(() => undefined);
+    };
+    run.on('end', dropPreroll);
     // 'recording' is reported at the first progress report after the first segment opened,
     // when the start estimate is known (see FfmpegRun.startEstimate); later reports refine it
     let reported = false;
@@ -420,7 +469,10 @@ export class RecorderChannel extends EventEmitter {
       this.onFirstFrame(a, run, Math.min(run.firstFrameAt, run.startEstimate ?? Infinity));
     };
     run.on('first-frame', () => {
-      fallback = setTimeout(() => this.guard(report), 1500);
+      dropPreroll();
+      // after a pre-roll, the segment opens when its first keyframe arrives: no estimate needed
+      if (run.prerollFile) this.guard(report);
+      else fallback = setTimeout(() => this.guard(report), 1500);
     });
     run.on('progress', () =>
       this.guard(() => {
@@ -728,6 +780,8 @@ export class RecorderChannel extends EventEmitter {
       stopping: false,
       chain: Promise.resolve(),
       input: null,
+      anchorMs: null,
+      prerollFirst: false,
     };
     this.active = a;
     this.persistClip(clip);
@@ -857,10 +911,13 @@ export class RecorderChannel extends EventEmitter {
     if (this.closed) return;
     const now = this.clock();
     let due = Infinity;
-    for (const line of this.list.all()) {
-      if (line.status === 'armed' && line.clipId === null && line.start === 'time' && line.startTime !== null) due = Math.min(due, line.startTime);
-    }
     const a = this.active;
+    for (const line of this.list.all()) {
+      if (line.status === 'armed' && line.clipId === null && line.start === 'time' && line.startTime !== null) {
+        // start ffmpeg ahead (pre-roll) when the channel is free; take it over at the planned instant otherwise
+        due = Math.min(due, a ? line.startTime : line.startTime - this.s.prerollMs);
+      }
+    }
     if (a && a.clip.startedAt !== null) {
       const stop = plannedStop(a.line, this.s.frameRate);
       if (stop !== null) due = Math.min(due, stop);
@@ -880,9 +937,13 @@ export class RecorderChannel extends EventEmitter {
         this.emitEvent(await this.stopActive(null));
       }
     }
+    const busy = this.active !== null && !this.active.stopping;
     const due = this.list
       .all()
-      .filter((l) => l.status === 'armed' && l.clipId === null && l.start === 'time' && l.startTime !== null && l.startTime <= now + 5)
+      .filter(
+        (l) =>
+          l.status === 'armed' && l.clipId === null && l.start === 'time' && l.startTime !== null && l.startTime - (busy ? 0 : this.s.prerollMs) <= now + 5,
+      )
       .sort((x, y) => x.startTime! - y.startTime!)[0];
     if (due) {
       if (this.active && !this.active.stopping) {
@@ -891,7 +952,7 @@ export class RecorderChannel extends EventEmitter {
       }
       if (!this.active) {
         try {
-          this.emitEvent(await this.startLine(this.list.byId(due.id)!));
+          this.emitEvent(await this.startLine(this.list.byId(due.id)!, undefined, due.startTime!));
         } catch (err) {
           const l: Line = { ...this.list.byId(due.id)!, status: 'failed', reason: errorText(err), updatedAt: this.clock() };
           this.saveLine(l);

@@ -16,7 +16,12 @@ export interface LineOrigin {
   server: string;
   channel: number;
   lineId: string;
+  /** Sequence number of the last mirror message applied (backup-link). */
+  seq?: number;
 }
+
+/** Who asks for a change: an operator's command, or backup-link keeping an Aux line. */
+export type ChangedBy = 'user' | 'link';
 
 export interface Line {
   id: string;
@@ -161,13 +166,14 @@ export class RecList {
    * Build a new line from a command, without storing it. Returns the line and the
    * renumbered list it would make; call commit() to keep it.
    */
-  planAdd(input: LineInput, now: number): { line: Line; renumbered: Line[] } {
+  planAdd(input: LineInput, now: number, by: ChangedBy = 'user', origin: LineOrigin | null = null): { line: Line; renumbered: Line[] } {
+    const link = by === 'link';
     const rate = this.opts.frameRate;
     if (!input.title) throw new CommandError('add needs line.title (the clip name, e.g. the house number of the programme)');
     if (input.id !== undefined && this.byId(input.id)) {
       throw new CommandError(`add refused: a line with id "${input.id}" already exists; use update to change it`, 'EEXIST');
     }
-    this.checkBackup(input.backup);
+    this.checkBackup(input.backup, link);
     const start = input.start ?? (input.startTime !== undefined ? 'time' : 'manual');
     const startTime = parseTime(input.startTime, 'startTime');
     const stopTime = parseTime(input.stopTime, 'stopTime');
@@ -175,7 +181,7 @@ export class RecList {
     if (start === 'time') {
       if (startTime === null) throw new CommandError('a line with start "time" needs line.startTime');
       const tolerance = this.opts.lateStartToleranceMs ?? 5000;
-      if (startTime < now - tolerance) {
+      if (!link && startTime < now - tolerance) {
         throw new CommandError(`line.startTime ${new Date(startTime).toISOString()} is in the past; give a future time or use start "manual"`);
       }
     } else if (input.startTime !== undefined) {
@@ -209,7 +215,7 @@ export class RecList {
       attributes: { ...(input.attributes ?? {}) },
       clipId: null,
       reason: null,
-      origin: null,
+      origin,
       createdAt: now,
       updatedAt: now,
     };
@@ -218,10 +224,11 @@ export class RecList {
   }
 
   /** Apply changes to a line, without storing them. */
-  planUpdate(input: LineInput, now: number): { line: Line; renumbered: Line[] } {
+  planUpdate(input: LineInput, now: number, by: ChangedBy = 'user'): { line: Line; renumbered: Line[] } {
+    const link = by === 'link';
     const rate = this.opts.frameRate;
     const current = this.find(input, 'update');
-    if (current.backup === 'aux' && !this.opts.allowAux) {
+    if (current.backup === 'aux' && !this.opts.allowAux && !link) {
       const from = current.origin ? ` (it mirrors line ${current.origin.lineId} of server ${current.origin.server} channel ${current.origin.channel})` : '';
       throw new CommandError(`${describe(current)} is an Aux line kept by backup-link${from}; change it on the main server`, 'EPERM');
     }
@@ -250,7 +257,7 @@ export class RecList {
       if (Object.keys(next.attributes).length > 64) throw new CommandError('line.attributes would have more than 64 entries');
     }
     if (input.backup !== undefined) {
-      this.checkBackup(input.backup);
+      this.checkBackup(input.backup, link);
       if (recording && input.backup !== current.backup) {
         throw new CommandError(`${describe(current)} is recording: Backup can only change before the recording starts`);
       }
@@ -305,9 +312,10 @@ export class RecList {
     return { line: renumbered[(moved ? input.n! : current.n) - 1], renumbered };
   }
 
-  planRemove(input: LineInput): { line: Line; renumbered: Line[] } {
+  planRemove(input: LineInput, by: ChangedBy = 'user'): { line: Line; renumbered: Line[] } {
+    const link = by === 'link';
     const line = this.find(input, 'remove');
-    if (line.backup === 'aux' && !this.opts.allowAux) {
+    if (line.backup === 'aux' && !this.opts.allowAux && !link) {
       throw new CommandError(`${describe(line)} is an Aux line kept by backup-link; remove it on the main server`, 'EPERM');
     }
     if (line.id === this.activeId) {
@@ -317,9 +325,10 @@ export class RecList {
   }
 
   /** Check that a line may start now; returns it. */
-  checkStart(input: LineInput | undefined): Line {
+  checkStart(input: LineInput | undefined, by: ChangedBy = 'user'): Line {
+    const link = by === 'link';
     const line = this.find(input, 'start');
-    if (line.backup === 'aux' && !this.opts.allowAux) {
+    if (line.backup === 'aux' && !this.opts.allowAux && !link) {
       throw new CommandError(`${describe(line)} is an Aux line: it starts and stops with its main line`, 'EPERM');
     }
     if (line.id === this.activeId) {
@@ -336,14 +345,15 @@ export class RecList {
   }
 
   /** The line a stop command names; with no line given, the one recording. */
-  checkStop(input: LineInput | undefined): Line {
+  checkStop(input: LineInput | undefined, by: ChangedBy = 'user'): Line {
+    const link = by === 'link';
     if (!input || (input.id === undefined && input.n === undefined)) {
       const rec = this.recording();
       if (!rec) throw new CommandError('stop: nothing is recording on this channel');
       return rec;
     }
     const line = this.find(input, 'stop');
-    if (line.backup === 'aux' && !this.opts.allowAux) {
+    if (line.backup === 'aux' && !this.opts.allowAux && !link) {
       throw new CommandError(`${describe(line)} is an Aux line: it stops with its main line`, 'EPERM');
     }
     const waitingTimed = line.status === 'armed' && line.start === 'time' && line.clipId === null;
@@ -390,8 +400,8 @@ export class RecList {
     }
   }
 
-  private checkBackup(mode: BackupMode | undefined): void {
-    if (mode === 'aux' && !this.opts.allowAux) {
+  private checkBackup(mode: BackupMode | undefined, link = false): void {
+    if (mode === 'aux' && !this.opts.allowAux && !link) {
       throw new CommandError('line.backup "aux" is set by backup-link on the backup server; use "off" or "on"');
     }
   }

@@ -12,8 +12,9 @@ import { Clip, Container, Gap, Segment } from './clip';
 import { CommandError, errorText } from './errors';
 import { countFramesWithFfmpeg, FfmpegInfo, InputSpec, parseSegmentList } from './ffmpeg';
 import { FfmpegRun, RunEnd, SegmentOpen } from './ffmpeg-run';
-import { Line, LineStatus, plannedStop, RecList } from './reclist';
-import { Command, parseCommand } from './schemas';
+import { AttributeValue, Line, LineOrigin, LineStatus, plannedStop, RecList } from './reclist';
+import { Command, LineInput, parseCommand } from './schemas';
+import { MirrorMessage } from './mirror';
 import { scanSegment } from './mpegts';
 import { insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
 import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timeOfDayTimecode } from './timecode';
@@ -30,6 +31,8 @@ export interface ChannelEvent {
   clip?: Clip;
   reason?: string;
   requestId?: string;
+  /** Where backup-link mirrors Backup=On lines of this channel (the recorder's backup server and channel). */
+  backupTarget?: { server: string; channel: number } | null;
 }
 
 export type PresentedLine = Line & { startTimeTC: string | null; stopTimeTC: string | null };
@@ -296,6 +299,98 @@ export class RecorderChannel extends EventEmitter {
     }
   }
 
+  /**
+   * backup-link on the backup server: bring the Aux line that mirrors a main line
+   * to the state the main reports (add, update, start at the main's planned
+   * instant, stop at the main's stop time, remove). A message not newer than the
+   * last one applied for that line is ignored, so repeats and reorderings are harmless.
+   */
+  async applyMirror(m: MirrorMessage): Promise<ChannelEvent[]> {
+    if (this.closed) throw new CommandError('the recorder is closing', 'ECLOSED');
+    const now = this.clock();
+    const evs: ChannelEvent[] = [];
+    const aux = this.list.all().find((l) => l.origin && l.origin.server === m.from.server && l.origin.channel === m.from.channel && l.origin.lineId === m.lineId);
+    if (aux && (aux.origin!.seq ?? -1) >= m.seq) return evs; // a repeat or an older message
+    const origin: LineOrigin = { server: m.from.server, channel: m.from.channel, lineId: m.lineId, seq: m.seq };
+    if (m.removed || !m.line) {
+      if (!aux) return evs;
+      const a = this.active;
+      if (a && a.line.id === aux.id) {
+        // the main removed a line we record: keep recording until its stop time, keep the line
+        this.saveLine({ ...aux, origin, updatedAt: now });
+        return evs;
+      }
+      const { line, renumbered } = this.list.planRemove({ id: aux.id }, 'link');
+      this.cat.transaction(() => {
+        this.cat.putLines(this.s.serverId, this.s.channel, this.list.changedIn(renumbered), line.id);
+        this.list.commit(renumbered);
+        evs.push(this.lineEvent('removed', line));
+      });
+      this.schedule();
+      return evs;
+    }
+    const ml = m.line;
+    let line = aux;
+    if (!line) {
+      if (this.list.byId(m.lineId)) throw new CommandError(`cannot mirror line ${m.lineId} of ${m.from.server}: this rec-list has a line with that id that is not its Aux twin`, 'EEXIST');
+      const { line: added, renumbered } = this.list.planAdd(
+        { id: m.lineId, title: ml.title, group: ml.group, attributes: ml.attributes, start: 'manual', backup: 'aux' },
+        now,
+        'link',
+        origin,
+      );
+      this.cat.transaction(() => {
+        this.commitList(renumbered);
+        evs.push(this.lineEvent('added', added));
+      });
+      line = added;
+    }
+    const active = this.active && this.active.line.id === line.id ? this.active : null;
+    const change: LineInput = { id: line.id, title: ml.title, group: ml.group, attributes: mergeAttributes(line.attributes, ml.attributes) };
+    const timedAhead = ml.start === 'time' && ml.status === 'armed' && ml.startTime !== null && ml.startTime > now;
+    if (!active && line.status !== 'stopped') {
+      // a timed main line not started yet: the Aux line is timed too, so it records even if the main dies first
+      if (timedAhead) {
+        change.start = 'time';
+        change.startTime = ml.startTime!;
+        if (ml.stopTime !== null) change.stopTime = ml.stopTime;
+        else if (ml.duration !== null) change.duration = ml.duration;
+      } else if (line.start === 'time' && ml.start === 'manual') {
+        change.start = 'manual';
+      }
+    }
+    if (active) {
+      if (ml.stopTime !== null && ml.stopTime !== line.stopTime && ml.stopTime > now) change.stopTime = ml.stopTime;
+      if (ml.duration !== null && ml.stopTime === null && ml.duration !== line.duration) change.duration = ml.duration;
+    }
+    const { line: updated, renumbered } = this.list.planUpdate(change, now, 'link');
+    const withOrigin: Line = { ...updated, origin };
+    this.cat.transaction(() => {
+      this.commitList(renumbered.map((l) => (l.id === withOrigin.id ? withOrigin : l)));
+      if (active) active.line = withOrigin;
+      evs.push(this.lineEvent('updated', withOrigin));
+    });
+    line = withOrigin;
+    const mainRecording = ml.status === 'recording' || ml.status === 'interrupted' || (ml.status === 'armed' && ml.startTime !== null && !timedAhead);
+    if (!active && mainRecording && line.status !== 'stopped') {
+      const other = this.active;
+      if (other) throw new CommandError(`cannot start the Aux twin of ${m.from.server} line ${m.lineId}: ${lineName(other.line)} is recording on this channel`, 'EBUSY');
+      const anchor = ml.startTime ?? now;
+      evs.push(await this.startLine(this.list.byId(line.id)!, undefined, anchor));
+    } else if (active && !active.stopping && (ml.status === 'stopped' || ml.status === 'failed' || ml.status === 'ready')) {
+      if (ml.stopTime !== null && ml.stopTime > now) {
+        if (line.stopTime !== ml.stopTime) {
+          const next: Line = { ...line, stopTime: ml.stopTime, duration: null, updatedAt: now };
+          this.saveLine(next);
+        }
+      } else {
+        evs.push(await this.stopActive(`stopped with its main line on ${m.from.server}`));
+      }
+    }
+    this.schedule();
+    return evs;
+  }
+
   /** The rec-list as it is now. */
   lines(): PresentedLine[] {
     return this.list.all().map((l) => copyLine(this.present(l)));
@@ -348,7 +443,8 @@ export class RecorderChannel extends EventEmitter {
     // claim the channel synchronously, so a second start cannot race this one
     const clipId = randomUUID();
     const name = sanitizeName(line.title);
-    const dir = newClipDir(this.s.storageRoot, this.s.serverId, this.s.channel, name, now);
+    // named by the planned instant when there is one, so an Aux twin gets the same folder name
+    const dir = newClipDir(this.s.storageRoot, this.s.serverId, this.s.channel, name, anchorMs ?? now);
     const clip: Clip = {
       id: clipId,
       name,
@@ -1068,6 +1164,7 @@ export class RecorderChannel extends EventEmitter {
   private lineEvent(event: LineEventName, line: Line, extra: { clip?: Clip; reason?: string; requestId?: string } = {}): ChannelEvent {
     const at = this.clock();
     const ev: ChannelEvent = { event, server: this.s.serverId, channel: this.s.channel, at, line: copyLine(this.present(line)) };
+    if (line.backup === 'on') ev.backupTarget = this.s.backup ? { ...this.s.backup } : null;
     if (extra.clip) ev.clip = structuredClone(extra.clip);
     if (extra.reason) ev.reason = extra.reason;
     if (extra.requestId) ev.requestId = extra.requestId;
@@ -1096,6 +1193,13 @@ export class RecorderChannel extends EventEmitter {
 /** A line a message may carry: consumers downstream may change it without touching the rec-list. */
 function copyLine(l: PresentedLine): PresentedLine {
   return { ...l, attributes: { ...l.attributes }, origin: l.origin ? { ...l.origin } : null };
+}
+
+/** Attributes as the main has them: keys the main dropped are dropped here too. */
+function mergeAttributes(current: Record<string, AttributeValue>, main: Record<string, AttributeValue>): Record<string, AttributeValue> {
+  const out: Record<string, AttributeValue> = { ...main };
+  for (const k of Object.keys(current)) if (!(k in main)) out[k] = null;
+  return out;
 }
 
 function lineName(line: Line): string {

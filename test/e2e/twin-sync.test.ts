@@ -1,0 +1,120 @@
+/**
+ * Synchronous parallel recording at the recorder level: a Backup=On line on the
+ * main and its Aux twin on the backup, fed the mirror messages backup-link
+ * carries, record the same frames of one live RTSP source: same first frame,
+ * same segment cuts, same name and attributes; repeats and stale messages are
+ * harmless; the Aux line refuses edits.
+ */
+import { strict as assert } from 'node:assert';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Catalogue, openCatalogue } from '../../lib/catalogue';
+import { ffmpegInfo } from '../../lib/ffmpeg';
+import { makeMirror, MirrorMessage, SeqSource, validateMirror } from '../../lib/mirror';
+import { ChannelEvent, RecorderChannel } from '../../lib/recorder-channel';
+import { Line } from '../../lib/reclist';
+import { framemd5 } from '../support/media';
+import { sleep, tmpDir } from '../support/nr';
+import { RtspServerHandle, startRtspServer } from '../support/rtsp';
+
+describe('twin recording (main + Aux) of one RTSP source', function () {
+  this.timeout(120000);
+  let dir: string;
+  let rtsp: RtspServerHandle;
+  let catA: Catalogue;
+  let catB: Catalogue;
+  const channels: RecorderChannel[] = [];
+
+  before(async function () {
+    rtsp = await startRtspServer({ fps: '25', gop: 25 });
+  });
+  after(async function () {
+    await rtsp.stop();
+  });
+  beforeEach(function () {
+    dir = tmpDir('twin');
+    catA = openCatalogue(path.join(dir, 'a.sqlite'));
+    catB = openCatalogue(path.join(dir, 'b.sqlite'));
+  });
+  afterEach(async function () {
+    for (const c of channels.splice(0)) await c.close(false);
+    catA.release();
+    catB.release();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  function channel(server: string, cat: Catalogue, backup: { server: string; channel: number } | null) {
+    const log = { info: () => undefined, warn: () => undefined, error: (m: string) => console.error(m) };
+    const ch = new RecorderChannel(
+      {
+        serverId: server, group: 'studio', channel: 1, channelName: 'Studio A', frameRate: '25', tcMode: 'tod',
+        storageRoot: path.join(dir, server), segmentSeconds: 2, container: 'ts', videoCodec: 'copy',
+        source: { label: 'cam', resolve: async () => ({ kind: 'url', url: rtsp.url, timeoutMs: 5000 }) }, backup,
+      },
+      { catalogue: cat, ffmpeg: ffmpegInfo(), log },
+    );
+    channels.push(ch);
+    return ch;
+  }
+
+  it('records the same frames on main and backup, named and attributed alike', async function () {
+    const main = channel('main-1', catA, { server: 'backup-1', channel: 1 });
+    const backup = channel('backup-1', catB, null);
+    await main.open();
+    await backup.open();
+    const seq = new SeqSource();
+    const sent: MirrorMessage[] = [];
+    const backupEvents: ChannelEvent[] = [];
+    const mainEvents: ChannelEvent[] = [];
+    backup.on('event', (e: ChannelEvent) => backupEvents.push(e));
+    // what backup-link does on the main: every event of a Backup=On line becomes a mirror message
+    const forward = async (evs: ChannelEvent[]) => {
+      for (const e of evs) {
+        mainEvents.push(e);
+        if (!e.line || e.line.backup !== 'on') continue;
+        assert.deepEqual(e.backupTarget, { server: 'backup-1', channel: 1 });
+        const m = makeMirror({ from: { server: 'main-1', channel: 1 }, to: e.backupTarget!, seq: seq.next(), epoch: 0, ts: Date.now() }, e.line as Line, e.line.id);
+        assert.ok(validateMirror(m), JSON.stringify(validateMirror.errors));
+        sent.push(m);
+        backupEvents.push(...(await backup.applyMirror(m)));
+      }
+    };
+    main.on('event', (e: ChannelEvent) => void forward([e]));
+    await forward(await main.execute({ command: 'add', line: { id: 'live-1', title: 'Live show', backup: 'on', attributes: { house: 'LS-1' } } }));
+    const aux = backup.lines().find((l) => l.id === 'live-1')!;
+    assert.equal(aux.backup, 'aux');
+    assert.deepEqual(aux.origin, { server: 'main-1', channel: 1, lineId: 'live-1', seq: sent[0].seq });
+    await assert.rejects(backup.execute({ command: 'update', line: { id: 'live-1', title: 'edited' } }), /Aux line kept by backup-link/);
+    await assert.rejects(backup.execute({ command: 'start', line: { id: 'live-1' } }), /Aux line/);
+
+    await forward(await main.execute({ command: 'start', line: { id: 'live-1' } }));
+    const armed = mainEvents.find((e) => e.event === 'armed')!;
+    const anchor = armed.line!.startTime!;
+    assert.ok(anchor > armed.at, 'the start is planned ahead');
+    for (let i = 0; i < 200 && !(mainEvents.some((e) => e.event === 'recording') && backupEvents.some((e) => e.event === 'recording')); i++) await sleep(50);
+    assert.ok(backupEvents.some((e) => e.event === 'recording'), 'the Aux twin records');
+    await sleep(5000);
+    // a replayed (old) message changes nothing
+    const before = JSON.stringify(backup.lines());
+    await backup.applyMirror(sent[0]);
+    assert.equal(JSON.stringify(backup.lines()), before);
+
+    await forward(await main.execute({ command: 'stop', line: { id: 'live-1' } }));
+    for (let i = 0; i < 200 && !(mainEvents.some((e) => e.event === 'stopped') && backupEvents.some((e) => e.event === 'stopped')); i++) await sleep(50);
+    const mClip = mainEvents.find((e) => e.event === 'stopped')!.clip!;
+    const bClip = backupEvents.find((e) => e.event === 'stopped')!.clip!;
+    assert.equal(bClip.name, mClip.name);
+    assert.equal(path.basename(bClip.dir), path.basename(mClip.dir), 'same clip folder name');
+    assert.deepEqual(bClip.attributes, mClip.attributes);
+    assert.equal(bClip.title, mClip.title);
+    assert.equal(bClip.backup, 'aux');
+    assert.equal(bClip.tcIn, mClip.tcIn, 'same timecode in');
+    assert.ok(Math.abs(bClip.frames - mClip.frames) <= 1, `frames main ${mClip.frames} aux ${bClip.frames}`);
+    assert.equal(bClip.segments.length, mClip.segments.length, 'same segment cuts');
+    const first = async (root: string, c: typeof mClip) => (await framemd5(path.join(dir, root, c.dir, c.segments[0].file))).map((f) => f.hash);
+    const fa = await first('main-1', mClip);
+    const fb = await first('backup-1', bClip);
+    assert.deepEqual(fb.slice(0, 25), fa.slice(0, 25), 'the same first frames');
+    for (let i = 0; i < mClip.segments.length - 1; i++) assert.equal(bClip.segments[i].frames, mClip.segments[i].frames, `segment ${i} frames`);
+  });
+});

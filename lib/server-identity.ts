@@ -88,3 +88,20 @@ export class ChannelRegistry {
 
 /** One registry per process (all server config nodes of one Node-RED). */
 export const channelRegistry = new ChannelRegistry();
+
+/**
+ * The recorder channels of this process by server and channel, for nodes that
+ * act on a recorder they are not wired to (backup-link feeding Aux lines).
+ */
+export class ControllerRegistry<T> {
+  private byKey = new Map<string, T>();
+  set(serverId: string, channel: number, ctl: T): void {
+    this.byKey.set(`${serverId}/${channel}`, ctl);
+  }
+  get(serverId: string, channel: number): T | undefined {
+    return this.byKey.get(`${serverId}/${channel}`);
+  }
+  delete(serverId: string, channel: number, ctl: T): void {
+    if (this.byKey.get(`${serverId}/${channel}`) === ctl) this.byKey.delete(`${serverId}/${channel}`);
+  }
+}

@@ -5,6 +5,7 @@ import { ffmpegInfo } from '../../lib/ffmpeg';
 import { ChannelEvent, ChannelStatus, RecorderChannel, redact, SourceProvider } from '../../lib/recorder-channel';
 import { RecorderNodeConfig, resolveRecorderSettings } from '../../lib/recorder-config';
 import { channelRegistry } from '../../lib/server-identity';
+import { recorderChannels } from '../shared/registry';
 import type { OnvifCameraNode, RedundancyServerNode } from '../shared/types';
 
 interface RecorderDef extends NodeDef, RecorderNodeConfig {
@@ -89,6 +90,7 @@ export = function (RED: NodeAPI): void {
         },
       );
       node.channelCtl = channel;
+      recorderChannels.set(id.serverId, settings.channel, channel);
       // the settings cache: this channel's settings and rec-list, retained on the group's broker
       const published = {
         channelName: settings.channelName,
@@ -217,6 +219,7 @@ export = function (RED: NodeAPI): void {
       }
       const finish = () => {
         if (claimed) channelRegistry.release(claimed.serverId, claimed.channel, node.id);
+        if (claimed && channel) recorderChannels.delete(claimed.serverId, claimed.channel, channel);
         catalogue?.release();
         catalogue = null;
         done();

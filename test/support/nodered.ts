@@ -144,10 +144,22 @@ export function ffmpegPidsFor(pathPart: string): number[] {
  * POST /cmd/<channel> with a JSON command answers with the first event (200)
  * or the refusal (400).
  */
-export function recorderSiteFlow(o: { serverId: string; storageRoot: string; recorders: Record<string, unknown>[] }): object[] {
+export function recorderSiteFlow(o: {
+  serverId: string;
+  storageRoot: string;
+  recorders: Record<string, unknown>[];
+  role?: string;
+  brokerUrl?: string;
+  /** Add a backup-link node fed by every recorder. */
+  backupLink?: boolean;
+}): object[] {
   const tab = { id: 'tab1', type: 'tab', label: 'site' };
-  const srv = { id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: o.serverId, role: 'main', storageRoot: o.storageRoot, durability: 'NORMAL' };
+  const srv = {
+    id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: o.serverId, role: o.role ?? 'main', storageRoot: o.storageRoot, durability: 'NORMAL',
+    brokerUrl: o.brokerUrl ?? '', keepalive: 1, heartbeatMs: 250,
+  };
   const nodes: object[] = [tab, srv];
+  if (o.backupLink) nodes.push({ id: 'blink', type: 'backup-link', z: 'tab1', server: 'srv1', wires: [[]] });
   o.recorders.forEach((r, i) => {
     const ch = Number(r.channel ?? i + 1);
     nodes.push(
@@ -155,7 +167,7 @@ export function recorderSiteFlow(o: { serverId: string; storageRoot: string; rec
       {
         id: `rec${ch}`, type: 'recorder', z: 'tab1', server: 'srv1', channel: ch, channelName: `Channel ${ch}`, frameRate: '25',
         sourceType: 'testpattern', url: '', camera: '', segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'zero',
-        backupServer: '', backupChannel: '', startTimeout: 15, stallTimeout: 6, ...r, wires: [[`resp${ch}`]],
+        backupServer: '', backupChannel: '', startTimeout: 15, stallTimeout: 6, ...r, wires: [o.backupLink ? [`resp${ch}`, 'blink'] : [`resp${ch}`]],
       },
       { id: `resp${ch}`, type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
       { id: `catch${ch}`, type: 'catch', z: 'tab1', scope: [`rec${ch}`], uncaught: false, wires: [[`err${ch}`]] },

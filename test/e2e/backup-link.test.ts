@@ -1,0 +1,132 @@
+/**
+ * backup-link end to end: two Node-RED processes (main and backup, each with its
+ * own user directory and storage) and mosquitto. A Backup=On line started on the
+ * main records on both, stops on both, with equal names and attributes and the
+ * same frames; kill -9 of the main leaves the Aux clip recording without a hole.
+ */
+import { strict as assert } from 'node:assert';
+import fs from 'node:fs';
+import path from 'node:path';
+import { framemd5, maxFrameGapSec } from '../support/media';
+import { Broker, startMosquitto } from '../support/mosquitto';
+import { ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
+import { sleep, tmpDir } from '../support/nr';
+import { RtspServerHandle, startRtspServer } from '../support/rtsp';
+
+describe('backup-link: main and backup Node-RED processes with mosquitto', function () {
+  this.timeout(180000);
+  let broker: Broker;
+  let rtsp: RtspServerHandle;
+  let dirA: string;
+  let dirB: string;
+  let main: NodeRedProcess | null = null;
+  let backup: NodeRedProcess | null = null;
+
+  beforeEach(async function () {
+    broker = await startMosquitto();
+    rtsp = await startRtspServer({ fps: '25', gop: 25 });
+    dirA = tmpDir('main');
+    dirB = tmpDir('backup');
+  });
+  afterEach(async function () {
+    for (const p of [main, backup]) if (p) await p.stop();
+    main = backup = null;
+    for (const d of [dirA, dirB]) {
+      for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+    await rtsp.stop();
+    await broker.stop();
+  });
+
+  const site = (serverId: string, role: string, rec: Record<string, unknown>) =>
+    recorderSiteFlow({ serverId, role, storageRoot: 'store', brokerUrl: broker.url, backupLink: true, recorders: [{ channel: 1, sourceType: 'url', url: rtsp.url, segmentSeconds: 2, ...rec }] });
+
+  async function lineOn(p: NodeRedProcess, id: string) {
+    const r = await p.request('POST', '/cmd/1', { command: 'list' });
+    return (r.body.lines as { id: string; status: string; backup: string; clipId: string; origin: unknown }[]).find((l) => l.id === id);
+  }
+  async function waitStatus(p: NodeRedProcess, id: string, status: string, ms = 30000) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const l = await lineOn(p, id);
+      if (l?.status === status) return l;
+      if (Date.now() > end) throw new Error(`line ${id} on ${p.url} is ${l?.status ?? 'absent'}, not ${status}`);
+      await sleep(200);
+    }
+  }
+  async function startBoth() {
+    main = await startNodeRed({ userDir: dirA, flows: site('main-1', 'main', { backupServer: 'backup-1', backupChannel: 1 }) });
+    backup = await startNodeRed({ userDir: dirB, flows: site('backup-1', 'backup', {}) });
+  }
+
+  it('records a Backup=On line on both servers: start and stop together, same name, attributes and frames', async function () {
+    await startBoth();
+    const add = await main!.request('POST', '/cmd/1', { command: 'add', line: { id: 'prog', title: 'Evening Live', backup: 'on', attributes: { house: 'EL-7' } } });
+    assert.equal(add.status, 200, JSON.stringify(add.body));
+    const aux = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const l = await lineOn(backup!, 'prog');
+        if (l) return l;
+        await sleep(100);
+      }
+      throw new Error('the Aux line did not appear on the backup');
+    })();
+    assert.equal(aux.backup, 'aux');
+    const edit = await backup!.request('POST', '/cmd/1', { command: 'update', line: { id: 'prog', title: 'x' } });
+    assert.equal(edit.status, 400);
+    assert.match(edit.body.error, /Aux line kept by backup-link/);
+
+    const start = await main!.request('POST', '/cmd/1', { command: 'start', line: { id: 'prog' } });
+    assert.equal(start.status, 200, JSON.stringify(start.body));
+    await waitStatus(main!, 'prog', 'recording');
+    await waitStatus(backup!, 'prog', 'recording');
+    await sleep(5000);
+    const stop = await main!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'prog' } });
+    assert.equal(stop.status, 200, JSON.stringify(stop.body));
+    await waitStatus(main!, 'prog', 'stopped');
+    await waitStatus(backup!, 'prog', 'stopped');
+    const clipOf = async (p: NodeRedProcess, dir: string) => {
+      const l = await lineOn(p, 'prog');
+      const files = fs.readdirSync(path.join(dir, 'store', p === main ? 'main-1' : 'backup-1', 'ch01'));
+      const day = files[0];
+      const clipDir = fs.readdirSync(path.join(dir, 'store', p === main ? 'main-1' : 'backup-1', 'ch01', day))[0];
+      const full = path.join(dir, 'store', p === main ? 'main-1' : 'backup-1', 'ch01', day, clipDir);
+      return { line: l!, full, clipDir, sidecar: JSON.parse(fs.readFileSync(path.join(full, 'clip.json'), 'utf8')) };
+    };
+    const a = await clipOf(main!, dirA);
+    const b = await clipOf(backup!, dirB);
+    assert.equal(b.clipDir, a.clipDir, 'same clip folder name');
+    assert.equal(b.sidecar.name, a.sidecar.name);
+    assert.deepEqual(b.sidecar.attributes, a.sidecar.attributes);
+    assert.equal(b.sidecar.backup, 'aux');
+    assert.ok(Math.abs(b.sidecar.frames - a.sidecar.frames) <= 1, `frames main ${a.sidecar.frames}, aux ${b.sidecar.frames}`);
+    const h = async (full: string, sc: { segments: { file: string }[] }) => (await framemd5(path.join(full, sc.segments[0].file))).map((f) => f.hash).slice(0, 25);
+    assert.deepEqual(await h(b.full, b.sidecar), await h(a.full, a.sidecar), 'the same first frames on both');
+  });
+
+  it('keeps the Aux clip recording without a hole when the main is killed with SIGKILL', async function () {
+    await startBoth();
+    await main!.request('POST', '/cmd/1', { command: 'add', line: { id: 'k', title: 'Killed main', backup: 'on' } });
+    await main!.request('POST', '/cmd/1', { command: 'start', line: { id: 'k' } });
+    await waitStatus(backup!, 'k', 'recording');
+    await sleep(3000);
+    await main!.kill9();
+    main = null;
+    await sleep(6000);
+    const l = await lineOn(backup!, 'k');
+    assert.equal(l!.status, 'recording', 'the Aux line records on after the main died');
+    const stop = await backup!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'k' } });
+    assert.equal(stop.status, 400, 'an operator cannot stop an Aux line by hand');
+    await backup!.stop(); // graceful: suspends the Aux clip with its segments closed
+    backup = null;
+    const base = path.join(dirB, 'store', 'backup-1', 'ch01');
+    const day = fs.readdirSync(base)[0];
+    const full = path.join(base, day, fs.readdirSync(path.join(base, day))[0]);
+    const sidecar = JSON.parse(fs.readFileSync(path.join(full, 'clip.json'), 'utf8'));
+    const files = sidecar.segments.map((s: { file: string }) => path.join(full, s.file));
+    assert.ok(sidecar.frames >= 200, `${sidecar.frames} frames across the main's death`);
+    const gap = await maxFrameGapSec(files);
+    assert.ok(gap <= 0.08, `no hole in the Aux clip: largest gap between frames ${gap} s`);
+  });
+});

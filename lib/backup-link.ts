@@ -8,7 +8,21 @@
  */
 import { EventEmitter } from 'node:events';
 import { CommandError, errorText } from './errors';
-import { makeMirror, MirrorMessage, mirrorPattern, mirrorTopic, SeqSource, validateMirror } from './mirror';
+import {
+  makeMirror,
+  MirrorMessage,
+  mirrorPattern,
+  mirrorTopic,
+  SeqSource,
+  TwinResultMessage,
+  twinPatternFor,
+  twinTopic,
+  validateMirror,
+  validateTwinResult,
+} from './mirror';
+import { TwinCheck } from './clip';
+import { twinSummaryOf } from './twin';
+import { LINK_VERSION } from './link-schemas';
 import { ChannelEvent } from './recorder-channel';
 import { Line } from './reclist';
 import { RateLimitedLog } from './server-link';
@@ -24,9 +38,15 @@ export interface LinkPort {
 /** The part of a recorder channel backup-link feeds. */
 export interface AuxTarget {
   applyMirror(m: MirrorMessage): Promise<ChannelEvent[]>;
+  on(event: 'twin', fn: (check: TwinCheck, main: { server: string; channel: number; lineId: string }) => void): unknown;
 }
 
-const LINE_EVENTS = new Set(['added', 'updated', 'removed', 'armed', 'recording', 'stopped', 'interrupted', 'failed']);
+/** The part of a recorder channel that takes the backup's verdict on a twin. */
+export interface MainTarget {
+  recordTwinResult(lineId: string, check: TwinCheck): ChannelEvent | null;
+}
+
+const LINE_EVENTS = new Set(['added', 'updated', 'removed', 'armed', 'recording', 'stopped', 'interrupted', 'failed', 'verified', 'mismatch']);
 
 /** Check that a message is a recorder's line event; throws a CommandError that says what was expected. */
 export function asRecorderEvent(payload: unknown): ChannelEvent | null {
@@ -40,14 +60,36 @@ export function asRecorderEvent(payload: unknown): ChannelEvent | null {
   return p as ChannelEvent;
 }
 
-export class BackupLinkMain {
+export class BackupLinkMain extends EventEmitter {
   private readonly seq: SeqSource;
+  private unsubscribe: (() => void) | null = null;
   constructor(
     private readonly link: LinkPort,
     private readonly me: { group: string; serverId: string },
+    private readonly lookup: (channel: number) => MainTarget | undefined = () => undefined,
     clock: () => number = Date.now,
   ) {
+    super();
     this.seq = new SeqSource(clock);
+  }
+
+  /** Listen for the backups' verdicts on our twins ('event' for each one recorded). */
+  start(): void {
+    if (this.unsubscribe) return;
+    this.unsubscribe = this.link.subscribe(twinPatternFor(this.me.group, this.me.serverId), validateTwinResult, (_topic, payload) => {
+      if (payload === null) return;
+      const r = payload as TwinResultMessage;
+      if (r.main.server !== this.me.serverId) return;
+      const target = this.lookup(r.main.channel);
+      if (!target) return;
+      const ev = target.recordTwinResult(r.main.lineId, r.check);
+      if (ev) this.emit('event', ev);
+    });
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
   }
 
   /**
@@ -65,11 +107,13 @@ export class BackupLinkMain {
     if (!target) {
       throw new CommandError(`line ${line.n} ("${line.title}") is Backup=On but recorder channel ${ev.channel} has no backup recorder server and channel: set them in the recorder`);
     }
+    if (ev.event === 'verified' || ev.event === 'mismatch') return null;
     const m = makeMirror(
       { from: { server: ev.server, channel: ev.channel }, to: target, seq: this.seq.next(), epoch: this.link.epoch, ts: Date.now() },
       ev.event === 'removed' ? null : (line as Line),
       line.id,
     );
+    if (ev.event === 'stopped' && ev.clip) m.clip = twinSummaryOf(ev.clip);
     this.link.publishRetained(mirrorTopic(this.me.group, ev.server, ev.channel, line.id), m);
     return m;
   }
@@ -78,6 +122,7 @@ export class BackupLinkMain {
 export class BackupLinkBackup extends EventEmitter {
   private unsubscribe: (() => void) | null = null;
   private epochs = new Map<string, number>();
+  private watched = new WeakSet<AuxTarget>();
   private readonly rate: RateLimitedLog;
   /** Applies messages one after the other (an Aux start awaits ffmpeg). */
   private queue: Promise<void> = Promise.resolve();
@@ -122,6 +167,14 @@ export class BackupLinkBackup extends EventEmitter {
     if (!target) {
       this.fail(m, `no recorder for channel ${m.to.channel} on server ${this.me.serverId}: line ${m.lineId} of ${m.from.server} cannot be recorded as Aux`);
       return;
+    }
+    if (!this.watched.has(target)) {
+      this.watched.add(target);
+      target.on('twin', (check, main) => {
+        const msg: TwinResultMessage = { v: LINK_VERSION, main, check };
+        this.link.publishRetained(twinTopic(this.me.group, this.me.serverId, main.server, main.channel, main.lineId), msg);
+        this.emit('twin', check);
+      });
     }
     try {
       const evs = await target.applyMirror(m);

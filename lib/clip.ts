@@ -21,6 +21,28 @@ export interface Segment {
   complete: boolean;
   /** Wall-clock time of the segment's first frame, UTC ms. */
   wallStart: number | null;
+  /** sha256 of the video elementary stream (MPEG-TS only): equal for the same frames on twins. */
+  esDigest?: string | null;
+}
+
+/** What a main clip tells its Aux twin, to check that both hold the same frames. */
+export interface TwinSummary {
+  name: string;
+  frames: number;
+  tcIn: string | null;
+  tcOut: string | null;
+  segments: { index: number; frames: number | null; esDigest: string | null }[];
+}
+
+export interface TwinCheck {
+  state: 'verified' | 'mismatch';
+  at: number;
+  /** Sentences saying what differs (empty when verified). */
+  differences: string[];
+  mainServer: string;
+  mainClip: string;
+  auxServer: string;
+  auxClip: string;
 }
 
 export interface Gap {
@@ -60,6 +82,8 @@ export interface Clip {
   segments: Segment[];
   runs: number;
   reason: string | null;
+  /** Result of comparing a Backup=On clip with its Aux twin. */
+  twin?: TwinCheck | null;
   createdAt: number;
   updatedAt: number;
 }

@@ -9,6 +9,7 @@
 import { compileSchema } from './schemas';
 import { LINK_VERSION, topicFor } from './link-schemas';
 import { Line } from './reclist';
+import { TwinCheck, TwinSummary } from './clip';
 
 export interface MirrorLine {
   title: string;
@@ -33,6 +34,15 @@ export interface MirrorMessage {
   ts: number;
   removed: boolean;
   line: MirrorLine | null;
+  /** With a stopped line: the main clip, for the twin check. */
+  clip?: TwinSummary | null;
+}
+
+/** The backup's verdict on a twin, published back to the main. */
+export interface TwinResultMessage {
+  v: number;
+  main: { server: string; channel: number; lineId: string };
+  check: TwinCheck;
 }
 
 const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
@@ -56,6 +66,36 @@ export const mirrorSchema = {
     epoch: { type: 'integer', minimum: 0 },
     ts: { type: 'integer', minimum: 0 },
     removed: { type: 'boolean' },
+    clip: {
+      anyOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['name', 'frames', 'tcIn', 'tcOut', 'segments'],
+          additionalProperties: false,
+          properties: {
+            name: { type: 'string', maxLength: 200 },
+            frames: { type: 'integer', minimum: 0 },
+            tcIn: { anyOf: [{ type: 'string', maxLength: 16 }, { type: 'null' }] },
+            tcOut: { anyOf: [{ type: 'string', maxLength: 16 }, { type: 'null' }] },
+            segments: {
+              type: 'array',
+              maxItems: 100000,
+              items: {
+                type: 'object',
+                required: ['index', 'frames', 'esDigest'],
+                additionalProperties: false,
+                properties: {
+                  index: { type: 'integer', minimum: 0 },
+                  frames: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] },
+                  esDigest: { anyOf: [{ type: 'string', pattern: '^[0-9a-f]{64}$' }, { type: 'null' }] },
+                },
+              },
+            },
+          },
+        },
+      ],
+    },
     line: {
       anyOf: [
         { type: 'null' },
@@ -84,6 +124,50 @@ export const mirrorSchema = {
 };
 
 export const validateMirror = compileSchema(mirrorSchema);
+
+export const twinResultSchema = {
+  type: 'object',
+  required: ['v', 'main', 'check'],
+  additionalProperties: false,
+  properties: {
+    v: { type: 'integer', minimum: 1 },
+    main: {
+      type: 'object',
+      required: ['server', 'channel', 'lineId'],
+      additionalProperties: false,
+      properties: {
+        server: { type: 'string', pattern: NAME },
+        channel: { type: 'integer', minimum: 1, maximum: 999 },
+        lineId: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$' },
+      },
+    },
+    check: {
+      type: 'object',
+      required: ['state', 'at', 'differences', 'mainServer', 'mainClip', 'auxServer', 'auxClip'],
+      additionalProperties: false,
+      properties: {
+        state: { enum: ['verified', 'mismatch'] },
+        at: { type: 'integer', minimum: 0 },
+        differences: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 500 } },
+        mainServer: { type: 'string', pattern: NAME },
+        mainClip: { type: 'string', maxLength: 200 },
+        auxServer: { type: 'string', pattern: NAME },
+        auxClip: { type: 'string', maxLength: 200 },
+      },
+    },
+  },
+};
+
+export const validateTwinResult = compileSchema(twinResultSchema);
+
+/** The backup publishes its verdict here (retained); the main subscribes to those addressed to it. */
+export function twinTopic(group: string, backupServer: string, mainServer: string, channel: number, lineId: string): string {
+  return topicFor(group, backupServer, 'twin', mainServer, channel, lineId);
+}
+
+export function twinPatternFor(group: string, mainServer: string): string {
+  return `${topicFor(group, '+', 'twin', mainServer)}/+/+`;
+}
 
 export function mirrorTopic(group: string, mainServer: string, channel: number, lineId: string): string {
   return topicFor(group, mainServer, 'mirror', channel, lineId);

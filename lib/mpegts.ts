@@ -14,6 +14,12 @@ export class TsFrameCounter {
   private pmtPids = new Set<number>();
   private videoPid: number | null = null;
   private pusiByPid = new Map<number, number>();
+  /**
+   * sha256 of the video elementary stream (PES payloads without their headers):
+   * equal for two recordings of the same frames, whatever their timestamps or
+   * muxing (the twin check compares it).
+   */
+  private es = crypto.createHash('sha256');
   /** False once the data stops looking like MPEG-TS. */
   valid = true;
 
@@ -50,12 +56,18 @@ export class TsFrameCounter {
   /** One 188-byte packet at b[o]. */
   private packet(b: Buffer, o: number): void {
     const pusi = (b[o + 1] & 0x40) !== 0;
-    if (!pusi) return; // only starts of PES packets and of PSI sections matter
     const pid = ((b[o + 1] & 0x1f) << 8) | b[o + 2];
     const afc = (b[o + 3] >> 4) & 0x3;
     if (afc === 2 || afc === 0) return; // no payload
     const payload = afc === 3 ? 5 + b[o + 4] : 4;
     if (payload >= PACKET) return;
+    if (pid === this.videoPid) {
+      let from = o + payload;
+      // at a PES start, skip its header (start code, stream id, length, flags, header data)
+      if (pusi && b[from] === 0 && b[from + 1] === 0 && b[from + 2] === 1) from += 9 + b[from + 8];
+      if (from < o + PACKET) this.es.update(b.subarray(from, o + PACKET));
+    }
+    if (!pusi) return; // only starts of PES packets and of PSI sections are counted
     if (pid === 0) {
       this.parsePat(b.subarray(o + payload, o + PACKET));
       return;
@@ -103,6 +115,11 @@ export class TsFrameCounter {
     if (!this.valid || this.videoPid === null) return null;
     return this.pusiByPid.get(this.videoPid) ?? 0;
   }
+
+  esDigest(): string | null {
+    if (!this.valid || this.videoPid === null) return null;
+    return this.es.digest('hex');
+  }
 }
 
 const SCAN_CHUNK = 256 * 1024;
@@ -112,7 +129,7 @@ const SCAN_CHUNK = 256 * 1024;
  * Reads into one reused buffer (no stream, no garbage per chunk): this runs
  * for every segment of every channel inside the Node-RED process.
  */
-export async function scanSegment(file: string, isTs: boolean): Promise<{ sha256: string; bytes: number; frames: number | null }> {
+export async function scanSegment(file: string, isTs: boolean): Promise<{ sha256: string; bytes: number; frames: number | null; esDigest: string | null }> {
   const h = crypto.createHash('sha256');
   const counter = isTs ? new TsFrameCounter() : null;
   const buf = Buffer.allocUnsafe(SCAN_CHUNK);
@@ -130,5 +147,5 @@ export async function scanSegment(file: string, isTs: boolean): Promise<{ sha256
   } finally {
     await fh.close();
   }
-  return { sha256: h.digest('hex'), bytes, frames: counter ? counter.frames() : null };
+  return { sha256: h.digest('hex'), bytes, frames: counter ? counter.frames() : null, esDigest: counter ? counter.esDigest() : null };
 }

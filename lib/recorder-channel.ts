@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Catalogue } from './catalogue';
-import { Clip, Container, Gap, Segment } from './clip';
+import { Clip, Container, Gap, Segment, TwinCheck, TwinSummary } from './clip';
+import { compareTwins, twinSummaryOf } from './twin';
 import { CommandError, errorText } from './errors';
 import { countFramesWithFfmpeg, FfmpegInfo, InputSpec, parseSegmentList } from './ffmpeg';
 import { FfmpegRun, RunEnd, SegmentOpen } from './ffmpeg-run';
@@ -19,7 +20,7 @@ import { scanSegment } from './mpegts';
 import { insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
 import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timeOfDayTimecode } from './timecode';
 
-export type LineEventName = 'added' | 'updated' | 'removed' | 'armed' | 'recording' | 'stopped' | 'interrupted' | 'failed';
+export type LineEventName = 'added' | 'updated' | 'removed' | 'armed' | 'recording' | 'stopped' | 'interrupted' | 'failed' | 'verified' | 'mismatch';
 
 export interface ChannelEvent {
   event: LineEventName | 'reclist';
@@ -116,6 +117,8 @@ interface Active {
   anchorMs: number | null;
   /** The first run records a pre-roll segment that is not part of the clip. */
   prerollFirst: boolean;
+  /** An Aux line's main clip, to compare with once this clip is closed. */
+  twinPending: { summary: TwinSummary; main: { server: string; channel: number; lineId: string } } | null;
 }
 
 /** Shortest pre-roll worth discarding: a later anchor than this gets a clean cut. */
@@ -387,8 +390,54 @@ export class RecorderChannel extends EventEmitter {
         evs.push(await this.stopActive(`stopped with its main line on ${m.from.server}`));
       }
     }
+    if (m.clip && ml.status === 'stopped') {
+      const main = { server: m.from.server, channel: m.from.channel, lineId: m.lineId };
+      const still = this.active && this.active.line.id === line.id ? this.active : null;
+      if (still) still.twinPending = { summary: m.clip, main };
+      else {
+        const auxLine = this.list.byId(line.id)!;
+        const clip = auxLine.clipId ? this.cat.clip(auxLine.clipId) : undefined;
+        if (clip && clip.state !== 'recording' && clip.state !== 'suspended' && !clip.twin) evs.push(this.verifyTwin(clip, m.clip, main));
+      }
+    }
     this.schedule();
     return evs;
+  }
+
+  /** Compare a closed Aux clip with its main clip; keep the verdict in the clip and the catalogue; tell the main ('twin'). */
+  private verifyTwin(clip: Clip, main: TwinSummary, origin: { server: string; channel: number; lineId: string }): ChannelEvent {
+    const differences = compareTwins(main, twinSummaryOf(clip));
+    const check: TwinCheck = {
+      state: differences.length ? 'mismatch' : 'verified',
+      at: this.clock(),
+      differences,
+      mainServer: origin.server,
+      mainClip: main.name,
+      auxServer: this.s.serverId,
+      auxClip: clip.name,
+    };
+    clip.twin = check;
+    this.persistClip(clip);
+    this.writeSidecarSafe(clip);
+    const line = this.list.byId(clip.lineId);
+    this.emit('twin', check, origin);
+    return this.lineEvent(check.state, line ?? ({ id: clip.lineId, n: 0, title: clip.title } as Line), {
+      clip,
+      reason: differences.length ? differences.join('; ') : `identical to ${origin.server}'s clip`,
+    });
+  }
+
+  /** On the main: the backup's verdict on the twin of one of our Backup=On lines. */
+  recordTwinResult(lineId: string, check: TwinCheck): ChannelEvent | null {
+    const line = this.list.byId(lineId);
+    if (!line || !line.clipId) return null;
+    const clip = this.cat.clip(line.clipId);
+    if (!clip) return null;
+    if (clip.twin && clip.twin.at >= check.at) return null; // already known
+    clip.twin = check;
+    this.persistClip(clip);
+    this.writeSidecarSafe(clip);
+    return this.lineEvent(check.state, line, { clip, reason: check.differences.length ? check.differences.join('; ') : `identical to the Aux clip on ${check.auxServer}` });
   }
 
   /** The rec-list as it is now. */
@@ -497,6 +546,7 @@ export class RecorderChannel extends EventEmitter {
       input: null,
       anchorMs: anchorMs ?? null,
       prerollFirst: anchorMs !== undefined && anchorMs - now >= MIN_PREROLL_MS,
+      twinPending: null,
     };
     this.active = a;
     let input: InputSpec;
@@ -669,6 +719,7 @@ export class RecorderChannel extends EventEmitter {
       const r = await scanSegment(file, a.clip.container === 'ts');
       seg.sha256 = r.sha256;
       seg.bytes = r.bytes;
+      seg.esDigest = r.esDigest;
       scanned = r.frames;
     } catch (err) {
       this.log.warn(`segment ${seg.file} could not be read: ${errorText(err)}`);
@@ -811,6 +862,12 @@ export class RecorderChannel extends EventEmitter {
     this.writeSidecarSafe(a.clip);
     const ev = this.lineEvent(recorded ? 'stopped' : 'failed', a.line, { clip: a.clip, requestId, reason: a.line.reason ?? undefined });
     this.schedule();
+    if (a.twinPending) {
+      const pending = a.twinPending;
+      const clip = a.clip;
+      // after this stop's own event has gone out
+      setImmediate(() => this.guard(() => this.emitEvent(this.verifyTwin(clip, pending.summary, pending.main))));
+    }
     return ev;
   }
 
@@ -878,6 +935,7 @@ export class RecorderChannel extends EventEmitter {
       input: null,
       anchorMs: null,
       prerollFirst: false,
+      twinPending: null,
     };
     this.active = a;
     this.persistClip(clip);
@@ -919,6 +977,7 @@ export class RecorderChannel extends EventEmitter {
         const r = await scanSegment(path.join(dir, f), clip.container === 'ts');
         seg.sha256 = r.sha256;
         seg.bytes = r.bytes;
+        seg.esDigest = r.esDigest;
         scanned = r.frames;
       } catch {
         /* unreadable: leave unhashed */

@@ -115,6 +115,7 @@ export function sidecarOf(clip: Clip): object {
     container: clip.container,
     source: clip.source,
     gaps: clip.gaps,
+    twin: clip.twin ?? null,
     segments: clip.segments.map((s) => ({
       file: s.file,
       index: s.index,

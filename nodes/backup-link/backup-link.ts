@@ -40,7 +40,12 @@ export = function (RED: NodeAPI): void {
     } else {
       const id = server.identity;
       const link = server.link;
-      main = new BackupLinkMain(link, { group: id.group, serverId: id.serverId });
+      main = new BackupLinkMain(link, { group: id.group, serverId: id.serverId }, (ch) => recorderChannels.get(id.serverId, ch));
+      main.on('event', (ev: ChannelEvent) => {
+        node.send({ topic: `${ev.server}/${ev.channel}/${ev.event}`, payload: ev } as NodeMessage);
+        if (ev.event === 'mismatch') node.warn(`twin mismatch: line ${ev.line?.n} ("${ev.line?.title}"): ${ev.reason}`);
+      });
+      main.start();
       backup = new BackupLinkBackup(link, { group: id.group, serverId: id.serverId }, (ch) => recorderChannels.get(id.serverId, ch), (m) => node.warn(m));
       backup.on('event', (ev: ChannelEvent, m: MirrorMessage) => {
         applied++;
@@ -79,6 +84,8 @@ export = function (RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       backup?.stop();
       backup?.removeAllListeners();
+      main?.stop();
+      main?.removeAllListeners();
       if (server) {
         server.linkEvents.off('state', onLink);
         server.deregister(node.id);

@@ -103,6 +103,12 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
     assert.ok(Math.abs(b.sidecar.frames - a.sidecar.frames) <= 1, `frames main ${a.sidecar.frames}, aux ${b.sidecar.frames}`);
     const h = async (full: string, sc: { segments: { file: string }[] }) => (await framemd5(path.join(full, sc.segments[0].file))).map((f) => f.hash).slice(0, 25);
     assert.deepEqual(await h(b.full, b.sidecar), await h(a.full, a.sidecar), 'the same first frames on both');
+    // the twin check: made on the backup, kept in both catalogues (and sidecars)
+    const twinOf = (full: string) => JSON.parse(fs.readFileSync(path.join(full, 'clip.json'), 'utf8')).twin;
+    for (let i = 0; i < 100 && !(twinOf(a.full) && twinOf(b.full)); i++) await sleep(100);
+    assert.equal(twinOf(b.full)?.state, 'verified', JSON.stringify(twinOf(b.full)));
+    assert.equal(twinOf(a.full)?.state, 'verified', 'the verdict reached the main');
+    assert.equal(twinOf(a.full).auxServer, 'backup-1');
   });
 
   it('keeps the Aux clip recording without a hole when the main is killed with SIGKILL', async function () {

@@ -13,6 +13,7 @@ import { ffmpegInfo } from '../../lib/ffmpeg';
 import { makeMirror, MirrorMessage, SeqSource, validateMirror } from '../../lib/mirror';
 import { ChannelEvent, RecorderChannel } from '../../lib/recorder-channel';
 import { Line } from '../../lib/reclist';
+import { compareTwins, twinSummaryOf } from '../../lib/twin';
 import { framemd5 } from '../support/media';
 import { sleep, tmpDir } from '../support/nr';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';
@@ -74,6 +75,7 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
         if (!e.line || e.line.backup !== 'on') continue;
         assert.deepEqual(e.backupTarget, { server: 'backup-1', channel: 1 });
         const m = makeMirror({ from: { server: 'main-1', channel: 1 }, to: e.backupTarget!, seq: seq.next(), epoch: 0, ts: Date.now() }, e.line as Line, e.line.id);
+        if (e.event === 'stopped' && e.clip) m.clip = twinSummaryOf(e.clip);
         assert.ok(validateMirror(m), JSON.stringify(validateMirror.errors));
         sent.push(m);
         backupEvents.push(...(await backup.applyMirror(m)));
@@ -116,5 +118,22 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
     const fb = await first('backup-1', bClip);
     assert.deepEqual(fb.slice(0, 25), fa.slice(0, 25), 'the same first frames');
     for (let i = 0; i < mClip.segments.length - 1; i++) assert.equal(bClip.segments[i].frames, mClip.segments[i].frames, `segment ${i} frames`);
+    for (let i = 0; i < mClip.segments.length - 1; i++) assert.equal(bClip.segments[i].esDigest, mClip.segments[i].esDigest, `segment ${i} stream checksum`);
+    // the twin check, on the backup, from the main clip's summary in the last mirror message
+    for (let i = 0; i < 100 && !backupEvents.some((e) => e.event === 'verified' || e.event === 'mismatch'); i++) await sleep(50);
+    const verdict = backupEvents.find((e) => e.event === 'verified' || e.event === 'mismatch')!;
+    assert.equal(verdict.event, 'verified', verdict.reason);
+    assert.equal(verdict.clip!.twin!.state, 'verified');
+    assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'backup-1', bClip.dir, 'clip.json'), 'utf8')).twin.state, 'verified');
+  });
+
+  it('reports a mismatch, with what differs, when the twin holds other frames', function () {
+    const seg = (index: number, frames: number, esDigest: string) => ({ index, frames, esDigest });
+    const a = { name: 'X', frames: 100, tcIn: '10:00:00:00', tcOut: '10:00:04:00', segments: [seg(1, 50, 'a'.repeat(64)), seg(2, 50, 'b'.repeat(64))] };
+    assert.deepEqual(compareTwins(a, { ...a, frames: 101, segments: [seg(1, 50, 'a'.repeat(64)), seg(2, 51, 'c'.repeat(64))] }), []);
+    const d = compareTwins(a, { ...a, tcIn: '10:00:00:01', segments: [seg(1, 50, 'f'.repeat(64)), seg(2, 50, 'b'.repeat(64))] });
+    assert.ok(d.some((x) => /timecode in differs/.test(x)));
+    assert.ok(d.some((x) => /segment 1: the frames differ/.test(x)));
+    assert.ok(compareTwins(a, { ...a, frames: 60, segments: [seg(1, 60, 'a'.repeat(64))] }).some((x) => /segment counts differ/.test(x)));
   });
 });

@@ -8,8 +8,11 @@
  *  2. CPU and memory of the Node-RED process and of all its ffmpeg processes
  *     with 1, 8, 32 and 64 channels recording one RTSP stream (GStreamer's RTSP
  *     server, shared media) in stream copy.
+ *  3. Synchronous parallel recording (backup-link.ts): main/Aux start and stop
+ *     offsets, frames lost on the Aux across a kill -9 of the main.
  *
- * Options (environment): BENCH_CHANNELS="1,8,32,64", BENCH_SAMPLE_S=20, BENCH_COMMANDS=20000.
+ * Options (environment): BENCH_CHANNELS="1,8,32,64", BENCH_SAMPLE_S=20, BENCH_COMMANDS=20000,
+ * BENCH_TWIN=0 (skip 3), BENCH_TWIN_CLIPS=30, BENCH_TWIN_SECONDS=3, BENCH_TWIN_KILLS=3.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +22,7 @@ import { prepareUserDir } from '../../flows/site';
 import { ffmpegInfo } from '../../lib/ffmpeg';
 import { ffmpegPidsFor, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { startRtspServer } from '../support/rtsp';
+import { benchBackupLink } from './backup-link';
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -165,20 +169,24 @@ async function main(): Promise<void> {
   console.log('\nvalidated commands per second through one recorder node (ajv + rec-list + SQLite commit + answer):');
   console.log(`  update: ${Math.round(cmd.update)}/s   add: ${Math.round(cmd.add)}/s   list of 2000 lines: ${Math.round(cmd.list)}/s`);
 
-  if (!channelSets.length) return;
-  console.log(`\nchannels recording one RTSP stream (1280x720 H.264, 25 fps) in stream copy, ${sampleS} s sample:`);
-  console.log('| channels | Node-RED CPU (% of one core) | Node-RED RSS (MB) | ffmpeg processes | all ffmpeg CPU (% of one core) | all ffmpeg RSS (MB) |');
-  console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
-  for (const n of channelSets) {
-    // a fresh camera for each run, so one run cannot disturb the next
-    const rtsp = await startRtspServer({ fps: '25', gop: 25, size: '1280x720' });
-    try {
-      const f = await benchChannels(n, rtsp.url, sampleS);
-      console.log(`| ${f.channels} | ${f.nodeRedCpu.toFixed(1)} | ${f.nodeRedRss.toFixed(0)} | ${f.ffmpegCount} | ${f.ffmpegCpu.toFixed(1)} | ${f.ffmpegRss.toFixed(0)} |`);
-    } finally {
-      await rtsp.stop();
+  if (channelSets.length) {
+    console.log(`\nchannels recording one RTSP stream (1280x720 H.264, 25 fps) in stream copy, ${sampleS} s sample:`);
+    console.log('| channels | Node-RED CPU (% of one core) | Node-RED RSS (MB) | ffmpeg processes | all ffmpeg CPU (% of one core) | all ffmpeg RSS (MB) |');
+    console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const n of channelSets) {
+      // a fresh camera for each run, so one run cannot disturb the next
+      const rtsp = await startRtspServer({ fps: '25', gop: 25, size: '1280x720' });
+      try {
+        const f = await benchChannels(n, rtsp.url, sampleS);
+        console.log(`| ${f.channels} | ${f.nodeRedCpu.toFixed(1)} | ${f.nodeRedRss.toFixed(0)} | ${f.ffmpegCount} | ${f.ffmpegCpu.toFixed(1)} | ${f.ffmpegRss.toFixed(0)} |`);
+      } finally {
+        await rtsp.stop();
+      }
     }
   }
+
+  // ---- 3. synchronous parallel recording (backup-link), see backup-link.ts; BENCH_TWIN=0 skips it ----
+  if (process.env.BENCH_TWIN !== '0') await benchBackupLink();
 }
 
 main().then(

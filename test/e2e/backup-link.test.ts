@@ -135,4 +135,28 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
     const gap = await maxFrameGapSec(files);
     assert.ok(gap <= 0.08, `no hole in the Aux clip: largest gap between frames ${gap} s`);
   });
+  it('converges after a broker restart mid-recording and after an outage spanning a line change and the stop', async function () {
+    await startBoth();
+    await main!.request('POST', '/cmd/1', { command: 'add', line: { id: 'c', title: 'Converge', backup: 'on', attributes: { take: 1 } } });
+    await main!.request('POST', '/cmd/1', { command: 'start', line: { id: 'c' } });
+    await waitStatus(main!, 'c', 'recording');
+    await waitStatus(backup!, 'c', 'recording');
+    await broker.restart();
+    await sleep(3000);
+    assert.equal((await lineOn(main!, 'c'))!.status, 'recording');
+    assert.equal((await lineOn(backup!, 'c'))!.status, 'recording');
+    // an outage: the main changes the line and stops it while the broker is away
+    await broker.halt();
+    const upd = await main!.request('POST', '/cmd/1', { command: 'update', line: { id: 'c', title: 'Converged', attributes: { take: 2 } } });
+    assert.equal(upd.status, 200, JSON.stringify(upd.body));
+    await main!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'c' } });
+    await waitStatus(main!, 'c', 'stopped');
+    assert.equal((await lineOn(backup!, 'c'))!.status, 'recording', 'the Aux line records on while the link is down');
+    await broker.resume();
+    const aux = await waitStatus(backup!, 'c', 'stopped', 30000);
+    const full = (await backup!.request('POST', '/cmd/1', { command: 'list' })).body.lines.find((l: { id: string }) => l.id === 'c');
+    assert.equal(full.title, 'Converged', 'the change made during the outage reached the backup');
+    assert.deepEqual(full.attributes, { take: 2 });
+    assert.equal(aux.backup, 'aux');
+  });
 });

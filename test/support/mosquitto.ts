@@ -16,6 +16,9 @@ export interface Broker {
   stop(): Promise<void>;
   /** Stop and start again on the same port (a broker restart). */
   restart(): Promise<void>;
+  /** Stop the broker for an outage (resume() brings it back on the same port). */
+  halt(): Promise<void>;
+  resume(): Promise<void>;
   log(): string;
 }
 
@@ -97,6 +100,12 @@ export async function startMosquitto(opts: { users?: Record<string, string>; por
     },
     async restart() {
       await stop();
+      await launch();
+    },
+    async halt() {
+      await stop();
+    },
+    async resume() {
       await launch();
     },
     log: () => {

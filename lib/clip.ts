@@ -28,6 +28,8 @@ export interface Segment {
 /** What a main clip tells its Aux twin, to check that both hold the same frames. */
 export interface TwinSummary {
   name: string;
+  /** The source label ('test pattern' is generated on each server: twins cannot match). */
+  source?: string;
   frames: number;
   tcIn: string | null;
   tcOut: string | null;
@@ -35,7 +37,7 @@ export interface TwinSummary {
 }
 
 export interface TwinCheck {
-  state: 'verified' | 'mismatch';
+  state: 'verified' | 'mismatch' | 'skipped';
   at: number;
   /** Sentences saying what differs (empty when verified). */
   differences: string[];

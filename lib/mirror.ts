@@ -75,6 +75,7 @@ export const mirrorSchema = {
           additionalProperties: false,
           properties: {
             name: { type: 'string', maxLength: 200 },
+            source: { type: 'string', maxLength: 2100 },
             frames: { type: 'integer', minimum: 0 },
             tcIn: { anyOf: [{ type: 'string', maxLength: 16 }, { type: 'null' }] },
             tcOut: { anyOf: [{ type: 'string', maxLength: 16 }, { type: 'null' }] },
@@ -146,7 +147,7 @@ export const twinResultSchema = {
       required: ['state', 'at', 'differences', 'mainServer', 'mainClip', 'auxServer', 'auxClip'],
       additionalProperties: false,
       properties: {
-        state: { enum: ['verified', 'mismatch'] },
+        state: { enum: ['verified', 'mismatch', 'skipped'] },
         at: { type: 'integer', minimum: 0 },
         differences: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 500 } },
         mainServer: { type: 'string', pattern: NAME },

@@ -397,7 +397,10 @@ export class RecorderChannel extends EventEmitter {
       else {
         const auxLine = this.list.byId(line.id)!;
         const clip = auxLine.clipId ? this.cat.clip(auxLine.clipId) : undefined;
-        if (clip && clip.state !== 'recording' && clip.state !== 'suspended' && !clip.twin) evs.push(this.verifyTwin(clip, m.clip, main));
+        if (clip && clip.state !== 'recording' && clip.state !== 'suspended' && !clip.twin) {
+          const v = this.verifyTwin(clip, m.clip, main);
+          if (v) evs.push(v);
+        }
       }
     }
     this.schedule();
@@ -405,10 +408,12 @@ export class RecorderChannel extends EventEmitter {
   }
 
   /** Compare a closed Aux clip with its main clip; keep the verdict in the clip and the catalogue; tell the main ('twin'). */
-  private verifyTwin(clip: Clip, main: TwinSummary, origin: { server: string; channel: number; lineId: string }): ChannelEvent {
-    const differences = compareTwins(main, twinSummaryOf(clip));
+  private verifyTwin(clip: Clip, main: TwinSummary, origin: { server: string; channel: number; lineId: string }): ChannelEvent | null {
+    // a test pattern is generated on each server: its twins cannot hold the same frames
+    const generated = main.source === 'test pattern' || clip.source === 'test pattern';
+    const differences = generated ? [] : compareTwins(main, twinSummaryOf(clip));
     const check: TwinCheck = {
-      state: differences.length ? 'mismatch' : 'verified',
+      state: generated ? 'skipped' : differences.length ? 'mismatch' : 'verified',
       at: this.clock(),
       differences,
       mainServer: origin.server,
@@ -421,6 +426,10 @@ export class RecorderChannel extends EventEmitter {
     this.writeSidecarSafe(clip);
     const line = this.list.byId(clip.lineId);
     this.emit('twin', check, origin);
+    if (check.state === 'skipped') {
+      this.log.info(`twin check of clip ${clip.name} skipped: each server generates its own test pattern`);
+      return null;
+    }
     return this.lineEvent(check.state, line ?? ({ id: clip.lineId, n: 0, title: clip.title } as Line), {
       clip,
       reason: differences.length ? differences.join('; ') : `identical to ${origin.server}'s clip`,
@@ -437,6 +446,7 @@ export class RecorderChannel extends EventEmitter {
     clip.twin = check;
     this.persistClip(clip);
     this.writeSidecarSafe(clip);
+    if (check.state === 'skipped') return null;
     return this.lineEvent(check.state, line, { clip, reason: check.differences.length ? check.differences.join('; ') : `identical to the Aux clip on ${check.auxServer}` });
   }
 
@@ -866,7 +876,12 @@ export class RecorderChannel extends EventEmitter {
       const pending = a.twinPending;
       const clip = a.clip;
       // after this stop's own event has gone out
-      setImmediate(() => this.guard(() => this.emitEvent(this.verifyTwin(clip, pending.summary, pending.main))));
+      setImmediate(() =>
+        this.guard(() => {
+          const v = this.verifyTwin(clip, pending.summary, pending.main);
+          if (v) this.emitEvent(v);
+        }),
+      );
     }
     return ev;
   }

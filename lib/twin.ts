@@ -9,6 +9,7 @@ import { Clip, TwinSummary } from './clip';
 export function twinSummaryOf(clip: Clip): TwinSummary {
   return {
     name: clip.name,
+    source: clip.source,
     frames: clip.frames,
     tcIn: clip.tcIn,
     tcOut: clip.tcOut,

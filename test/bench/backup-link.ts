@@ -178,7 +178,7 @@ function align(mainH: string[], auxH: string[]): Alignment | { error: string } {
   // position of the Aux's first frame in the main's numbering
   let auxFirst: number;
   const inAux = firstIndex(auxH, mainH[0], SEARCH_FRAMES);
-  if (inAux >= 0) auxFirst = -inAux; // the Aux has inAux frames before the main's first
+  if (inAux >= 0) auxFirst = inAux === 0 ? 0 : -inAux; // the Aux has inAux frames before the main's first
   else {
     const inMain = firstIndex(mainH, auxH[0], SEARCH_FRAMES);
     if (inMain < 0) return { error: `no common first frame within ${SEARCH_FRAMES} frames (main ${mainH.length} frames, Aux ${auxH.length} frames)` };

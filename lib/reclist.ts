@@ -357,7 +357,9 @@ export class RecList {
       throw new CommandError(`${describe(line)} is an Aux line: it stops with its main line`, 'EPERM');
     }
     const waitingTimed = line.status === 'armed' && line.start === 'time' && line.clipId === null;
-    if (line.id !== this.activeId && !waitingTimed) {
+    // a line left interrupted by a crash can be stopped: it closes it for good (and its Aux twin with it)
+    const leftInterrupted = line.status === 'interrupted' && line.clipId !== null;
+    if (line.id !== this.activeId && !waitingTimed && !leftInterrupted) {
       throw new CommandError(`${describe(line)} is not recording (status ${line.status})`, 'EINVAL');
     }
     return line;

@@ -293,6 +293,13 @@ export class RecorderChannel extends EventEmitter {
           }
           return [await this.stopActive(null, rid)];
         }
+        if (line.status === 'interrupted') {
+          // cut by a crash and not recording: close it for good; its Aux twin stops with it
+          const clip = line.clipId ? this.cat.clip(line.clipId) : undefined;
+          const done: Line = { ...line, status: 'stopped', reason: line.reason ?? 'interrupted', stopTime: line.stopTime ?? now, updatedAt: now };
+          this.saveLine(done);
+          return [this.lineEvent('stopped', done, { requestId: rid, clip, reason: 'closed after an interruption' })];
+        }
         // a timed line waiting for its start: disarm it
         const next: Line = { ...line, status: 'ready', start: 'manual', startTime: null, updatedAt: now };
         this.saveLine(next);

@@ -111,7 +111,7 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
     assert.equal(twinOf(a.full).auxServer, 'backup-1');
   });
 
-  it('keeps the Aux clip recording without a hole when the main is killed with SIGKILL', async function () {
+  it('keeps the Aux clip recording without a hole when the main is killed with SIGKILL, until the restarted main stops the line', async function () {
     await startBoth();
     await main!.request('POST', '/cmd/1', { command: 'add', line: { id: 'k', title: 'Killed main', backup: 'on' } });
     await main!.request('POST', '/cmd/1', { command: 'start', line: { id: 'k' } });
@@ -122,14 +122,25 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
     await sleep(6000);
     const l = await lineOn(backup!, 'k');
     assert.equal(l!.status, 'recording', 'the Aux line records on after the main died');
-    const stop = await backup!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'k' } });
-    assert.equal(stop.status, 400, 'an operator cannot stop an Aux line by hand');
-    await backup!.stop(); // graceful: suspends the Aux clip with its segments closed
-    backup = null;
+    const refused = await backup!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'k' } });
+    assert.equal(refused.status, 400, 'an operator cannot stop an Aux line by hand');
+    // the main comes back: its line is interrupted; stopping it there stops the Aux twin
+    main = await startNodeRed({ userDir: dirA });
+    await waitStatus(main, 'k', 'interrupted');
+    const stop = await main.request('POST', '/cmd/1', { command: 'stop', line: { id: 'k' } });
+    assert.equal(stop.status, 200, JSON.stringify(stop.body));
+    await waitStatus(backup!, 'k', 'stopped', 30000);
     const base = path.join(dirB, 'store', 'backup-1', 'ch01');
     const day = fs.readdirSync(base)[0];
     const full = path.join(base, day, fs.readdirSync(path.join(base, day))[0]);
-    const sidecar = JSON.parse(fs.readFileSync(path.join(full, 'clip.json'), 'utf8'));
+    let sidecar = JSON.parse(fs.readFileSync(path.join(full, 'clip.json'), 'utf8'));
+    for (let i = 0; i < 50 && !sidecar.twin; i++) {
+      await sleep(100);
+      sidecar = JSON.parse(fs.readFileSync(path.join(full, 'clip.json'), 'utf8'));
+    }
+    assert.equal(sidecar.state, 'closed');
+    assert.equal(sidecar.twin?.state, 'mismatch', 'the main clip lost its end: the twin check says so');
+    assert.ok(sidecar.twin.differences.some((d: string) => /frame counts differ/.test(d)), sidecar.twin.differences.join('; '));
     const files = sidecar.segments.map((s: { file: string }) => path.join(full, s.file));
     assert.ok(sidecar.frames >= 200, `${sidecar.frames} frames across the main's death`);
     const gap = await maxFrameGapSec(files);

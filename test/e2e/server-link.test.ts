@@ -11,7 +11,7 @@ import { compileSchema } from '../../lib/schemas';
 import { ServerLink, topicMatches, RateLimitedLog } from '../../lib/server-link';
 import { validateServerState } from '../../lib/link-schemas';
 import { Broker, startMosquitto } from '../support/mosquitto';
-import { sleep } from '../support/nr';
+import { sleep, until } from '../support/nr';
 
 function watcher(url: string, topic: string, opts: mqtt.IClientOptions = {}): Promise<{ client: MqttClient; msgs: { topic: string; text: string; retain: boolean }[] }> {
   return new Promise((resolve, reject) => {
@@ -23,13 +23,6 @@ function watcher(url: string, topic: string, opts: mqtt.IClientOptions = {}): Pr
   });
 }
 
-async function until(fn: () => boolean, what: string, ms = 10000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 const quietLog = () => {
   const warnings: string[] = [];

@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import mqtt, { MqttClient } from 'mqtt';
-import { Collector, helper, sleep, tmpDir } from '../support/nr';
+import { Collector, helper, sleep, tmpDir, until } from '../support/nr';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import fs from 'node:fs';
 
@@ -17,13 +17,6 @@ const recorderNode = require('../../nodes/recorder/recorder');
 
 helper.init(require.resolve('node-red'));
 
-async function until(fn: () => boolean, what: string, ms = 10000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 describe('redundancy-server link (node, mosquitto)', function () {
   this.timeout(60000);

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './ports';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 
@@ -22,16 +23,6 @@ export interface Broker {
   log(): string;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function waitPort(port: number, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;

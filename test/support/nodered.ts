@@ -1,7 +1,7 @@
 /** A real Node-RED process for end-to-end tests: own user directory, stopped by PID. */
 import { ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import net from 'node:net';
+import { freePort } from './ports';
 import { spawnNodeRed, waitForHttp } from '../../flows/site';
 
 export interface NodeRedProcess {
@@ -17,16 +17,7 @@ export interface NodeRedProcess {
   request(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
+export { freePort };
 
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();

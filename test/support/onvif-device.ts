@@ -337,10 +337,4 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
 }
 
 /** A port that was free a moment ago (for a device that starts later). */
-export async function freePort(): Promise<number> {
-  const srv = http.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
+export { freePort } from './ports';

@@ -5,6 +5,7 @@
 import { spawn, ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { freePort } from './ports';
 
 export const RTSP_PYTHON = '/usr/bin/python3';
 /** Compiled JS sits beside the TS, so the .py is next to both. */
@@ -39,24 +40,7 @@ export interface RtspServerHandle {
 const READY_TIMEOUT_MS = 20000;
 const STOP_GRACE_MS = 3000;
 
-/** Ask the kernel for a currently free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      if (addr === null || typeof addr === 'string') {
-        srv.close();
-        reject(new Error('freePort: could not read the bound port'));
-        return;
-      }
-      const port = addr.port;
-      srv.close((err) => (err ? reject(err) : resolve(port)));
-    });
-  });
-}
+export { freePort };
 
 function normalisePath(p: string): string {
   return p.startsWith('/') ? p : `/${p}`;

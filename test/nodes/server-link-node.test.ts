@@ -112,4 +112,27 @@ describe('redundancy-server link (node, mosquitto)', function () {
     await until(() => statuses.some((s) => /no link: broker refused the login/.test(s)), 'the refusal on the status');
     assert.ok(!statuses.some((s) => s.includes('nope')), 'no password in a status');
   });
+
+  it('links over TLS with the broker CA from a tls-config node, and refuses a broker it cannot verify', async function () {
+    await broker.stop();
+    broker = await startMosquitto({ tls: true });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const tlsNode = require('@node-red/nodes/core/network/05-tls.js');
+    helper.settings({ userDir });
+    const nodes = (tls: string) => [
+      { id: 'f1', type: 'tab', label: 'tls' },
+      { id: 'tlsok', type: 'tls-config', name: '', cert: '', key: '', ca: broker.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
+      { id: 'tlsnone', type: 'tls-config', name: '', cert: '', key: '', ca: '', certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
+      { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store', brokerUrl: broker.url, keepalive: 1, heartbeatMs: 200, tls },
+      { id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 1, frameRate: '25', sourceType: 'testpattern', segmentSeconds: 2, container: 'ts', wires: [[]] },
+    ];
+    await helper.load([tlsNode, serverNode, recorderNode], nodes('tlsok'));
+    let srv = helper.getNode('srv');
+    await until(() => srv.link.state === 'connected', 'connected over TLS');
+    assert.match(broker.url, /^mqtts:/);
+    await helper.unload();
+    await helper.load([tlsNode, serverNode, recorderNode], nodes('tlsnone'));
+    srv = helper.getNode('srv');
+    await until(() => srv.link.state === 'reconnecting' && /certificate|self[- ]signed|verify/i.test(srv.link.lastError ?? ''), 'the unverifiable broker refused');
+  });
 });

@@ -13,6 +13,8 @@ export interface Broker {
   port: number;
   pid: number;
   dir: string;
+  /** The CA certificate of a TLS broker (null without TLS). */
+  cafile: string | null;
   /** Stop (SIGTERM, SIGKILL after 3 s). */
   stop(): Promise<void>;
   /** Stop and start again on the same port (a broker restart). */
@@ -43,12 +45,28 @@ function waitPort(port: number, timeoutMs: number): Promise<void> {
   });
 }
 
-export async function startMosquitto(opts: { users?: Record<string, string>; port?: number } = {}): Promise<Broker> {
+/** A CA and a server certificate for 127.0.0.1 made with openssl, for a TLS listener. */
+export function makeTlsFiles(dir: string): { cafile: string; certfile: string; keyfile: string } {
+  const f = (n: string) => path.join(dir, n);
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=twinrec test CA', '-keyout', f('ca.key'), '-out', f('ca.crt')]);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', f('server.key'), '-out', f('server.csr')]);
+  fs.writeFileSync(f('san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  run(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('san.cnf'), '-out', f('server.crt')]);
+  return { cafile: f('ca.crt'), certfile: f('server.crt'), keyfile: f('server.key') };
+}
+
+export async function startMosquitto(opts: { users?: Record<string, string>; port?: number; tls?: boolean } = {}): Promise<Broker> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-mosq-'));
   const port = opts.port ?? (await freePort());
   const lines = [`listener ${port} 127.0.0.1`, 'persistence false', `log_dest file ${path.join(dir, 'mosquitto.log')}`, 'log_type all'];
   // as root, mosquitto would switch to its own user, which cannot read our temp folder
   if (process.getuid?.() === 0) lines.push('user root');
+  let tlsFiles: ReturnType<typeof makeTlsFiles> | null = null;
+  if (opts.tls) {
+    tlsFiles = makeTlsFiles(dir);
+    lines.push(`cafile ${tlsFiles.cafile}`, `certfile ${tlsFiles.certfile}`, `keyfile ${tlsFiles.keyfile}`, 'tls_version tlsv1.2');
+  }
   if (opts.users) {
     const pw = path.join(dir, 'passwd');
     fs.writeFileSync(pw, '');
@@ -79,7 +97,8 @@ export async function startMosquitto(opts: { users?: Record<string, string>; por
   };
   await launch();
   const broker: Broker = {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
+    cafile: tlsFiles?.cafile ?? null,
     port,
     get pid() {
       return child.pid!;

@@ -74,6 +74,8 @@ export interface ChannelSettings {
   prerollMs?: number;
   /** A stop of a Backup=On line takes effect this long after the command, on main and backup alike. */
   syncStopLeadMs?: number;
+  /** Whether the main server of an Aux line is known to be offline (its line is an orphan an operator may stop). */
+  isOrphan?: (origin: LineOrigin) => boolean;
 }
 
 export interface ChannelDeps {
@@ -158,6 +160,7 @@ export class RecorderChannel extends EventEmitter {
       restartMinMs: 500,
       restartMaxMs: 10000,
       allowAux: false,
+      isOrphan: () => false,
       prerollMs: 2000,
       syncStopLeadMs: 400,
       ...settings,
@@ -278,7 +281,15 @@ export class RecorderChannel extends EventEmitter {
         return [await this.startLine(line, rid, anchor)];
       }
       case 'stop': {
-        const line = this.list.checkStop(cmd.line);
+        // an Aux line stops with its main line; only an orphan (main offline) may be stopped here, with force
+        const named = cmd.line && (cmd.line.id !== undefined || cmd.line.n !== undefined) ? this.list.find(cmd.line, 'stop') : undefined;
+        let by: 'user' | 'link' = 'user';
+        if (named && named.backup === 'aux' && named.origin) {
+          const orphan = this.s.isOrphan(named.origin);
+          if (orphan && cmd.force) by = 'link';
+          else if (orphan) throw new CommandError(`${lineName(named)} is an Aux line of ${named.origin.server}, which is offline: send the stop with "force": true to stop this orphan here`, 'EPERM');
+        }
+        const line = this.list.checkStop(cmd.line, by);
         const a = this.active;
         if (a && a.line.id === line.id) {
           if (line.backup === 'on' && a.clip.startedAt !== null && !a.stopping) {

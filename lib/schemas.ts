@@ -80,6 +80,7 @@ export const commandSchema = {
     command: { enum: [...COMMANDS] },
     line: lineInputSchema,
     requestId: { type: 'string', maxLength: 128 },
+    force: { type: 'boolean' },
   },
 };
 
@@ -101,6 +102,8 @@ export interface Command {
   command: CommandName;
   line?: LineInput;
   requestId?: string;
+  /** stop: also an Aux line whose main server is offline (an orphan). */
+  force?: boolean;
 }
 
 const ajv = new Ajv({ allErrors: false, strict: false });

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { ValidateFunction } from 'ajv';
 import { errorText } from './errors';
-import { Heartbeat, LINK_VERSION, MAX_LINK_PAYLOAD, ServerState, topicFor } from './link-schemas';
+import { Heartbeat, LINK_VERSION, MAX_LINK_PAYLOAD, ServerState, topicFor, validateServerState } from './link-schemas';
 import { describeAjvError } from './schemas';
 
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -81,6 +81,8 @@ export class ServerLink extends EventEmitter {
   private since = 0;
   private subs: Subscription[] = [];
   private retained = new Map<string, { payload: Buffer }>();
+  /** The last state each server of the group announced (retained state or Last Will). */
+  private peers = new Map<string, ServerState>();
   private readonly invalidLog: RateLimitedLog;
   readonly o: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls'>> & Pick<ServerLinkOptions, 'username' | 'password' | 'tls'>;
 
@@ -97,6 +99,17 @@ export class ServerLink extends EventEmitter {
     };
     this.backoff = this.o.reconnectMinMs;
     this.invalidLog = new RateLimitedLog((m) => this.log.warn(m));
+    this.subscribe(topicFor(this.o.group, '+', 'state'), validateServerState, (_topic, payload) => {
+      if (payload === null) return;
+      const st = payload as ServerState;
+      this.peers.set(st.server, st);
+      this.emit('peer', st);
+    });
+  }
+
+  /** What a server of the group last announced (undefined when never heard of). */
+  peerState(server: string): ServerState | undefined {
+    return this.peers.get(server);
   }
 
   get state(): LinkState {

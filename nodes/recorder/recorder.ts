@@ -82,6 +82,7 @@ export = function (RED: NodeAPI): void {
           backup: settings.backup,
           startTimeoutMs: settings.startTimeoutMs,
           stallTimeoutMs: settings.stallTimeoutMs,
+          isOrphan: (origin) => server.link?.peerState(origin.server)?.state === 'offline',
         },
         {
           catalogue,

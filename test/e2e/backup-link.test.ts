@@ -170,4 +170,25 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
     assert.deepEqual(full.attributes, { take: 2 });
     assert.equal(aux.backup, 'aux');
   });
+  it('lets the backup operator stop an orphaned Aux line, with force, once its main is offline', async function () {
+    await startBoth();
+    await main!.request('POST', '/cmd/1', { command: 'add', line: { id: 'o', title: 'Orphan', backup: 'on' } });
+    await main!.request('POST', '/cmd/1', { command: 'start', line: { id: 'o' } });
+    await waitStatus(backup!, 'o', 'recording');
+    const early = await backup!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'o' }, force: true });
+    assert.equal(early.status, 400, 'refused while the main is online');
+    await main!.kill9();
+    main = null;
+    // the broker announces the main's death (its Last Will) within a few keepalives
+    let res = { status: 0, body: {} as { error?: string } };
+    for (let i = 0; i < 100; i++) {
+      res = await backup!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'o' } });
+      if (/offline: send the stop with "force": true/.test(res.body.error ?? '')) break;
+      await sleep(100);
+    }
+    assert.match(res.body.error ?? '', /main-1, which is offline/);
+    const forced = await backup!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'o' }, force: true });
+    assert.equal(forced.status, 200, JSON.stringify(forced.body));
+    await waitStatus(backup!, 'o', 'stopped');
+  });
 });

@@ -173,7 +173,7 @@ export class ServerLink extends EventEmitter {
     }
     this.client = client;
     client.on('connect', () => this.guard(() => this.onConnect()));
-    client.on('message', (topic: string, payload: Buffer, packet: { retain?: boolean }) => this.guard(() => this.onMessage(topic, payload, !!packet.retain)));
+    client.on('message', (topic: string, payload: Buffer) => this.guard(() => this.onMessage(topic, payload)));
     client.on('error', (err: Error) => this.guard(() => this.onError(err)));
     client.on('close', () => this.guard(() => this.onClose()));
   }
@@ -231,7 +231,7 @@ export class ServerLink extends EventEmitter {
     }, delay);
   }
 
-  private onMessage(topic: string, payload: Buffer, retained: boolean): void {
+  private onMessage(topic: string, payload: Buffer): void {
     const matching = this.subs.filter((s) => topicMatches(s.pattern, topic));
     if (!matching.length) return;
     if (payload.length === 0) {
@@ -257,7 +257,6 @@ export class ServerLink extends EventEmitter {
       }
       s.handler(topic, value);
     }
-    void retained;
   }
 
   /** Receive validated payloads on a topic pattern (+ and # wildcards). Returns an unsubscribe function. */

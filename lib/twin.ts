@@ -25,7 +25,10 @@ export function compareTwins(main: TwinSummary, aux: TwinSummary): string[] {
   const d: string[] = [];
   if (main.name !== aux.name) d.push(`clip names differ: "${main.name}" on the main, "${aux.name}" on the backup`);
   if (main.tcIn !== aux.tcIn) d.push(`timecode in differs: ${main.tcIn} on the main, ${aux.tcIn} on the backup`);
-  if (Math.abs(main.frames - aux.frames) > 1) d.push(`frame counts differ: ${main.frames} on the main, ${aux.frames} on the backup`);
+  if (Math.abs(main.frames - aux.frames) > 1) {
+    d.push(`frame counts differ: ${main.frames} on the main, ${aux.frames} on the backup`);
+    if (main.tcOut !== aux.tcOut) d.push(`timecode out differs: ${main.tcOut} on the main, ${aux.tcOut} on the backup`);
+  }
   if (main.segments.length !== aux.segments.length) {
     d.push(`segment counts differ: ${main.segments.length} on the main, ${aux.segments.length} on the backup`);
   }

@@ -20,6 +20,8 @@ export interface MirrorLine {
   startTime: number | null;
   stopTime: number | null;
   duration: string | null;
+  /** Timecode of the main clip's first frame (the Aux twin takes it: both begin at that frame). */
+  inPoint?: string | null;
 }
 
 export interface MirrorMessage {
@@ -117,6 +119,7 @@ export const mirrorSchema = {
             startTime: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] },
             stopTime: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] },
             duration: { anyOf: [{ type: 'string', maxLength: 16 }, { type: 'null' }] },
+            inPoint: { anyOf: [{ type: 'string', maxLength: 16 }, { type: 'null' }] },
           },
         },
       ],
@@ -199,6 +202,7 @@ export function mirrorOf(line: Line): MirrorLine {
     startTime: line.startTime,
     stopTime: line.stopTime,
     duration: line.duration,
+    inPoint: line.inPoint,
   };
 }
 

@@ -18,7 +18,7 @@ import { Command, LineInput, parseCommand } from './schemas';
 import { MirrorMessage } from './mirror';
 import { scanSegment } from './mpegts';
 import { insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
-import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timeOfDayTimecode } from './timecode';
+import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timecodeToFrames, timeOfDayTimecode } from './timecode';
 
 export type LineEventName = 'added' | 'updated' | 'removed' | 'armed' | 'recording' | 'stopped' | 'interrupted' | 'failed' | 'verified' | 'mismatch';
 
@@ -119,6 +119,8 @@ interface Active {
   anchorMs: number | null;
   /** The first run records a pre-roll segment that is not part of the clip. */
   prerollFirst: boolean;
+  /** An Aux line: the main clip's timecode in, which this twin takes (both begin at the same frame). */
+  mainInPoint: string | null;
   /** An Aux line's main clip, to compare with once this clip is closed. */
   twinPending: { summary: TwinSummary; main: { server: string; channel: number; lineId: string } } | null;
 }
@@ -380,6 +382,10 @@ export class RecorderChannel extends EventEmitter {
         change.start = 'manual';
       }
     }
+    if (active && ml.inPoint) {
+      active.mainInPoint = ml.inPoint;
+      if (this.adoptMainInPoint(active)) this.persistClip(active.clip);
+    }
     if (active) {
       if (ml.stopTime !== null && ml.stopTime !== line.stopTime && ml.stopTime > now) change.stopTime = ml.stopTime;
       if (ml.duration !== null && ml.stopTime === null && ml.duration !== line.duration) change.duration = ml.duration;
@@ -423,6 +429,30 @@ export class RecorderChannel extends EventEmitter {
     }
     this.schedule();
     return evs;
+  }
+
+  /**
+   * An Aux twin begins at the same frame as its main clip, but each server reads
+   * the time of that frame off its own clock, and near a frame boundary the two
+   * readings can fall on neighbouring frames. The main's timecode in is the
+   * reference: taken when the two are within two frames of each other.
+   */
+  private adoptMainInPoint(a: Active): boolean {
+    const main = a.mainInPoint;
+    const own = a.clip.tcIn;
+    if (!main || !own || main === own || this.s.tcMode !== 'tod') return false;
+    let d: number;
+    try {
+      d = Math.abs(timecodeToFrames(main, this.rate) - timecodeToFrames(own, this.rate));
+    } catch {
+      return false;
+    }
+    if (d > 2) return false;
+    a.clip.tcIn = main;
+    this.totals(a.clip);
+    a.line = { ...a.line, inPoint: main };
+    this.saveLine(a.line);
+    return true;
   }
 
   /** Compare a closed Aux clip with its main clip; keep the verdict in the clip and the catalogue; tell the main ('twin'). */
@@ -574,6 +604,7 @@ export class RecorderChannel extends EventEmitter {
       input: null,
       anchorMs: anchorMs ?? null,
       prerollFirst: anchorMs !== undefined && anchorMs - now >= MIN_PREROLL_MS,
+      mainInPoint: null,
       twinPending: null,
     };
     this.active = a;
@@ -675,6 +706,7 @@ export class RecorderChannel extends EventEmitter {
     if (a.clip.startedAt === null) {
       a.clip.startedAt = at;
       a.clip.tcIn = this.s.tcMode === 'tod' ? timeOfDayTimecode(at, this.rate) : framesToTimecode(0, this.rate);
+      this.adoptMainInPoint(a);
       a.line = { ...a.line, startTime: at, inPoint: a.clip.tcIn };
     }
     a.clip.updatedAt = at;
@@ -968,6 +1000,7 @@ export class RecorderChannel extends EventEmitter {
       input: null,
       anchorMs: null,
       prerollFirst: false,
+      mainInPoint: null,
       twinPending: null,
     };
     this.active = a;

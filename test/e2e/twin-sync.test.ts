@@ -93,8 +93,8 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
     const armed = mainEvents.find((e) => e.event === 'armed')!;
     const anchor = armed.line!.startTime!;
     assert.ok(anchor > armed.at, 'the start is planned ahead');
-    for (let i = 0; i < 200 && !(mainEvents.some((e) => e.event === 'recording') && backupEvents.some((e) => e.event === 'recording')); i++) await sleep(50);
-    assert.ok(backupEvents.some((e) => e.event === 'recording'), 'the Aux twin records');
+    for (let i = 0; i < 600 && !(mainEvents.some((e) => e.event === 'recording') && backupEvents.some((e) => e.event === 'recording')); i++) await sleep(50);
+    assert.ok(backupEvents.some((e) => e.event === 'recording'), `the Aux twin records: ${JSON.stringify(backupEvents.map((e) => [e.event, e.reason, e.line?.status]))}`);
     await sleep(5000);
     // a replayed (old) message changes nothing
     const before = JSON.stringify(backup.lines());

@@ -7,9 +7,9 @@
  *
  * One Catalogue per database file per process, shared by reference count.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { openDatabase, Transactions } from './sqlite';
 import { Clip, Segment } from './clip';
 import { Line } from './reclist';
 
@@ -28,8 +28,6 @@ export interface CatalogueOptions {
   /** 'NORMAL' (default) survives a process kill; 'FULL' also a power cut. */
   synchronous?: 'NORMAL' | 'FULL';
 }
-
-const SCHEMA_VERSION = 1;
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE IF NOT EXISTS lines (
@@ -84,36 +82,19 @@ export class Catalogue {
   readonly file: string;
   private db: Database.Database;
   private refs = 1;
-  private depth = 0;
+  private readonly tx: Transactions;
   private stmts: ReturnType<Catalogue['prepare']>;
 
   constructor(file: string, opts: CatalogueOptions = {}) {
     this.file = file;
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
-    this.db.pragma('busy_timeout = 5000');
-    this.migrate();
+    this.db = openDatabase(file, MIGRATIONS, { synchronous: opts.synchronous });
+    this.tx = new Transactions(this.db);
     this.stmts = this.prepare();
-  }
-
-  private migrate(): void {
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    for (let v = version; v < SCHEMA_VERSION; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
   }
 
   private prepare() {
     const db = this.db;
     return {
-      begin: db.prepare('BEGIN IMMEDIATE'),
-      commit: db.prepare('COMMIT'),
-      rollback: db.prepare('ROLLBACK'),
       linesOf: db.prepare('SELECT data FROM lines WHERE server_id = ? AND channel = ? ORDER BY n'),
       putLine: db.prepare(
         'INSERT INTO lines (id, server_id, channel, n, data, updated_at) VALUES (@id, @server, @channel, @n, @data, @updated) ' +
@@ -152,27 +133,9 @@ export class Catalogue {
    * (an exception anywhere rolls the whole of it back).
    */
   transaction<T>(fn: () => T): T {
-    if (this.depth > 0) {
-      this.depth++;
-      try {
-        return fn();
-      } finally {
-        this.depth--;
-      }
-    }
-    this.stmts.begin.run();
-    this.depth = 1;
-    try {
-      const r = fn();
-      this.stmts.commit.run();
-      return r;
-    } catch (err) {
-      if (this.db.inTransaction) this.stmts.rollback.run();
-      throw err;
-    } finally {
-      this.depth = 0;
-    }
+    return this.tx.run(fn);
   }
+
 
   lines(serverId: string, channel: number): Line[] {
     return (this.stmts.linesOf.all(serverId, channel) as { data: string }[]).map((r) => JSON.parse(r.data) as Line);

@@ -10,9 +10,9 @@
  *
  * Pure domain module: no Node-RED import.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { openDatabase, Transactions } from './sqlite';
 import { CommandError } from './errors';
 
 export type FailoverState = 'active' | 'failback-in-progress' | 'finalized';
@@ -88,7 +88,6 @@ const MIGRATIONS: string[] = [
    CREATE INDEX IF NOT EXISTS failover_history_by_entry ON failover_history(entry_id, seq);`,
 ];
 
-const SCHEMA_VERSION = MIGRATIONS.length;
 
 interface Row {
   id: number;
@@ -114,37 +113,19 @@ function isTime(v: unknown): v is number {
 export class FailoverLog {
   readonly file: string;
   private db: Database.Database;
-  private depth = 0;
+  private readonly tx: Transactions;
   private stmts: ReturnType<FailoverLog['prepare']>;
 
   constructor(file: string, opts: FailoverLogOptions = {}) {
     this.file = path.resolve(file);
-    fs.mkdirSync(path.dirname(this.file), { recursive: true });
-    this.db = new Database(this.file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${opts.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}`);
-    this.db.pragma('busy_timeout = 5000');
-    this.db.pragma('foreign_keys = ON');
-    this.migrate();
+    this.db = openDatabase(this.file, MIGRATIONS, { synchronous: opts.synchronous === 'FULL' ? 'FULL' : 'NORMAL', foreignKeys: true });
+    this.tx = new Transactions(this.db);
     this.stmts = this.prepare();
-  }
-
-  private migrate(): void {
-    const version = this.db.pragma('user_version', { simple: true }) as number;
-    for (let v = version; v < SCHEMA_VERSION; v++) {
-      this.db.transaction(() => {
-        this.db.exec(MIGRATIONS[v]);
-        this.db.pragma(`user_version = ${v + 1}`);
-      })();
-    }
   }
 
   private prepare() {
     const db = this.db;
     return {
-      begin: db.prepare('BEGIN IMMEDIATE'),
-      commit: db.prepare('COMMIT'),
-      rollback: db.prepare('ROLLBACK'),
       insert: db.prepare(
         'INSERT INTO failovers (grp, failed_server, failover_server, channels, epoch, started_at, state, drill) ' +
           "VALUES (@group, @failedServer, @failoverServer, @channels, @epoch, @startedAt, 'active', @drill)",
@@ -174,27 +155,9 @@ export class FailoverLog {
    * (an exception anywhere rolls the whole of it back).
    */
   transaction<T>(fn: () => T): T {
-    if (this.depth > 0) {
-      this.depth++;
-      try {
-        return fn();
-      } finally {
-        this.depth--;
-      }
-    }
-    this.stmts.begin.run();
-    this.depth = 1;
-    try {
-      const r = fn();
-      this.stmts.commit.run();
-      return r;
-    } catch (err) {
-      if (this.db.inTransaction) this.stmts.rollback.run();
-      throw err;
-    } finally {
-      this.depth = 0;
-    }
+    return this.tx.run(fn);
   }
+
 
   private toEntry(r: Row): FailoverEntry {
     return {

@@ -44,14 +44,22 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
 
   async function lineOn(p: NodeRedProcess, id: string) {
     const r = await p.request('POST', '/cmd/1', { command: 'list' });
-    return (r.body.lines as { id: string; status: string; backup: string; clipId: string; origin: unknown }[]).find((l) => l.id === id);
+    return (r.body.lines as { id: string; status: string; backup: string; clipId: string; origin: unknown; reason: string | null }[]).find((l) => l.id === id);
   }
   async function waitStatus(p: NodeRedProcess, id: string, status: string, ms = 30000) {
     const end = Date.now() + ms;
     for (;;) {
       const l = await lineOn(p, id);
       if (l?.status === status) return l;
-      if (Date.now() > end) throw new Error(`line ${id} on ${p.url} is ${l?.status ?? 'absent'}, not ${status}`);
+      if (Date.now() > end || (l?.status === 'failed' && status !== 'failed')) {
+        let camera = 'alive';
+        try {
+          process.kill(rtsp.pid, 0);
+        } catch {
+          camera = 'dead';
+        }
+        throw new Error(`line ${id} on ${p.url} is ${l?.status ?? 'absent'} (${l?.reason ?? ''}), not ${status}; the RTSP camera is ${camera}`);
+      }
       await sleep(200);
     }
   }

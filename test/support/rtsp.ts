@@ -50,7 +50,7 @@ function hasExited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
-export async function startRtspServer(opts: RtspServerOptions = {}): Promise<RtspServerHandle> {
+async function launchRtspServer(opts: RtspServerOptions = {}): Promise<RtspServerHandle & { exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }> {
   const port = opts.port ?? (await freePort());
   const paths = (opts.paths && opts.paths.length > 0 ? opts.paths : ['/cam']).map(normalisePath);
   const args = [RTSP_SERVER_SCRIPT, '--port', String(port)];
@@ -168,5 +168,58 @@ export async function startRtspServer(opts: RtspServerOptions = {}): Promise<Rts
     }
   };
 
-  return { url: urls[0], urls, port, pid, stop, kill9 };
+  const exitInfo = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    if (hasExited(child)) resolve({ code: child.exitCode, signal: child.signalCode });
+    else child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { url: urls[0], urls, port, pid, stop, kill9, exited: exitInfo };
+}
+
+/**
+ * Start GStreamer's RTSP server as the test camera. GStreamer 1.22 sometimes
+ * aborts (gst_rtsp_media_get_rates: assertion failed) while clients connect and
+ * disconnect; when it dies without being asked, it is started again at once on
+ * the same port, like a camera that reboots (the recorders reconnect by
+ * themselves). stop() and kill9() end it for good.
+ */
+export async function startRtspServer(opts: RtspServerOptions = {}): Promise<RtspServerHandle & { restarts: number }> {
+  let current = await launchRtspServer(opts);
+  const port = current.port;
+  let ended = false;
+  const handle = {
+    url: current.url,
+    urls: current.urls,
+    port,
+    restarts: 0,
+    get pid() {
+      return current.pid;
+    },
+    async stop() {
+      ended = true;
+      await current.stop();
+    },
+    kill9() {
+      ended = true;
+      current.kill9();
+    },
+  };
+  const watch = (h: typeof current) => {
+    h.exited.then(async ({ code, signal }) => {
+      if (ended || h !== current) return;
+      process.stderr.write(`  (test camera on port ${port} died: code ${code}, signal ${signal}; restarting it)\n`);
+      for (let attempt = 0; attempt < 5 && !ended; attempt++) {
+        try {
+          current = await launchRtspServer({ ...opts, port });
+          handle.restarts++;
+          if (ended) await current.stop();
+          else watch(current);
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+    });
+  };
+  watch(current);
+  return handle;
 }

@@ -11,6 +11,11 @@ export class CommandError extends Error {
   }
 }
 
+/** A URL without its password, for logs, statuses and sidecars. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z0-9+.-]+:\/\/)([^:@/]+):[^@/]*@/i, '$1$2:***@');
+}
+
 /** Message of anything thrown, without assuming it is an Error. */
 export function errorText(err: unknown): string {
   if (err instanceof Error) return err.message;

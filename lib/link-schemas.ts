@@ -11,7 +11,9 @@ import { compileSchema } from './schemas';
 export const TOPIC_ROOT = 'twinrec';
 export const LINK_VERSION = 1;
 
-const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+/** Group and server names: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit. */
+export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const NAME = NAME_PATTERN;
 
 export function topicFor(group: string, server: string, ...rest: (string | number)[]): string {
   return [TOPIC_ROOT, group, server, ...rest.map(String)].join('/');

@@ -7,7 +7,7 @@
  *   twinrec/<group>/<main server>/mirror/<main channel>/<line id>   retained, QoS 1
  */
 import { compileSchema } from './schemas';
-import { LINK_VERSION, topicFor } from './link-schemas';
+import { LINK_VERSION, NAME_PATTERN, topicFor } from './link-schemas';
 import { Line } from './reclist';
 import { TwinCheck, TwinSummary } from './clip';
 
@@ -47,7 +47,7 @@ export interface TwinResultMessage {
   check: TwinCheck;
 }
 
-const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const NAME = NAME_PATTERN;
 const endpoint = {
   type: 'object',
   required: ['server', 'channel'],

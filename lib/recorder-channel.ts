@@ -10,12 +10,13 @@ import { randomUUID } from 'node:crypto';
 import { Catalogue } from './catalogue';
 import { Clip, Container, Gap, Segment, TwinCheck, TwinSummary } from './clip';
 import { compareTwins, twinSummaryOf } from './twin';
-import { CommandError, errorText } from './errors';
+import { CommandError, errorText, redactUrl } from './errors';
 import { countFramesWithFfmpeg, FfmpegInfo, InputSpec, parseSegmentList } from './ffmpeg';
 import { FfmpegRun, RunEnd, SegmentOpen } from './ffmpeg-run';
 import { AttributeValue, Line, LineOrigin, LineStatus, plannedStop, RecList } from './reclist';
 import { Command, LineInput, parseCommand } from './schemas';
 import { MirrorMessage } from './mirror';
+import { SOURCE_URL } from './recorder-config';
 import { scanSegment } from './mpegts';
 import { insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
 import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timecodeToFrames, timeOfDayTimecode } from './timecode';
@@ -96,7 +97,6 @@ export interface ChannelStatus {
 /** How often the sidecar of a recording clip is rewritten (its segments are in the catalogue at once). */
 const SIDECAR_INTERVAL_MS = 30000;
 
-const URL_SOURCE = /^(rtsps?|srt|udp|rtp|https?):\/\/[^\s]+$/i;
 const TEST_SOURCES = ['TESTPATTERN', 'BARS', 'TEST'];
 
 interface Active {
@@ -527,7 +527,7 @@ export class RecorderChannel extends EventEmitter {
 
   private checkSource(source: string | undefined): void {
     if (source === undefined || source === 'LIVE' || TEST_SOURCES.includes(source.toUpperCase())) return;
-    if (!URL_SOURCE.test(source)) {
+    if (!SOURCE_URL.test(source)) {
       throw new CommandError(`line.source "${source}" is not usable: use "LIVE" (the channel's source), "TESTPATTERN", or an rtsp://, srt://, udp://, rtp:// or http(s):// URL`);
     }
   }
@@ -573,7 +573,7 @@ export class RecorderChannel extends EventEmitter {
       durationMs: 0,
       state: 'recording',
       container: this.s.container,
-      source: line.source === 'LIVE' ? this.s.source.label : redact(line.source),
+      source: line.source === 'LIVE' ? this.s.source.label : redactUrl(line.source),
       gaps: [],
       segments: [],
       runs: 0,
@@ -1331,8 +1331,4 @@ function lineName(line: Line): string {
   return `line ${line.n} ("${line.title}")`;
 }
 
-/** A URL without its password, for logs and sidecars. */
-export function redact(url: string): string {
-  return url.replace(/^([a-z0-9+.-]+:\/\/)([^:@/]+):[^@/]*@/i, '$1$2:***@');
-}
 

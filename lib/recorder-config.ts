@@ -36,7 +36,8 @@ export interface RecorderSettings {
   stallTimeoutMs: number;
 }
 
-const SOURCE_URL = /^(rtsps?|srt|udp|rtp|https?):\/\/[^\s]+$/i;
+/** Stream URLs a recorder (or one rec-list line) may record from. */
+export const SOURCE_URL = /^(rtsps?|srt|udp|rtp|https?):\/\/[^\s]+$/i;
 
 function num(v: unknown, def: number): number {
   if (v === undefined || v === null || v === '') return def;

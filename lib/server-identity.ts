@@ -4,10 +4,11 @@
  * Also the registry of which recorder node owns which channel number.
  */
 import path from 'node:path';
+import { NAME_PATTERN } from './link-schemas';
 
 export type ServerRole = 'main' | 'backup' | 'failover';
 export const SERVER_ROLES: readonly ServerRole[] = ['main', 'backup', 'failover'];
-export const SERVER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const SERVER_ID_PATTERN = new RegExp(NAME_PATTERN);
 
 export interface ServerIdentityConfig {
   group: string;

@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { ValidateFunction } from 'ajv';
-import { errorText } from './errors';
+import { errorText, redactUrl } from './errors';
 import { Heartbeat, LINK_VERSION, MAX_LINK_PAYLOAD, ServerState, topicFor, validateServerState } from './link-schemas';
 import { describeAjvError } from './schemas';
 
@@ -330,8 +330,4 @@ export class ServerLink extends EventEmitter {
       this.log.warn(`server link: ${errorText(err)}`);
     }
   }
-}
-
-export function redactUrl(url: string): string {
-  return url.replace(/^([a-z0-9+.-]+:\/\/)([^:@/]+):[^@/]*@/i, '$1$2:***@');
 }

@@ -1,8 +1,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { Catalogue, openCatalogue } from '../../lib/catalogue';
-import { CommandError, errorText } from '../../lib/errors';
+import { CommandError, errorText, redactUrl } from '../../lib/errors';
 import { ffmpegInfo } from '../../lib/ffmpeg';
-import { ChannelEvent, ChannelStatus, RecorderChannel, redact, SourceProvider } from '../../lib/recorder-channel';
+import { ChannelEvent, ChannelStatus, RecorderChannel, SourceProvider } from '../../lib/recorder-channel';
 import { RecorderNodeConfig, resolveRecorderSettings } from '../../lib/recorder-config';
 import { channelRegistry } from '../../lib/server-identity';
 import { recorderChannels } from '../shared/registry';
@@ -50,7 +50,7 @@ export = function (RED: NodeAPI): void {
         source = { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) };
       } else if (settings.sourceType === 'url') {
         const url = settings.url!;
-        source = { label: redact(url), resolve: async () => ({ kind: 'url', url, timeoutMs: Math.max(1000, settings.stallTimeoutMs - 1000) }) };
+        source = { label: redactUrl(url), resolve: async () => ({ kind: 'url', url, timeoutMs: Math.max(1000, settings.stallTimeoutMs - 1000) }) };
       } else {
         const cam = RED.nodes.getNode(def.camera) as OnvifCameraNode | null;
         if (!cam) throw new Error(t('errors.noCamera'));

@@ -33,6 +33,8 @@ export interface LinkPort {
   readonly epoch: number;
   publishRetained(topic: string, payload: unknown | null): void;
   subscribe(pattern: string, validate: ValidateFunction, handler: (topic: string, payload: unknown) => void): () => void;
+  /** The lowest epoch a server's commands may carry (raised by a takeover of that server). */
+  epochFloor?(server: string): number;
 }
 
 /** The part of a recorder channel backup-link feeds. */
@@ -62,6 +64,8 @@ export function asRecorderEvent(payload: unknown): ChannelEvent | null {
 
 export class BackupLinkMain extends EventEmitter {
   private readonly seq: SeqSource;
+  /** The mirrors this server holds retained on the broker, by topic. */
+  private readonly published = new Map<string, MirrorMessage>();
   private unsubscribe: (() => void) | null = null;
   constructor(
     private readonly link: LinkPort,
@@ -114,8 +118,28 @@ export class BackupLinkMain extends EventEmitter {
       line.id,
     );
     if (ev.event === 'stopped' && ev.clip) m.clip = twinSummaryOf(ev.clip);
-    this.link.publishRetained(mirrorTopic(this.me.group, ev.server, ev.channel, line.id), m);
+    const topic = mirrorTopic(this.me.group, ev.server, ev.channel, line.id);
+    this.link.publishRetained(topic, m);
+    if (m.removed) this.published.delete(topic);
+    else this.published.set(topic, m);
     return m;
+  }
+
+  /**
+   * This server took the epoch of the takeover that ended (failback): its
+   * retained mirrors are published again with it, so the backup, which refused
+   * them as stale while the server was taken over, applies their current state.
+   */
+  restamp(epoch: number): number {
+    let n = 0;
+    for (const [topic, m] of this.published) {
+      if (m.epoch >= epoch) continue;
+      const next: MirrorMessage = { ...m, epoch, seq: this.seq.next(), ts: Date.now() };
+      this.published.set(topic, next);
+      this.link.publishRetained(topic, next);
+      n++;
+    }
+    return n;
   }
 }
 
@@ -153,12 +177,12 @@ export class BackupLinkBackup extends EventEmitter {
   }
 
   private async apply(topic: string, m: MirrorMessage): Promise<void> {
-    const known = this.epochs.get(m.from.server) ?? 0;
+    const known = Math.max(this.epochs.get(m.from.server) ?? 0, this.link.epochFloor?.(m.from.server) ?? 0);
     if (m.epoch < known) {
       this.fail(m, `refused a mirror message from ${m.from.server} of epoch ${m.epoch}: the group is at epoch ${known} (a stale main)`);
       return;
     }
-    this.epochs.set(m.from.server, m.epoch);
+    this.epochs.set(m.from.server, Math.max(known, m.epoch));
     if (!topic.endsWith(`/${m.from.channel}/${m.lineId}`) || !topic.includes(`/${m.from.server}/mirror/`)) {
       this.fail(m, `refused a mirror message on ${topic}: its topic does not match its sender ${m.from.server} channel ${m.from.channel} line ${m.lineId}`);
       return;

@@ -62,6 +62,7 @@ export class FailoverDetector {
   private isolated = false;
   private takenOver = new Set<string>();
   private claims = new Map<string, Claim[]>();
+  private paused = false;
 
   constructor(opts: DetectorOptions, private readonly clock: () => number = Date.now) {
     this.o = { heartbeatTimeoutMs: 750, holdDownMs: 10000, capacity: 1, recordOnDoubt: true, rank: 0, ...opts };
@@ -135,6 +136,28 @@ export class FailoverDetector {
     this.takenOver.delete(server);
   }
 
+  /**
+   * A takeover already under way (this failover server restarted during it):
+   * the server counts as failed and taken over until its heartbeats come back.
+   */
+  assume(server: string, at = this.clock()): void {
+    const p = this.peer(server);
+    if (!p) return;
+    p.status = 'failed';
+    p.failedAt = at;
+    p.backSince = null;
+    this.takenOver.add(server);
+  }
+
+  /** While paused (failover disabled, or this server in maintenance), no new takeover is decided. */
+  pause(on: boolean): void {
+    this.paused = on;
+  }
+
+  isIsolated(): boolean {
+    return this.isolated;
+  }
+
   /** Look at everything known now; return what changed. */
   evaluate(now = this.clock()): Decision[] {
     const out: Decision[] = [];
@@ -192,7 +215,7 @@ export class FailoverDetector {
     }
     // takeovers: the failed servers this watcher should record for, by priority, within capacity,
     // not those a better-placed failover server claims; a higher priority failure displaces a lower one
-    if (!this.isolated || this.o.recordOnDoubt) {
+    if (!this.paused && (!this.isolated || this.o.recordOnDoubt)) {
       const desired = this.o.watched.filter((s) => this.peers.get(s)!.status === 'failed' && this.winner(s) === this.o.self).slice(0, this.o.capacity);
       for (const server of [...this.takenOver]) {
         const p = this.peers.get(server)!;

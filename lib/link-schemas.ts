@@ -102,3 +102,151 @@ export const validateChannelSettings = compileSchema(channelSettingsSchema);
 
 /** Largest payload accepted from the broker. */
 export const MAX_LINK_PAYLOAD = 4 * 1024 * 1024;
+
+/*
+ * Failover between the servers of a group:
+ *
+ *   twinrec/<group>/<failed>/takeover      retained  TakeoverRecord (who records in place of <failed>, at which epoch)
+ *   twinrec/<group>/<failed>/handback                Handback (failback: the failover server gives the channels back)
+ *   twinrec/<group>/<failover>/handback-ack          HandbackAck (the restored server records again, or why not)
+ *   twinrec/<group>/system                           SystemChange (failover started, failback performed: for clients)
+ */
+
+export interface TakeoverRecord {
+  v: number;
+  failedServer: string;
+  failoverServer: string;
+  /** The group epoch of this takeover: commands of <failed> of an older epoch are stale. */
+  epoch: number;
+  active: boolean;
+  channels: number[];
+  entryId: number;
+  since: number;
+  drill: boolean;
+  ts: number;
+}
+
+export interface HandbackChannel {
+  channel: number;
+  /** Lines that record on the failover server now, to record again on the restored server. */
+  recording: { id: string; title: string; group: string; n: number }[];
+}
+
+export interface Handback {
+  v: number;
+  failedServer: string;
+  failoverServer: string;
+  entryId: number;
+  epoch: number;
+  drill: boolean;
+  channels: HandbackChannel[];
+  ts: number;
+}
+
+export interface HandbackAck {
+  v: number;
+  server: string;
+  entryId: number;
+  ok: boolean;
+  /** Per channel: lines started again, or why a channel could not take its lines back. */
+  detail: string;
+  started: number;
+  ts: number;
+}
+
+export interface SystemChange {
+  v: number;
+  group: string;
+  kind: 'failover-started' | 'failback-performed' | 'failback-failed' | 'isolated' | 'connected';
+  failedServer?: string;
+  failoverServer?: string;
+  entryId?: number;
+  epoch?: number;
+  channels?: number[];
+  startedAt?: number;
+  endedAt?: number;
+  drill?: boolean;
+  text: string;
+  ts: number;
+}
+
+const CHANNELS = { type: 'array', maxItems: 999, items: { type: 'integer', minimum: 1, maximum: 999 } };
+
+export const takeoverRecordSchema = {
+  type: 'object',
+  required: ['v', 'failedServer', 'failoverServer', 'epoch', 'active', 'channels', 'entryId', 'since', 'drill', 'ts'],
+  additionalProperties: false,
+  properties: {
+    v: { type: 'integer', minimum: 1 },
+    failedServer: { type: 'string', pattern: NAME },
+    failoverServer: { type: 'string', pattern: NAME },
+    epoch: { type: 'integer', minimum: 0 },
+    active: { type: 'boolean' },
+    channels: CHANNELS,
+    entryId: { type: 'integer', minimum: 0 },
+    since: { type: 'integer', minimum: 0 },
+    drill: { type: 'boolean' },
+    ts: { type: 'integer', minimum: 0 },
+  },
+};
+
+export const handbackSchema = {
+  type: 'object',
+  required: ['v', 'failedServer', 'failoverServer', 'entryId', 'epoch', 'drill', 'channels', 'ts'],
+  additionalProperties: false,
+  properties: {
+    v: { type: 'integer', minimum: 1 },
+    failedServer: { type: 'string', pattern: NAME },
+    failoverServer: { type: 'string', pattern: NAME },
+    entryId: { type: 'integer', minimum: 0 },
+    epoch: { type: 'integer', minimum: 0 },
+    drill: { type: 'boolean' },
+    ts: { type: 'integer', minimum: 0 },
+    channels: {
+      type: 'array',
+      maxItems: 999,
+      items: {
+        type: 'object',
+        required: ['channel', 'recording'],
+        additionalProperties: false,
+        properties: {
+          channel: { type: 'integer', minimum: 1, maximum: 999 },
+          recording: {
+            type: 'array',
+            maxItems: 100,
+            items: {
+              type: 'object',
+              required: ['id', 'title', 'group', 'n'],
+              additionalProperties: false,
+              properties: {
+                id: { type: 'string', minLength: 1, maxLength: 100 },
+                title: { type: 'string', maxLength: 1000 },
+                group: { type: 'string', maxLength: 1000 },
+                n: { type: 'integer', minimum: 1 },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+export const handbackAckSchema = {
+  type: 'object',
+  required: ['v', 'server', 'entryId', 'ok', 'detail', 'started', 'ts'],
+  additionalProperties: false,
+  properties: {
+    v: { type: 'integer', minimum: 1 },
+    server: { type: 'string', pattern: NAME },
+    entryId: { type: 'integer', minimum: 0 },
+    ok: { type: 'boolean' },
+    detail: { type: 'string', maxLength: 10000 },
+    started: { type: 'integer', minimum: 0 },
+    ts: { type: 'integer', minimum: 0 },
+  },
+};
+
+export const validateTakeoverRecord = compileSchema(takeoverRecordSchema);
+export const validateHandback = compileSchema(handbackSchema);
+export const validateHandbackAck = compileSchema(handbackAckSchema);

@@ -452,6 +452,11 @@ export class OnvifCamera extends EventEmitter {
     }
   }
 
+  /** The last stream URI the camera gave, as it gave it (no credentials added). */
+  knownStreamUri(): string | undefined {
+    return this.rawStreamUri;
+  }
+
   redactedStreamUri(): string | undefined {
     return this.rawStreamUri === undefined ? undefined : redact(withCredentials(this.rawStreamUri, this.username, this.password));
   }

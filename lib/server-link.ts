@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { ValidateFunction } from 'ajv';
 import { errorText, redactUrl } from './errors';
-import { Heartbeat, LINK_VERSION, MAX_LINK_PAYLOAD, ServerState, topicFor, validateServerState } from './link-schemas';
+import { Heartbeat, LINK_VERSION, MAX_LINK_PAYLOAD, ServerState, TakeoverRecord, topicFor, validateServerState, validateTakeoverRecord } from './link-schemas';
 import { describeAjvError } from './schemas';
 
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -83,6 +83,8 @@ export class ServerLink extends EventEmitter {
   private retained = new Map<string, { payload: Buffer }>();
   /** The last state each server of the group announced (retained state or Last Will). */
   private peers = new Map<string, ServerState>();
+  /** The last takeover record of each server of the group (who records in its place, at which epoch). */
+  private takeovers = new Map<string, TakeoverRecord>();
   private readonly invalidLog: RateLimitedLog;
   readonly o: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls'>> & Pick<ServerLinkOptions, 'username' | 'password' | 'tls'>;
 
@@ -105,6 +107,47 @@ export class ServerLink extends EventEmitter {
       this.peers.set(st.server, st);
       this.emit('peer', st);
     });
+    this.subscribe(topicFor(this.o.group, '+', 'takeover'), validateTakeoverRecord, (topic, payload) => {
+      const server = topic.split('/')[2];
+      if (payload === null) {
+        this.takeovers.delete(server);
+        return;
+      }
+      const rec = payload as TakeoverRecord;
+      if (rec.failedServer !== server) return;
+      this.takeovers.set(server, rec);
+      // a takeover that has ended hands its epoch to the restored server: from now on its commands carry it
+      if (server === this.o.serverId && !rec.active && !rec.drill && rec.epoch > this.o.epoch) this.setEpoch(rec.epoch);
+      this.emit('takeover', rec);
+    });
+  }
+
+  /** The last takeover record of a server (undefined when it was never taken over). */
+  takeoverOf(server: string): TakeoverRecord | undefined {
+    return this.takeovers.get(server);
+  }
+
+  /**
+   * The lowest epoch a command of this server may carry: a takeover raised the
+   * group epoch above what the server had, so its older commands are stale.
+   */
+  epochFloor(server: string): number {
+    const t = this.takeovers.get(server);
+    return t && !t.drill ? t.epoch : 0;
+  }
+
+  /** Raise this server's epoch (a takeover, or the end of one) and announce it. */
+  setEpoch(epoch: number): void {
+    if (!Number.isInteger(epoch) || epoch < this.o.epoch) return;
+    if (epoch === this.o.epoch) return;
+    this.o.epoch = epoch;
+    if (this.client?.connected) this.client.publish(this.stateTopic(), JSON.stringify(this.statePayload('online')), { qos: 1, retain: true });
+    this.emit('epoch', epoch);
+  }
+
+  /** Every server state heard (retained or Last Will). */
+  peerStates(): ServerState[] {
+    return [...this.peers.values()];
   }
 
   /** What a server of the group last announced (undefined when never heard of). */

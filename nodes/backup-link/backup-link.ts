@@ -24,6 +24,7 @@ export = function (RED: NodeAPI): void {
     let setupError: string | null = null;
     let mirrored = 0;
     let applied = 0;
+    let onEpoch: ((epoch: number) => void) | null = null;
 
     const showStatus = (error?: string) => {
       if (setupError) return node.status({ fill: 'red', shape: 'ring', text: setupError.slice(0, 60) });
@@ -58,6 +59,12 @@ export = function (RED: NodeAPI): void {
         showStatus(reason);
       });
       backup.start();
+      // after a failback this server's mirrors carry the new epoch again
+      onEpoch = (epoch: number) => {
+        const n = main?.restamp(epoch) ?? 0;
+        if (n) node.log(`epoch ${epoch}: ${n} mirrored line(s) published again`);
+      };
+      link.on('epoch', onEpoch);
       server.register(node.id);
       server.linkEvents.on('state', onLink);
     }
@@ -82,6 +89,7 @@ export = function (RED: NodeAPI): void {
     });
 
     node.on('close', (_removed: boolean, done: () => void) => {
+      if (onEpoch) server?.link?.off('epoch', onEpoch);
       backup?.stop();
       backup?.removeAllListeners();
       main?.stop();

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { Catalogue, openCatalogue } from '../../lib/catalogue';
-import { CommandError, errorText, redactUrl } from '../../lib/errors';
+import { CommandError, errorText, redactUrl, stripLogin } from '../../lib/errors';
 import { ffmpegInfo } from '../../lib/ffmpeg';
 import { ChannelEvent, ChannelStatus, RecorderChannel, SourceProvider } from '../../lib/recorder-channel';
 import { RecorderNodeConfig, resolveRecorderSettings } from '../../lib/recorder-config';
@@ -46,14 +46,23 @@ export = function (RED: NodeAPI): void {
       const settings = resolveRecorderSettings(def);
       const id = server.identity;
       let source: SourceProvider;
+      // the stream address the settings cache carries for a failover server (never a password)
+      let cacheUrl: () => { url: string; login: boolean } | null = () => null;
       if (settings.sourceType === 'testpattern') {
         source = { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) };
       } else if (settings.sourceType === 'url') {
         const url = settings.url!;
+        cacheUrl = () => stripLogin(url);
         source = { label: redactUrl(url), resolve: async () => ({ kind: 'url', url, timeoutMs: Math.max(1000, settings.stallTimeoutMs - 1000) }) };
       } else {
         const cam = RED.nodes.getNode(def.camera) as OnvifCameraNode | null;
         if (!cam) throw new Error(t('errors.noCamera'));
+        cacheUrl = () => {
+          const u = cam.camera?.knownStreamUri();
+          if (!u) return null;
+          const s = stripLogin(u);
+          return { url: s.url, login: s.login || !!cam.credentials?.username };
+        };
         source = {
           label: cam.label,
           resolve: async () => {
@@ -98,6 +107,8 @@ export = function (RED: NodeAPI): void {
         frameRate: settings.frameRate,
         sourceType: settings.sourceType,
         source: source.label,
+        sourceUrl: null as string | null,
+        sourceLogin: false,
         segmentSeconds: settings.segmentSeconds,
         container: settings.container,
         videoCodec: settings.videoCodec,
@@ -107,7 +118,11 @@ export = function (RED: NodeAPI): void {
       const srv = server;
       const publishSettings = () => {
         publishTimer = null;
-        if (channel) srv.publishSettings(settings.channel, published, channel.lines());
+        const cu = cacheUrl();
+        published.sourceUrl = cu ? cu.url : null;
+        published.sourceLogin = cu ? cu.login : false;
+        // a line's own source URL goes out without its password
+        if (channel) srv.publishSettings(settings.channel, published, channel.lines().map((l) => (l.source.includes('@') ? { ...l, source: redactUrl(l.source) } : l)));
       };
       schedulePublish = () => {
         if (!publishTimer) publishTimer = setTimeout(publishSettings, 200);

@@ -3,6 +3,8 @@ import type { NodeAPI, NodeDef } from 'node-red';
 import { resolveIdentity } from '../../lib/server-identity';
 import { ServerLink, LinkState } from '../../lib/server-link';
 import { LINK_VERSION, topicFor } from '../../lib/link-schemas';
+import { HandbackResponder } from '../../lib/handback';
+import { recorderChannels } from '../shared/registry';
 import type { RedundancyServerNode } from '../shared/types';
 
 interface ServerDef extends NodeDef {
@@ -35,6 +37,7 @@ export = function (RED: NodeAPI): void {
     node.linkEvents = new EventEmitter();
     node.linkEvents.setMaxListeners(0);
     const users = new Set<string>();
+    let handback: HandbackResponder | null = null;
     try {
       node.identity = resolveIdentity(def, userDir);
       node.configError = null;
@@ -100,12 +103,20 @@ export = function (RED: NodeAPI): void {
         else if (state === 'reconnecting' && detail) node.warn(RED._('redundancy-server.log.reconnecting', { error: detail }));
         node.linkEvents.emit('state', state, detail);
       });
+      // failback: a failover server gives this server's channels back
+      handback = new HandbackResponder(link, { group: id.group, serverId: id.serverId }, (ch) => recorderChannels.get(id.serverId, ch), {
+        info: (m) => node.log(m),
+        warn: (m) => node.warn(m),
+      });
+      handback.start();
       link.start();
     }
 
     node.on('close', (_removed: boolean, done: () => void) => {
       const l = node.link;
       node.link = null;
+      handback?.stop();
+      handback = null;
       node.linkEvents.removeAllListeners();
       if (!l) return done();
       l.stop()

@@ -85,7 +85,8 @@ export interface FailoverLink {
   on(event: 'peer', fn: (st: ServerState) => void): unknown;
   on(event: 'takeover', fn: (rec: TakeoverRecord) => void): unknown;
   on(event: 'state', fn: (state: string) => void): unknown;
-  off(event: string, fn: (...args: never[]) => void): unknown;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  off(event: string, fn: (...args: any[]) => void): unknown;
 }
 
 export interface FailoverDeps {
@@ -108,6 +109,8 @@ export interface FailbackDone {
   materialCopy: MaterialCopyRequest;
   others: FailoverEntry[];
   how: 'manual' | 'automatic' | 'drill';
+  /** Who asked (a node id, "admin:<user>", "watch"), so a node can tell its own failbacks from others. */
+  origin: string;
   startedAt: number;
   endedAt: number;
   durationMs: number;
@@ -222,8 +225,8 @@ export class FailoverController extends EventEmitter {
     this.timers = [];
     for (const u of this.unsubs) u();
     this.unsubs = [];
-    this.deps.link.off('peer', this.onPeer as never);
-    this.deps.link.off('takeover', this.onTakeoverRecord as never);
+    this.deps.link.off('peer', this.onPeer);
+    this.deps.link.off('takeover', this.onTakeoverRecord);
     for (const resolve of this.pendingAcks.values()) resolve({ v: LINK_VERSION, server: '', entryId: -1, ok: false, detail: 'the failover watch was closed', started: 0, ts: 0 });
     await Promise.allSettled([...this.busy.values()]);
     await Promise.all([...this.takeovers.values()].map((t) => (stopRecording ? t.stop().catch(() => undefined) : t.suspend())));
@@ -481,25 +484,26 @@ export class FailoverController extends EventEmitter {
    * Fail back one entry (manual), or the newest eligible entry of a restored
    * server (automatic). Refusals throw FailbackRefused (nothing changed).
    */
-  async failback(entryId: number, how: 'manual' | 'drill' = 'manual'): Promise<FailbackDone> {
+  async failback(entryId: number, how: 'manual' | 'drill' = 'manual', origin = 'manual'): Promise<FailbackDone> {
     const entry = this.log.get(entryId);
     const server = entry?.failedServer ?? `#${entryId}`;
-    return this.serial(server, () => this.doFailback(entryId, how, []));
+    return this.serial(server, () => this.doFailback(entryId, how, [], origin));
   }
 
   /** Automatic failback of a restored server; resolves with what was done or why not. */
-  async autoFailback(server: string): Promise<FailbackDone | { refused: string }> {
+  async autoFailback(server: string, origin = 'automatic'): Promise<FailbackDone | { refused: string }> {
     return this.serial(server, async () => {
       if (!this.enabled) return { refused: `No automatic failback for ${server}: failover is disabled for this site.` };
       const pick = pickAutomaticFailback(this.context(), server);
       if ('refused' in pick) return pick;
       if (pick.entry.failoverServer !== this.o.self) return { refused: `No automatic failback for ${server} here: ${pick.entry.failoverServer} recorded in its place.` };
-      return this.doFailback(pick.entry.id, 'automatic', pick.others);
+      return this.doFailback(pick.entry.id, 'automatic', pick.others, origin);
     });
   }
 
-  private async doFailback(entryId: number, how: FailbackDone['how'], others: FailoverEntry[]): Promise<FailbackDone> {
+  private async doFailback(entryId: number, how: FailbackDone['how'], others: FailoverEntry[], origin: string): Promise<FailbackDone> {
     const startedAt = this.clock();
+    if (this.log.get(entryId)?.state === 'active') this.log.appendHistory(entryId, `failback requested (${how}, by ${origin})`, startedAt);
     try {
       const { entry, materialCopy } = await runFailback(this.context(), entryId, {
         giveBack: (e) => this.giveBack(e),
@@ -528,7 +532,7 @@ export class FailoverController extends EventEmitter {
       });
       const finalized = how === 'automatic' ? finalizeOthers(this.context(), others) : [];
       const endedAt = this.clock();
-      const done: FailbackDone = { entry, materialCopy, others: finalized, how, startedAt, endedAt, durationMs: endedAt - startedAt };
+      const done: FailbackDone = { entry, materialCopy, others: finalized, how, origin, startedAt, endedAt, durationMs: endedAt - startedAt };
       this.emit('failback', done);
       return done;
     } catch (err) {
@@ -590,7 +594,7 @@ export class FailoverController extends EventEmitter {
     if (!(durationMs >= 1000 && durationMs <= 3600000)) throw new CommandError('a drill lasts 1 s to 1 h (duration in seconds)');
     const started = await this.serial(server, () => this.takeOver(server, true, 'drill'));
     await new Promise((r) => setTimeout(r, durationMs));
-    const done = await this.failback(started.entry.id, 'drill');
+    const done = await this.failback(started.entry.id, 'drill', 'drill');
     return { started, done };
   }
 

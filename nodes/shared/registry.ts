@@ -3,3 +3,32 @@ import { ControllerRegistry } from '../../lib/server-identity';
 import type { RecorderChannel } from '../../lib/recorder-channel';
 
 export const recorderChannels = new ControllerRegistry<RecorderChannel>();
+
+/** The failover controller of each failover server in this process (its failover-watch node), for failback and the admin routes. */
+import { EventEmitter } from 'node:events';
+import type { FailoverController } from '../../lib/failover-controller';
+
+class FailoverRegistry extends EventEmitter {
+  private byServer = new Map<string, FailoverController>();
+  set(serverId: string, ctl: FailoverController): void {
+    const old = this.byServer.get(serverId);
+    if (old && old !== ctl) throw new Error(`server ${serverId} already has a failover-watch node; use one per server`);
+    this.byServer.set(serverId, ctl);
+    this.emit('added', serverId, ctl);
+  }
+  get(serverId: string): FailoverController | undefined {
+    return this.byServer.get(serverId);
+  }
+  delete(serverId: string, ctl: FailoverController): void {
+    if (this.byServer.get(serverId) === ctl) {
+      this.byServer.delete(serverId);
+      this.emit('removed', serverId, ctl);
+    }
+  }
+  all(): FailoverController[] {
+    return [...this.byServer.values()];
+  }
+}
+
+export const failoverControllers = new FailoverRegistry();
+failoverControllers.setMaxListeners(0);

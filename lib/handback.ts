@@ -15,6 +15,8 @@ import type { ChannelEvent, PresentedLine } from './recorder-channel';
 /** The part of a recorder channel failback drives. */
 export interface HandbackTarget {
   lines(): PresentedLine[];
+  /** What the channel records now (a line left interrupted by a crash does not hold the channel). */
+  status?(): { state: string; line: { id: string } | null };
   execute(cmd: unknown): Promise<ChannelEvent[]>;
 }
 
@@ -42,7 +44,12 @@ export async function applyHandback(h: Handback, lookup: (channel: number) => Ha
       try {
         const lines = ctl.lines();
         const mine = lines.find((l) => l.id === r.id);
-        const busy = lines.find((l) => (ACTIVE_STATUSES as readonly string[]).includes(l.status) && l.id !== r.id && l.status !== 'armed');
+        const st = ctl.status?.();
+        const busy = st
+          ? st.line && (st.state === 'recording' || st.state === 'interrupted') && st.line.id !== r.id
+            ? lines.find((l) => l.id === st.line!.id)
+            : undefined
+          : lines.find((l) => (ACTIVE_STATUSES as readonly string[]).includes(l.status) && l.id !== r.id && l.status !== 'armed');
         if (mine && (mine.status === 'recording' || mine.status === 'armed')) {
           notes.push(`channel ${ch.channel}: "${r.title}" was still recording here`);
           started++;
@@ -53,10 +60,23 @@ export async function applyHandback(h: Handback, lookup: (channel: number) => Ha
           continue;
         }
         let id = r.id;
+        if (mine && mine.status !== 'stopped' && (mine.stopTime !== null || mine.duration !== null)) {
+          // an interrupted line keeps the stop of its cut clip: it records on with the failover's planned stop
+          await ctl.execute({ command: 'update', line: { id, stopTime: r.stopTime ?? null, duration: null } });
+        }
         if (!mine || mine.status === 'stopped') {
           if (mine) id = `${r.id.slice(0, 48)}-fb${h.entryId}`.slice(0, 64);
           if (!lines.some((l) => l.id === id)) {
-            await ctl.execute({ command: 'add', line: { id, title: r.title.slice(0, 200) || 'untitled', group: r.group.slice(0, 64), attributes: { failbackOf: h.failoverServer, failbackEntry: h.entryId } } });
+            await ctl.execute({
+              command: 'add',
+              line: {
+                id,
+                title: r.title.slice(0, 200) || 'untitled',
+                group: r.group.slice(0, 64),
+                ...(r.stopTime ? { stopTime: r.stopTime } : {}),
+                attributes: { failbackOf: h.failoverServer, failbackEntry: h.entryId },
+              },
+            });
           }
         }
         await ctl.execute({ command: 'start', line: { id } });

@@ -129,7 +129,7 @@ export interface TakeoverRecord {
 export interface HandbackChannel {
   channel: number;
   /** Lines that record on the failover server now, to record again on the restored server. */
-  recording: { id: string; title: string; group: string; n: number }[];
+  recording: { id: string; title: string; group: string; n: number; stopTime?: number | null }[];
 }
 
 export interface Handback {
@@ -223,6 +223,7 @@ export const handbackSchema = {
                 title: { type: 'string', maxLength: 1000 },
                 group: { type: 'string', maxLength: 1000 },
                 n: { type: 'integer', minimum: 1 },
+                stopTime: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] },
               },
             },
           },

@@ -155,6 +155,19 @@ export function planLines(c: CachedChannel, o: TakeoverOptions, now: number): Pl
   return out;
 }
 
+function ctl(c: TakenChannel): RecorderChannel {
+  return c.ctl;
+}
+
+/** A line's planned stop (stop time, or start + duration), null when open-ended. */
+function plannedStopOf(l: Line, channel: RecorderChannel): number | null {
+  try {
+    return plannedStop(l, channel.s.frameRate);
+  } catch {
+    return l.stopTime;
+  }
+}
+
 /** The recorders of one failed server, running on this failover server. */
 export class Takeover {
   readonly channels = new Map<number, TakenChannel>();
@@ -273,14 +286,14 @@ export class Takeover {
   }
 
   /** What each channel records now (the lines the restored server takes back). */
-  recording(): { channel: number; recording: { id: string; title: string; group: string; n: number }[] }[] {
+  recording(): { channel: number; recording: { id: string; title: string; group: string; n: number; stopTime: number | null }[] }[] {
     return [...this.channels.values()].map((c) => ({
       channel: c.channel,
       recording: c.ctl
         ? c.ctl
             .lines()
             .filter((l) => (ACTIVE_STATUSES as readonly string[]).includes(l.status))
-            .map((l) => ({ id: l.id, title: l.title.slice(0, 1000), group: l.group.slice(0, 1000), n: l.n }))
+            .map((l) => ({ id: l.id, title: l.title.slice(0, 1000), group: l.group.slice(0, 1000), n: l.n, stopTime: plannedStopOf(l, ctl(c)) }))
         : [],
     }));
   }

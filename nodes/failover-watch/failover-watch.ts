@@ -54,6 +54,7 @@ export = function (RED: NodeAPI): void {
     let ready: Promise<void> = Promise.resolve();
     let statusTimer: NodeJS.Timeout | null = null;
     let errorUntil = 0;
+    let lastKey = '';
 
     const out = (port: 0 | 1 | 2, msg: NodeMessage) => {
       const arr: (NodeMessage | null)[] = [null, null, null];
@@ -135,7 +136,6 @@ export = function (RED: NodeAPI): void {
     }
     showStatus();
 
-    let lastKey = '';
     function showStatus(): void {
       if (Date.now() < errorUntil) return;
       let s: { fill: 'red' | 'green' | 'yellow' | 'grey'; shape: 'dot' | 'ring'; text: string };

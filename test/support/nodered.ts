@@ -171,3 +171,59 @@ export function recorderSiteFlow(o: {
   });
   return nodes;
 }
+
+/**
+ * A failover server's flow: redundancy-server (role failover), failover-watch and
+ * failback, with HTTP endpoints in front of them:
+ *   POST /fw        a failover-watch command (answers with its reply, 400 with the refusal)
+ *   POST /failback  a failback command (answers with "Failback OK", 400 with the refusal)
+ *   GET  /events    every message the two nodes sent, in order: {node, port, topic, payload}
+ */
+export function failoverSiteFlow(o: {
+  serverId: string;
+  storageRoot: string;
+  brokerUrl: string;
+  watched: string;
+  automatic?: boolean;
+  holdDown?: number;
+  capacity?: number;
+  rank?: number;
+  overlap?: number;
+  heartbeatTimeout?: number;
+  recordOnDoubt?: boolean;
+}): object[] {
+  const collect = (id: string, node: string, port: number) => ({
+    id, type: 'function', z: 'tab1', outputs: 1,
+    func: `const ev = flow.get('events') || [];\nev.push({ node: '${node}', port: ${port}, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn msg.res ? msg : null;`,
+    wires: [['fresp']],
+  });
+  return [
+    { id: 'tab1', type: 'tab', label: 'failover' },
+    {
+      id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: o.serverId, role: 'failover', storageRoot: o.storageRoot, durability: 'NORMAL',
+      brokerUrl: o.brokerUrl, keepalive: 1, heartbeatMs: 250,
+    },
+    { id: 'fwin', type: 'http in', z: 'tab1', url: '/fw', method: 'post', upload: false, wires: [['fwatch']] },
+    {
+      id: 'fwatch', type: 'failover-watch', z: 'tab1', server: 'srv1', watched: o.watched, heartbeatTimeout: o.heartbeatTimeout ?? 750, holdDown: o.holdDown ?? 3,
+      capacity: o.capacity ?? 1, rank: o.rank ?? 0, recordOnDoubt: o.recordOnDoubt ?? true, failoverEnabled: true, overlap: o.overlap ?? 1, handbackTimeout: 20,
+      wires: [['fw0'], ['fw1', ...(o.automatic === false ? [] : [])], ['fw2']],
+    },
+    collect('fw0', 'watch', 0),
+    collect('fw1', 'watch', 1),
+    collect('fw2', 'watch', 2),
+    { id: 'fbin', type: 'http in', z: 'tab1', url: '/failback', method: 'post', upload: false, wires: [['fback']] },
+    { id: 'fback', type: 'failback', z: 'tab1', server: 'srv1', automatic: o.automatic ?? true, wires: [['fb0'], ['fb1']] },
+    collect('fb0', 'failback', 0),
+    { ...collect('fb1', 'failback', 1), func: `const ev = flow.get('events') || [];\nev.push({ node: 'failback', port: 1, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn null;` },
+    { id: 'fresp', type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
+    { id: 'evin', type: 'http in', z: 'tab1', url: '/events', method: 'get', upload: false, wires: [['evout']] },
+    { id: 'evout', type: 'function', z: 'tab1', outputs: 1, func: "msg.payload = flow.get('events') || [];\nreturn msg;", wires: [['fresp']] },
+    { id: 'fcatch', type: 'catch', z: 'tab1', scope: ['fwatch', 'fback'], uncaught: false, wires: [['ferr']] },
+    {
+      id: 'ferr', type: 'function', z: 'tab1', outputs: 1,
+      func: "const ev = flow.get('events') || [];\nev.push({ node: 'catch', port: -1, topic: msg.topic, payload: msg.error && msg.error.message, at: Date.now() });\nflow.set('events', ev);\nif (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;",
+      wires: [['fresp']],
+    },
+  ];
+}

@@ -1,0 +1,286 @@
+/**
+ * Failover and failback end to end: two main servers and a failover server, each
+ * a real Node-RED process with its own user directory and storage, and mosquitto.
+ * kill -9 of a main makes the failover server record its channels from the
+ * cached settings; when the main is back, automatic failback gives them back,
+ * the log says so and a material-copy request is emitted.
+ */
+import { strict as assert } from 'node:assert';
+import fs from 'node:fs';
+import path from 'node:path';
+import mqtt from 'mqtt';
+import { Broker, startMosquitto } from '../support/mosquitto';
+import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
+import { sleep, tmpDir } from '../support/nr';
+import { RtspServerHandle, startRtspServer } from '../support/rtsp';
+
+interface Ev {
+  node: string;
+  port: number;
+  topic: string;
+  payload: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  at: number;
+}
+
+/** Every file under a directory, recursively. */
+function walk(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...walk(p));
+    else out.push(p);
+  }
+  return out;
+}
+
+export async function events(p: NodeRedProcess): Promise<Ev[]> {
+  const r = await p.request('GET', '/events');
+  return r.body as Ev[];
+}
+
+export async function waitEvent(p: NodeRedProcess, pred: (e: Ev) => boolean, what: string, ms = 30000): Promise<Ev> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ev = (await events(p)).find(pred);
+    if (ev) return ev;
+    if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms; events: ${JSON.stringify((await events(p)).map((e) => `${e.node}:${e.port}:${e.topic}`))}`);
+    await sleep(100);
+  }
+}
+
+/** The retained state a server announced on the broker. */
+async function retainedState(broker: Broker, server: string): Promise<{ epoch: number; state: string }> {
+  const c = await mqtt.connectAsync(broker.url, { clientId: `probe-${process.pid}-${Date.now()}` });
+  try {
+    return await new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no retained state of ${server}`)), 5000);
+      c.on('message', (_topic, payload) => {
+        clearTimeout(t);
+        resolve(JSON.parse(payload.toString()));
+      });
+      void c.subscribeAsync(`twinrec/studio/${server}/state`);
+    });
+  } finally {
+    await c.endAsync();
+  }
+}
+
+describe('failover and failback: two mains, a failover server and mosquitto', function () {
+  this.timeout(240000);
+  let broker: Broker;
+  let rtsp: RtspServerHandle;
+  const dirs: Record<string, string> = {};
+  const procs: Record<string, NodeRedProcess | null> = {};
+
+  beforeEach(async function () {
+    broker = await startMosquitto();
+    rtsp = await startRtspServer({ fps: '25', gop: 25 });
+    for (const s of ['main-1', 'main-2', 'fo-1']) dirs[s] = tmpDir(s);
+  });
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed') {
+      for (const [k, p] of Object.entries(procs)) if (p) console.log(`---- ${k} log (tail)\n${p.log().slice(-6000)}`);
+    }
+    for (const [k, p] of Object.entries(procs)) {
+      if (p) await p.stop();
+      procs[k] = null;
+    }
+    for (const d of Object.values(dirs)) {
+      for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+    await rtsp.stop();
+    await broker.stop();
+  });
+
+  const mainFlow = (serverId: string) =>
+    recorderSiteFlow({
+      serverId,
+      storageRoot: 'store',
+      brokerUrl: broker.url,
+      recorders: [
+        { channel: 1, sourceType: 'url', url: rtsp.url, segmentSeconds: 2 },
+        { channel: 2, sourceType: 'testpattern', segmentSeconds: 2 },
+      ],
+    });
+
+  async function startMain(serverId: string, port?: number) {
+    procs[serverId] = await startNodeRed({ userDir: dirs[serverId], port, flows: mainFlow(serverId) });
+    return procs[serverId]!;
+  }
+
+  async function record(p: NodeRedProcess, channel: number, id: string, title: string) {
+    const add = await p.request('POST', `/cmd/${channel}`, { command: 'add', line: { id, title, attributes: { house: `H-${id}` } } });
+    assert.equal(add.status, 200, JSON.stringify(add.body));
+    const start = await p.request('POST', `/cmd/${channel}`, { command: 'start', line: { id } });
+    assert.equal(start.status, 200, JSON.stringify(start.body));
+  }
+
+  async function lineStatus(p: NodeRedProcess, channel: number, id: string): Promise<string | undefined> {
+    const r = await p.request('POST', `/cmd/${channel}`, { command: 'list' });
+    return (r.body.lines as { id: string; status: string }[]).find((l) => l.id === id)?.status;
+  }
+
+  async function waitLine(p: NodeRedProcess, channel: number, id: string, status: string, ms = 30000) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const s = await lineStatus(p, channel, id);
+      if (s === status) return;
+      if (Date.now() > end) throw new Error(`line ${id} on channel ${channel} is ${s}, not ${status}`);
+      await sleep(200);
+    }
+  }
+
+  /** The failover server's cache holds the line as recording (it was published before the kill). */
+  async function waitCached(server: string, lineId: string) {
+    const file = path.join(dirs['fo-1'], 'twinrec', 'settings-cache', `${server}.json`);
+    const end = Date.now() + 15000;
+    for (;;) {
+      try {
+        const list = JSON.parse(fs.readFileSync(file, 'utf8')) as { lines: { id: string; status: string }[] }[];
+        if (list.some((c) => c.lines.some((l) => l.id === lineId && l.status === 'recording'))) return;
+      } catch {
+        /* not yet */
+      }
+      if (Date.now() > end) throw new Error(`the settings cache of fo-1 has no recording line ${lineId} of ${server}`);
+      await sleep(100);
+    }
+  }
+
+  /** Media segments the failover server wrote for a failed server's channel. */
+  function takeoverSegments(server: string, channel: number): string[] {
+    const root = path.join(dirs['fo-1'], 'store', server, `ch${String(channel).padStart(2, '0')}`);
+    return walk(root).filter((f) => f.endsWith('.ts') && fs.statSync(f).size > 0);
+  }
+
+  it('kill -9 of a main: the failover server records its channels from the cache; restart: automatic failback, log right, material copy requested', async function () {
+    const m1 = await startMain('main-1');
+    procs['main-2'] = await startMain('main-2');
+    procs['fo-1'] = await startNodeRed({
+      userDir: dirs['fo-1'],
+      flows: failoverSiteFlow({ serverId: 'fo-1', storageRoot: 'store', brokerUrl: broker.url, watched: 'main-1\nmain-2', holdDown: 3, overlap: 1 }),
+    });
+    const fo = procs['fo-1']!;
+    await record(m1, 1, 'news', 'Evening News');
+    await record(m1, 2, 'promo', 'Promo Loop');
+    await waitLine(m1, 1, 'news', 'recording');
+    await waitCached('main-1', 'news');
+    await waitCached('main-1', 'promo');
+
+    const killedAt = Date.now();
+    await m1.kill9();
+    procs['main-1'] = null;
+
+    const failed = await waitEvent(fo, (e) => e.topic === 'failed' && e.payload.server === 'main-1', 'failed event');
+    const started = await waitEvent(fo, (e) => e.topic === 'failover started', 'failover started');
+    assert.equal(started.payload.entry.failedServer, 'main-1');
+    assert.equal(started.payload.entry.failoverServer, 'fo-1');
+    assert.deepEqual(started.payload.entry.channels, [1, 2]);
+    assert.equal(started.payload.entry.state, 'active');
+    assert.ok(started.payload.entry.epoch >= 1, 'the takeover raised the epoch');
+    const byChannel = Object.fromEntries((started.payload.channels as { channel: number; started: string[]; error: string | null }[]).map((c) => [c.channel, c]));
+    assert.deepEqual(byChannel[1].started, ['news'], JSON.stringify(byChannel));
+    assert.deepEqual(byChannel[2].started, ['promo'], JSON.stringify(byChannel));
+    assert.equal(byChannel[1].error, null);
+    assert.ok(failed.at - killedAt < 5000, `failure seen ${failed.at - killedAt} ms after the kill`);
+    // main-2 is fine: not taken over
+    assert.ok(!(await events(fo)).some((e) => e.topic === 'failed' && e.payload.server === 'main-2'));
+
+    // media for both channels, under the failed server's name and channel
+    const end = Date.now() + 20000;
+    while (takeoverSegments('main-1', 1).length < 2 || takeoverSegments('main-1', 2).length < 2) {
+      if (Date.now() > end) throw new Error(`no takeover media: ch1 ${takeoverSegments('main-1', 1).length}, ch2 ${takeoverSegments('main-1', 2).length}`);
+      await sleep(200);
+    }
+    const seg = takeoverSegments('main-1', 1)[0];
+    assert.match(seg, /store\/main-1\/ch01\/\d{4}-\d{2}-\d{2}\/Evening News_\d{6}/);
+    const sidecar = JSON.parse(fs.readFileSync(path.join(path.dirname(seg), 'clip.json'), 'utf8'));
+    assert.equal(sidecar.attributes.failoverOf, 'main-1');
+    assert.equal(sidecar.attributes.failoverChannel, 1);
+    assert.equal(sidecar.attributes.failoverServer, 'fo-1');
+    assert.equal(sidecar.attributes.house, 'H-news');
+
+    // the log, by msg
+    const log1 = await fo.request('POST', '/fw', { command: 'log' });
+    assert.equal(log1.status, 200, JSON.stringify(log1.body));
+    assert.equal(log1.body.active.length, 1);
+    const entryId = log1.body.active[0].id as number;
+    const epoch = log1.body.active[0].epoch as number;
+
+    // the main comes back (same user directory): its lines are interrupted; automatic failback after the hold-down
+    const back = await startMain('main-1');
+    const fbOk = await waitEvent(fo, (e) => e.node === 'failback' && e.port === 0, 'Failback OK', 60000);
+    assert.equal(fbOk.topic, 'Failback OK');
+    assert.equal(fbOk.payload.entryId, entryId);
+    assert.equal(fbOk.payload.how, 'automatic');
+    assert.ok(fbOk.payload.endTime > fbOk.payload.startTime);
+    assert.equal(fbOk.payload.durationMs, fbOk.payload.endTime - fbOk.payload.startTime);
+    const copy = await waitEvent(fo, (e) => e.node === 'failback' && e.port === 1, 'material-copy request');
+    assert.deepEqual(
+      { failedServer: copy.payload.failedServer, failoverServer: copy.payload.failoverServer, channels: copy.payload.channels, entryId: copy.payload.entryId },
+      { failedServer: 'main-1', failoverServer: 'fo-1', channels: [1, 2], entryId },
+    );
+    assert.equal(copy.payload.from, fbOk.payload.startTime);
+    assert.equal(copy.payload.to, fbOk.payload.endTime);
+
+    // the restored main records again, and carries the takeover's epoch
+    await waitLine(back, 1, 'news', 'recording');
+    await waitLine(back, 2, 'promo', 'recording');
+    assert.equal((await retainedState(broker, 'main-1')).epoch, epoch);
+
+    // log entry finalized, with its history
+    const log2 = await fo.request('POST', '/fw', { command: 'log', state: 'finalized' });
+    const entry = (log2.body.finalized as { id: number }[]).find((e) => e.id === entryId) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    assert.ok(entry, JSON.stringify(log2.body));
+    assert.equal(entry.state, 'finalized');
+    assert.equal(entry.failbackResult, 'ok');
+    assert.equal(entry.materialCopy, 'requested');
+    const texts = (entry.history as { text: string }[]).map((h) => h.text);
+    for (const want of [/^failover started/, /^evidence: /, /^failback requested \(automatic/, /^failback started$/, /confirmed/, /^failback performed$/, /^material copy requested$/]) {
+      assert.ok(texts.some((t) => want.test(t)), `history has ${want}: ${JSON.stringify(texts)}`);
+    }
+    // the failover server stopped recording for main-1
+    await sleep(1500);
+    assert.deepEqual(ffmpegPidsFor(path.join(dirs['fo-1'], 'store', 'main-1')), []);
+    const status = await fo.request('POST', '/fw', { command: 'status' });
+    const w1 = (status.body.watched as { server: string; takenOver: boolean; markedFailed: boolean }[]).find((w) => w.server === 'main-1')!;
+    assert.equal(w1.takenOver, false);
+    assert.equal(w1.markedFailed, false);
+  });
+
+  it('both mains killed: the priority order decides which one the failover server (capacity 1) records for', async function () {
+    const m1 = await startMain('main-1');
+    const m2 = await startMain('main-2');
+    procs['fo-1'] = await startNodeRed({
+      userDir: dirs['fo-1'],
+      flows: failoverSiteFlow({ serverId: 'fo-1', storageRoot: 'store', brokerUrl: broker.url, watched: 'main-1\nmain-2', holdDown: 3, capacity: 1 }),
+    });
+    const fo = procs['fo-1']!;
+    await record(m1, 2, 'a', 'Studio A');
+    await record(m2, 2, 'b', 'Studio B');
+    await waitCached('main-1', 'a');
+    await waitCached('main-2', 'b');
+    // main-2 (lower priority) fails first and is taken over ...
+    await m2.kill9();
+    procs['main-2'] = null;
+    await waitEvent(fo, (e) => e.topic === 'failover started' && e.payload.entry.failedServer === 'main-2', 'takeover of main-2');
+    // ... then main-1 (higher priority) fails: it displaces main-2
+    await m1.kill9();
+    procs['main-1'] = null;
+    const t1 = await waitEvent(fo, (e) => e.topic === 'failover started' && e.payload.entry.failedServer === 'main-1', 'takeover of main-1');
+    const rel = await waitEvent(fo, (e) => e.topic === 'released' && e.payload.server === 'main-2', 'release of main-2');
+    assert.match(rel.payload.reason, /higher priority/);
+    assert.deepEqual(t1.payload.channels.map((c: { channel: number; started: string[] }) => [c.channel, c.started]), [[1, []], [2, ['a']]]);
+    const st = await fo.request('POST', '/fw', { command: 'status' });
+    const taken = (st.body.watched as { server: string; takenOver: boolean }[]).filter((w) => w.takenOver).map((w) => w.server);
+    assert.deepEqual(taken, ['main-1']);
+    await sleep(1500);
+    assert.ok(takeoverSegments('main-1', 2).length > 0, 'main-1 is recorded');
+    assert.deepEqual(ffmpegPidsFor(path.join(dirs['fo-1'], 'store', 'main-2')), [], 'main-2 is no longer recorded');
+    // the log keeps both: main-2's entry says it was released
+    const log = await fo.request('POST', '/fw', { command: 'log', state: 'active' });
+    const e2 = (log.body.active as { failedServer: string; history: { text: string }[] }[]).find((e) => e.failedServer === 'main-2')!;
+    assert.ok(e2.history.some((h) => /takeover released: .*higher priority/.test(h.text)), JSON.stringify(e2.history));
+  });
+});

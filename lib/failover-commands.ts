@@ -10,13 +10,15 @@ import { compileSchema, describeAjvError } from './schemas';
 
 const NAME = { type: 'string', pattern: NAME_PATTERN };
 
-export const WATCH_COMMANDS = ['status', 'log', 'drill', 'maintenance', 'enable', 'disable', 'mark-ok'] as const;
+export const WATCH_COMMANDS = ['status', 'log', 'drill', 'maintenance', 'enable', 'disable', 'mark', 'release'] as const;
 export type WatchCommandName = (typeof WATCH_COMMANDS)[number];
 
 export interface WatchCommand {
   command: WatchCommandName;
   server?: string;
   on?: boolean;
+  /** mark: whether the server is marked failed (true) or OK (false). */
+  failed?: boolean;
   /** drill: seconds of recording before the drill fails back. */
   duration?: number;
   /** log: which entries. */
@@ -32,6 +34,7 @@ export const watchCommandSchema = {
     command: { enum: [...WATCH_COMMANDS] },
     server: NAME,
     on: { type: 'boolean' },
+    failed: { type: 'boolean' },
     duration: { type: 'number', minimum: 1, maximum: 3600 },
     state: { enum: ['active', 'finalized', 'all'] },
     limit: { type: 'integer', minimum: 1, maximum: 10000 },
@@ -84,10 +87,11 @@ export function parseWatchCommand(input: unknown): WatchCommand {
     throw new CommandError(`Command refused: ${e ? describeAjvError(e) : 'it is invalid'}; ${WATCH_USAGE}`);
   }
   const c = v as unknown as WatchCommand;
-  if ((c.command === 'drill' || c.command === 'maintenance' || c.command === 'mark-ok') && !c.server) {
+  if ((c.command === 'drill' || c.command === 'maintenance' || c.command === 'mark' || c.command === 'release') && !c.server) {
     throw new CommandError(`Command refused: ${c.command} needs "server" (the server it is for)`);
   }
   if (c.command === 'maintenance' && c.on === undefined) throw new CommandError('Command refused: maintenance needs "on": true or false');
+  if (c.command === 'mark' && c.failed === undefined) throw new CommandError('Command refused: mark needs "failed": true (marked failed) or false (marked OK)');
   return c;
 }
 

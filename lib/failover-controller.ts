@@ -300,10 +300,10 @@ export class FailoverController extends EventEmitter {
         this.emit('failed', { server: d.server, evidence: d.evidence, at: d.at });
         break;
       case 'takeover':
-        this.serial(d.server, () => this.takeOverWhenFirst(d.server));
+        this.serial(d.server, () => this.takeOverWhenFirst(d.server)).catch((err) => this.deps.log.error(`takeover of ${d.server}: ${errorText(err)}`));
         break;
       case 'release':
-        this.serial(d.server, () => this.release(d.server, d.reason));
+        this.serial(d.server, () => this.release(d.server, d.reason)).catch((err) => this.deps.log.error(`release of ${d.server}: ${errorText(err)}`));
         break;
       case 'restored': {
         const entries = this.log.list({ state: 'active', failedServer: d.server });
@@ -325,7 +325,11 @@ export class FailoverController extends EventEmitter {
   private serial<T>(server: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.busy.get(server) ?? Promise.resolve();
     const next = prev.then(fn, fn);
-    const tail = next.catch((err) => this.deps.log.error(`${server}: ${errorText(err)}`));
+    // the caller reports what fails; the chain itself goes on
+    const tail = next.then(
+      () => undefined,
+      () => undefined,
+    );
     this.busy.set(server, tail);
     void tail.then(() => {
       if (this.busy.get(server) === tail) this.busy.delete(server);
@@ -503,8 +507,10 @@ export class FailoverController extends EventEmitter {
 
   private async doFailback(entryId: number, how: FailbackDone['how'], others: FailoverEntry[], origin: string): Promise<FailbackDone> {
     const startedAt = this.clock();
-    if (this.log.get(entryId)?.state === 'active') this.log.appendHistory(entryId, `failback requested (${how}, by ${origin})`, startedAt);
     try {
+      // the checks first: a refusal changes nothing, not even the history
+      checkFailback(this.context(), entryId);
+      this.log.appendHistory(entryId, `failback requested (${how}, by ${origin})`, startedAt);
       const { entry, materialCopy } = await runFailback(this.context(), entryId, {
         giveBack: (e) => this.giveBack(e),
         releaseTakeover: async (e) => {
@@ -618,9 +624,26 @@ export class FailoverController extends EventEmitter {
     return this.enabled;
   }
 
-  /** Clear the "failed" mark of a server by hand (for example after it was repaired and reconfigured). */
-  markOk(server: string): void {
-    this.markedFailed.delete(server);
+  /**
+   * Mark a server failed or OK by hand (for example OK after it was repaired and
+   * reconfigured by other means). Written to the log entries of the server.
+   */
+  mark(server: string, failed: boolean): void {
+    if (!this.watchedNames.has(server)) throw new CommandError(`${server} is not watched by ${this.o.self}; watched: ${[...this.watchedNames].join(', ')}`);
+    if (failed) this.markedFailed.add(server);
+    else this.markedFailed.delete(server);
+    for (const e of this.log.active().filter((x) => x.failedServer === server)) this.log.appendHistory(e.id, `${server} marked ${failed ? 'failed' : 'OK'} by hand`, this.clock());
+  }
+
+  /**
+   * Stop recording in place of a server without giving its channels back (the
+   * operator takes it from here). Its log entry stays active: failback refuses it
+   * (the failover server no longer records for it) until it is finalized by hand.
+   */
+  async releaseByHand(server: string): Promise<void> {
+    if (!this.takeovers.has(server)) throw new CommandError(`${this.o.self} does not record in place of ${server}`, 'ENOENT');
+    await this.serial(server, () => this.release(server, 'released by hand'));
+    this.detector.released(server);
   }
 
   inMaintenance(server: string): boolean {

@@ -204,9 +204,13 @@ export = function (RED: NodeAPI): void {
               c.setEnabled(cmd.command === 'enable');
               showStatus();
               return reply({ enabled: c.isEnabled() });
-            case 'mark-ok':
-              c.markOk(cmd.server!);
+            case 'mark':
+              c.mark(cmd.server!, cmd.failed!);
               return reply({ server: cmd.server, markedFailed: c.isMarkedFailed(cmd.server!) });
+            case 'release':
+              await c.releaseByHand(cmd.server!);
+              showStatus();
+              return reply({ server: cmd.server, takenOver: false });
           }
         })
         .catch(fail);

@@ -10,9 +10,15 @@
  *     server, shared media) in stream copy.
  *  3. Synchronous parallel recording (backup-link.ts): main/Aux start and stop
  *     offsets, frames lost on the Aux across a kill -9 of the main.
+ *  4. Failover (failover.ts): detection time and time to the first takeover
+ *     media on the failover server after a kill -9 of a main.
  *
+ * Sections: all by default; name some on the command line to run only those
+ * (commands, channels, twin, failover), e.g. `node test/bench/run.js failover`
+ * or `npm run bench -- failover`.
  * Options (environment): BENCH_CHANNELS="1,8,32,64", BENCH_SAMPLE_S=20, BENCH_COMMANDS=20000,
- * BENCH_TWIN=0 (skip 3), BENCH_TWIN_CLIPS=30, BENCH_TWIN_SECONDS=3, BENCH_TWIN_KILLS=3.
+ * BENCH_TWIN=0 (skip 3), BENCH_TWIN_CLIPS=30, BENCH_TWIN_SECONDS=3, BENCH_TWIN_KILLS=3,
+ * BENCH_FAILOVER=0 (skip 4), TWINREC_BENCH_FAILOVER_RUNS=20 (see failover.ts for the others).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -23,6 +29,7 @@ import { ffmpegInfo } from '../../lib/ffmpeg';
 import { ffmpegPidsFor, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { startRtspServer } from '../support/rtsp';
 import { benchBackupLink } from './backup-link';
+import { benchFailover } from './failover';
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -158,18 +165,26 @@ async function benchChannels(channels: number, rtspUrl: string, sampleS: number)
   }
 }
 
+const SECTIONS = ['commands', 'channels', 'twin', 'failover'];
+
 async function main(): Promise<void> {
+  const named = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const unknown = named.filter((a) => !SECTIONS.includes(a));
+  if (unknown.length) throw new Error(`unknown bench section ${unknown.join(', ')}; sections: ${SECTIONS.join(', ')}`);
+  const want = (s: string) => named.length === 0 || named.includes(s);
   const channelSets = (process.env.BENCH_CHANNELS ?? '1,8,32,64').split(',').filter(Boolean).map(Number);
   const sampleS = Number(process.env.BENCH_SAMPLE_S ?? 20);
   const commands = Number(process.env.BENCH_COMMANDS ?? 20000);
   console.log(`machine: ${machine()}`);
   console.log(`date: ${new Date().toISOString()}`);
 
-  const cmd = await benchCommands(commands);
-  console.log('\nvalidated commands per second through one recorder node (ajv + rec-list + SQLite commit + answer):');
-  console.log(`  update: ${Math.round(cmd.update)}/s   add: ${Math.round(cmd.add)}/s   list of 2000 lines: ${Math.round(cmd.list)}/s`);
+  if (want('commands')) {
+    const cmd = await benchCommands(commands);
+    console.log('\nvalidated commands per second through one recorder node (ajv + rec-list + SQLite commit + answer):');
+    console.log(`  update: ${Math.round(cmd.update)}/s   add: ${Math.round(cmd.add)}/s   list of 2000 lines: ${Math.round(cmd.list)}/s`);
+  }
 
-  if (channelSets.length) {
+  if (want('channels') && channelSets.length) {
     console.log(`\nchannels recording one RTSP stream (1280x720 H.264, 25 fps) in stream copy, ${sampleS} s sample:`);
     console.log('| channels | Node-RED CPU (% of one core) | Node-RED RSS (MB) | ffmpeg processes | all ffmpeg CPU (% of one core) | all ffmpeg RSS (MB) |');
     console.log('| ---: | ---: | ---: | ---: | ---: | ---: |');
@@ -186,7 +201,10 @@ async function main(): Promise<void> {
   }
 
   // ---- 3. synchronous parallel recording (backup-link), see backup-link.ts; BENCH_TWIN=0 skips it ----
-  if (process.env.BENCH_TWIN !== '0') await benchBackupLink();
+  if (want('twin') && process.env.BENCH_TWIN !== '0') await benchBackupLink();
+
+  // ---- 4. failover after kill -9 of a main, see failover.ts; BENCH_FAILOVER=0 skips it ----
+  if (want('failover') && process.env.BENCH_FAILOVER !== '0') await benchFailover();
 }
 
 main().then(

@@ -8,63 +8,11 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import mqtt from 'mqtt';
+import { events, retainedState, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';
-
-interface Ev {
-  node: string;
-  port: number;
-  topic: string;
-  payload: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  at: number;
-}
-
-/** Every file under a directory, recursively. */
-function walk(dir: string): string[] {
-  if (!fs.existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...walk(p));
-    else out.push(p);
-  }
-  return out;
-}
-
-export async function events(p: NodeRedProcess): Promise<Ev[]> {
-  const r = await p.request('GET', '/events');
-  return r.body as Ev[];
-}
-
-export async function waitEvent(p: NodeRedProcess, pred: (e: Ev) => boolean, what: string, ms = 30000): Promise<Ev> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const ev = (await events(p)).find(pred);
-    if (ev) return ev;
-    if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms; events: ${JSON.stringify((await events(p)).map((e) => `${e.node}:${e.port}:${e.topic}`))}`);
-    await sleep(100);
-  }
-}
-
-/** The retained state a server announced on the broker. */
-async function retainedState(broker: Broker, server: string): Promise<{ epoch: number; state: string }> {
-  const c = await mqtt.connectAsync(broker.url, { clientId: `probe-${process.pid}-${Date.now()}` });
-  try {
-    return await new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no retained state of ${server}`)), 5000);
-      c.on('message', (_topic, payload) => {
-        clearTimeout(t);
-        resolve(JSON.parse(payload.toString()));
-      });
-      void c.subscribeAsync(`twinrec/studio/${server}/state`);
-    });
-  } finally {
-    await c.endAsync();
-  }
-}
 
 describe('failover and failback: two mains, a failover server and mosquitto', function () {
   this.timeout(240000);

@@ -56,7 +56,15 @@ export function makeTlsFiles(dir: string): { cafile: string; certfile: string; k
   return { cafile: f('ca.crt'), certfile: f('server.crt'), keyfile: f('server.key') };
 }
 
-export async function startMosquitto(opts: { users?: Record<string, string>; port?: number; tls?: boolean } = {}): Promise<Broker> {
+export async function startMosquitto(
+  opts: {
+    users?: Record<string, string>;
+    port?: number;
+    tls?: boolean;
+    /** More addresses to listen on (same port, no TLS), besides 127.0.0.1: e.g. the host end of a veth pair. */
+    listen?: string[];
+  } = {},
+): Promise<Broker> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-mosq-'));
   const port = opts.port ?? (await freePort());
   const lines = [`listener ${port} 127.0.0.1`, 'persistence false', `log_dest file ${path.join(dir, 'mosquitto.log')}`, 'log_type all'];
@@ -75,6 +83,8 @@ export async function startMosquitto(opts: { users?: Record<string, string>; por
   } else {
     lines.push('allow_anonymous true');
   }
+  // after the first listener's own settings (TLS): plain listeners on the extra addresses
+  for (const addr of new Set(opts.listen ?? [])) if (addr !== '127.0.0.1') lines.push(`listener ${port} ${addr}`);
   const conf = path.join(dir, 'mosquitto.conf');
   fs.writeFileSync(conf, lines.join('\n') + '\n');
   let child: ChildProcess;

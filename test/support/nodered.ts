@@ -1,8 +1,8 @@
 /** A real Node-RED process for end-to-end tests: own user directory, stopped by PID. */
-import { ChildProcess } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
 import { freePort } from './ports';
-import { spawnNodeRed, waitForHttp } from '../../flows/site';
+import { prepareUserDir, redJs, SiteOptions, spawnNodeRed, waitForHttp } from '../../flows/site';
 
 export interface NodeRedProcess {
   pid: number;
@@ -14,7 +14,7 @@ export interface NodeRedProcess {
   stop(): Promise<void>;
   /** kill -9; resolves when the process is gone. */
   kill9(): Promise<void>;
-  request(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
 export { freePort };
@@ -24,16 +24,30 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((r) => child.once('exit', () => r()));
 }
 
-export async function startNodeRed(opts: { userDir: string; port?: number; flows?: object[]; settings?: Record<string, unknown> }): Promise<NodeRedProcess> {
+export async function startNodeRed(opts: {
+  userDir: string;
+  port?: number;
+  flows?: object[];
+  settings?: Record<string, unknown>;
+  /** The address Node-RED listens on (default 127.0.0.1). */
+  host?: string;
+  /** The address the test reaches it at (default: host, or 127.0.0.1 for 0.0.0.0). */
+  reachAt?: string;
+  /** A command that runs Node-RED, e.g. ['ip', 'netns', 'exec', ns] (it must exec, so the PID stays Node-RED's). */
+  wrap?: string[];
+}): Promise<NodeRedProcess> {
   const port = opts.port ?? (await freePort());
-  const child = spawnNodeRed({ userDir: opts.userDir, port, flows: opts.flows, settings: opts.settings }, 'pipe');
+  const site = { userDir: opts.userDir, port, flows: opts.flows, settings: opts.settings, host: opts.host };
+  const child = opts.wrap?.length ? spawnWrapped(site, opts.wrap) : spawnNodeRed(site, 'pipe');
   let out = '';
   child.stdout?.on('data', (d) => (out = (out + d).slice(-200000)));
   child.stderr?.on('data', (d) => (out = (out + d).slice(-200000)));
-  const url = `http://127.0.0.1:${port}`;
+  const reach = opts.reachAt ?? (!opts.host || opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host);
+  const url = `http://${reach}:${port}`;
   try {
     await Promise.race([
-      waitForHttp(`${url}/settings`, 40000),
+      // with adminAuth /settings needs a token; /auth/login answers anyone
+      waitForHttp(`${url}${opts.settings?.adminAuth ? '/auth/login' : '/settings'}`, 40000),
       exited(child).then(() => {
         throw new Error(`Node-RED exited at start:\n${out}`);
       }),
@@ -66,12 +80,12 @@ export async function startNodeRed(opts: { userDir: string; port?: number; flows
       child.kill('SIGKILL');
       await exited(child);
     },
-    request(method, path, body) {
+    request(method, path, body, headers = {}) {
       return new Promise((resolve, reject) => {
         const data = body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
         const req = http.request(
           `${url}${path}`,
-          { method, headers: { 'content-type': 'application/json', ...(data ? { 'content-length': String(data.length) } : {}) } },
+          { method, headers: { 'content-type': 'application/json', ...(data ? { 'content-length': String(data.length) } : {}), ...headers } },
           (res) => {
             let text = '';
             res.setEncoding('utf8');
@@ -95,6 +109,17 @@ export async function startNodeRed(opts: { userDir: string; port?: number; flows
     },
   };
   return proc;
+}
+
+/** spawnNodeRed's command line behind a wrapper command (for example into a network namespace). */
+function spawnWrapped(o: SiteOptions, wrap: string[]): ChildProcess {
+  prepareUserDir(o);
+  const nodeArgs = (process.env.TWINREC_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  return spawn(wrap[0], [...wrap.slice(1), process.execPath, ...nodeArgs, redJs(), '-u', o.userDir, '-p', String(o.port)], {
+    cwd: o.userDir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_RED_HOME: o.userDir },
+  });
 }
 
 /** Is a process with this PID alive (a zombie waiting for its reaper is not)? */

@@ -39,13 +39,14 @@ describe('failover commands', () => {
       assert.deepEqual(parseWatchCommand({ command: 'drill', server: 'main-1', duration: 30 }), { command: 'drill', server: 'main-1', duration: 30 });
       assert.deepEqual(parseWatchCommand({ command: 'maintenance', server: 'main-1', on: true }), { command: 'maintenance', server: 'main-1', on: true });
       assert.deepEqual(parseWatchCommand({ command: 'maintenance', server: 'main-1', on: false }), { command: 'maintenance', server: 'main-1', on: false });
-      assert.deepEqual(parseWatchCommand({ command: 'mark-ok', server: 'rec.02_b' }), { command: 'mark-ok', server: 'rec.02_b' });
+      assert.deepEqual(parseWatchCommand({ command: 'mark', server: 'rec.02_b', failed: false }), { command: 'mark', server: 'rec.02_b', failed: false });
+      assert.deepEqual(parseWatchCommand({ command: 'release', server: 'rec.02_b' }), { command: 'release', server: 'rec.02_b' });
       assert.deepEqual(parseWatchCommand({ command: 'log', state: 'finalized', limit: 20 }), { command: 'log', state: 'finalized', limit: 20 });
       assert.deepEqual(parseWatchCommand({ command: 'status', server: 'main-1' }), { command: 'status', server: 'main-1' });
     });
 
     it('knows exactly the seven commands of the node', () => {
-      assert.deepEqual([...WATCH_COMMANDS].sort(), ['disable', 'drill', 'enable', 'log', 'maintenance', 'mark-ok', 'status']);
+      assert.deepEqual([...WATCH_COMMANDS].sort(), ['disable', 'drill', 'enable', 'log', 'maintenance', 'mark', 'release', 'status']);
     });
 
     it('refuses a payload that is not JSON, saying so and how a command looks', () => {
@@ -72,7 +73,7 @@ describe('failover commands', () => {
       assert.match(e.message, /needs the field "command"/);
     });
 
-    for (const command of ['drill', 'maintenance', 'mark-ok']) {
+    for (const command of ['drill', 'maintenance', 'mark', 'release']) {
       it(`refuses ${command} without a server, naming the field`, () => {
         const e = refusal(() => parseWatchCommand({ command, on: true }));
         assert.equal(e.message, `Command refused: ${command} needs "server" (the server it is for)`);
@@ -91,13 +92,13 @@ describe('failover commands', () => {
 
     it('refuses a server name that is not a server id', () => {
       for (const server of ['-main', 'main 1', 'main/1', '', 'x'.repeat(65)]) {
-        const e = refusal(() => parseWatchCommand({ command: 'mark-ok', server }));
+        const e = refusal(() => parseWatchCommand({ command: 'release', server }));
         assert.match(e.message, /^Command refused: server is not in the expected form/, `for "${server}": ${e.message}`);
       }
     });
 
     it('refuses a server that is not a string', () => {
-      const e = refusal(() => parseWatchCommand({ command: 'mark-ok', server: 7 }));
+      const e = refusal(() => parseWatchCommand({ command: 'release', server: 7 }));
       assert.match(e.message, /server must be of type string/);
     });
 

@@ -257,6 +257,11 @@ export class FailoverController extends EventEmitter {
   private peer(st: ServerState): void {
     if (!this.watchedNames.has(st.server)) return;
     this.detector.serverState(st);
+    // a Last Will: ask the server directly at once rather than at the next round
+    if (st.state === 'offline') {
+      const w = this.o.watched.find((x) => x.server === st.server);
+      if (w?.probe) this.probeOne(w);
+    }
   }
 
   private takeoverRecord(rec: TakeoverRecord): void {
@@ -266,22 +271,29 @@ export class FailoverController extends EventEmitter {
     else this.detector.releaseClaim(rec.failedServer, rec.failoverServer);
   }
 
+  private probing = new Set<string>();
+
   private probeAll(): void {
-    for (const w of this.o.watched) {
-      if (!w.probe) continue;
-      const sock = net.connect({ host: w.probe.host, port: w.probe.port });
-      let answered = false;
-      const finish = (ok: boolean) => {
-        if (answered) return;
-        answered = true;
-        sock.destroy();
-        this.detector.probe(w.server, ok);
-      };
-      sock.setTimeout(Math.max(100, this.o.probeMs - 50), () => finish(false));
-      sock.once('connect', () => finish(true));
-      sock.once('error', () => finish(false));
-    }
+    for (const w of this.o.watched) this.probeOne(w);
   }
+
+  private probeOne(w: WatchedServer): void {
+    if (!w.probe || this.probing.has(w.server) || this.closed) return;
+    this.probing.add(w.server);
+    const sock = net.connect({ host: w.probe.host, port: w.probe.port });
+    let answered = false;
+    const finish = (ok: boolean) => {
+      if (answered) return;
+      answered = true;
+      this.probing.delete(w.server);
+      sock.destroy();
+      this.detector.probe(w.server, ok);
+    };
+    sock.setTimeout(Math.max(100, this.o.probeMs - 50), () => finish(false));
+    sock.once('connect', () => finish(true));
+    sock.on('error', () => finish(false)); // every error, not just the first: none may escape
+  }
+
 
   private tick(): void {
     if (this.closed) return;

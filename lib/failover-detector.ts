@@ -5,7 +5,9 @@
  * evaluate() (every heartbeat interval or so) and acts on the decisions.
  *
  * - A watched server is failed when its heartbeats stopped for heartbeatTimeoutMs
- *   and its Last Will (state offline) or a direct probe agrees.
+ *   and its Last Will (state offline) or a direct probe agrees. A probe that
+ *   answers outweighs the Last Will (a broker that restarts sends the wills of
+ *   every client, live or not).
  * - This watcher is isolated when it has lost the broker and the probes fail for
  *   every watched server; it then takes over only with recordOnDoubt.
  * - Flapping is damped: a failed server counts as restored only after its
@@ -195,7 +197,9 @@ export class FailoverDetector {
       // silent: a witness must agree (its Last Will / offline state, or a failed direct probe)
       const willSaysOffline = p.state !== null && p.state.state === 'offline';
       const probeSaysDown = p.probeOk === false;
-      if (willSaysOffline || probeSaysDown || (this.isolated && this.o.recordOnDoubt)) {
+      // a direct probe that answers outweighs a Last Will: the broker lost the server (or went down itself), the server lives
+      const probeSaysUp = p.probeOk === true;
+      if ((willSaysOffline && !probeSaysUp) || probeSaysDown || (this.isolated && this.o.recordOnDoubt)) {
         if (p.maintenance) {
           p.status = 'suspect';
           continue;

@@ -133,6 +133,12 @@ export = function (RED: NodeAPI): void {
     } catch (err) {
       setupError = errorText(err);
       node.error(setupError);
+      // a controller made before the error (a second failover-watch on this server) never started: it takes no commands
+      if (ctl) {
+        const c = ctl;
+        ctl = null;
+        c.close().catch(() => undefined);
+      }
     }
     showStatus();
 

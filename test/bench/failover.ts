@@ -22,6 +22,11 @@
  *   5. main-1 restarted (same user directory), automatic failback after the
  *      hold-down (1 s), until failover-watch's status shows main-1 ok and not taken over.
  *
+ * The test camera (GStreamer's RTSP server) sends a keyframe to each new client
+ * about 120 ms after PLAY, whatever its GOP: a camera that does not waits for
+ * its next keyframe before the first frame can be written (stream copy), up to a
+ * GOP more.
+ *
  * Options (environment): TWINREC_BENCH_FAILOVER_RUNS=20, TWINREC_BENCH_FAILOVER_POLL_MS=5,
  * TWINREC_BENCH_FAILOVER_TESTPATTERN=1 (0: channel 1 only), TWINREC_BENCH_FAILOVER_GOP=25
  * (the camera's keyframe interval in frames, 25 fps).
@@ -67,6 +72,8 @@ interface MediaSeen {
   file: string | null;
   /** fo-1's ffmpeg for this channel: process start (epoch ms, from /proc), when found. */
   ffmpegStartAt: number | null;
+  /** Its command line. */
+  ffmpegArgs: string | null;
 }
 
 interface RunResult {
@@ -167,7 +174,7 @@ class MediaWatch {
   ) {
     for (const ch of channels) {
       this.known.set(ch, new Set(clipFolders(chDir(foDir, ch))));
-      this.seen.set(ch, { folderAt: null, fileAt: null, nonEmptyAt: null, file: null, ffmpegStartAt: null });
+      this.seen.set(ch, { folderAt: null, fileAt: null, nonEmptyAt: null, file: null, ffmpegStartAt: null, ffmpegArgs: null });
     }
   }
 
@@ -243,9 +250,15 @@ class MediaWatch {
       }
       if (s.ffmpegStartAt === null && s.folderAt !== null) {
         // fo-1's ffmpeg of this channel: its command line names the channel's folder
-        const pids = ffmpegPidsFor(chDir(this.foDir, ch) + path.sep);
-        if (pids.length) s.ffmpegStartAt = Math.min(...pids.map((p) => processStartEpochMs(p) ?? Infinity));
-        if (!Number.isFinite(s.ffmpegStartAt ?? 0)) s.ffmpegStartAt = null;
+        const pid = ffmpegPidsFor(chDir(this.foDir, ch) + path.sep)[0];
+        if (pid) {
+          s.ffmpegStartAt = processStartEpochMs(pid);
+          try {
+            s.ffmpegArgs = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+          } catch {
+            /* gone */
+          }
+        }
       }
     }
   }
@@ -524,7 +537,10 @@ export async function benchFailover(): Promise<void> {
     for (const c of channels) {
       const ms = results.map((r) => r.media.get(c.channel)!.nonEmptyAt).map((t, k) => (t === null ? null : t - results[k].killAt)).filter((v): v is number => v !== null);
       console.log(`  media, ${c.label}:`);
-      console.log(`    kill -9 -> first takeover segment seen non-empty on ${FO}'s storage (polled every ${pollMs} ms): ${fmt(ms)} -> ${goal(ms, MEDIA_GOAL_MS)}`);
+      const missing = results.length - ms.length;
+      console.log(
+        `    kill -9 -> first takeover segment seen non-empty on ${FO}'s storage (polled every ${pollMs} ms): ${fmt(ms)} -> ${goal(ms, MEDIA_GOAL_MS)}${missing ? `; ${missing} runs had no media within 20 s` : ''}`,
+      );
       const phase = (name: string, a: (r: RunResult) => number | null, b: (r: RunResult) => number | null) => {
         const v = results.map((r) => (a(r) !== null && b(r) !== null ? b(r)! - a(r)! : null)).filter((x): x is number => x !== null);
         if (v.length) console.log(`      ${name}: p50 ${stats(v).p50} ms, p95 ${stats(v).p95} ms, max ${stats(v).max} ms`);
@@ -535,6 +551,8 @@ export async function benchFailover(): Promise<void> {
       phase('takeover began -> ffmpeg process started (/proc starttime)', (r) => (r.takeoverStartMs === null ? null : r.killAt + r.takeoverStartMs), (r) => m(r).ffmpegStartAt);
       phase('ffmpeg started -> segment file created (connect, probe, header)', (r) => m(r).ffmpegStartAt, (r) => m(r).fileAt);
       phase('segment file created -> non-empty (first bytes flushed)', (r) => m(r).fileAt, (r) => m(r).nonEmptyAt);
+      const args = results.map((r) => m(r).ffmpegArgs).filter(Boolean).pop();
+      if (args) console.log(`      ${FO}'s ffmpeg: ${args}`);
     }
     if (failures.length) console.log(`  failures:\n    ${failures.join('\n    ')}`);
   } finally {

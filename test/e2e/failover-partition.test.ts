@@ -357,9 +357,9 @@ describe('failover under a network partition: a main cut off the broker while it
     const cutAt = Date.now();
     netns.cut();
     const failed = await waitEvent(fo, (e) => e.topic === 'failed' && e.payload.server === 'main-1', 'failed event for main-1');
-    console.log('DEBUG cut', cutAt / 1000, 'failed', failed.at / 1000, b.log().split('\n').filter((l) => /main-1/.test(l) && !/PUBLISH|PUBACK|PING/.test(l)).slice(-8).join('\n'));
     assert.match(failed.payload.evidence, /no heartbeat .* broker says offline \(lwt\)/, 'the broker gave the Last Will of the cut-off main');
-    assert.ok(failed.at - cutAt < 8000, `failure seen ${failed.at - cutAt} ms after the cut`);
+    // mosquitto notices the silent client after 1.5 keepalives, checked every few seconds (2.0.11): a few seconds
+    assert.ok(failed.at - cutAt < 12000, `failure seen ${failed.at - cutAt} ms after the cut`);
     const started = await waitEvent(fo, (e) => e.topic === 'failover started' && e.payload.entry.failedServer === 'main-1', 'failover started');
     const entryId = started.payload.entry.id as number;
     const epoch = started.payload.entry.epoch as number;

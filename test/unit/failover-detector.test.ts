@@ -37,6 +37,20 @@ describe('failover detector', () => {
     assert.match((out[0] as { evidence: string }).evidence, /broker says offline \(lwt\)/);
   });
 
+  it('a direct probe that answers outweighs a Last Will (a broker restart sends every will); a failing probe then decides', () => {
+    const d = new FailoverDetector({ self: 'fo-1', watched: ['m1'], heartbeatTimeoutMs: 750 }, clock);
+    d.broker(true);
+    d.serverState(state('m1', 'online'));
+    d.probe('m1', true);
+    run(d, 2000, ['m1']);
+    d.serverState(state('m1', 'offline', 'lwt'));
+    assert.deepEqual(run(d, now + 3000), []);
+    assert.equal(d.status('m1'), 'suspect');
+    d.probe('m1', false);
+    const out = run(d, now + 250);
+    assert.deepEqual(out.map((x) => x.kind), ['failed', 'takeover']);
+  });
+
   it('detects within one second when the Last Will came first (a probe or will plus 750 ms of silence)', () => {
     const d = new FailoverDetector({ self: 'fo-1', watched: ['m1'] }, clock);
     d.broker(true);

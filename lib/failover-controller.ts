@@ -182,7 +182,7 @@ export class FailoverController extends EventEmitter {
       },
       this.clock,
     );
-    this.enabled = this.o.failoverEnabled;
+    this.enabled = this.o.failoverEnabled && this.loadEnabled();
     this.loadMaintenance();
     this.applyPause();
   }
@@ -627,9 +627,20 @@ export class FailoverController extends EventEmitter {
     this.saveMaintenance();
   }
 
+  /** Enable or disable failover for the site at run time (kept across restarts; the node's setting off wins). */
   setEnabled(on: boolean): void {
     this.enabled = on;
     this.applyPause();
+    writeFileAtomic(path.join(this.o.stateDir, 'failover-enabled.json'), JSON.stringify({ enabled: on }));
+  }
+
+  private loadEnabled(): boolean {
+    try {
+      const v = JSON.parse(fs.readFileSync(path.join(this.o.stateDir, 'failover-enabled.json'), 'utf8')) as { enabled?: unknown };
+      return v.enabled !== false;
+    } catch {
+      return true;
+    }
   }
 
   isEnabled(): boolean {

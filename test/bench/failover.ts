@@ -36,7 +36,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Broker, startMosquitto } from '../support/mosquitto';
-import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
+import { alive, failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -464,9 +464,16 @@ async function oneRun(site: Site, pollMs: number): Promise<RunResult> {
 
 /** After a run: main-1 back (same user directory), automatic failback, main-1 records again. */
 async function failBack(site: Site): Promise<void> {
-  if (!site.main) await site.startMain();
-  await site.waitNotTakenOver(60000);
-  await ready(site);
+  try {
+    if (!site.main) await site.startMain();
+    await site.waitNotTakenOver(60000);
+    await ready(site);
+  } catch (err) {
+    for (const [who, p] of [[MAIN, site.main], [FO, site.fo]] as const) {
+      if (p) console.log(`  ---- ${who} (pid ${p.pid}${alive(p.pid) ? '' : ', not running'}) log, tail:\n${p.log().slice(-4000)}`);
+    }
+    throw err;
+  }
 }
 
 export async function benchFailover(): Promise<void> {

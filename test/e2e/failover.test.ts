@@ -8,6 +8,7 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
+import mqtt from 'mqtt';
 import { events, retainedState, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
@@ -230,5 +231,57 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
     const log = await fo.request('POST', '/fw', { command: 'log', state: 'active' });
     const e2 = (log.body.active as { failedServer: string; history: { text: string }[] }[]).find((e) => e.failedServer === 'main-2')!;
     assert.ok(e2.history.some((h) => /takeover released: .*higher priority/.test(h.text)), JSON.stringify(e2.history));
+  });
+
+  it('kill -9 of the failover server during a takeover: it resumes recording for the failed main on restart, and fails back later', async function () {
+    const m1 = await startMain('main-1');
+    const foFlow = failoverSiteFlow({ serverId: 'fo-1', storageRoot: 'store', brokerUrl: broker.url, watched: 'main-1', holdDown: 2, overlap: 1 });
+    procs['fo-1'] = await startNodeRed({ userDir: dirs['fo-1'], flows: foFlow });
+    const sys: { kind: string; entryId?: number }[] = [];
+    const watcher = await mqtt.connectAsync(broker.url, { clientId: `sys-${process.pid}` });
+    watcher.on('message', (_t, p) => sys.push(JSON.parse(p.toString())));
+    await watcher.subscribeAsync('twinrec/studio/+/system');
+    try {
+      await record(m1, 2, 'promo', 'Promo Loop');
+      await waitCached('main-1', 'promo');
+      await m1.kill9();
+      procs['main-1'] = null;
+      const started = await waitEvent(procs['fo-1']!, (e) => e.topic === 'failover started', 'failover started');
+      const entryId = started.payload.entry.id as number;
+      await sleep(2500);
+      const before = takeoverSegments('main-1', 2).length;
+      assert.ok(before > 0);
+      // the failover server dies too, and comes back
+      await procs['fo-1']!.kill9();
+      const port = procs['fo-1']!.port;
+      procs['fo-1'] = await startNodeRed({ userDir: dirs['fo-1'], port, flows: foFlow });
+      const fo = procs['fo-1']!;
+      const end = Date.now() + 20000;
+      while (takeoverSegments('main-1', 2).length <= before + 1) {
+        if (Date.now() > end) throw new Error('the takeover did not resume recording after the failover server restarted');
+        await sleep(200);
+      }
+      const log = await fo.request('POST', '/fw', { command: 'log', state: 'active' });
+      const e = (log.body.active as { id: number; state: string; history: { text: string }[] }[]).find((x) => x.id === entryId)!;
+      assert.ok(e, 'the log entry survived the kill -9');
+      assert.equal(e.state, 'active');
+      assert.ok(e.history.some((h) => /takeover resumed after fo-1 restarted/.test(h.text)), JSON.stringify(e.history));
+      const st = await fo.request('POST', '/fw', { command: 'status' });
+      assert.equal(st.body.watched[0].takenOver, true);
+      // the main returns: automatic failback of the same entry
+      const back = await startMain('main-1');
+      const ok = await waitEvent(fo, (x) => x.node === 'failback' && x.port === 0, 'Failback OK', 60000);
+      assert.equal(ok.payload.entryId, entryId);
+      await waitLine(back, 2, 'promo', 'recording');
+      // clients were told on MQTT: failover started, failback performed
+      const until = Date.now() + 5000;
+      while (!sys.some((x) => x.kind === 'failback-performed') && Date.now() < until) await sleep(100);
+      assert.deepEqual(
+        sys.filter((x) => x.entryId === entryId).map((x) => x.kind),
+        ['failover-started', 'failback-performed'],
+      );
+    } finally {
+      await watcher.endAsync();
+    }
   });
 });

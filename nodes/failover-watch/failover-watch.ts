@@ -173,7 +173,7 @@ export = function (RED: NodeAPI): void {
         if (!(err instanceof CommandError)) node.warn(e.message);
         done(e);
       };
-      if (!ctl) return fail(new Error(t('errors.notReady', { error: setupError ?? '' })));
+      if (!ctl || setupError) return fail(new Error(t('errors.notReady', { error: setupError ?? '' })));
       const c = ctl;
       let cmd;
       try {

@@ -199,7 +199,7 @@ describe('ffmpeg (pure parts)', () => {
       assert.equal(valueOf(a, '-segment_list_type'), 'csv');
       assert.equal(valueOf(a, '-segment_start_number'), '7');
       assert.equal(valueOf(a, '-reset_timestamps'), '0');
-      assert.ok(!a.includes('-segment_format_options'));
+      assert.equal(valueOf(a, '-segment_format_options'), 'flush_packets=1');
       const out = a[a.length - 1];
       assert.equal(out, path.join(OUT, 'News_%05d.ts'));
       assert.equal(path.dirname(out), OUT);
@@ -284,13 +284,19 @@ describe('ffmpeg (pure parts)', () => {
       const flags = valueOf(a, '-segment_format_options');
       assert.match(flags, /^movflags=/);
       for (const f of ['+frag_keyframe', '+empty_moov', '+default_base_moof']) assert.ok(flags.includes(f), f);
+      assert.match(flags, /:flush_packets=1$/);
+      assert.equal(values(a, '-segment_format_options').length, 1, 'one option string');
+      // a URL input is probed briefly, the frame rate taken from its description
+      assert.equal(valueOf(a, '-fpsprobesize'), '0');
+      assert.equal(valueOf(a, '-analyzeduration'), '1000000');
+      assert.ok(a.indexOf('-analyzeduration') < a.indexOf('-i'));
       assert.equal(a[a.length - 1], path.join(OUT, 'News_%05d.mp4'));
     });
 
     it('container mkv: matroska and .mkv segments', () => {
       const a = buildRunArgs(opts({ container: 'mkv' }), INFO);
       assert.equal(valueOf(a, '-segment_format'), 'matroska');
-      assert.ok(!a.includes('-segment_format_options'));
+      assert.equal(valueOf(a, '-segment_format_options'), 'flush_packets=1');
       assert.equal(a[a.length - 1], path.join(OUT, 'News_%05d.mkv'));
     });
   });

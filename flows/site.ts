@@ -4,6 +4,7 @@
  * end-to-end tests (several servers, each with its own user directory).
  */
 import { ChildProcess, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -23,6 +24,16 @@ export interface SiteOptions {
   settings?: Record<string, unknown>;
   /** Log level of Node-RED's console logger. */
   logLevel?: string;
+  /** Node credentials by node id, written to flows_cred.json encrypted as Node-RED does (with the settings' credentialSecret). */
+  credentials?: Record<string, Record<string, string>>;
+}
+
+/** Node-RED's credentials file format: aes-256-ctr, key sha256(credentialSecret), "$": hex IV + base64. */
+export function encryptCredentials(secret: string, creds: object): { $: string } {
+  const key = crypto.createHash('sha256').update(secret).digest();
+  const iv = crypto.randomBytes(16);
+  const c = crypto.createCipheriv('aes-256-ctr', key, iv);
+  return { $: iv.toString('hex') + c.update(JSON.stringify(creds), 'utf8', 'base64') + c.final('base64') };
 }
 
 /** Write settings.js, link this package into node_modules, and the flows. */
@@ -59,6 +70,10 @@ export function prepareUserDir(o: SiteOptions): void {
   }
   const flowFile = path.join(o.userDir, 'flows.json');
   if (o.flows) fs.writeFileSync(flowFile, JSON.stringify(o.flows, null, 2));
+  if (o.credentials) {
+    const secret = String((settings as Record<string, unknown>).credentialSecret);
+    fs.writeFileSync(path.join(o.userDir, 'flows_cred.json'), JSON.stringify(encryptCredentials(secret, o.credentials)));
+  }
   else if (o.initialFlows && !fs.existsSync(flowFile)) fs.writeFileSync(flowFile, JSON.stringify(o.initialFlows, null, 2));
 }
 

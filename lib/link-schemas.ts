@@ -43,6 +43,8 @@ export interface ServerState {
   since: number;
   ts: number;
   heartbeatMs: number;
+  /** Where this server's peer storage API answers (http(s)://host:port), when it serves one. */
+  api?: string;
 }
 
 export interface Heartbeat {
@@ -67,6 +69,7 @@ export const serverStateSchema = {
     since: { type: 'integer', minimum: 0 },
     ts: { type: 'integer', minimum: 0 },
     heartbeatMs: { type: 'integer', minimum: 10, maximum: 600000 },
+    api: { type: 'string', maxLength: 300 },
   },
 };
 
@@ -251,3 +254,75 @@ export const handbackAckSchema = {
 export const validateTakeoverRecord = compileSchema(takeoverRecordSchema);
 export const validateHandback = compileSchema(handbackSchema);
 export const validateHandbackAck = compileSchema(handbackAckSchema);
+
+/*
+ * Material copy between the failover server and the restored server:
+ *
+ *   twinrec/<group>/<restored>/copy-request/<failover>/<entryId>  retained  CopyRequestMessage (the failover period to fetch)
+ *   twinrec/<group>/<failover>/copy-state/<entryId>               retained  CopyStateMessage (how the copy goes, from the restored server)
+ */
+
+export interface CopyRequestMessage {
+  v: number;
+  entryId: number;
+  failedServer: string;
+  failoverServer: string;
+  channels: number[];
+  from: number;
+  to: number;
+  ts: number;
+}
+
+export interface CopyStateMessage {
+  v: number;
+  entryId: number;
+  server: string;
+  taskId: number;
+  state: 'queued' | 'running' | 'done' | 'failed';
+  bytesDone: number;
+  bytesTotal: number | null;
+  segmentsCopied: number;
+  segmentsSkipped: number;
+  eventsCopied: number;
+  error: string | null;
+  ts: number;
+}
+
+export const copyRequestSchema = {
+  type: 'object',
+  required: ['v', 'entryId', 'failedServer', 'failoverServer', 'channels', 'from', 'to', 'ts'],
+  additionalProperties: false,
+  properties: {
+    v: { type: 'integer', minimum: 1 },
+    entryId: { type: 'integer', minimum: 1 },
+    failedServer: { type: 'string', pattern: NAME },
+    failoverServer: { type: 'string', pattern: NAME },
+    channels: { ...CHANNELS, minItems: 1 },
+    from: { type: 'integer', minimum: 0 },
+    to: { type: 'integer', minimum: 0 },
+    ts: { type: 'integer', minimum: 0 },
+  },
+};
+
+export const copyStateSchema = {
+  type: 'object',
+  required: ['v', 'entryId', 'server', 'taskId', 'state', 'bytesDone', 'bytesTotal', 'segmentsCopied', 'segmentsSkipped', 'eventsCopied', 'error', 'ts'],
+  additionalProperties: false,
+  properties: {
+    v: { type: 'integer', minimum: 1 },
+    entryId: { type: 'integer', minimum: 1 },
+    server: { type: 'string', pattern: NAME },
+    taskId: { type: 'integer', minimum: 1 },
+    state: { enum: ['queued', 'running', 'done', 'failed'] },
+    bytesDone: { type: 'integer', minimum: 0 },
+    bytesTotal: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'null' }] },
+    segmentsCopied: { type: 'integer', minimum: 0 },
+    segmentsSkipped: { type: 'integer', minimum: 0 },
+    eventsCopied: { type: 'integer', minimum: 0 },
+    error: { anyOf: [{ type: 'string', maxLength: 2000 }, { type: 'null' }] },
+    ts: { type: 'integer', minimum: 0 },
+  },
+};
+
+export const validateCopyRequest = compileSchema(copyRequestSchema);
+export const validateCopyState = compileSchema(copyStateSchema);

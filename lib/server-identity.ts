@@ -3,8 +3,12 @@
  * the storage root for clips and the catalogue database in the user directory.
  * Also the registry of which recorder node owns which channel number.
  */
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { NAME_PATTERN } from './link-schemas';
+import { MIN_SECRET_LENGTH } from './peer-api';
+import { redactUrl } from './errors';
 
 export type ServerRole = 'main' | 'backup' | 'failover';
 export const SERVER_ROLES: readonly ServerRole[] = ['main', 'backup', 'failover'];
@@ -19,6 +23,25 @@ export interface ServerIdentityConfig {
   brokerUrl?: string;
   keepalive?: string | number;
   heartbeatMs?: string | number;
+  /** Address the peer storage API listens on (default 127.0.0.1). */
+  peerHost?: string;
+  /** Port of the peer storage API; empty: the API is off. */
+  peerPort?: string | number;
+  /** The URL other servers use to reach the API (default http(s)://<peerHost>:<peerPort>). */
+  peerUrl?: string;
+  /** The group's shared secret (a credential). */
+  peerSecret?: string;
+  /** Whether the API serves https (the server's TLS config has a certificate and key). */
+  peerTls?: boolean;
+}
+
+/** The peer storage API this server serves. */
+export interface PeerApiSettings {
+  host: string;
+  port: number;
+  /** What other servers are told (in the retained state) to use. */
+  url: string;
+  tls: boolean;
 }
 
 export interface LinkSettings {
@@ -38,6 +61,57 @@ export interface ServerIdentity {
   durability: 'NORMAL' | 'FULL';
   /** The MQTT link to the group, or null for a server on its own. */
   link: LinkSettings | null;
+  /** The peer storage API, or null when it is off (no port). */
+  peerApi: PeerApiSettings | null;
+  /** The group's shared secret for the peer API (serving and fetching), null when none is set. */
+  peerSecret: string | null;
+}
+
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?$/;
+
+/** Check and resolve the peer API settings; throws an Error a person can act on. */
+export function resolvePeerApi(cfg: ServerIdentityConfig): { peerApi: PeerApiSettings | null; peerSecret: string | null } {
+  const secret = cfg.peerSecret === undefined || cfg.peerSecret === null ? '' : String(cfg.peerSecret);
+  const portText = cfg.peerPort === undefined || cfg.peerPort === null ? '' : String(cfg.peerPort).trim();
+  const urlText = String(cfg.peerUrl ?? '').trim();
+  const shown = redactUrl(urlText).slice(0, 300);
+  if (secret && secret.length < MIN_SECRET_LENGTH) {
+    throw new Error(`the peer API secret must be at least ${MIN_SECRET_LENGTH} characters (it is the shared secret every server of the group uses)`);
+  }
+  if (!portText) {
+    if (urlText) throw new Error(`peer API URL "${shown}" is set but the peer API port is empty: give the port the API listens on, or clear the URL`);
+    return { peerApi: null, peerSecret: secret || null };
+  }
+  const port = Number(portText);
+  if (!(/^\d+$/.test(portText) && Number.isInteger(port) && port >= 1 && port <= 65535)) {
+    throw new Error(`peer API port "${portText}" must be a number from 1 to 65535 (empty: the peer API is off)`);
+  }
+  if (!secret) throw new Error(`the peer API on port ${port} needs a shared secret of at least ${MIN_SECRET_LENGTH} characters`);
+  const host = String(cfg.peerHost ?? '').trim() || '127.0.0.1';
+  if (!net.isIP(host) && !HOST_NAME.test(host)) {
+    throw new Error(`peer API address "${host}" is not an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0 or ::)`);
+  }
+  const tls = !!cfg.peerTls;
+  let url: string;
+  if (urlText) {
+    let u: URL | null = null;
+    try {
+      u = new URL(urlText);
+    } catch {
+      u = null;
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || !u.hostname || u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) {
+      throw new Error(`peer API URL "${shown}" must be http://host:port or https://host:port (the address other servers use to reach this one)`);
+    }
+    // the scheme may differ from what the API serves: a proxy in front may terminate TLS
+    url = `${u.protocol}//${u.host}`;
+  } else {
+    // an API on every address is reached by this machine's name
+    const name = host === '0.0.0.0' || host === '::' ? os.hostname() : host;
+    url = `${tls ? 'https' : 'http'}://${net.isIPv6(name) ? `[${name}]` : name}:${port}`;
+  }
+  if (url.length > 300) throw new Error('peer API URL is longer than 300 characters');
+  return { peerApi: { host, port, url, tls }, peerSecret: secret };
 }
 
 /** Check and resolve a server config; throws an Error a person can act on. */
@@ -67,7 +141,8 @@ export function resolveIdentity(cfg: ServerIdentityConfig, userDir: string): Ser
     if (!(Number.isInteger(heartbeatMs) && heartbeatMs >= 50 && heartbeatMs <= 60000)) throw new Error('heartbeat interval must be 50 to 60000 ms');
     link = { url, keepaliveS, heartbeatMs };
   }
-  return { group, serverId, role, storageRoot, catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'), durability, link };
+  const { peerApi, peerSecret } = resolvePeerApi(cfg);
+  return { group, serverId, role, storageRoot, catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'), durability, link, peerApi, peerSecret };
 }
 
 /** Which node records which channel of which server: two recorders on one channel are refused. */

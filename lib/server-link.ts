@@ -29,6 +29,8 @@ export interface ServerLinkOptions {
   reconnectMaxMs?: number;
   connectTimeoutMs?: number;
   epoch?: number;
+  /** The URL of this server's peer storage API, announced in its state (peerState(server)?.api). */
+  apiUrl?: string;
 }
 
 export interface LinkLog {
@@ -86,7 +88,7 @@ export class ServerLink extends EventEmitter {
   /** The last takeover record of each server of the group (who records in its place, at which epoch). */
   private takeovers = new Map<string, TakeoverRecord>();
   private readonly invalidLog: RateLimitedLog;
-  readonly o: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls'>> & Pick<ServerLinkOptions, 'username' | 'password' | 'tls'>;
+  readonly o: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>> & Pick<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>;
 
   constructor(opts: ServerLinkOptions, private readonly log: LinkLog) {
     super();
@@ -181,6 +183,7 @@ export class ServerLink extends EventEmitter {
       since: this.since,
       ts: Date.now(),
       heartbeatMs: this.o.heartbeatMs,
+      ...(this.o.apiUrl ? { api: this.o.apiUrl } : {}),
     };
   }
 

@@ -4,6 +4,9 @@ import { resolveIdentity } from '../../lib/server-identity';
 import { ServerLink, LinkState } from '../../lib/server-link';
 import { LINK_VERSION, topicFor } from '../../lib/link-schemas';
 import { HandbackResponder } from '../../lib/handback';
+import { Catalogue, openCatalogue } from '../../lib/catalogue';
+import { errorText } from '../../lib/errors';
+import { PeerApiServer } from '../../lib/peer-api';
 import { recorderChannels } from '../shared/registry';
 import type { RedundancyServerNode } from '../shared/types';
 
@@ -17,11 +20,15 @@ interface ServerDef extends NodeDef {
   keepalive: string | number;
   heartbeatMs: string | number;
   tls: string;
+  peerHost: string;
+  peerPort: string | number;
+  peerUrl: string;
 }
 
 interface ServerCredentials {
   user?: string;
   password?: string;
+  peerSecret?: string;
 }
 
 interface TlsConfigNode {
@@ -38,8 +45,18 @@ export = function (RED: NodeAPI): void {
     node.linkEvents.setMaxListeners(0);
     const users = new Set<string>();
     let handback: HandbackResponder | null = null;
+    let peerCatalogue: Catalogue | null = null;
+    node.peerApi = null;
+    const creds = (node.credentials ?? {}) as ServerCredentials;
+    // one tls-config for both: the MQTT link (client side) and the peer API (served over https when it has a certificate and key)
+    let tls: Record<string, unknown> | undefined;
+    if (def.tls) {
+      const tlsNode = RED.nodes.getNode(def.tls) as unknown as TlsConfigNode | null;
+      if (tlsNode) tls = tlsNode.addTLSOptions({});
+    }
+    const peerTls = !!(tls && tls.cert && tls.key);
     try {
-      node.identity = resolveIdentity(def, userDir);
+      node.identity = resolveIdentity({ ...def, peerSecret: creds.peerSecret, peerTls }, userDir);
       node.configError = null;
     } catch (err) {
       node.identity = null;
@@ -53,6 +70,8 @@ export = function (RED: NodeAPI): void {
     node.deregister = (userId: string) => {
       users.delete(userId);
     };
+    node.peerSecret = () => node.identity?.peerSecret ?? null;
+    node.peerCa = () => (tls?.ca as string | Buffer | undefined) ?? null;
     node.linkSummary = () => {
       const l = node.link;
       if (!l) return null;
@@ -76,13 +95,30 @@ export = function (RED: NodeAPI): void {
     };
 
     const id = node.identity;
-    if (id && id.link) {
-      const creds = (node.credentials ?? {}) as ServerCredentials;
-      let tls: Record<string, unknown> | undefined;
-      if (def.tls) {
-        const tlsNode = RED.nodes.getNode(def.tls) as unknown as TlsConfigNode | null;
-        if (tlsNode) tls = tlsNode.addTLSOptions({});
+    if (id && id.peerApi && id.peerSecret) {
+      const api = id.peerApi;
+      try {
+        peerCatalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
+        const server = new PeerApiServer({
+          host: api.host,
+          port: api.port,
+          secret: id.peerSecret,
+          tls: peerTls ? { key: tls!.key as string | Buffer, cert: tls!.cert as string | Buffer, ca: tls!.ca as string | Buffer | undefined, passphrase: tls!.passphrase as string | undefined } : undefined,
+          storageRoot: id.storageRoot,
+          catalogue: peerCatalogue,
+          serverId: id.serverId,
+          log: { warn: (m) => node.warn(m) },
+        });
+        node.peerApi = server;
+        server
+          .start()
+          .then((r) => node.log(RED._('redundancy-server.log.peerApi', { url: r.url, advertised: api.url })))
+          .catch((err) => node.error(RED._('redundancy-server.errors.peerApi', { error: errorText(err) })));
+      } catch (err) {
+        node.error(RED._('redundancy-server.errors.peerApi', { error: errorText(err) }));
       }
+    }
+    if (id && id.link) {
       const link = new ServerLink(
         {
           url: id.link.url,
@@ -94,6 +130,7 @@ export = function (RED: NodeAPI): void {
           tls,
           keepaliveS: id.link.keepaliveS,
           heartbeatMs: id.link.heartbeatMs,
+          apiUrl: id.peerApi?.url,
         },
         { info: (m) => node.log(m), warn: (m) => node.warn(m) },
       );
@@ -115,16 +152,20 @@ export = function (RED: NodeAPI): void {
     node.on('close', (_removed: boolean, done: () => void) => {
       const l = node.link;
       node.link = null;
+      const api = node.peerApi;
+      node.peerApi = null;
+      const cat = peerCatalogue;
+      peerCatalogue = null;
       handback?.stop();
       handback = null;
       node.linkEvents.removeAllListeners();
-      if (!l) return done();
-      l.stop()
+      Promise.all([l?.stop().catch(() => undefined), api?.close().catch(() => undefined)])
+        .then(() => cat?.release())
         .catch(() => undefined)
         .then(() => done());
     });
   }
   RED.nodes.registerType('redundancy-server', RedundancyServer as unknown as Parameters<NodeAPI['nodes']['registerType']>[1], {
-    credentials: { user: { type: 'text' }, password: { type: 'password' } },
+    credentials: { user: { type: 'text' }, password: { type: 'password' }, peerSecret: { type: 'password' } },
   });
 };

@@ -32,3 +32,25 @@ class FailoverRegistry extends EventEmitter {
 
 export const failoverControllers = new FailoverRegistry();
 failoverControllers.setMaxListeners(0);
+
+/** The material-copy service of each server in this process (its material-copy node), for the admin routes. */
+import type { MaterialCopyService } from '../../lib/material-copy-service';
+
+class ServiceRegistry<T> {
+  private byServer = new Map<string, T>();
+  set(serverId: string, s: T): void {
+    if (this.byServer.has(serverId) && this.byServer.get(serverId) !== s) throw new Error(`server ${serverId} already has a material-copy node; use one per server`);
+    this.byServer.set(serverId, s);
+  }
+  get(serverId: string): T | undefined {
+    return this.byServer.get(serverId);
+  }
+  delete(serverId: string, s: T): void {
+    if (this.byServer.get(serverId) === s) this.byServer.delete(serverId);
+  }
+  all(): T[] {
+    return [...this.byServer.values()];
+  }
+}
+
+export const materialCopyServices = new ServiceRegistry<MaterialCopyService>();

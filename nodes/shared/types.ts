@@ -2,6 +2,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Node } from 'node-red';
 import type { OnvifCamera } from '../../lib/onvif-camera';
+import type { PeerApiServer } from '../../lib/peer-api';
 import type { ServerIdentity } from '../../lib/server-identity';
 import type { ServerLink } from '../../lib/server-link';
 
@@ -18,6 +19,12 @@ export interface RedundancyServerNode extends Node {
   linkSummary(): string | null;
   /** Publish a recorder's settings and rec-list, retained (the settings cache). */
   publishSettings(channel: number, recorder: Record<string, unknown>, lines: unknown[]): void;
+  /** This server's peer storage API (null when its port is empty or the config is invalid). */
+  peerApi: PeerApiServer | null;
+  /** The group's shared secret for the peer storage API (null when none is set). */
+  peerSecret(): string | null;
+  /** The CA (PEM) of the server's TLS config, to trust peers' https with (null when none). */
+  peerCa(): string | Buffer | null;
 }
 
 export interface OnvifCameraCredentials {

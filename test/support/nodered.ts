@@ -35,9 +35,11 @@ export async function startNodeRed(opts: {
   reachAt?: string;
   /** A command that runs Node-RED, e.g. ['ip', 'netns', 'exec', ns] (it must exec, so the PID stays Node-RED's). */
   wrap?: string[];
+  /** Node credentials by node id (written encrypted to flows_cred.json). */
+  credentials?: Record<string, Record<string, string>>;
 }): Promise<NodeRedProcess> {
   const port = opts.port ?? (await freePort());
-  const site = { userDir: opts.userDir, port, flows: opts.flows, settings: opts.settings, host: opts.host };
+  const site = { userDir: opts.userDir, port, flows: opts.flows, settings: opts.settings, host: opts.host, credentials: opts.credentials };
   const child = opts.wrap?.length ? spawnWrapped(site, opts.wrap) : spawnNodeRed(site, 'pipe');
   let out = '';
   child.stdout?.on('data', (d) => (out = (out + d).slice(-200000)));

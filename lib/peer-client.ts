@@ -1,0 +1,504 @@
+/**
+ * The client of another server's peer storage API (lib/peer-api.ts): lists its
+ * clips and events, and fetches segments resumably and verified.
+ *
+ * A segment goes to `<dest>.part` first; a later call resumes from the part's
+ * size with a Range request, and only a file whose size is what the peer
+ * announced and whose sha256 matches (the catalogue's and the peer's) is renamed
+ * to `<dest>`. Errors carry a code the caller can decide on:
+ *
+ *   ENET        the peer is unreachable or went silent (part kept: try again)
+ *   ETRUNC      the connection closed before the whole segment came (part kept)
+ *   EHASH       the bytes do not match the sha256 (part deleted: its content is wrong)
+ *   EAUTH       the peer refused the shared secret (401)
+ *   ENOENT      the peer has no such clip or segment (404)
+ *   EREFUSED    the peer refused to serve it (403: outside its storage)
+ *   EINVAL      the request was not valid (400)
+ *   EUNAVAILABLE the peer answered 502/503/504
+ *   ETLS        the peer's certificate is not trusted
+ *   EPROTO      the peer's answer is not what the API promises
+ *   EPEER       another status from the peer
+ *   EABORT      the caller's AbortSignal stopped it (part kept)
+ *
+ * No Node-RED import.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import { CatalogueEvent } from './catalogue';
+import { Clip } from './clip';
+import { errorText } from './errors';
+import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
+
+export class PeerError extends Error {
+  readonly code: string;
+  readonly status?: number;
+  constructor(message: string, code: string, status?: number) {
+    super(message);
+    this.name = 'PeerError';
+    this.code = code;
+    if (status !== undefined) this.status = status;
+  }
+}
+
+export interface PeerClientOptions {
+  /** http(s)://host:port of the peer's API (as it advertises in its state). */
+  url: string;
+  /** The shared secret of the group. */
+  secret: string;
+  /** CA to trust for an https peer (PEM). */
+  ca?: string | Buffer;
+  rejectUnauthorized?: boolean;
+  /** Longest silence of the peer (connect, answer, or between two chunks), ms. */
+  timeoutMs?: number;
+}
+
+export interface ClipQuery {
+  server?: string;
+  channel: number;
+  from?: number;
+  to?: number;
+}
+
+export interface EventQuery {
+  server?: string;
+  channel?: number;
+  from?: number;
+  to?: number;
+}
+
+export interface FetchOptions {
+  /** sha256 the segment must have (the catalogue's); null/undefined: the peer's X-Sha256 only. */
+  expectedSha256?: string | null;
+  /** A part file longer than this cannot be a prefix of the segment and is started over. */
+  expectedBytes?: number;
+  limiter?: { take(bytes: number): Promise<void> };
+  signal?: AbortSignal;
+  onBytes?: (n: number) => void;
+}
+
+export interface FetchResult {
+  bytes: number;
+  sha256: string;
+  /** Bytes that were already in the part file (0 when fetched from the start). */
+  resumedFrom: number;
+}
+
+const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ECONNABORTED', 'EHOSTDOWN', 'ENETDOWN']);
+const MAX_JSON = 64 * 1024 * 1024;
+
+interface Exchange {
+  res: http.IncomingMessage;
+  /** Why the request was torn down by us, if it was. */
+  cause: () => PeerError | null;
+  done: () => void;
+}
+
+/** A token bucket: `take(n)` resolves when n more bytes fit into bytesPerSecond (0 = unlimited). */
+export class RateLimiter {
+  private tokens: number;
+  private last: number;
+  private bps: number;
+  private burst: number;
+  /** Bytes taken so far. */
+  taken = 0;
+  private readonly clock: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(bytesPerSecond: number, o: { burstBytes?: number; clock?: () => number; sleep?: (ms: number) => Promise<void> } = {}) {
+    this.clock = o.clock ?? Date.now;
+    this.sleep = o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.bps = 0;
+    this.burst = 0;
+    this.setRate(bytesPerSecond, o.burstBytes);
+    this.tokens = this.burst;
+    this.last = this.clock();
+  }
+
+  get bytesPerSecond(): number {
+    return this.bps;
+  }
+
+  /** Change the rate; the bucket holds at most burstBytes (default: one second's worth). */
+  setRate(bytesPerSecond: number, burstBytes?: number): void {
+    if (!(Number.isFinite(bytesPerSecond) && bytesPerSecond >= 0)) throw new Error(`a rate limit must be 0 (unlimited) or more bytes per second, not ${bytesPerSecond}`);
+    this.bps = bytesPerSecond;
+    this.burst = burstBytes ?? bytesPerSecond;
+    if (this.tokens !== undefined) this.tokens = Math.min(this.tokens, this.burst);
+  }
+
+  private refill(): void {
+    const now = this.clock();
+    if (now > this.last && this.bps > 0) this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.bps) / 1000);
+    this.last = Math.max(this.last, now);
+  }
+
+  /**
+   * Take bytes from the bucket; the bucket may go into debt, and the caller
+   * waits until the debt is paid back at the rate (so concurrent takers queue).
+   */
+  take(bytes: number): Promise<void> {
+    if (!(bytes > 0)) return Promise.resolve();
+    this.taken += bytes;
+    if (this.bps <= 0) return Promise.resolve();
+    this.refill();
+    this.tokens -= bytes;
+    if (this.tokens >= 0) return Promise.resolve();
+    return this.sleep(Math.ceil((-this.tokens * 1000) / this.bps));
+  }
+}
+
+function netError(err: unknown, where: string): PeerError {
+  if (err instanceof PeerError) return err;
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|HOSTNAME_MISMATCH|ALTNAME/i.test(code) || /certificate/i.test(errorText(err))) {
+    return new PeerError(`the peer at ${where} has a certificate this server does not trust: ${errorText(err)}`, 'ETLS');
+  }
+  if (NET_CODES.has(code) || /socket hang up|aborted/i.test(errorText(err))) {
+    return new PeerError(`cannot reach the peer at ${where}: ${errorText(err)}`, 'ENET');
+  }
+  return new PeerError(`the peer at ${where} failed: ${errorText(err)}`, 'ENET');
+}
+
+async function readAll(res: http.IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of res) {
+    n += (c as Buffer).length;
+    if (n > limit) {
+      res.destroy();
+      throw new PeerError(`the peer's answer is larger than ${limit} bytes`, 'EPROTO');
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function fileSize(file: string): Promise<number> {
+  try {
+    return (await fs.promises.stat(file)).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+}
+
+/** Feed the first `bytes` of a file into a hash. */
+function hashPrefix(file: string, bytes: number, h: crypto.Hash): Promise<void> {
+  if (bytes <= 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const s = fs.createReadStream(file, { start: 0, end: bytes - 1 });
+    s.on('data', (c) => h.update(c as Buffer));
+    s.on('error', reject);
+    s.on('end', () => resolve());
+  });
+}
+
+async function writeAll(fh: fs.promises.FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    off += bytesWritten;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  let fh: fs.promises.FileHandle | null = null;
+  try {
+    fh = await fs.promises.open(dir, 'r');
+    await fh.sync();
+  } catch {
+    // not every file system lets a directory be synced; the rename stands
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
+export class PeerClient {
+  readonly url: string;
+  private readonly base: URL;
+  private readonly secret: string;
+  private readonly timeoutMs: number;
+  private readonly agent: http.Agent;
+  private readonly tls: boolean;
+
+  constructor(o: PeerClientOptions) {
+    let u: URL;
+    try {
+      u = new URL(String(o.url ?? ''));
+    } catch {
+      throw new Error(`peer URL "${String(o.url).slice(0, 200)}" is not a URL: use http://host:port or https://host:port`);
+    }
+    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || !u.hostname || u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) {
+      throw new Error(`peer URL "${String(o.url).slice(0, 200)}" must be http://host:port or https://host:port, without a path or a login`);
+    }
+    if (typeof o.secret !== 'string' || o.secret.length < MIN_SECRET_LENGTH) {
+      throw new Error(`the peer API secret must be at least ${MIN_SECRET_LENGTH} characters (it is the shared secret every server of the group uses)`);
+    }
+    this.base = u;
+    this.url = `${u.protocol}//${u.host}`;
+    this.secret = o.secret;
+    this.timeoutMs = o.timeoutMs ?? 10000;
+    this.tls = u.protocol === 'https:';
+    this.agent = this.tls
+      ? new https.Agent({ keepAlive: true, maxSockets: 8, ca: o.ca, rejectUnauthorized: o.rejectUnauthorized ?? true })
+      : new http.Agent({ keepAlive: true, maxSockets: 8 });
+  }
+
+  /** Drop the kept-alive connections. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private request(p: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Exchange> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(new PeerError('the transfer was stopped', 'EABORT'));
+      let cause: PeerError | null = null;
+      let answered = false;
+      const req = (this.tls ? https : http).request({
+        protocol: this.base.protocol,
+        hostname: this.base.hostname.replace(/^\[|\]$/g, ''),
+        port: this.base.port || (this.tls ? 443 : 80),
+        path: p,
+        method: 'GET',
+        agent: this.agent,
+        headers: { Authorization: `Bearer ${this.secret}`, ...headers },
+      });
+      // after the answer came, the socket may already be back in the agent's pool: tear down without an
+      // error there (an error on a pooled socket has no listener); the reader then reports `cause`
+      const stop = (err: PeerError) => {
+        cause = err;
+        if (answered) req.destroy();
+        else req.destroy(err);
+      };
+      const onAbort = () => stop(new PeerError('the transfer was stopped', 'EABORT'));
+      const done = () => signal?.removeEventListener('abort', onAbort);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.setTimeout(this.timeoutMs, () => stop(new PeerError(`the peer at ${this.url} was silent for ${Math.round(this.timeoutMs / 100) / 10} s`, 'ENET')));
+      req.on('response', (res) => {
+        answered = true;
+        res.on('error', () => undefined); // read errors surface through the reader
+        resolve({ res, cause: () => cause, done });
+      });
+      req.on('error', (err) => {
+        if (answered) return;
+        done();
+        reject(cause ?? netError(err, this.url));
+      });
+      req.end();
+    });
+  }
+
+  /** The error for an answer that is not the one hoped for (its body read for the peer's sentence). */
+  private async statusError(x: Exchange, what: string): Promise<PeerError> {
+    const status = x.res.statusCode ?? 0;
+    let said = '';
+    try {
+      const body = await readAll(x.res, 64 * 1024);
+      said = String((JSON.parse(body.toString('utf8')) as { error?: unknown }).error ?? '');
+    } catch {
+      // no sentence
+    } finally {
+      x.done();
+    }
+    const tail = said ? `: ${said}` : '';
+    if (status === 401) return new PeerError(`the peer refused the shared secret (${this.url}, ${what})`, 'EAUTH', status);
+    if (status === 404) return new PeerError(`the peer at ${this.url} has no ${what}${tail}`, 'ENOENT', status);
+    if (status === 403) return new PeerError(`the peer at ${this.url} refused ${what}${tail}`, 'EREFUSED', status);
+    if (status === 400) return new PeerError(`the peer at ${this.url} found the request for ${what} not valid${tail}`, 'EINVAL', status);
+    if (status === 502 || status === 503 || status === 504) return new PeerError(`the peer at ${this.url} is unavailable (${status})${tail}`, 'EUNAVAILABLE', status);
+    return new PeerError(`the peer at ${this.url} answered ${status} for ${what}${tail}`, 'EPEER', status);
+  }
+
+  private async getJson<T>(p: string, what: string): Promise<T> {
+    const x = await this.request(p, { Accept: 'application/json' });
+    if (x.res.statusCode !== 200) throw await this.statusError(x, what);
+    let body: Buffer;
+    try {
+      body = await readAll(x.res, MAX_JSON);
+    } catch (err) {
+      throw x.cause() ?? netError(err, this.url);
+    } finally {
+      x.done();
+    }
+    try {
+      return JSON.parse(body.toString('utf8')) as T;
+    } catch {
+      throw new PeerError(`the peer at ${this.url} answered ${what} with something that is not JSON`, 'EPROTO');
+    }
+  }
+
+  private checkClipId(id: string): void {
+    if (typeof id !== 'string' || !CLIP_ID_PATTERN.test(id)) throw new PeerError(`"${String(id).slice(0, 70)}" is not a clip id`, 'EINVAL');
+  }
+
+  async info(): Promise<{ server: string; api: number }> {
+    const r = await this.getJson<{ server?: unknown; api?: unknown }>(`${PEER_API_PREFIX}/info`, 'info');
+    if (typeof r?.server !== 'string' || typeof r.api !== 'number') throw new PeerError(`the peer at ${this.url} is not a twinrec peer API`, 'EPROTO');
+    return { server: r.server, api: r.api };
+  }
+
+  async clips(q: ClipQuery): Promise<Clip[]> {
+    const r = await this.getJson<{ clips?: unknown }>(`${PEER_API_PREFIX}/clips?${query(q)}`, `clip list of channel ${q.channel}`);
+    if (!Array.isArray(r?.clips) || r.clips.some((c) => !c || typeof c !== 'object' || typeof c.id !== 'string' || !Array.isArray(c.segments))) {
+      throw new PeerError(`the peer at ${this.url} answered the clip list with something that is not a list of clips`, 'EPROTO');
+    }
+    return r.clips as Clip[];
+  }
+
+  async clip(id: string): Promise<Clip> {
+    this.checkClipId(id);
+    const c = await this.getJson<Clip>(`${PEER_API_PREFIX}/clips/${encodeURIComponent(id)}`, `clip ${id}`);
+    if (!c || typeof c !== 'object' || c.id !== id || !Array.isArray(c.segments)) throw new PeerError(`the peer at ${this.url} answered clip ${id} with something else`, 'EPROTO');
+    return c;
+  }
+
+  async sidecar(id: string): Promise<Buffer> {
+    this.checkClipId(id);
+    const what = `sidecar of clip ${id}`;
+    const x = await this.request(`${PEER_API_PREFIX}/clips/${encodeURIComponent(id)}/sidecar`);
+    if (x.res.statusCode !== 200) throw await this.statusError(x, what);
+    try {
+      return await readAll(x.res, MAX_JSON);
+    } catch (err) {
+      throw x.cause() ?? netError(err, this.url);
+    } finally {
+      x.done();
+    }
+  }
+
+  async events(q: EventQuery): Promise<CatalogueEvent[]> {
+    const r = await this.getJson<{ events?: unknown }>(`${PEER_API_PREFIX}/events?${query(q)}`, 'event list');
+    if (!Array.isArray(r?.events)) throw new PeerError(`the peer at ${this.url} answered the event list with something that is not a list`, 'EPROTO');
+    return r.events as CatalogueEvent[];
+  }
+
+  /**
+   * Fetch one segment to `dest` (via `dest.part`, resumed when it exists),
+   * verified by size and sha256, renamed atomically. See the codes above.
+   */
+  async fetchSegment(clipId: string, index: number, dest: string, o: FetchOptions = {}): Promise<FetchResult> {
+    this.checkClipId(clipId);
+    if (!Number.isInteger(index) || index < 0) throw new PeerError(`segment index ${index} is not a whole number`, 'EINVAL');
+    const what = `segment ${index} of clip ${clipId}`;
+    const p = `${PEER_API_PREFIX}/clips/${encodeURIComponent(clipId)}/segments/${index}`;
+    const part = `${dest}.part`;
+    await fs.promises.mkdir(path.dirname(dest), { recursive: true });
+    let have = await fileSize(part);
+    if (o.expectedBytes !== undefined && have > o.expectedBytes) have = await restart(part);
+
+    let x: Exchange | null = null;
+    let total: number | null = null;
+    let resumedFrom = 0;
+    for (let attempt = 0; attempt < 3 && !x; attempt++) {
+      const headers: Record<string, string> = {};
+      if (have > 0) {
+        headers.Range = `bytes=${have}-`;
+        // the peer ignores the range (200) unless it holds the very file we have a prefix of
+        if (o.expectedSha256) headers['If-Range'] = `"${o.expectedSha256}"`;
+      }
+      const r = await this.request(p, headers, o.signal);
+      const status = r.res.statusCode ?? 0;
+      if (status === 206 && have > 0) {
+        const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(r.res.headers['content-range'] ?? ''));
+        if (!m || Number(m[1]) !== have) {
+          r.res.destroy(); // not the range asked for: start over
+          r.done();
+          have = await restart(part);
+          continue;
+        }
+        total = Number(m[3]);
+        resumedFrom = have;
+        x = r;
+      } else if (status === 200) {
+        const len = r.res.headers['content-length'];
+        total = len !== undefined && /^\d+$/.test(len) ? Number(len) : null;
+        have = 0;
+        x = r;
+      } else if (status === 416 && have > 0) {
+        const m = /^bytes \*\/(\d+)$/.exec(String(r.res.headers['content-range'] ?? ''));
+        const size = m ? Number(m[1]) : -1;
+        const peerSha = typeof r.res.headers['x-sha256'] === 'string' ? r.res.headers['x-sha256'] : null;
+        r.res.resume();
+        r.done();
+        if (size === have) {
+          // the part already holds the whole segment: verify it as it is
+          const h = crypto.createHash('sha256');
+          await hashPrefix(part, have, h);
+          return this.finish(part, dest, have, h.digest('hex'), o.expectedSha256 ?? null, peerSha, have, what);
+        }
+        have = await restart(part);
+      } else {
+        throw await this.statusError(r, what);
+      }
+    }
+    if (!x) throw new PeerError(`the peer at ${this.url} did not answer ${what} with the range asked for`, 'EPROTO');
+
+    const res = x.res;
+    const peerSha = typeof res.headers['x-sha256'] === 'string' ? res.headers['x-sha256'].toLowerCase() : null;
+    const h = crypto.createHash('sha256');
+    let written = 0;
+    const fh = await fs.promises.open(part, resumedFrom > 0 ? 'a' : 'w');
+    try {
+      if (resumedFrom > 0) await hashPrefix(part, resumedFrom, h);
+      try {
+        for await (const c of res) {
+          const chunk = c as Buffer;
+          if (o.limiter) await o.limiter.take(chunk.length);
+          if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
+          await writeAll(fh, chunk);
+          h.update(chunk);
+          written += chunk.length;
+          o.onBytes?.(chunk.length);
+          if (total !== null && resumedFrom + written > total) {
+            res.destroy();
+            throw new PeerError(`the peer at ${this.url} sent more of ${what} than the ${total} bytes it announced`, 'EPROTO');
+          }
+        }
+      } catch (err) {
+        if (err instanceof PeerError) throw err;
+        const cause = x.cause();
+        if (cause) throw cause;
+        if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
+        throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
+      }
+      await fh.sync();
+    } finally {
+      x.done();
+      await fh.close().catch(() => undefined);
+    }
+    const size = resumedFrom + written;
+    if (total !== null && size !== total) {
+      throw new PeerError(`the connection to ${this.url} closed after ${size} of ${total} bytes of ${what}`, 'ETRUNC');
+    }
+    return this.finish(part, dest, size, h.digest('hex'), o.expectedSha256 ?? null, peerSha, resumedFrom, what);
+  }
+
+  private async finish(part: string, dest: string, size: number, sha: string, expected: string | null, peerSha: string | null, resumedFrom: number, what: string): Promise<FetchResult> {
+    let wrong: string | null = null;
+    if (expected && sha !== expected.toLowerCase()) wrong = `${what} from ${this.url} has sha256 ${sha}, not ${expected} as the catalogue says`;
+    else if (peerSha && sha !== peerSha.toLowerCase()) wrong = `${what} from ${this.url} has sha256 ${sha}, not ${peerSha} as the peer announced`;
+    if (wrong) {
+      await fs.promises.unlink(part).catch(() => undefined);
+      throw new PeerError(`${wrong}; the copy was deleted`, 'EHASH');
+    }
+    await fs.promises.rename(part, dest);
+    await syncDir(path.dirname(dest));
+    return { bytes: size, sha256: sha, resumedFrom };
+  }
+}
+
+async function restart(part: string): Promise<number> {
+  await fs.promises.unlink(part).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  return 0;
+}
+
+function query(q: object): string {
+  const u = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== null) u.set(k, String(v));
+  return u.toString();
+}

@@ -170,13 +170,18 @@ export function recorderSiteFlow(o: {
   brokerUrl?: string;
   /** Add a backup-link node fed by every recorder. */
   backupLink?: boolean;
+  /** Serve the peer storage API on this port (give the secret as credentials of srv1: peerSecret). */
+  peerPort?: number;
+  /** Add a material-copy node; its messages are kept for GET /events. */
+  materialCopy?: { bandwidth?: number };
 }): object[] {
   const tab = { id: 'tab1', type: 'tab', label: 'site' };
   const srv = {
     id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: o.serverId, role: o.role ?? 'main', storageRoot: o.storageRoot, durability: 'NORMAL',
-    brokerUrl: o.brokerUrl ?? '', keepalive: 1, heartbeatMs: 250,
+    brokerUrl: o.brokerUrl ?? '', keepalive: 1, heartbeatMs: 250, peerHost: '127.0.0.1', peerPort: o.peerPort ?? '', peerUrl: '',
   };
   const nodes: object[] = [tab, srv];
+  if (o.materialCopy) nodes.push(...materialCopyNodes(o.materialCopy.bandwidth ?? 0));
   if (o.backupLink) nodes.push({ id: 'blink', type: 'backup-link', z: 'tab1', server: 'srv1', wires: [[]] });
   o.recorders.forEach((r, i) => {
     const ch = Number(r.channel ?? i + 1);
@@ -206,6 +211,28 @@ export function recorderSiteFlow(o: {
  *   POST /failback  a failback command (answers with "Failback OK", 400 with the refusal)
  *   GET  /events    every message the two nodes sent, in order: {node, port, topic, payload}
  */
+/** A material-copy node whose messages (and errors) are kept in flow context, and GET /events to read them. */
+function materialCopyNodes(bandwidth: number): object[] {
+  return [
+    { id: 'mcopy', type: 'material-copy', z: 'tab1', server: 'srv1', bandwidth, wires: [['mcol']] },
+    {
+      id: 'mcol', type: 'function', z: 'tab1', outputs: 1,
+      func: "const ev = flow.get('events') || [];\nev.push({ node: 'material-copy', port: 0, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn msg.res ? msg : null;",
+      wires: [['mresp']],
+    },
+    { id: 'mresp', type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
+    { id: 'mcin', type: 'http in', z: 'tab1', url: '/copy', method: 'post', upload: false, wires: [['mcopy']] },
+    { id: 'mevin', type: 'http in', z: 'tab1', url: '/events', method: 'get', upload: false, wires: [['mevout']] },
+    { id: 'mevout', type: 'function', z: 'tab1', outputs: 1, func: "msg.payload = flow.get('events') || [];\nreturn msg;", wires: [['mresp']] },
+    { id: 'mcatch', type: 'catch', z: 'tab1', scope: ['mcopy'], uncaught: false, wires: [['merr']] },
+    {
+      id: 'merr', type: 'function', z: 'tab1', outputs: 1,
+      func: "const ev = flow.get('events') || [];\nev.push({ node: 'catch', port: -1, topic: msg.topic, payload: msg.error && msg.error.message, at: Date.now() });\nflow.set('events', ev);\nif (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;",
+      wires: [['mresp']],
+    },
+  ];
+}
+
 export function failoverSiteFlow(o: {
   serverId: string;
   storageRoot: string;
@@ -218,6 +245,10 @@ export function failoverSiteFlow(o: {
   overlap?: number;
   heartbeatTimeout?: number;
   recordOnDoubt?: boolean;
+  /** Serve the peer storage API on this port (credentials of srv1: peerSecret). */
+  peerPort?: number;
+  /** A material-copy node after the failback node. */
+  materialCopy?: boolean;
 }): object[] {
   const collect = (id: string, node: string, port: number) => ({
     id, type: 'function', z: 'tab1', outputs: 1,
@@ -228,8 +259,18 @@ export function failoverSiteFlow(o: {
     { id: 'tab1', type: 'tab', label: 'failover' },
     {
       id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: o.serverId, role: 'failover', storageRoot: o.storageRoot, durability: 'NORMAL',
-      brokerUrl: o.brokerUrl, keepalive: 1, heartbeatMs: 250,
+      brokerUrl: o.brokerUrl, keepalive: 1, heartbeatMs: 250, peerHost: '127.0.0.1', peerPort: o.peerPort ?? '', peerUrl: '',
     },
+    ...(o.materialCopy
+      ? [
+          { id: 'mcopy', type: 'material-copy', z: 'tab1', server: 'srv1', bandwidth: 0, wires: [['mcol']] },
+          {
+            id: 'mcol', type: 'function', z: 'tab1', outputs: 1,
+            func: "const ev = flow.get('events') || [];\nev.push({ node: 'material-copy', port: 0, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn null;",
+            wires: [[]],
+          },
+        ]
+      : []),
     { id: 'fwin', type: 'http in', z: 'tab1', url: '/fw', method: 'post', upload: false, wires: [['fwatch']] },
     {
       id: 'fwatch', type: 'failover-watch', z: 'tab1', server: 'srv1', watched: o.watched, heartbeatTimeout: o.heartbeatTimeout ?? 750, holdDown: o.holdDown ?? 3,
@@ -240,13 +281,13 @@ export function failoverSiteFlow(o: {
     collect('fw1', 'watch', 1),
     collect('fw2', 'watch', 2),
     { id: 'fbin', type: 'http in', z: 'tab1', url: '/failback', method: 'post', upload: false, wires: [['fback']] },
-    { id: 'fback', type: 'failback', z: 'tab1', server: 'srv1', automatic: o.automatic ?? true, wires: [['fb0'], ['fb1']] },
+    { id: 'fback', type: 'failback', z: 'tab1', server: 'srv1', automatic: o.automatic ?? true, wires: [['fb0'], ['fb1', ...(o.materialCopy ? ['mcopy'] : [])]] },
     collect('fb0', 'failback', 0),
     { ...collect('fb1', 'failback', 1), func: `const ev = flow.get('events') || [];\nev.push({ node: 'failback', port: 1, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn null;` },
     { id: 'fresp', type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
     { id: 'evin', type: 'http in', z: 'tab1', url: '/events', method: 'get', upload: false, wires: [['evout']] },
     { id: 'evout', type: 'function', z: 'tab1', outputs: 1, func: "msg.payload = flow.get('events') || [];\nreturn msg;", wires: [['fresp']] },
-    { id: 'fcatch', type: 'catch', z: 'tab1', scope: ['fwatch', 'fback'], uncaught: false, wires: [['ferr']] },
+    { id: 'fcatch', type: 'catch', z: 'tab1', scope: ['fwatch', 'fback', ...(o.materialCopy ? ['mcopy'] : [])], uncaught: false, wires: [['ferr']] },
     {
       id: 'ferr', type: 'function', z: 'tab1', outputs: 1,
       func: "const ev = flow.get('events') || [];\nev.push({ node: 'catch', port: -1, topic: msg.topic, payload: msg.error && msg.error.message, at: Date.now() });\nflow.set('events', ev);\nif (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;",

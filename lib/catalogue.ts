@@ -116,6 +116,8 @@ export class Catalogue {
         'INSERT INTO segments (clip_id, idx, data) VALUES (?, ?, ?) ON CONFLICT(clip_id, idx) DO UPDATE SET data = excluded.data',
       ),
       segmentsOf: db.prepare('SELECT data FROM segments WHERE clip_id = ? ORDER BY idx'),
+      deleteClip: db.prepare('DELETE FROM clips WHERE id = ?'),
+      deleteSegments: db.prepare('DELETE FROM segments WHERE clip_id = ?'),
       addEvent: db.prepare(
         'INSERT INTO events (ts, server_id, channel, kind, line_id, clip_id, data) VALUES (@ts, @server, @channel, @kind, @line, @clip, @data)',
       ),
@@ -171,6 +173,14 @@ export class Catalogue {
 
   putSegment(clipId: string, seg: Segment): void {
     this.stmts.putSegment.run(clipId, seg.index, JSON.stringify(seg));
+  }
+
+  /** Forget a clip and its segments (its files are the caller's to delete). True when it was there. */
+  deleteClip(id: string): boolean {
+    return this.transaction(() => {
+      this.stmts.deleteSegments.run(id);
+      return this.stmts.deleteClip.run(id).changes > 0;
+    });
   }
 
   clip(id: string): Clip | undefined {

@@ -17,13 +17,14 @@
  * No Node-RED import.
  */
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
-import path from 'node:path';
 import { Catalogue, CatalogueEvent } from './catalogue';
 import { Clip, Segment } from './clip';
 import { ChannelProgress, CopyQueue, CopyTask, TaskRequest } from './copy-queue';
 import { errorText } from './errors';
-import { hashFile, insideRoot, writeSidecar } from './storage';
+import { CopyRefused, copySegment, retryable } from './segment-copy';
+import { writeSidecar } from './storage';
+
+export { CopyRefused };
 
 /** What material copy needs of the peer (lib/peer-client.ts PeerClient has it). */
 export interface CopySource {
@@ -70,21 +71,6 @@ export interface MaterialCopyOptions {
   giveUpAfterMs?: number;
   clock?: () => number;
   log?: { info(m: string): void; warn(m: string): void };
-}
-
-/** An error that fails the task at once (no retry): the peer lied or the data cannot be stored. */
-export class CopyRefused extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'CopyRefused';
-  }
-}
-
-const SAFE_FILE = /^[A-Za-z0-9 ._()+,-]{1,200}$/;
-
-function retryable(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'ENET' || code === 'ETRUNC' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EUNAVAILABLE';
 }
 
 function segEnd(seg: Segment, fps = 25): number | null {
@@ -264,35 +250,10 @@ export class MaterialCopier extends EventEmitter {
           skipping = false;
         }
         if (this.stopped) throw Object.assign(new Error('stopped'), { code: 'ESTOPPED' });
-        if (!SAFE_FILE.test(seg.file)) throw new CopyRefused(`the peer named a segment "${seg.file}", which is not a plain file name; nothing of it was written`);
-        let dest: string;
-        try {
-          dest = insideRoot(this.o.storageRoot, clip.dir, seg.file);
-        } catch {
-          throw new CopyRefused(`the peer placed a segment at "${clip.dir}/${seg.file}", outside this server's storage; nothing of it was written`);
-        }
-        fs.mkdirSync(path.dirname(dest), { recursive: true });
-        let copied = 0;
-        let skipped = 0;
-        let bytes = 0;
-        const have = fs.existsSync(dest) ? await hashFile(dest).catch(() => null) : null;
-        if (have && seg.sha256 && have.sha256 === seg.sha256) {
-          skipped = 1; // already here, identical
-        } else {
-          try {
-            const r = await src.fetchSegment(remote.id, seg.index, dest, {
-              expectedSha256: seg.sha256,
-              expectedBytes: seg.bytes,
-              limiter: this.o.limiter,
-              signal: this.abort?.signal,
-            });
-            bytes = r.bytes - r.resumedFrom;
-            copied = 1;
-          } catch (err) {
-            if ((err as { code?: string }).code === 'EHASH') throw new CopyRefused(`segment ${seg.index} of clip "${remote.name}" (${remote.id}): ${errorText(err)}`);
-            throw err;
-          }
-        }
+        const { bytes, copied, skipped } = await copySegment(src, this.o.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, seg, {
+          limiter: this.o.limiter,
+          signal: this.abort?.signal,
+        });
         // registered at once: it plays during the copy; the segment says where it was recorded
         const mine: Segment & { recordedBy?: string } = { ...seg, recordedBy: t.failoverServer };
         this.catalogue.transaction(() => {

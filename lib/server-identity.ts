@@ -65,12 +65,14 @@ export interface ServerIdentity {
   peerApi: PeerApiSettings | null;
   /** The group's shared secret for the peer API (serving and fetching), null when none is set. */
   peerSecret: string | null;
+  /** Why the configured peer API is off (a missing secret), to warn about. */
+  peerProblem?: string;
 }
 
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?$/;
 
 /** Check and resolve the peer API settings; throws an Error a person can act on. */
-export function resolvePeerApi(cfg: ServerIdentityConfig): { peerApi: PeerApiSettings | null; peerSecret: string | null } {
+export function resolvePeerApi(cfg: ServerIdentityConfig): { peerApi: PeerApiSettings | null; peerSecret: string | null; peerProblem?: string } {
   const secret = cfg.peerSecret === undefined || cfg.peerSecret === null ? '' : String(cfg.peerSecret);
   const portText = cfg.peerPort === undefined || cfg.peerPort === null ? '' : String(cfg.peerPort).trim();
   const urlText = String(cfg.peerUrl ?? '').trim();
@@ -86,7 +88,8 @@ export function resolvePeerApi(cfg: ServerIdentityConfig): { peerApi: PeerApiSet
   if (!(/^\d+$/.test(portText) && Number.isInteger(port) && port >= 1 && port <= 65535)) {
     throw new Error(`peer API port "${portText}" must be a number from 1 to 65535 (empty: the peer API is off)`);
   }
-  if (!secret) throw new Error(`the peer API on port ${port} needs a shared secret of at least ${MIN_SECRET_LENGTH} characters`);
+  // an API without its secret stays off; the server records all the same (a missing secret must not stop recording)
+  if (!secret) return { peerApi: null, peerSecret: null, peerProblem: `the peer API on port ${port} is off: it needs the group's shared secret (at least ${MIN_SECRET_LENGTH} characters) in this server's configuration` };
   const host = String(cfg.peerHost ?? '').trim() || '127.0.0.1';
   if (!net.isIP(host) && !HOST_NAME.test(host)) {
     throw new Error(`peer API address "${host}" is not an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0 or ::)`);
@@ -141,8 +144,11 @@ export function resolveIdentity(cfg: ServerIdentityConfig, userDir: string): Ser
     if (!(Number.isInteger(heartbeatMs) && heartbeatMs >= 50 && heartbeatMs <= 60000)) throw new Error('heartbeat interval must be 50 to 60000 ms');
     link = { url, keepaliveS, heartbeatMs };
   }
-  const { peerApi, peerSecret } = resolvePeerApi(cfg);
-  return { group, serverId, role, storageRoot, catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'), durability, link, peerApi, peerSecret };
+  const { peerApi, peerSecret, peerProblem } = resolvePeerApi(cfg);
+  return {
+    group, serverId, role, storageRoot, catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'), durability, link, peerApi, peerSecret,
+    ...(peerProblem ? { peerProblem } : {}),
+  };
 }
 
 /** Which node records which channel of which server: two recorders on one channel are refused. */

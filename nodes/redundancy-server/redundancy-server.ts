@@ -95,6 +95,7 @@ export = function (RED: NodeAPI): void {
     };
 
     const id = node.identity;
+    if (id?.peerProblem) node.warn(id.peerProblem);
     if (id && id.peerApi && id.peerSecret) {
       const api = id.peerApi;
       try {

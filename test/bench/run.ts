@@ -12,13 +12,17 @@
  *     offsets, frames lost on the Aux across a kill -9 of the main.
  *  4. Failover (failover.ts): detection time and time to the first takeover
  *     media on the failover server after a kill -9 of a main.
+ *  5. Copy (copy.ts): material copy (and the transfer manager, once built)
+ *     throughput on 2 GB of segments against cp of the same files on the same
+ *     disk, and the bytes copied twice after a kill -9 of the copier.
  *
  * Sections: all by default; name some on the command line to run only those
- * (commands, channels, twin, failover), e.g. `node test/bench/run.js failover`
+ * (commands, channels, twin, failover, copy), e.g. `node test/bench/run.js failover`
  * or `npm run bench -- failover`.
  * Options (environment): BENCH_CHANNELS="1,8,32,64", BENCH_SAMPLE_S=20, BENCH_COMMANDS=20000,
  * BENCH_TWIN=0 (skip 3), BENCH_TWIN_CLIPS=30, BENCH_TWIN_SECONDS=3, BENCH_TWIN_KILLS=3,
- * BENCH_FAILOVER=0 (skip 4), TWINREC_BENCH_FAILOVER_RUNS=20 (see failover.ts for the others).
+ * BENCH_FAILOVER=0 (skip 4), TWINREC_BENCH_FAILOVER_RUNS=20 (see failover.ts for the others),
+ * BENCH_COPY=0 (skip 5), BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4, BENCH_COPY_KILLS=3 (see copy.ts).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -29,6 +33,7 @@ import { ffmpegInfo } from '../../lib/ffmpeg';
 import { ffmpegPidsFor, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { startRtspServer } from '../support/rtsp';
 import { benchBackupLink } from './backup-link';
+import { benchCopy } from './copy';
 import { benchFailover } from './failover';
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
@@ -165,7 +170,7 @@ async function benchChannels(channels: number, rtspUrl: string, sampleS: number)
   }
 }
 
-const SECTIONS = ['commands', 'channels', 'twin', 'failover'];
+const SECTIONS = ['commands', 'channels', 'twin', 'failover', 'copy'];
 
 async function main(): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -205,6 +210,9 @@ async function main(): Promise<void> {
 
   // ---- 4. failover after kill -9 of a main, see failover.ts; BENCH_FAILOVER=0 skips it ----
   if (want('failover') && process.env.BENCH_FAILOVER !== '0') await benchFailover();
+
+  // ---- 5. material copy (and transfer manager) vs cp, bytes copied twice after a kill -9, see copy.ts; BENCH_COPY=0 skips it ----
+  if (want('copy') && process.env.BENCH_COPY !== '0') await benchCopy();
 }
 
 main().then(

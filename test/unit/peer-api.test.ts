@@ -646,6 +646,10 @@ describe('peer API settings of a server (resolveIdentity) and its advertised URL
     assert.equal(named.peerApi!.url, 'https://rec-1.studio.example');
     // a secret alone: this server does not serve, but fetches from peers
     assert.equal(resolveIdentity({ ...base, peerSecret: SECRET }, '/tmp/u').peerSecret, SECRET);
+    // a port without the secret: the API stays off and says why; the server itself is valid (it records all the same)
+    const noSecret = resolveIdentity({ ...base, peerPort: '8470' }, '/tmp/u');
+    assert.equal(noSecret.peerApi, null);
+    assert.match(noSecret.peerProblem!, /peer API on port 8470 is off: it needs the group's shared secret \(at least 16 characters\)/);
   });
 
   it('refuses bad settings with readable errors', () => {
@@ -653,7 +657,6 @@ describe('peer API settings of a server (resolveIdentity) and its advertised URL
       [{ peerPort: '0', peerSecret: SECRET }, /port "0" must be a number from 1 to 65535/],
       [{ peerPort: '70000', peerSecret: SECRET }, /1 to 65535/],
       [{ peerPort: 'http', peerSecret: SECRET }, /1 to 65535/],
-      [{ peerPort: '8470' }, /needs a shared secret of at least 16 characters/],
       [{ peerPort: '8470', peerSecret: 'short' }, /at least 16 characters/],
       [{ peerPort: '8470', peerSecret: SECRET, peerHost: 'bad host!' }, /not an IP address or a host name/],
       [{ peerPort: '8470', peerSecret: SECRET, peerUrl: 'ftp://x' }, /http:\/\/host:port/],

@@ -1,0 +1,104 @@
+/**
+ * One verified segment copy through a peer storage API, shared by material copy
+ * (lib/material-copy.ts) and the transfer manager (lib/transfer-manager.ts):
+ * the segment's file name and place are checked, a segment already here with
+ * the same sha256 is kept, else it is fetched (resumed from its `.part` after a
+ * break, see lib/peer-client.ts) and verified. What to retry and what refuses
+ * at once is decided here too, so both copiers treat a peer alike.
+ *
+ * No Node-RED import.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Segment } from './clip';
+import { errorText } from './errors';
+import { hashFile, insideRoot } from './storage';
+
+/** What a copier needs to fetch one segment (lib/peer-client.ts PeerClient has it). */
+export interface SegmentSource {
+  fetchSegment(
+    clipId: string,
+    index: number,
+    dest: string,
+    o: { expectedSha256?: string | null; expectedBytes?: number; limiter?: { take(bytes: number): Promise<void> }; signal?: AbortSignal; onBytes?: (n: number) => void },
+  ): Promise<{ bytes: number; sha256: string; resumedFrom: number }>;
+}
+
+/** An error that fails the copy at once (no retry): the peer lied or the data cannot be stored. */
+export class CopyRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CopyRefused';
+  }
+}
+
+export const SAFE_FILE = /^[A-Za-z0-9 ._()+,-]{1,200}$/;
+
+/** The peer is away or the connection broke: wait and try again (the `.part` keeps what came). */
+export function retryable(err: unknown): boolean {
+  if (err instanceof CopyRefused) return false;
+  const code = (err as { code?: string }).code;
+  return code === 'ENET' || code === 'ETRUNC' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EUNAVAILABLE';
+}
+
+/** Where a segment of a clip folder goes under the storage root; throws CopyRefused for a name or place the peer must not give. */
+export function segmentDest(storageRoot: string, clipDir: string, file: string): string {
+  if (!SAFE_FILE.test(file)) throw new CopyRefused(`the peer named a segment "${file}", which is not a plain file name; nothing of it was written`);
+  try {
+    return insideRoot(storageRoot, clipDir, file);
+  } catch {
+    throw new CopyRefused(`the peer placed a segment at "${clipDir}/${file}", outside this server's storage; nothing of it was written`);
+  }
+}
+
+export interface SegmentCopyResult {
+  /** 1 when fetched, 0 when found here already. */
+  copied: number;
+  skipped: number;
+  /** Bytes fetched now (not those resumed from a part file). */
+  bytes: number;
+}
+
+/**
+ * Copy one segment of a remote clip into `<storageRoot>/<clipDir>/<file>`.
+ * A hash that does not match throws CopyRefused naming the clip and segment.
+ */
+export async function copySegment(
+  src: SegmentSource,
+  storageRoot: string,
+  clip: { id: string; name: string; dir: string },
+  seg: Segment,
+  o: { limiter?: { take(bytes: number): Promise<void> }; signal?: AbortSignal; onBytes?: (n: number) => void } = {},
+): Promise<SegmentCopyResult> {
+  const dest = segmentDest(storageRoot, clip.dir, seg.file);
+  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  const have = fs.existsSync(dest) ? await hashFile(dest).catch(() => null) : null;
+  if (have && seg.sha256 && have.sha256 === seg.sha256) return { copied: 0, skipped: 1, bytes: 0 }; // already here, identical
+  try {
+    const r = await src.fetchSegment(clip.id, seg.index, dest, { expectedSha256: seg.sha256, expectedBytes: seg.bytes, limiter: o.limiter, signal: o.signal, onBytes: o.onBytes });
+    return { copied: 1, skipped: 0, bytes: r.bytes - r.resumedFrom };
+  } catch (err) {
+    if ((err as { code?: string }).code === 'EHASH') throw new CopyRefused(`segment ${seg.index} of clip "${clip.name}" (${clip.id}): ${errorText(err)}`);
+    throw err;
+  }
+}
+
+/** A pause that `wake()` ends early. */
+export class Sleeper {
+  private wakeFn: (() => void) | null = null;
+  async sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        if (self.wakeFn === done) self.wakeFn = null;
+        resolve();
+      }
+      this.wakeFn = done;
+    });
+  }
+  wake(): void {
+    this.wakeFn?.();
+  }
+}

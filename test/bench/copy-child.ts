@@ -1,0 +1,98 @@
+/**
+ * Child processes of the copy bench (copy.ts), forked with an IPC channel:
+ *
+ *   node copy-child.js server <storageRoot> <catalogue.sqlite> <secret>
+ *     the failover server's side: a PeerApiServer (lib/peer-api.ts) on
+ *     127.0.0.1, any free port, serving the source storage and catalogue.
+ *     It counts the body bytes it hands to each segment response (res.write),
+ *     per URL, so the bench can see what was served twice. Messages from the
+ *     parent: {type: 'counts'} -> {type: 'counts', served: {url: bytes}, requests},
+ *     {type: 'reset'} -> {type: 'reset'}. Sends {type: 'listening', url} first.
+ *
+ *   node copy-child.js copier <destDir> <peerUrl> <secret> <taskJson>
+ *     the restored server's side: a MaterialCopier (lib/material-copy.ts) with
+ *     its CopyQueue (<destDir>/queue.sqlite), a Catalogue
+ *     (<destDir>/catalogue.sqlite) and storage root <destDir>/store, copying
+ *     from the peer through a PeerClient. The same task again (after a kill -9)
+ *     resumes the task in the queue. Sends {type: 'progress', bytesDone,
+ *     bytesTotal, phase}, then {type: 'done', seconds, task} or {type: 'failed', ...}
+ *     and exits. `seconds` is from request() to the 'done' event (process start
+ *     and module loading not included).
+ *
+ * Not a test.
+ */
+import http from 'node:http';
+import path from 'node:path';
+import { Catalogue } from '../../lib/catalogue';
+import { CopyQueue, TaskRequest } from '../../lib/copy-queue';
+import { MaterialCopier } from '../../lib/material-copy';
+import { PeerApiServer } from '../../lib/peer-api';
+import { PeerClient } from '../../lib/peer-client';
+
+function send(msg: unknown): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send) return resolve();
+    process.send(msg, undefined, {}, () => resolve());
+  });
+}
+
+async function server(storageRoot: string, catalogueFile: string, secret: string): Promise<void> {
+  const catalogue = new Catalogue(catalogueFile);
+  const api = new PeerApiServer({ host: '127.0.0.1', port: 0, secret, storageRoot, catalogue, serverId: 'fo-1' });
+  const { url } = await api.start();
+  let served: Record<string, number> = {};
+  let requests = 0;
+  // a second 'request' listener, after the API's own: it wraps res.write before the API streams the body
+  const httpServer = (api as unknown as { server: http.Server }).server;
+  httpServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = String(req.url ?? '');
+    if (!/\/segments\/\d+$/.test(url)) return;
+    requests++;
+    const write = res.write;
+    res.write = function (this: http.ServerResponse, chunk: unknown, ...rest: unknown[]): boolean {
+      const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
+      served[url] = (served[url] ?? 0) + n;
+      return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as typeof res.write;
+  });
+  process.on('message', (m: { type: string }) => {
+    if (m.type === 'counts') void send({ type: 'counts', served, requests });
+    else if (m.type === 'reset') {
+      served = {};
+      requests = 0;
+      void send({ type: 'reset' });
+    } else if (m.type === 'stop') void api.close().then(() => process.exit(0));
+  });
+  process.on('disconnect', () => process.exit(0));
+  await send({ type: 'listening', url });
+}
+
+async function copier(destDir: string, peerUrl: string, secret: string, taskJson: string): Promise<void> {
+  const task = JSON.parse(taskJson) as TaskRequest;
+  const queue = new CopyQueue(path.join(destDir, 'queue.sqlite'));
+  const catalogue = new Catalogue(path.join(destDir, 'catalogue.sqlite'));
+  const client = new PeerClient({ url: peerUrl, secret, timeoutMs: 30000 });
+  const log = { info: () => undefined, warn: (m: string) => console.error(`copier: ${m}`) };
+  const c = new MaterialCopier(queue, catalogue, { serverId: 'main-1', storageRoot: path.join(destDir, 'store'), source: () => client, retryMinMs: 200, log });
+  let t0 = process.hrtime.bigint();
+  c.on('progress', (p: { bytesDone: number; bytesTotal: number | null; phase: string }) => {
+    void send({ type: 'progress', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, phase: p.phase });
+  });
+  c.on('done', (t) => {
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    void send({ type: 'done', seconds, task: t }).then(() => process.exit(0));
+  });
+  c.on('failed', (t) => {
+    void send({ type: 'failed', task: t }).then(() => process.exit(1));
+  });
+  process.on('disconnect', () => process.exit(0));
+  t0 = process.hrtime.bigint();
+  c.request(task);
+}
+
+const [mode, ...args] = process.argv.slice(2);
+const run = mode === 'server' ? server(args[0], args[1], args[2]) : mode === 'copier' ? copier(args[0], args[1], args[2], args[3]) : Promise.reject(new Error(`unknown mode ${mode}`));
+run.catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,438 @@
+/**
+ * Bench of material copy (and, once it exists, of the transfer manager):
+ * throughput on BENCH_COPY_MB of segments against `cp` of the same files on the
+ * same disk, as a ratio from one run, and the bytes copied twice after a kill -9
+ * of the copier. Not a test: it prints figures and asserts nothing.
+ *
+ *  1. Source: N segment files of random bytes (crypto.randomBytes, 1 MiB at a
+ *     time, sha256 computed while writing) under <tmp>/src/store/main-1/ch01/<clip>/,
+ *     registered in a Catalogue (<tmp>/src/catalogue.sqlite) as 8 closed clips
+ *     of server main-1, channel 1. Every directory of the bench is under one
+ *     mkdtemp in os.tmpdir(); the bench checks it is on the same file system as
+ *     the source (st_dev) and says so.
+ *  2. cp: `cp -r` of the segment tree to a fresh directory, then `sync` of every
+ *     copied file and directory (coreutils sync with file arguments: an fsync
+ *     each), timed together; our copier fsyncs each segment and its directory,
+ *     so both sides pay for durability. cp runs before and after our copy; the
+ *     ratio is against the mean of the two.
+ *  3. Material copy: a PeerApiServer in a child process (the failover server
+ *     fo-1, serving the source) and a MaterialCopier + CopyQueue + fresh
+ *     Catalogue in another child process (the restored main-1) copying the task
+ *     {failedServer main-1, failoverServer fo-1, channels [1], the clips' period}
+ *     through a PeerClient over HTTP on 127.0.0.1. Two processes: the server and
+ *     the copier do not share an event loop (as on two machines), and the copier
+ *     can be killed. Timed from request() to the 'done' event, inside the copier
+ *     child (its process start is not included).
+ *  4. kill -9: a fresh destination; a copier child is killed with SIGKILL once
+ *     its committed progress passed BENCH_COPY_KILL_AT (0.4) of the bytes, plus
+ *     a random delay of up to about one segment's transfer time (so the kill
+ *     lands anywhere in a segment); a new copier child on the same queue,
+ *     catalogue and storage finishes the task. The server child counts the body
+ *     bytes it handed to every segment response; bytes served twice =
+ *     sum over segments of max(0, served - size). These are bytes sent twice by
+ *     the server: what sat in socket buffers at the kill counts, though the
+ *     killed copier never read it.
+ *  5. Transfer manager: see transferManagerHook() below.
+ *
+ * The source files are written just before and the machine has the RAM to keep
+ * them: every copy (cp and ours) reads them from the page cache. That is stated
+ * in the output.
+ *
+ * Options (environment): BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4,
+ * BENCH_COPY_KILLS=3, BENCH_COPY_KILL_AT=0.4, BENCH_COPY=0 skips the section.
+ */
+import { ChildProcess, execFileSync, fork } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Catalogue } from '../../lib/catalogue';
+import { Clip, Segment } from '../../lib/clip';
+import { CopyTask, TaskRequest } from '../../lib/copy-queue';
+
+const SECRET = 'bench-copy-secret-0123456789';
+const MAIN = 'main-1';
+const CLIPS = 8;
+const RATIO_GOAL = 0.8;
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+const CHILD = path.join(__dirname, 'copy-child.js');
+const MB = 1024 * 1024;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function cpuTicks(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+interface SourceSegment {
+  url: string;
+  rel: string;
+  bytes: number;
+}
+
+interface Source {
+  root: string;
+  storage: string;
+  catalogueFile: string;
+  segments: SourceSegment[];
+  bytes: number;
+  task: TaskRequest;
+}
+
+/** N segments of random bytes, registered as CLIPS closed clips of main-1 channel 1. */
+function makeSource(root: string, totalBytes: number, segBytes: number): Source {
+  const storage = path.join(root, 'store');
+  const catalogueFile = path.join(root, 'catalogue.sqlite');
+  const catalogue = new Catalogue(catalogueFile);
+  const n = Math.max(1, Math.round(totalBytes / segBytes));
+  const perClip = Math.ceil(n / CLIPS);
+  const base = Date.UTC(2025, 0, 1, 10, 0, 0);
+  const segments: SourceSegment[] = [];
+  const chunk = Buffer.alloc(Math.min(MB, segBytes));
+  let left = n;
+  let total = 0;
+  for (let c = 0; left > 0; c++) {
+    const count = Math.min(perClip, left);
+    left -= count;
+    const startedAt = base + c * perClip * 6000;
+    const id = `bench-clip-${c}`;
+    const name = `Bench_${c}`;
+    const dir = `${MAIN}/ch01/${name}`;
+    fs.mkdirSync(path.join(storage, dir), { recursive: true });
+    const segs: Segment[] = [];
+    for (let i = 0; i < count; i++) {
+      const file = `seg${String(i).padStart(5, '0')}.ts`;
+      const h = crypto.createHash('sha256');
+      const fd = fs.openSync(path.join(storage, dir, file), 'w');
+      try {
+        for (let off = 0; off < segBytes; off += chunk.length) {
+          const len = Math.min(chunk.length, segBytes - off);
+          crypto.randomFillSync(chunk, 0, len);
+          const part = chunk.subarray(0, len);
+          h.update(part);
+          fs.writeSync(fd, part);
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      segs.push({ index: i, file, run: 1, startSec: i * 6, endSec: (i + 1) * 6, frames: 150, bytes: segBytes, sha256: h.digest('hex'), complete: true, wallStart: startedAt + i * 6000 });
+      segments.push({ url: `/twinrec/v1/clips/${id}/segments/${i}`, rel: `${dir}/${file}`, bytes: segBytes });
+      total += segBytes;
+    }
+    const clip: Clip = {
+      id, name, dir, serverId: MAIN, group: 'bench', channel: 1, channelName: 'bench', lineId: `line-${c}`, title: `Bench ${c}`,
+      attributes: {}, backup: 'off', frameRate: '25', tcIn: null, tcOut: null, startedAt, stoppedAt: startedAt + count * 6000,
+      frames: count * 150, durationMs: count * 6000, state: 'closed', container: 'ts', source: 'bench', gaps: [], segments: [],
+      runs: 1, reason: null, createdAt: startedAt, updatedAt: startedAt + count * 6000,
+    };
+    catalogue.transaction(() => {
+      catalogue.putClip(clip);
+      for (const s of segs) catalogue.putSegment(id, s);
+    });
+  }
+  catalogue.release();
+  const to = base + CLIPS * perClip * 6000 + 1000;
+  return { root, storage, catalogueFile, segments, bytes: total, task: { entryId: 1, failedServer: MAIN, failoverServer: 'fo-1', channels: [1], from: base - 1000, to } };
+}
+
+function walkAll(dir: string, out: string[] = []): string[] {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    out.push(p);
+    if (e.isDirectory()) walkAll(p, out);
+  }
+  return out;
+}
+
+/** `cp -r` of the segment tree, then an fsync of every copied file and directory (coreutils sync FILE...). */
+function timeCp(src: Source, dest: string): { cpS: number; totalS: number } {
+  fs.mkdirSync(dest, { recursive: true });
+  const t0 = process.hrtime.bigint();
+  execFileSync('cp', ['-r', path.join(src.storage, MAIN), dest]);
+  const t1 = process.hrtime.bigint();
+  const paths = [dest, ...walkAll(dest)];
+  for (let i = 0; i < paths.length; i += 500) execFileSync('sync', ['--', ...paths.slice(i, i + 500)]);
+  const t2 = process.hrtime.bigint();
+  return { cpS: Number(t1 - t0) / 1e9, totalS: Number(t2 - t0) / 1e9 };
+}
+
+/** The children of the section, killed on every way out. */
+const children = new Set<ChildProcess>();
+
+function killChildren(): void {
+  for (const c of children) {
+    try {
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  children.clear();
+}
+
+function forkChild(args: string[]): ChildProcess {
+  const c = fork(CHILD, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(c);
+  c.once('exit', () => children.delete(c));
+  return c;
+}
+
+function waitMessage<T extends { type: string }>(c: ChildProcess, pred: (m: T) => boolean, ms: number, what: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`${what}: nothing within ${ms / 1000} s`)), ms);
+    const onMsg = (m: T) => {
+      if (pred(m)) finish(null, m);
+    };
+    const onExit = (code: number | null, sig: string | null) => finish(new Error(`${what}: the child exited (${code ?? sig})`));
+    function finish(err: Error | null, m?: T) {
+      clearTimeout(timer);
+      c.off('message', onMsg);
+      c.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(m!);
+    }
+    c.on('message', onMsg);
+    c.once('exit', onExit);
+  });
+}
+
+function waitExit(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => c.once('exit', () => r()));
+}
+
+interface ServerHandle {
+  child: ChildProcess;
+  url: string;
+  counts(): Promise<{ served: Record<string, number>; requests: number }>;
+  reset(): Promise<void>;
+}
+
+async function startServer(src: Source): Promise<ServerHandle> {
+  const child = forkChild(['server', src.storage, src.catalogueFile, SECRET]);
+  const m = await waitMessage<{ type: string; url: string }>(child, (x) => x.type === 'listening', 30000, 'peer API child');
+  return {
+    child,
+    url: m.url,
+    counts: async () => {
+      const p = waitMessage<{ type: string; served: Record<string, number>; requests: number }>(child, (x) => x.type === 'counts', 10000, 'server counts');
+      child.send({ type: 'counts' });
+      return p;
+    },
+    reset: async () => {
+      const p = waitMessage(child, (x) => x.type === 'reset', 10000, 'server reset');
+      child.send({ type: 'reset' });
+      await p;
+    },
+  };
+}
+
+interface CopyDone {
+  type: 'done';
+  seconds: number;
+  task: CopyTask;
+}
+
+type CopierMsg = { type: 'progress'; bytesDone: number; bytesTotal: number | null; phase: string } | CopyDone | { type: 'failed'; task: CopyTask };
+
+/** Run a copier child to the end (or until killAt decides to kill it: then resolves null). */
+async function runCopier(dest: string, server: ServerHandle, src: Source, o: { killAtBytes?: number; killDelayMs?: number } = {}): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
+  const child = forkChild(['copier', dest, server.url, SECRET, JSON.stringify(src.task)]);
+  let lastBytes = 0;
+  let killing = false;
+  let ticks = 0;
+  const pollCpu = setInterval(() => {
+    const t = cpuTicks(child.pid);
+    if (t) ticks = t;
+  }, 100);
+  try {
+    return await new Promise((resolve, reject) => {
+      child.on('message', (m: CopierMsg) => {
+        if (m.type === 'progress') {
+          lastBytes = m.bytesDone;
+          if (o.killAtBytes !== undefined && !killing && m.bytesDone >= o.killAtBytes) {
+            killing = true;
+            setTimeout(() => {
+              const at = lastBytes;
+              ticks = Math.max(ticks, cpuTicks(child.pid));
+              child.kill('SIGKILL');
+              void waitExit(child).then(() => resolve({ done: null, killedAtBytes: at, copierCpuS: ticks / CLK_TCK }));
+            }, o.killDelayMs ?? 0);
+          }
+        } else if (m.type === 'done') {
+          ticks = Math.max(ticks, cpuTicks(child.pid));
+          void waitExit(child).then(() => resolve({ done: m, killedAtBytes: null, copierCpuS: ticks / CLK_TCK }));
+        } else if (m.type === 'failed') {
+          reject(new Error(`the copy task failed: ${m.task.lastError}`));
+        }
+      });
+      child.once('exit', (code, sig) => {
+        if (!killing && code !== 0) reject(new Error(`the copier child exited (${code ?? sig}) before the task was done`));
+      });
+    });
+  } finally {
+    clearInterval(pollCpu);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+}
+
+/** Every segment at its place in dest/store with its size. */
+function checkDest(dest: string, src: Source): string | null {
+  for (const s of src.segments) {
+    let size = -1;
+    try {
+      size = fs.statSync(path.join(dest, 'store', s.rel)).size;
+    } catch {
+      return `${s.rel} is missing`;
+    }
+    if (size !== s.bytes) return `${s.rel} has ${size} bytes, not ${s.bytes}`;
+  }
+  return null;
+}
+
+const mbps = (bytes: number, s: number) => bytes / MB / s;
+const f1 = (x: number) => x.toFixed(1);
+const f2 = (x: number) => x.toFixed(2);
+
+/**
+ * ---- HOOK: transfer manager ----
+ * Another engineer is building lib/transfer-manager. When it exists, wire it
+ * here: copy `src` (served by `server`, a PeerApiServer child at server.url,
+ * secret SECRET) into `dest` and return the seconds it took, timed like
+ * material copy (request to done, fsync included). Until then this returns
+ * the sentence printed instead of a figure.
+ */
+async function transferManagerHook(_src: Source, _server: ServerHandle, _dest: string): Promise<{ seconds: number } | string> {
+  const file = path.join(__dirname, '..', '..', 'lib', 'transfer-manager.js');
+  if (!fs.existsSync(file)) return 'not built yet (no lib/transfer-manager.js)';
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const mod = require(file) as Record<string, unknown>;
+  return `lib/transfer-manager.js exists (exports: ${Object.keys(mod).join(', ') || 'none'}) but the bench is not wired to it yet: see transferManagerHook() in test/bench/copy.ts`;
+}
+
+export async function benchCopy(): Promise<void> {
+  const totalMB = Number(process.env.BENCH_COPY_MB ?? 2048);
+  const segMB = Number(process.env.BENCH_COPY_SEGMENT_MB ?? 4);
+  const kills = Number(process.env.BENCH_COPY_KILLS ?? 3);
+  const killAt = Number(process.env.BENCH_COPY_KILL_AT ?? 0.4);
+  if (!(totalMB > 0 && segMB > 0)) return;
+  const t0 = Date.now();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-bench-copy-'));
+  const onSignal = (sig: NodeJS.Signals) => {
+    console.error(`\n  ${sig}: killing the copy bench's processes and removing ${tmp}`);
+    killChildren();
+    fs.rmSync(tmp, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let server: ServerHandle | null = null;
+  try {
+    const segBytes = Math.round(segMB * MB);
+    const tw = Date.now();
+    const src = makeSource(path.join(tmp, 'src'), totalMB * MB, segBytes);
+    const writeS = (Date.now() - tw) / 1000;
+    const n = src.segments.length;
+    const sameFs = fs.statSync(src.storage).dev === fs.statSync(tmp).dev;
+    let fsName = '?';
+    try {
+      fsName = execFileSync('df', ['--output=source,fstype', tmp]).toString().trim().split('\n').pop()!.trim().replace(/\s+/, ' ');
+    } catch {
+      // no df
+    }
+    console.log(
+      `\ncopy of ${n} segments of ${segMB} MiB (${f1(src.bytes / MB)} MiB of random bytes, ${CLIPS} clips of ${MAIN} channel 1) on one file system (${fsName}, under ${tmp}${sameFs ? '' : '; NOT all on one device'}):`,
+    );
+    console.log(`  source written in ${f1(writeS)} s (random bytes + sha256); all copies below read it from the page cache (written just before, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM), and write to the same disk`);
+    console.log('  order: cp, material copy, cp again; the ratio is against the mean of the two cp runs; durability on both sides (cp: sync of every copied file and directory after cp -r; ours: fsync of each segment and its directory, SQLite commits)');
+
+    const cps: number[] = [];
+    const cpRun = (label: string) => {
+      const dest = path.join(tmp, `cp-${cps.length}`);
+      const r = timeCp(src, dest);
+      fs.rmSync(dest, { recursive: true, force: true });
+      cps.push(r.totalS);
+      console.log(`  cp -r + sync (${label}): ${f2(r.totalS)} s (cp ${f2(r.cpS)} s + sync ${f2(r.totalS - r.cpS)} s) -> ${f1(mbps(src.bytes, r.totalS))} MiB/s`);
+    };
+    cpRun('first');
+
+    server = await startServer(src);
+    const serverTicks0 = cpuTicks(server.child.pid);
+    const oursDest = path.join(tmp, 'ours');
+    const ours = await runCopier(oursDest, server, src);
+    const serverCpuS = (cpuTicks(server.child.pid) - serverTicks0) / CLK_TCK;
+    const bad = checkDest(oursDest, src);
+    fs.rmSync(oursDest, { recursive: true, force: true });
+    const oursS = ours.done!.seconds;
+    cpRun('second');
+    const cpS = cps.reduce((a, b) => a + b, 0) / cps.length;
+    const ratio = mbps(src.bytes, oursS) / mbps(src.bytes, cpS);
+    console.log(
+      `  material copy (peer API child process -> PeerClient + MaterialCopier child, HTTP on 127.0.0.1, sha256 verified): ${f2(oursS)} s -> ${f1(mbps(src.bytes, oursS))} MiB/s; ratio to cp ${f2(ratio)} -> ${ratio >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})${bad ? `; WRONG RESULT: ${bad}` : ''}`,
+    );
+    console.log(`    CPU: copier child ${f1(ours.copierCpuS)} s (${Math.round((ours.copierCpuS / oursS) * 100)}% of one core, process start included), peer API child ${f1(serverCpuS)} s (${Math.round((serverCpuS / oursS) * 100)}%)`);
+
+    const tmDest = path.join(tmp, 'tm');
+    const tm = await transferManagerHook(src, server, tmDest);
+    fs.rmSync(tmDest, { recursive: true, force: true });
+    if (typeof tm === 'string') console.log(`  transfer manager: ${tm}`);
+    else {
+      const r = mbps(src.bytes, tm.seconds) / mbps(src.bytes, cpS);
+      console.log(`  transfer manager: ${f2(tm.seconds)} s -> ${f1(mbps(src.bytes, tm.seconds))} MiB/s; ratio to cp ${f2(r)} -> ${r >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})`);
+    }
+
+    if (kills > 0) {
+      const segTimeMs = (segBytes / (src.bytes / oursS)) * 1000;
+      console.log(
+        `  kill -9 of the copier child once ${Math.round(killAt * 100)}% of the bytes are committed, plus a random 0-${Math.round(segTimeMs)} ms (about one segment's transfer), then a new copier child on the same queue, catalogue and storage; bytes served twice by the peer API (body bytes handed to segment responses, per segment, over its size):`,
+      );
+      const dups: number[] = [];
+      for (let k = 0; k < kills; k++) {
+        const dest = path.join(tmp, `kill-${k}`);
+        await server.reset();
+        const delay = Math.round(Math.random() * segTimeMs);
+        const first = await runCopier(dest, server, src, { killAtBytes: killAt * src.bytes, killDelayMs: delay });
+        const second = first.done ? first : await runCopier(dest, server, src);
+        const { served, requests } = await server.counts();
+        const wrong = checkDest(dest, src);
+        fs.rmSync(dest, { recursive: true, force: true });
+        let dup = 0;
+        let dupSegs = 0;
+        let notServed = 0;
+        for (const s of src.segments) {
+          const got = served[s.url] ?? 0;
+          if (got > s.bytes) {
+            dup += got - s.bytes;
+            dupSegs++;
+          } else if (got < s.bytes) notServed++;
+        }
+        dups.push(dup);
+        const t = second.done!.task;
+        const killed = first.killedAtBytes === null ? 'not killed (the copy ended first)' : `killed at ${f1(first.killedAtBytes / MB)} MiB committed (${Math.round((first.killedAtBytes / src.bytes) * 100)}%, +${delay} ms)`;
+        console.log(
+          `    run ${k + 1}: ${killed}; resumed in ${f2(second.done!.seconds)} s; served twice ${dup} bytes (${f2(dup / segBytes)} segment) over ${dupSegs} segment(s); ${requests} segment requests for ${n} segments; ${notServed} segment(s) not served whole (found complete on disk after the kill); task: ${t.segmentsCopied} copied + ${t.segmentsSkipped} skipped, ${t.attempts} attempts${wrong ? `; WRONG RESULT: ${wrong}` : ''}`,
+        );
+      }
+      const worst = Math.max(...dups);
+      console.log(`  bytes copied twice after a kill -9: worst ${worst} bytes = ${f2(worst / segBytes)} segment over ${dups.length} runs -> ${worst <= segBytes ? 'meets' : 'misses'} the goal (at most one segment)`);
+    }
+    const t = (Date.now() - t0) / 1000;
+    console.log(`  (copy section took ${Math.round(t)} s)`);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (server) {
+      server.child.send({ type: 'stop' });
+      await Promise.race([waitExit(server.child), sleep(3000)]);
+    }
+    killChildren();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}

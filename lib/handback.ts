@@ -28,11 +28,16 @@ export interface HandbackLink {
 }
 
 /** Record again, on this server, the lines the failover server records; never throws. */
-export async function applyHandback(h: Handback, lookup: (channel: number) => HandbackTarget | undefined): Promise<{ ok: boolean; detail: string; started: number }> {
+export async function applyHandback(
+  h: Handback,
+  lookup: (channel: number) => HandbackTarget | undefined,
+  o: { recordingWithinMs?: number; pollMs?: number } = {},
+): Promise<{ ok: boolean; detail: string; started: number }> {
   if (h.drill) return { ok: true, detail: 'drill: nothing changed on this server', started: 0 };
   const notes: string[] = [];
   let ok = true;
   let started = 0;
+  const waitFor: { ctl: HandbackTarget; id: string; title: string; channel: number }[] = [];
   for (const ch of h.channels) {
     const ctl = lookup(ch.channel);
     if (!ctl) {
@@ -81,11 +86,32 @@ export async function applyHandback(h: Handback, lookup: (channel: number) => Ha
         }
         await ctl.execute({ command: 'start', line: { id } });
         started++;
+        waitFor.push({ ctl, id, title: r.title, channel: ch.channel });
         notes.push(`channel ${ch.channel}: "${r.title}" records again`);
       } catch (err) {
         ok = false;
         notes.push(`channel ${ch.channel}: "${r.title}" could not start: ${err instanceof CommandError ? err.message : errorText(err)}`);
       }
+    }
+  }
+  // confirm only once the media flows here (a start is armed at once; its first frame follows):
+  // the failover server stops after this answer
+  const within = o.recordingWithinMs ?? 15000;
+  const until = Date.now() + within;
+  for (const w of waitFor) {
+    for (;;) {
+      let l: PresentedLine | undefined;
+      try {
+        l = w.ctl.lines().find((x) => x.id === w.id);
+      } catch {
+        break;
+      }
+      if (!l || l.status === 'recording') break;
+      if (l.status === 'failed' || Date.now() > until) {
+        notes.push(`channel ${w.channel}: "${w.title}" is ${l.status}${l.reason ? ` (${l.reason})` : ''}, not recording yet`);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, o.pollMs ?? 100));
     }
   }
   return { ok, detail: notes.join('; ') || 'nothing was recording', started };

@@ -19,6 +19,14 @@
  *     and exits. `seconds` is from request() to the 'done' event (process start
  *     and module loading not included).
  *
+ *   node copy-child.js tm <destDir> <peerUrl> <secret> <clips>
+ *     the backup server's side: a TransferManager (lib/transfer-manager.ts,
+ *     backup bk-1 pulling the finished clips of main-1 channel 1) with its
+ *     TransferQueue (<destDir>/transfers.sqlite), a Catalogue and storage root
+ *     <destDir>/store, through a PeerClient. Same messages as the copier;
+ *     'done' once <clips> clips are transferred, `seconds` from start() (scan
+ *     included) to the last 'transferred' event; bytesDone sums every clip.
+ *
  * Not a test.
  */
 import http from 'node:http';
@@ -28,6 +36,7 @@ import { CopyQueue, TaskRequest } from '../../lib/copy-queue';
 import { MaterialCopier } from '../../lib/material-copy';
 import { PeerApiServer } from '../../lib/peer-api';
 import { PeerClient } from '../../lib/peer-client';
+import { TransferManager, TransferQueue } from '../../lib/transfer-manager';
 
 function send(msg: unknown): Promise<void> {
   return new Promise((resolve) => {
@@ -90,8 +99,47 @@ async function copier(destDir: string, peerUrl: string, secret: string, taskJson
   c.request(task);
 }
 
+async function transferManager(destDir: string, peerUrl: string, secret: string, clips: number): Promise<void> {
+  const queue = new TransferQueue(path.join(destDir, 'transfers.sqlite'));
+  const catalogue = new Catalogue(path.join(destDir, 'catalogue.sqlite'));
+  const client = new PeerClient({ url: peerUrl, secret, timeoutMs: 30000 });
+  const log = { info: () => undefined, warn: (m: string) => console.error(`transfer manager: ${m}`) };
+  const tm = new TransferManager(queue, catalogue, {
+    serverId: 'bk-1', mainServer: 'main-1', channels: [1], storageRoot: path.join(destDir, 'store'), source: () => client, pollMs: 3600000, retryMinMs: 200, log,
+  });
+  const perClip = new Map<string, number>();
+  for (const t of queue.list()) perClip.set(t.clipId, t.bytesDone);
+  let t0 = process.hrtime.bigint();
+  tm.on('progress', (p: { clipId: string; bytesDone: number; phase: string }) => {
+    if (p.clipId) perClip.set(p.clipId, p.bytesDone);
+    let sum = 0;
+    for (const b of perClip.values()) sum += b;
+    void send({ type: 'progress', bytesDone: sum, bytesTotal: null, phase: p.phase });
+  });
+  tm.on('transferred', () => {
+    const done = queue.inState('done');
+    if (done.length < clips) return;
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const task = {
+      segmentsCopied: done.reduce((n, t) => n + t.segmentsCopied, 0),
+      segmentsSkipped: done.reduce((n, t) => n + t.segmentsSkipped, 0),
+      attempts: Math.max(...done.map((t) => t.attempts)),
+      lastError: null,
+    };
+    void send({ type: 'done', seconds, task }).then(() => process.exit(0));
+  });
+  tm.on('failed', (t: { reason: string | null; name: string }) => {
+    void send({ type: 'failed', task: { lastError: `clip ${t.name}: ${t.reason}` } }).then(() => process.exit(1));
+  });
+  process.on('disconnect', () => process.exit(0));
+  t0 = process.hrtime.bigint();
+  tm.start();
+}
+
 const [mode, ...args] = process.argv.slice(2);
-const run = mode === 'server' ? server(args[0], args[1], args[2]) : mode === 'copier' ? copier(args[0], args[1], args[2], args[3]) : Promise.reject(new Error(`unknown mode ${mode}`));
+const run = mode === 'tm'
+  ? transferManager(args[0], args[1], args[2], Number(args[3]))
+  : mode === 'server' ? server(args[0], args[1], args[2]) : mode === 'copier' ? copier(args[0], args[1], args[2], args[3]) : Promise.reject(new Error(`unknown mode ${mode}`));
 run.catch((err) => {
   console.error(err);
   process.exit(1);

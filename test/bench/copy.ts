@@ -15,7 +15,7 @@
  *     each), timed together; our copier fsyncs each segment and its directory,
  *     so both sides pay for durability. cp runs before and after our copy; the
  *     ratio is against the mean of the two.
- *  3. Material copy: a PeerApiServer in a child process (the failover server
+ *  3. Material copy (and the transfer manager, 5.): a PeerApiServer in a child process (the failover server
  *     fo-1, serving the source) and a MaterialCopier + CopyQueue + fresh
  *     Catalogue in another child process (the restored main-1) copying the task
  *     {failedServer main-1, failoverServer fo-1, channels [1], the clips' period}
@@ -32,14 +32,17 @@
  *     sum over segments of max(0, served - size). These are bytes sent twice by
  *     the server: what sat in socket buffers at the kill counts, though the
  *     killed copier never read it.
- *  5. Transfer manager: see transferManagerHook() below.
+ *  5. Transfer manager: when lib/transfer-manager.js exists, measured like
+ *     material copy (throughput, then kill -9 runs) with a TransferManager child
+ *     (backup bk-1 pulling main-1's finished clips of channel 1); else the
+ *     section prints "transfer manager: not built yet".
  *
  * The source files are written just before and the machine has the RAM to keep
  * them: every copy (cp and ours) reads them from the page cache. That is stated
  * in the output.
  *
  * Options (environment): BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4,
- * BENCH_COPY_KILLS=3, BENCH_COPY_KILL_AT=0.4, BENCH_COPY=0 skips the section.
+ * BENCH_COPY_KILLS=3 (per copier), BENCH_COPY_KILL_AT=0.4, BENCH_COPY=0 skips the section.
  */
 import { ChildProcess, execFileSync, fork } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -83,6 +86,7 @@ interface Source {
   catalogueFile: string;
   segments: SourceSegment[];
   bytes: number;
+  clips: number;
   task: TaskRequest;
 }
 
@@ -98,7 +102,9 @@ function makeSource(root: string, totalBytes: number, segBytes: number): Source 
   const chunk = Buffer.alloc(Math.min(MB, segBytes));
   let left = n;
   let total = 0;
+  let clips = 0;
   for (let c = 0; left > 0; c++) {
+    clips++;
     const count = Math.min(perClip, left);
     left -= count;
     const startedAt = base + c * perClip * 6000;
@@ -139,7 +145,7 @@ function makeSource(root: string, totalBytes: number, segBytes: number): Source 
   }
   catalogue.release();
   const to = base + CLIPS * perClip * 6000 + 1000;
-  return { root, storage, catalogueFile, segments, bytes: total, task: { entryId: 1, failedServer: MAIN, failoverServer: 'fo-1', channels: [1], from: base - 1000, to } };
+  return { root, storage, catalogueFile, segments, bytes: total, clips, task: { entryId: 1, failedServer: MAIN, failoverServer: 'fo-1', channels: [1], from: base - 1000, to } };
 }
 
 function walkAll(dir: string, out: string[] = []): string[] {
@@ -237,14 +243,17 @@ async function startServer(src: Source): Promise<ServerHandle> {
 interface CopyDone {
   type: 'done';
   seconds: number;
-  task: CopyTask;
+  /** The material copy task (the transfer manager sends these counters summed over its clips). */
+  task: Pick<CopyTask, 'segmentsCopied' | 'segmentsSkipped' | 'attempts' | 'lastError'>;
 }
 
-type CopierMsg = { type: 'progress'; bytesDone: number; bytesTotal: number | null; phase: string } | CopyDone | { type: 'failed'; task: CopyTask };
+type CopierMsg = { type: 'progress'; bytesDone: number; bytesTotal: number | null; phase: string } | CopyDone | { type: 'failed'; task: Pick<CopyTask, 'lastError'> };
 
 /** Run a copier child to the end (or until killAt decides to kill it: then resolves null). */
-async function runCopier(dest: string, server: ServerHandle, src: Source, o: { killAtBytes?: number; killDelayMs?: number } = {}): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
-  const child = forkChild(['copier', dest, server.url, SECRET, JSON.stringify(src.task)]);
+type Kind = 'copier' | 'tm';
+
+async function runCopier(kind: Kind, dest: string, server: ServerHandle, src: Source, o: { killAtBytes?: number; killDelayMs?: number } = {}): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
+  const child = forkChild(kind === 'copier' ? ['copier', dest, server.url, SECRET, JSON.stringify(src.task)] : ['tm', dest, server.url, SECRET, String(src.clips)]);
   let lastBytes = 0;
   let killing = false;
   let ticks = 0;
@@ -301,22 +310,6 @@ const mbps = (bytes: number, s: number) => bytes / MB / s;
 const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
 
-/**
- * ---- HOOK: transfer manager ----
- * Another engineer is building lib/transfer-manager. When it exists, wire it
- * here: copy `src` (served by `server`, a PeerApiServer child at server.url,
- * secret SECRET) into `dest` and return the seconds it took, timed like
- * material copy (request to done, fsync included). Until then this returns
- * the sentence printed instead of a figure.
- */
-async function transferManagerHook(_src: Source, _server: ServerHandle, _dest: string): Promise<{ seconds: number } | string> {
-  const file = path.join(__dirname, '..', '..', 'lib', 'transfer-manager.js');
-  if (!fs.existsSync(file)) return 'not built yet (no lib/transfer-manager.js)';
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require(file) as Record<string, unknown>;
-  return `lib/transfer-manager.js exists (exports: ${Object.keys(mod).join(', ') || 'none'}) but the bench is not wired to it yet: see transferManagerHook() in test/bench/copy.ts`;
-}
-
 export async function benchCopy(): Promise<void> {
   const totalMB = Number(process.env.BENCH_COPY_MB ?? 2048);
   const segMB = Number(process.env.BENCH_COPY_SEGMENT_MB ?? 4);
@@ -351,7 +344,7 @@ export async function benchCopy(): Promise<void> {
       `\ncopy of ${n} segments of ${segMB} MiB (${f1(src.bytes / MB)} MiB of random bytes, ${CLIPS} clips of ${MAIN} channel 1) on one file system (${fsName}, under ${tmp}${sameFs ? '' : '; NOT all on one device'}):`,
     );
     console.log(`  source written in ${f1(writeS)} s (random bytes + sha256); all copies below read it from the page cache (written just before, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM), and write to the same disk`);
-    console.log('  order: cp, material copy, cp again; the ratio is against the mean of the two cp runs; durability on both sides (cp: sync of every copied file and directory after cp -r; ours: fsync of each segment and its directory, SQLite commits)');
+    console.log('  order: cp, material copy, transfer manager, cp again; the ratio is against the mean of the two cp runs; durability on both sides (cp: sync of every copied file and directory after cp -r; ours: fsync of each segment and its directory, SQLite commits)');
 
     const cps: number[] = [];
     const cpRun = (label: string) => {
@@ -364,64 +357,79 @@ export async function benchCopy(): Promise<void> {
     cpRun('first');
 
     server = await startServer(src);
-    const serverTicks0 = cpuTicks(server.child.pid);
-    const oursDest = path.join(tmp, 'ours');
-    const ours = await runCopier(oursDest, server, src);
-    const serverCpuS = (cpuTicks(server.child.pid) - serverTicks0) / CLK_TCK;
-    const bad = checkDest(oursDest, src);
-    fs.rmSync(oursDest, { recursive: true, force: true });
-    const oursS = ours.done!.seconds;
+    const srv = server;
+    const kinds: { kind: Kind; label: string; what: string }[] = [
+      { kind: 'copier', label: 'material copy', what: 'peer API child process -> PeerClient + MaterialCopier child (restored main-1, one task), HTTP on 127.0.0.1, sha256 verified' },
+      { kind: 'tm', label: 'transfer manager', what: 'peer API child process -> PeerClient + TransferManager child (backup bk-1 pulls the finished clips of main-1), HTTP on 127.0.0.1, sha256 verified' },
+    ];
+    const tmBuilt = fs.existsSync(path.join(__dirname, '..', '..', 'lib', 'transfer-manager.js'));
+    const measured: { kind: Kind; label: string; seconds: number; cpu: string }[] = [];
+    for (const k of kinds) {
+      if (k.kind === 'tm' && !tmBuilt) continue;
+      const dest = path.join(tmp, `${k.kind}-throughput`);
+      const serverTicks0 = cpuTicks(srv.child.pid);
+      const r = await runCopier(k.kind, dest, srv, src);
+      const serverCpuS = (cpuTicks(srv.child.pid) - serverTicks0) / CLK_TCK;
+      const bad = checkDest(dest, src);
+      fs.rmSync(dest, { recursive: true, force: true });
+      const s = r.done!.seconds;
+      measured.push({
+        kind: k.kind,
+        label: `${k.label} (${k.what})`,
+        seconds: s,
+        cpu: `CPU: ${k.label} child ${f1(r.copierCpuS)} s (${Math.round((r.copierCpuS / s) * 100)}% of one core, process start included), peer API child ${f1(serverCpuS)} s (${Math.round((serverCpuS / s) * 100)}%)${bad ? `; WRONG RESULT: ${bad}` : ''}`,
+      });
+    }
     cpRun('second');
     const cpS = cps.reduce((a, b) => a + b, 0) / cps.length;
-    const ratio = mbps(src.bytes, oursS) / mbps(src.bytes, cpS);
-    console.log(
-      `  material copy (peer API child process -> PeerClient + MaterialCopier child, HTTP on 127.0.0.1, sha256 verified): ${f2(oursS)} s -> ${f1(mbps(src.bytes, oursS))} MiB/s; ratio to cp ${f2(ratio)} -> ${ratio >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})${bad ? `; WRONG RESULT: ${bad}` : ''}`,
-    );
-    console.log(`    CPU: copier child ${f1(ours.copierCpuS)} s (${Math.round((ours.copierCpuS / oursS) * 100)}% of one core, process start included), peer API child ${f1(serverCpuS)} s (${Math.round((serverCpuS / oursS) * 100)}%)`);
-
-    const tmDest = path.join(tmp, 'tm');
-    const tm = await transferManagerHook(src, server, tmDest);
-    fs.rmSync(tmDest, { recursive: true, force: true });
-    if (typeof tm === 'string') console.log(`  transfer manager: ${tm}`);
-    else {
-      const r = mbps(src.bytes, tm.seconds) / mbps(src.bytes, cpS);
-      console.log(`  transfer manager: ${f2(tm.seconds)} s -> ${f1(mbps(src.bytes, tm.seconds))} MiB/s; ratio to cp ${f2(r)} -> ${r >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})`);
+    for (const m of measured) {
+      const ratio = mbps(src.bytes, m.seconds) / mbps(src.bytes, cpS);
+      console.log(`  ${m.label}: ${f2(m.seconds)} s -> ${f1(mbps(src.bytes, m.seconds))} MiB/s; ratio to cp ${f2(ratio)} -> ${ratio >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})`);
+      console.log(`    ${m.cpu}`);
     }
+    // ---- transfer manager hook: measured above like material copy when lib/transfer-manager.js is there (TransferManager, TransferQueue; 'tm' in copy-child.ts) ----
+    if (!tmBuilt) console.log('  transfer manager: not built yet (no lib/transfer-manager.js)');
 
     if (kills > 0) {
-      const segTimeMs = (segBytes / (src.bytes / oursS)) * 1000;
-      console.log(
-        `  kill -9 of the copier child once ${Math.round(killAt * 100)}% of the bytes are committed, plus a random 0-${Math.round(segTimeMs)} ms (about one segment's transfer), then a new copier child on the same queue, catalogue and storage; bytes served twice by the peer API (body bytes handed to segment responses, per segment, over its size):`,
-      );
-      const dups: number[] = [];
-      for (let k = 0; k < kills; k++) {
-        const dest = path.join(tmp, `kill-${k}`);
-        await server.reset();
-        const delay = Math.round(Math.random() * segTimeMs);
-        const first = await runCopier(dest, server, src, { killAtBytes: killAt * src.bytes, killDelayMs: delay });
-        const second = first.done ? first : await runCopier(dest, server, src);
-        const { served, requests } = await server.counts();
-        const wrong = checkDest(dest, src);
-        fs.rmSync(dest, { recursive: true, force: true });
-        let dup = 0;
-        let dupSegs = 0;
-        let notServed = 0;
-        for (const s of src.segments) {
-          const got = served[s.url] ?? 0;
-          if (got > s.bytes) {
-            dup += got - s.bytes;
-            dupSegs++;
-          } else if (got < s.bytes) notServed++;
-        }
-        dups.push(dup);
-        const t = second.done!.task;
-        const killed = first.killedAtBytes === null ? 'not killed (the copy ended first)' : `killed at ${f1(first.killedAtBytes / MB)} MiB committed (${Math.round((first.killedAtBytes / src.bytes) * 100)}%, +${delay} ms)`;
+      for (const m of measured) {
+        const segTimeMs = (segBytes / (src.bytes / m.seconds)) * 1000;
+        const name = m.kind === 'copier' ? 'material copy' : 'transfer manager';
         console.log(
-          `    run ${k + 1}: ${killed}; resumed in ${f2(second.done!.seconds)} s; served twice ${dup} bytes (${f2(dup / segBytes)} segment) over ${dupSegs} segment(s); ${requests} segment requests for ${n} segments; ${notServed} segment(s) not served whole (found complete on disk after the kill); task: ${t.segmentsCopied} copied + ${t.segmentsSkipped} skipped, ${t.attempts} attempts${wrong ? `; WRONG RESULT: ${wrong}` : ''}`,
+          `  ${name}, kill -9 of its child once ${Math.round(killAt * 100)}% of the bytes are committed, plus a random 0-${Math.round(segTimeMs)} ms (about one segment's transfer), then a new child on the same queue, catalogue and storage; bytes served twice by the peer API (body bytes handed to segment responses, per segment, over its size):`,
         );
+        const dups: number[] = [];
+        for (let k = 0; k < kills; k++) {
+          const dest = path.join(tmp, `${m.kind}-kill-${k}`);
+          await srv.reset();
+          const delay = Math.round(Math.random() * segTimeMs);
+          const first = await runCopier(m.kind, dest, srv, src, { killAtBytes: killAt * src.bytes, killDelayMs: delay });
+          const second = first.done ? first : await runCopier(m.kind, dest, srv, src);
+          const { served, requests } = await srv.counts();
+          const wrong = checkDest(dest, src);
+          fs.rmSync(dest, { recursive: true, force: true });
+          let dup = 0;
+          let dupSegs = 0;
+          let notServed = 0;
+          for (const s of src.segments) {
+            const got = served[s.url] ?? 0;
+            if (got > s.bytes) {
+              dup += got - s.bytes;
+              dupSegs++;
+            } else if (got < s.bytes) notServed++;
+          }
+          dups.push(dup);
+          const t = second.done!.task;
+          const killed =
+            first.killedAtBytes === null
+              ? 'not killed (the copy ended first)'
+              : `killed at ${f1(first.killedAtBytes / MB)} MiB committed (${Math.round((first.killedAtBytes / src.bytes) * 100)}%, +${delay} ms)`;
+          console.log(
+            `    run ${k + 1}: ${killed}; resumed in ${f2(second.done!.seconds)} s; served twice ${dup} bytes (${f2(dup / segBytes)} segment) over ${dupSegs} segment(s); ${requests} segment requests for ${n} segments; ${notServed} segment(s) not served whole (found complete on disk after the kill); ${t.segmentsCopied} copied + ${t.segmentsSkipped} skipped, ${t.attempts} attempts${wrong ? `; WRONG RESULT: ${wrong}` : ''}`,
+          );
+        }
+        const worst = Math.max(...dups);
+        console.log(`  ${name}: bytes copied twice after a kill -9: worst ${worst} bytes = ${f2(worst / segBytes)} segment over ${dups.length} runs -> ${worst <= segBytes ? 'meets' : 'misses'} the goal (at most one segment)`);
       }
-      const worst = Math.max(...dups);
-      console.log(`  bytes copied twice after a kill -9: worst ${worst} bytes = ${f2(worst / segBytes)} segment over ${dups.length} runs -> ${worst <= segBytes ? 'meets' : 'misses'} the goal (at most one segment)`);
     }
     const t = (Date.now() - t0) / 1000;
     console.log(`  (copy section took ${Math.round(t)} s)`);

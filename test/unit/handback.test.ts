@@ -74,6 +74,36 @@ describe('handback (applyHandback)', () => {
     chans = new Map();
   });
 
+  it('confirms only when the media flows: a line armed first is waited for, one that stays armed is named', async () => {
+    const slow = new FakeChannel([line('a', 'interrupted')]);
+    const exec = slow.execute.bind(slow);
+    slow.execute = async (cmd: unknown) => {
+      const r = await exec(cmd);
+      const a = slow.list.find((x) => x.id === 'a')!;
+      if ((cmd as { command: string }).command === 'start') {
+        a.status = 'armed';
+        setTimeout(() => (a.status = 'recording'), 30); // the first frame comes a moment later
+      }
+      return r;
+    };
+    chans.set(1, slow);
+    const t0 = Date.now();
+    const r = await applyHandback(handback([{ channel: 1, recording: [rec('a')] }]), lookup, { pollMs: 5 });
+    assert.equal(slow.list[0].status, 'recording', 'answered once it records');
+    assert.ok(Date.now() - t0 >= 25);
+    assert.doesNotMatch(r.detail, /not recording yet/);
+    const stuck = new FakeChannel([line('b', 'interrupted')]);
+    const exec2 = stuck.execute.bind(stuck);
+    stuck.execute = async (cmd: unknown) => {
+      const res = await exec2(cmd);
+      if ((cmd as { command: string }).command === 'start') stuck.list.find((x) => x.id === 'b')!.status = 'armed';
+      return res;
+    };
+    chans.set(2, stuck);
+    const r2 = await applyHandback(handback([{ channel: 2, recording: [rec('b')] }]), lookup, { recordingWithinMs: 50, pollMs: 5 });
+    assert.match(r2.detail, /channel 2: "Title b" is armed, not recording yet/);
+  });
+
   it('changes nothing for a drill', async () => {
     const c = new FakeChannel([line('a', 'interrupted')]);
     chans.set(1, c);

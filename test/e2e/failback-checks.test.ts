@@ -8,7 +8,7 @@ import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
 import { FailoverLog } from '../../lib/failover-log';
-import { events, retainedState, waitEvent, walk } from '../support/failover';
+import { events, retainedState, waitCachedLine, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
@@ -91,20 +91,8 @@ describe('failback checks, permissions and drill: a main and a failover server w
     assert.equal((await p.request('POST', '/cmd/1', { command: 'start', line: { id } })).status, 200);
     await waitLine(p, id, 'recording');
   }
-  async function waitCachedRecording(id: string) {
-    const file = path.join(dirF, 'twinrec', 'settings-cache', 'main-1.json');
-    const end = Date.now() + 15000;
-    for (;;) {
-      try {
-        const list = JSON.parse(fs.readFileSync(file, 'utf8')) as { lines: { id: string; status: string }[] }[];
-        if (list.some((c) => c.lines.some((l) => l.id === id && l.status === 'recording'))) return;
-      } catch {
-        /* not yet */
-      }
-      if (Date.now() > end) throw new Error(`fo-1 has not cached line ${id} as recording`);
-      await sleep(100);
-    }
-  }
+  const waitCachedRecording = (id: string) => waitCachedLine(dirF, 'main-1', id);
+
   /** kill -9 of the main; resolves with the failover log entry of its takeover. */
   async function failMain(nth: number): Promise<{ id: number; epoch: number }> {
     await main!.kill9();

@@ -8,7 +8,7 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import { events, waitEvent, walk } from '../support/failover';
+import { events, waitCachedLine, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
@@ -56,20 +56,8 @@ describe('failover on doubt: broker outages, isolation, several failover servers
     });
     return procs[name]!;
   }
-  async function cached(name: string) {
-    const file = path.join(dirs[name], 'twinrec', 'settings-cache', 'main-1.json');
-    const end = Date.now() + 15000;
-    for (;;) {
-      try {
-        const list = JSON.parse(fs.readFileSync(file, 'utf8')) as { lines: { id: string; status: string }[] }[];
-        if (list.some((c) => c.lines.some((l) => l.id === 'air' && l.status === 'recording'))) return;
-      } catch {
-        /* not yet */
-      }
-      if (Date.now() > end) throw new Error(`${name} has not cached main-1's recording line`);
-      await sleep(100);
-    }
-  }
+  const cached = (name: string) => waitCachedLine(dirs[name], 'main-1', 'air');
+
   const segments = (name: string) => walk(path.join(dirs[name], 'store', 'main-1')).filter((f) => f.endsWith('.ts') && fs.statSync(f).size > 0);
 
   it('a broker outage with the main alive is no failure: its direct probe answers', async function () {

@@ -9,7 +9,7 @@ import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
-import { events, retainedState, waitEvent, walk } from '../support/failover';
+import { events, retainedState, waitCachedLine, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
@@ -82,20 +82,8 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
   }
 
   /** The failover server's cache holds the line as recording (it was published before the kill). */
-  async function waitCached(server: string, lineId: string) {
-    const file = path.join(dirs['fo-1'], 'twinrec', 'settings-cache', `${server}.json`);
-    const end = Date.now() + 15000;
-    for (;;) {
-      try {
-        const list = JSON.parse(fs.readFileSync(file, 'utf8')) as { lines: { id: string; status: string }[] }[];
-        if (list.some((c) => c.lines.some((l) => l.id === lineId && l.status === 'recording'))) return;
-      } catch {
-        /* not yet */
-      }
-      if (Date.now() > end) throw new Error(`the settings cache of fo-1 has no recording line ${lineId} of ${server}`);
-      await sleep(100);
-    }
-  }
+  const waitCached = (server: string, lineId: string) => waitCachedLine(dirs['fo-1'], server, lineId);
+
 
   /** Media segments the failover server wrote for a failed server's channel. */
   function takeoverSegments(server: string, channel: number): string[] {

@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { events, waitEvent, walk } from '../support/failover';
+import { events, waitCachedLine, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
@@ -73,20 +73,8 @@ describe('material copy: the restored main fetches what the failover server reco
     assert.equal((await p.request('POST', `/cmd/${ch}`, { command: 'add', line: { id, title: `Line ${id}` } })).status, 200);
     assert.equal((await p.request('POST', `/cmd/${ch}`, { command: 'start', line: { id } })).status, 200);
   }
-  async function cachedRecording(id: string) {
-    const file = path.join(dirF, 'twinrec', 'settings-cache', 'main-1.json');
-    const end = Date.now() + 15000;
-    for (;;) {
-      try {
-        const list = JSON.parse(fs.readFileSync(file, 'utf8')) as { lines: { id: string; status: string }[] }[];
-        if (list.some((c) => c.lines.some((l) => l.id === id && l.status === 'recording'))) return;
-      } catch {
-        /* not yet */
-      }
-      if (Date.now() > end) throw new Error(`fo-1 has not cached ${id}`);
-      await sleep(100);
-    }
-  }
+  const cachedRecording = (id: string) => waitCachedLine(dirF, 'main-1', id);
+
   /** The failover server's media for main-1, relative path -> sha256 (complete segments only: those of closed clips). */
   function foMedia(): Map<string, string> {
     const root = path.join(dirF, 'store');

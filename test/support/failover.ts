@@ -58,3 +58,22 @@ export async function retainedState(broker: Broker, server: string): Promise<{ e
   }
 }
 
+
+/**
+ * Wait until a failover server's settings cache (on its disk) holds a line of a
+ * watched server with the given status: what it would take over from now.
+ */
+export async function waitCachedLine(foUserDir: string, server: string, lineId: string, status = 'recording', ms = 15000): Promise<void> {
+  const file = path.join(foUserDir, 'twinrec', 'settings-cache', `${server}.json`);
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      const list = JSON.parse(fs.readFileSync(file, 'utf8')) as { lines: { id: string; status: string }[] }[];
+      if (list.some((c) => c.lines.some((l) => l.id === lineId && l.status === status))) return;
+    } catch {
+      /* not written yet */
+    }
+    if (Date.now() > end) throw new Error(`the settings cache in ${foUserDir} has no ${status} line ${lineId} of ${server}`);
+    await sleep(100);
+  }
+}

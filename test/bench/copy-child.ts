@@ -29,8 +29,12 @@
  *
  * Not a test.
  */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Catalogue } from '../../lib/catalogue';
 import { CopyQueue, TaskRequest } from '../../lib/copy-queue';
 import { MaterialCopier } from '../../lib/material-copy';
@@ -136,8 +140,86 @@ async function transferManager(destDir: string, peerUrl: string, secret: string,
   tm.start();
 }
 
+/**
+ * Where the time goes (BENCH_COPY_BREAKDOWN=1): every segment fetched in turn, one stage at a time:
+ * 'http' the GET only (body discarded), 'sha' + sha256 of the body, 'write' + each chunk written
+ * to a file with an awaited FileHandle.write (as PeerClient does), 'client' PeerClient.fetchSegment
+ * (adds the fsync of the part, the rename and the fsync of the directory), 'pipe' the body piped
+ * through a hashing Transform into a write stream (writes overlapping reads) and an fsync, 'client2'
+ * PeerClient.fetchSegment two segments at a time. Sends {type: 'done', seconds}.
+ */
+async function probe(destDir: string, peerUrl: string, secret: string, stage: string, segsJson: string): Promise<void> {
+  const segs = JSON.parse(segsJson) as { url: string; rel: string; sha256: string; bytes: number; clipId: string; index: number }[];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const u = new URL(peerUrl);
+  const client = new PeerClient({ url: peerUrl, secret, timeoutMs: 30000 });
+  const get = (p: string) =>
+    new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request({ hostname: u.hostname, port: u.port, path: p, agent, headers: { Authorization: `Bearer ${secret}` } }, resolve);
+      req.on('error', reject);
+      req.end();
+    });
+  const t0 = process.hrtime.bigint();
+  if (stage === 'client2') {
+    // two segments at a time (what a copier fetching ahead would do)
+    let next = 0;
+    const worker = async () => {
+      while (next < segs.length) {
+        const s = segs[next++];
+        await client.fetchSegment(s.clipId, s.index, path.join(destDir, s.rel), { expectedSha256: s.sha256, expectedBytes: s.bytes });
+      }
+    };
+    await Promise.all([worker(), worker()]);
+  }
+  for (const s of stage === 'client2' ? [] : segs) {
+    const dest = path.join(destDir, s.rel);
+    if (stage === 'pipe') {
+      // the body piped into a write stream (writes overlap the reads), hashed on the way, then fsync
+      await fs.promises.mkdir(path.dirname(dest), { recursive: true });
+      const res = await get(s.url);
+      const h = crypto.createHash('sha256');
+      const tap = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          h.update(chunk);
+          cb(null, chunk);
+        },
+      });
+      const fd = await fs.promises.open(dest, 'w');
+      await pipeline(res, tap, fs.createWriteStream('', { fd: fd.fd, autoClose: false, highWaterMark: 1024 * 1024 }));
+      await fd.sync();
+      await fd.close();
+      if (h.digest('hex') !== s.sha256) throw new Error(`probe: ${s.url} has another sha256`);
+      continue;
+    }
+    if (stage === 'client') {
+      await client.fetchSegment(s.clipId, s.index, dest, { expectedSha256: s.sha256, expectedBytes: s.bytes });
+      continue;
+    }
+    const res = await get(s.url);
+    const h = stage === 'http' ? null : crypto.createHash('sha256');
+    let fh: fs.promises.FileHandle | null = null;
+    if (stage === 'write') {
+      await fs.promises.mkdir(path.dirname(dest), { recursive: true });
+      fh = await fs.promises.open(dest, 'w');
+    }
+    for await (const c of res) {
+      if (fh) await fh.write(c as Buffer);
+      h?.update(c as Buffer);
+    }
+    await fh?.close();
+    if (h && h.digest('hex') !== s.sha256) throw new Error(`probe: ${s.url} has another sha256`);
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  agent.destroy();
+  client.close();
+  await send({ type: 'done', seconds, task: { segmentsCopied: segs.length, segmentsSkipped: 0, attempts: 1, lastError: null } });
+  process.exit(0);
+}
+
 const [mode, ...args] = process.argv.slice(2);
-const run = mode === 'tm'
+const run = mode === 'probe'
+  ? probe(args[0], args[1], args[2], args[3], args[4])
+  : mode === 'tm'
   ? transferManager(args[0], args[1], args[2], Number(args[3]))
   : mode === 'server' ? server(args[0], args[1], args[2]) : mode === 'copier' ? copier(args[0], args[1], args[2], args[3]) : Promise.reject(new Error(`unknown mode ${mode}`));
 run.catch((err) => {

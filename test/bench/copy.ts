@@ -1,48 +1,54 @@
 /**
- * Bench of material copy (and, once it exists, of the transfer manager):
- * throughput on BENCH_COPY_MB of segments against `cp` of the same files on the
- * same disk, as a ratio from one run, and the bytes copied twice after a kill -9
- * of the copier. Not a test: it prints figures and asserts nothing.
+ * Bench of material copy and of the transfer manager: throughput on
+ * BENCH_COPY_MB of segments against `cp` of the same files on the same disk, as
+ * a ratio from one run, and the bytes copied twice after a kill -9 of the
+ * copier. Not a test: it prints figures and asserts nothing.
  *
- *  1. Source: N segment files of random bytes (crypto.randomBytes, 1 MiB at a
- *     time, sha256 computed while writing) under <tmp>/src/store/main-1/ch01/<clip>/,
+ *  1. Source: N segment files of random bytes (crypto.randomFillSync, 1 MiB at
+ *     a time, sha256 computed while writing) under <tmp>/src/store/main-1/ch01/<clip>/,
  *     registered in a Catalogue (<tmp>/src/catalogue.sqlite) as 8 closed clips
  *     of server main-1, channel 1. Every directory of the bench is under one
- *     mkdtemp in os.tmpdir(); the bench checks it is on the same file system as
- *     the source (st_dev) and says so.
+ *     mkdtemp in os.tmpdir() (one file system: the output names it).
  *  2. cp: `cp -r` of the segment tree to a fresh directory, then `sync` of every
  *     copied file and directory (coreutils sync with file arguments: an fsync
- *     each), timed together; our copier fsyncs each segment and its directory,
- *     so both sides pay for durability. cp runs before and after our copy; the
- *     ratio is against the mean of the two.
- *  3. Material copy (and the transfer manager, 5.): a PeerApiServer in a child process (the failover server
+ *     each), timed together; our copiers fsync each segment and its directory,
+ *     so both sides pay for durability. cp runs first and again last; the
+ *     ratios are against the mean of the two.
+ *  3. Material copy: a PeerApiServer in a child process (the failover server
  *     fo-1, serving the source) and a MaterialCopier + CopyQueue + fresh
  *     Catalogue in another child process (the restored main-1) copying the task
  *     {failedServer main-1, failoverServer fo-1, channels [1], the clips' period}
  *     through a PeerClient over HTTP on 127.0.0.1. Two processes: the server and
  *     the copier do not share an event loop (as on two machines), and the copier
  *     can be killed. Timed from request() to the 'done' event, inside the copier
- *     child (its process start is not included).
- *  4. kill -9: a fresh destination; a copier child is killed with SIGKILL once
- *     its committed progress passed BENCH_COPY_KILL_AT (0.4) of the bytes, plus
- *     a random delay of up to about one segment's transfer time (so the kill
- *     lands anywhere in a segment); a new copier child on the same queue,
- *     catalogue and storage finishes the task. The server child counts the body
- *     bytes it handed to every segment response; bytes served twice =
- *     sum over segments of max(0, served - size). These are bytes sent twice by
- *     the server: what sat in socket buffers at the kill counts, though the
- *     killed copier never read it.
- *  5. Transfer manager: when lib/transfer-manager.js exists, measured like
- *     material copy (throughput, then kill -9 runs) with a TransferManager child
- *     (backup bk-1 pulling main-1's finished clips of channel 1); else the
- *     section prints "transfer manager: not built yet".
+ *     child (its process start is not included). The CPU of both children is
+ *     printed with it.
+ *  4. Transfer manager: when lib/transfer-manager.js exists, the same with a
+ *     TransferManager child (backup bk-1 pulling main-1's finished clips of
+ *     channel 1; timed from start() to the last clip's 'transferred', the scan
+ *     included); else the section prints "transfer manager: not built yet".
+ *  5. kill -9, for each of the two: a fresh destination; the child is killed
+ *     with SIGKILL once it reported BENCH_COPY_KILL_AT (0.4) of the bytes
+ *     (material copy reports committed segments; the transfer manager also the
+ *     bytes of the segment in flight, every 250 ms), plus a random delay of up
+ *     to about one segment's transfer time (so the kill lands anywhere in a
+ *     segment); the run line says what the kill left (a .part or none). A new
+ *     child on the same queue, catalogue and storage finishes the job. The
+ *     server child counts the body bytes it handed to every segment response;
+ *     bytes served twice = sum over segments of max(0, served - size). These are
+ *     bytes the server sent twice: what sat in socket buffers at the kill counts,
+ *     though the killed copier never read it (so it is an upper bound of the
+ *     bytes the copier received twice).
+ *  6. BENCH_COPY_BREAKDOWN=1: where the time goes, each stage over every
+ *     segment from the same peer API child (probe() in copy-child.ts).
  *
  * The source files are written just before and the machine has the RAM to keep
- * them: every copy (cp and ours) reads them from the page cache. That is stated
- * in the output.
+ * them: every copy (cp and ours) reads them from the page cache. The output
+ * says so.
  *
  * Options (environment): BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4,
- * BENCH_COPY_KILLS=3 (per copier), BENCH_COPY_KILL_AT=0.4, BENCH_COPY=0 skips the section.
+ * BENCH_COPY_KILLS=3 (for each copier), BENCH_COPY_KILL_AT=0.4,
+ * BENCH_COPY_BREAKDOWN=1, BENCH_COPY=0 skips the section.
  */
 import { ChildProcess, execFileSync, fork } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -78,6 +84,9 @@ interface SourceSegment {
   url: string;
   rel: string;
   bytes: number;
+  clipId: string;
+  index: number;
+  sha256: string;
 }
 
 interface Source {
@@ -129,7 +138,7 @@ function makeSource(root: string, totalBytes: number, segBytes: number): Source 
         fs.closeSync(fd);
       }
       segs.push({ index: i, file, run: 1, startSec: i * 6, endSec: (i + 1) * 6, frames: 150, bytes: segBytes, sha256: h.digest('hex'), complete: true, wallStart: startedAt + i * 6000 });
-      segments.push({ url: `/twinrec/v1/clips/${id}/segments/${i}`, rel: `${dir}/${file}`, bytes: segBytes });
+      segments.push({ url: `/twinrec/v1/clips/${id}/segments/${i}`, rel: `${dir}/${file}`, bytes: segBytes, clipId: id, index: i, sha256: segs[i].sha256! });
       total += segBytes;
     }
     const clip: Clip = {
@@ -250,10 +259,16 @@ interface CopyDone {
 type CopierMsg = { type: 'progress'; bytesDone: number; bytesTotal: number | null; phase: string } | CopyDone | { type: 'failed'; task: Pick<CopyTask, 'lastError'> };
 
 /** Run a copier child to the end (or until killAt decides to kill it: then resolves null). */
-type Kind = 'copier' | 'tm';
+type Kind = 'copier' | 'tm' | `probe-${string}`;
 
 async function runCopier(kind: Kind, dest: string, server: ServerHandle, src: Source, o: { killAtBytes?: number; killDelayMs?: number } = {}): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
-  const child = forkChild(kind === 'copier' ? ['copier', dest, server.url, SECRET, JSON.stringify(src.task)] : ['tm', dest, server.url, SECRET, String(src.clips)]);
+  const child = forkChild(
+    kind === 'copier'
+      ? ['copier', dest, server.url, SECRET, JSON.stringify(src.task)]
+      : kind === 'tm'
+        ? ['tm', dest, server.url, SECRET, String(src.clips)]
+        : ['probe', path.join(dest, 'store'), server.url, SECRET, kind.slice(6), JSON.stringify(src.segments)],
+  );
   let lastBytes = 0;
   let killing = false;
   let ticks = 0;
@@ -387,6 +402,28 @@ export async function benchCopy(): Promise<void> {
       console.log(`  ${m.label}: ${f2(m.seconds)} s -> ${f1(mbps(src.bytes, m.seconds))} MiB/s; ratio to cp ${f2(ratio)} -> ${ratio >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})`);
       console.log(`    ${m.cpu}`);
     }
+    if (process.env.BENCH_COPY_BREAKDOWN === '1') {
+      // in-memory sha256 speed of this process (one 4 MiB buffer, 64 times)
+      const buf = crypto.randomBytes(4 * MB);
+      const th = process.hrtime.bigint();
+      for (let i = 0; i < 64; i++) crypto.createHash('sha256').update(buf).digest();
+      const shaMBs = 256 / (Number(process.hrtime.bigint() - th) / 1e9);
+      const stages: [string, string][] = [
+        ['http', 'HTTP GET of every segment, body discarded'],
+        ['sha', '+ sha256 of the body'],
+        ['write', '+ awaited FileHandle.write of each chunk (no fsync)'],
+        ['client', 'PeerClient.fetchSegment (+ fsync of the part, rename, fsync of the directory)'],
+        ['pipe', 'for comparison: HTTP GET piped through a sha256 Transform into a write stream (writes overlap reads) + fsync'],
+        ['client2', 'for comparison: PeerClient.fetchSegment, two segments at a time'],
+      ];
+      console.log(`  where the time goes (BENCH_COPY_BREAKDOWN=1; one child fetching every segment in turn from the same peer API child; sha256 in memory: ${Math.round(shaMBs)} MiB/s):`);
+      for (const [stage, label] of stages) {
+        const dest = path.join(tmp, `probe-${stage}`);
+        const r = await runCopier(`probe-${stage}`, dest, srv, src);
+        fs.rmSync(dest, { recursive: true, force: true });
+        console.log(`    ${label}: ${f2(r.done!.seconds)} s -> ${f1(mbps(src.bytes, r.done!.seconds))} MiB/s (child CPU ${f1(r.copierCpuS)} s)`);
+      }
+    }
     // ---- transfer manager hook: measured above like material copy when lib/transfer-manager.js is there (TransferManager, TransferQueue; 'tm' in copy-child.ts) ----
     if (!tmBuilt) console.log('  transfer manager: not built yet (no lib/transfer-manager.js)');
 
@@ -395,7 +432,7 @@ export async function benchCopy(): Promise<void> {
         const segTimeMs = (segBytes / (src.bytes / m.seconds)) * 1000;
         const name = m.kind === 'copier' ? 'material copy' : 'transfer manager';
         console.log(
-          `  ${name}, kill -9 of its child once ${Math.round(killAt * 100)}% of the bytes are committed, plus a random 0-${Math.round(segTimeMs)} ms (about one segment's transfer), then a new child on the same queue, catalogue and storage; bytes served twice by the peer API (body bytes handed to segment responses, per segment, over its size):`,
+          `  ${name}, kill -9 of its child once it reported ${Math.round(killAt * 100)}% of the bytes (material copy: committed segments; transfer manager: also bytes of the segment in flight, every 250 ms), plus a random 0-${Math.round(segTimeMs)} ms (about one segment's transfer), then a new child on the same queue, catalogue and storage; bytes served twice by the peer API (body bytes handed to segment responses, per segment, over its size):`,
         );
         const dups: number[] = [];
         for (let k = 0; k < kills; k++) {
@@ -403,6 +440,9 @@ export async function benchCopy(): Promise<void> {
           await srv.reset();
           const delay = Math.round(Math.random() * segTimeMs);
           const first = await runCopier(m.kind, dest, srv, src, { killAtBytes: killAt * src.bytes, killDelayMs: delay });
+          // what the kill left: a part file of the segment in flight, or none (killed between two segments)
+          const parts = fs.existsSync(path.join(dest, 'store')) ? walkAll(path.join(dest, 'store')).filter((f) => f.endsWith('.part')) : [];
+          const left = parts.length ? parts.map((f) => `a .part of ${f2(fs.statSync(f).size / MB)} MiB`).join(', ') : 'no .part file';
           const second = first.done ? first : await runCopier(m.kind, dest, srv, src);
           const { served, requests } = await srv.counts();
           const wrong = checkDest(dest, src);
@@ -422,7 +462,7 @@ export async function benchCopy(): Promise<void> {
           const killed =
             first.killedAtBytes === null
               ? 'not killed (the copy ended first)'
-              : `killed at ${f1(first.killedAtBytes / MB)} MiB committed (${Math.round((first.killedAtBytes / src.bytes) * 100)}%, +${delay} ms)`;
+              : `killed ${delay} ms after ${f1(first.killedAtBytes / MB)} MiB were reported (${Math.round((first.killedAtBytes / src.bytes) * 100)}%), leaving ${left}`;
           console.log(
             `    run ${k + 1}: ${killed}; resumed in ${f2(second.done!.seconds)} s; served twice ${dup} bytes (${f2(dup / segBytes)} segment) over ${dupSegs} segment(s); ${requests} segment requests for ${n} segments; ${notServed} segment(s) not served whole (found complete on disk after the kill); ${t.segmentsCopied} copied + ${t.segmentsSkipped} skipped, ${t.attempts} attempts${wrong ? `; WRONG RESULT: ${wrong}` : ''}`,
           );

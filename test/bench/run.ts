@@ -12,7 +12,7 @@
  *     offsets, frames lost on the Aux across a kill -9 of the main.
  *  4. Failover (failover.ts): detection time and time to the first takeover
  *     media on the failover server after a kill -9 of a main.
- *  5. Copy (copy.ts): material copy (and the transfer manager, once built)
+ *  5. Copy (copy.ts): material copy and the transfer manager
  *     throughput on 2 GB of segments against cp of the same files on the same
  *     disk, and the bytes copied twice after a kill -9 of the copier.
  *
@@ -22,7 +22,7 @@
  * Options (environment): BENCH_CHANNELS="1,8,32,64", BENCH_SAMPLE_S=20, BENCH_COMMANDS=20000,
  * BENCH_TWIN=0 (skip 3), BENCH_TWIN_CLIPS=30, BENCH_TWIN_SECONDS=3, BENCH_TWIN_KILLS=3,
  * BENCH_FAILOVER=0 (skip 4), TWINREC_BENCH_FAILOVER_RUNS=20 (see failover.ts for the others),
- * BENCH_COPY=0 (skip 5), BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4, BENCH_COPY_KILLS=3 (see copy.ts).
+ * BENCH_COPY=0 (skip 5), BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4, BENCH_COPY_KILLS=3, BENCH_COPY_BREAKDOWN=1 (see copy.ts).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

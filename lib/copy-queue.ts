@@ -1,6 +1,7 @@
 /**
  * The durable queue of copy tasks of one server (material copy after a
- * failover, and later the transfer manager), with the progress of every
+ * failover; the transfer manager keeps its own per-clip queue in
+ * lib/transfer-manager.ts), with the progress of every
  * channel and kind of data, in SQLite (WAL; every change one commit, so a
  * kill -9 loses nothing committed and a copy resumes from its last copied item).
  *

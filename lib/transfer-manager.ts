@@ -40,6 +40,8 @@ import { insideRoot, SIDECAR_NAME, writeSidecar } from './storage';
 /** What the transfer manager needs of the main (lib/peer-client.ts PeerClient has it). */
 export interface TransferSource extends SegmentSource {
   clips(q: { server?: string; channel: number; from?: number; to?: number }): Promise<Clip[]>;
+  /** One clip (a peer without it is asked for the channel's list). */
+  clip?(id: string): Promise<Clip>;
 }
 
 export type TransferState = 'queued' | 'running' | 'done' | 'failed' | 'skipped' | 'deleted';
@@ -540,12 +542,15 @@ export class TransferManager extends EventEmitter {
     let remote: Clip | undefined;
     try {
       // the clip as the main holds it now (its segments and hashes)
-      const list = await src.clips({ server: this.o.mainServer, channel: t0.channel });
-      remote = list.find((c) => c.id === t0.clipId);
+      if (src.clip) remote = await src.clip(t0.clipId);
+      else remote = (await src.clips({ server: this.o.mainServer, channel: t0.channel })).find((c) => c.id === t0.clipId);
     } catch (err) {
       if (retryable(err)) throw err;
-      this.failClip(t0, errorText(err));
-      return;
+      if ((err as { code?: string }).code === 'ENOENT') remote = undefined;
+      else {
+        this.failClip(t0, errorText(err));
+        return;
+      }
     }
     if (!remote) {
       this.failClip(t0, `the clip is no longer on ${this.o.mainServer}`);

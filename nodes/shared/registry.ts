@@ -38,8 +38,9 @@ import type { MaterialCopyService } from '../../lib/material-copy-service';
 
 class ServiceRegistry<T> {
   private byServer = new Map<string, T>();
+  constructor(private readonly nodeType = 'material-copy') {}
   set(serverId: string, s: T): void {
-    if (this.byServer.has(serverId) && this.byServer.get(serverId) !== s) throw new Error(`server ${serverId} already has a material-copy node; use one per server`);
+    if (this.byServer.has(serverId) && this.byServer.get(serverId) !== s) throw new Error(`server ${serverId} already has a ${this.nodeType} node; use one per server`);
     this.byServer.set(serverId, s);
   }
   get(serverId: string): T | undefined {
@@ -54,3 +55,8 @@ class ServiceRegistry<T> {
 }
 
 export const materialCopyServices = new ServiceRegistry<MaterialCopyService>();
+
+/** The transfer manager of each (backup) server in this process (its transfer-manager node), for the admin route. */
+import type { TransferManager } from '../../lib/transfer-manager';
+
+export const transferManagers = new ServiceRegistry<TransferManager>('transfer-manager');

@@ -174,6 +174,8 @@ export function recorderSiteFlow(o: {
   peerPort?: number;
   /** Add a material-copy node; its messages are kept for GET /events. */
   materialCopy?: { bandwidth?: number };
+  /** Add a transfer-manager node (on a backup); its messages are kept for GET /events, POST /tm sends it a command. */
+  transferManager?: { mainServer: string; channels: string; bandwidth?: number; pollInterval?: number; retentionDays?: number };
 }): object[] {
   const tab = { id: 'tab1', type: 'tab', label: 'site' };
   const srv = {
@@ -182,6 +184,7 @@ export function recorderSiteFlow(o: {
   };
   const nodes: object[] = [tab, srv];
   if (o.materialCopy) nodes.push(...materialCopyNodes(o.materialCopy.bandwidth ?? 0));
+  if (o.transferManager) nodes.push(...transferManagerNodes(o.transferManager, !o.materialCopy));
   if (o.backupLink) nodes.push({ id: 'blink', type: 'backup-link', z: 'tab1', server: 'srv1', wires: [[]] });
   o.recorders.forEach((r, i) => {
     const ch = Number(r.channel ?? i + 1);
@@ -229,6 +232,33 @@ function materialCopyNodes(bandwidth: number): object[] {
       id: 'merr', type: 'function', z: 'tab1', outputs: 1,
       func: "const ev = flow.get('events') || [];\nev.push({ node: 'catch', port: -1, topic: msg.topic, payload: msg.error && msg.error.message, at: Date.now() });\nflow.set('events', ev);\nif (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;",
       wires: [['mresp']],
+    },
+  ];
+}
+
+/** A transfer-manager node whose messages (and errors) are kept in flow context; POST /tm for commands, GET /events (unless material copy has it). */
+function transferManagerNodes(t: NonNullable<Parameters<typeof recorderSiteFlow>[0]['transferManager']>, withEvents: boolean): object[] {
+  const keep = (node: string, port: number, payload: string) =>
+    `const ev = flow.get('events') || [];\nev.push({ node: '${node}', port: ${port}, topic: msg.topic, payload: ${payload}, at: Date.now() });\nflow.set('events', ev);\n`;
+  return [
+    {
+      id: 'tmgr', type: 'transfer-manager', z: 'tab1', server: 'srv1', mainServer: t.mainServer, channels: t.channels, bandwidth: t.bandwidth ?? 0,
+      pollInterval: t.pollInterval ?? 1, retentionDays: t.retentionDays ?? 0, wires: [['tmcol']],
+    },
+    { id: 'tmcol', type: 'function', z: 'tab1', outputs: 1, func: `${keep('transfer-manager', 0, 'msg.payload')}return msg.res ? msg : null;`, wires: [['tmresp']] },
+    { id: 'tmresp', type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
+    { id: 'tmin', type: 'http in', z: 'tab1', url: '/tm', method: 'post', upload: false, wires: [['tmgr']] },
+    ...(withEvents
+      ? [
+          { id: 'tmevin', type: 'http in', z: 'tab1', url: '/events', method: 'get', upload: false, wires: [['tmevout']] },
+          { id: 'tmevout', type: 'function', z: 'tab1', outputs: 1, func: "msg.payload = flow.get('events') || [];\nreturn msg;", wires: [['tmresp']] },
+        ]
+      : []),
+    { id: 'tmcatch', type: 'catch', z: 'tab1', scope: ['tmgr'], uncaught: false, wires: [['tmerr']] },
+    {
+      id: 'tmerr', type: 'function', z: 'tab1', outputs: 1,
+      func: `${keep('catch', -1, 'msg.error && msg.error.message')}if (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;`,
+      wires: [['tmresp']],
     },
   ];
 }

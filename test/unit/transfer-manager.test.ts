@@ -271,6 +271,38 @@ describe('transfer manager (lib)', () => {
     assert.deepEqual(peer.fetches, []);
   });
 
+  it('pause stops between segments and keeps the clip running; resume goes on from there (asking the main for the one clip)', async () => {
+    const c = makeClip(mainRoot, 'c1', { t0: now - 3600000, n: 4 });
+    const peer = new FakeMain(mainRoot, [c]);
+    const asked: string[] = [];
+    const slow = Object.assign(Object.create(peer) as FakeMain, {
+      async clip(id: string) {
+        asked.push(id);
+        return JSON.parse(JSON.stringify(peer.list.find((x) => x.id === id))) as Clip;
+      },
+      async fetchSegment(...a: Parameters<FakeMain['fetchSegment']>) {
+        await new Promise((r) => setTimeout(r, 20));
+        return peer.fetchSegment(...a);
+      },
+    });
+    const m = manager(slow);
+    m.start();
+    await until('first segment', () => (queue.get('c1')?.segmentsCopied ?? 0) >= 1);
+    m.pause();
+    assert.ok(m.isPaused);
+    await new Promise((r) => setTimeout(r, 80));
+    const held = queue.get('c1')!;
+    assert.equal(held.state, 'running', 'a paused clip stays running: it resumes first');
+    assert.ok(held.segmentsCopied < 4);
+    const fetched = peer.fetches.length;
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(peer.fetches.length, fetched, 'nothing is fetched while paused');
+    m.resume();
+    await until('done', () => queue.get('c1')?.state === 'done');
+    assert.equal(queue.get('c1')!.segmentsCopied + queue.get('c1')!.segmentsSkipped, 4);
+    assert.deepEqual([...new Set(asked)], ['c1']);
+  });
+
   it('refuses channels that are not channels', () => {
     assert.deepEqual(parseChannels('1-4, 7'), [1, 2, 3, 4, 7]);
     assert.deepEqual(parseChannels(3), [3]);

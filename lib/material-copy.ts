@@ -79,6 +79,9 @@ function segEnd(seg: Segment, fps = 25): number | null {
   return seg.frames !== null ? Math.round(seg.wallStart + (seg.frames / fps) * 1000) : seg.wallStart;
 }
 
+/** How far past the failover period's end the takeover's own events are still taken. */
+export const EVENT_GRACE_MS = 60000;
+
 export class MaterialCopier extends EventEmitter {
   private readonly clock: () => number;
   private running: Promise<void> | null = null;
@@ -303,7 +306,10 @@ export class MaterialCopier extends EventEmitter {
   }
 
   private async copyEvents(t: CopyTask, src: CopySource, channel: number, prog: ChannelProgress): Promise<void> {
-    const events = (await src.events({ server: t.failedServer, channel, from: t.from, to: t.to })).filter((e) => e.channel === channel);
+    // the takeover's last events (its lines stopping at the failback) are written a moment after the
+    // period's end is taken: the window reaches EVENT_GRACE_MS beyond it (the failover server writes
+    // nothing more for the failed server once it has failed back)
+    const events = (await src.events({ server: t.failedServer, channel, from: t.from, to: t.to + EVENT_GRACE_MS })).filter((e) => e.channel === channel);
     events.sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
     let n = 0;
     for (const ev of events) {

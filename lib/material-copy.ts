@@ -21,21 +21,15 @@ import { Catalogue, CatalogueEvent } from './catalogue';
 import { Clip, Segment } from './clip';
 import { ChannelProgress, CopyQueue, CopyTask, TaskRequest } from './copy-queue';
 import { errorText } from './errors';
-import { CopyRefused, copySegment, retryable } from './segment-copy';
+import { CopyRefused, copySegment, retryable, SegmentSource } from './segment-copy';
 import { writeSidecar } from './storage';
 
 export { CopyRefused };
 
 /** What material copy needs of the peer (lib/peer-client.ts PeerClient has it). */
-export interface CopySource {
+export interface CopySource extends SegmentSource {
   clips(q: { server?: string; channel: number; from?: number; to?: number }): Promise<Clip[]>;
   events(q: { server?: string; channel?: number; from?: number; to?: number }): Promise<CatalogueEvent[]>;
-  fetchSegment(
-    clipId: string,
-    index: number,
-    dest: string,
-    o: { expectedSha256?: string | null; expectedBytes?: number; limiter?: { take(bytes: number): Promise<void> }; signal?: AbortSignal; onBytes?: (n: number) => void },
-  ): Promise<{ bytes: number; sha256: string; resumedFrom: number }>;
 }
 
 export interface CopyProgress {

@@ -8,6 +8,7 @@ import { parseWatchCommand, parseWatched } from '../../lib/failover-commands';
 import { FailoverEntry } from '../../lib/failover-log';
 import { ffmpegInfo } from '../../lib/ffmpeg';
 import { failoverControllers } from '../shared/registry';
+import { linkedServer } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';
 
 interface WatchDef extends NodeDef {
@@ -63,9 +64,7 @@ export = function (RED: NodeAPI): void {
     };
 
     try {
-      if (!server || !server.identity) throw new Error(server ? t('errors.badServer', { error: server.configError ?? '?' }) : t('errors.noServer'));
-      if (!server.link) throw new Error(t('errors.noLink'));
-      const id = server.identity;
+      const { identity: id, link: serverLink } = linkedServer(server, t);
       const watched = parseWatched(def.watched);
       const heartbeatTimeoutMs = num(def.heartbeatTimeout, 750);
       const holdDownMs = num(def.holdDown, 10) * 1000;
@@ -101,7 +100,7 @@ export = function (RED: NodeAPI): void {
           logSynchronous: id.durability,
         },
         {
-          link: server.link,
+          link: serverLink,
           catalogue,
           ffmpeg: ffmpegInfo(),
           log: { info: (m) => node.log(m), warn: (m) => node.warn(m), error: (m) => node.error(m) },

@@ -8,6 +8,7 @@ import type { CopyProgress, CopySource } from '../../lib/material-copy';
 import { MaterialCopyService, parseCopyRequest } from '../../lib/material-copy-service';
 import { PeerClient, RateLimiter } from '../../lib/peer-client';
 import { failoverControllers, materialCopyServices } from '../shared/registry';
+import { linkedServer, megabytes } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';
 
 interface CopyDef extends NodeDef {
@@ -17,10 +18,6 @@ interface CopyDef extends NodeDef {
 
 type Send = (msg: NodeMessage | NodeMessage[]) => void;
 type Done = (err?: Error) => void;
-
-function mb(n: number): string {
-  return `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;
-}
 
 export = function (RED: NodeAPI): void {
   function MaterialCopy(this: Node, def: CopyDef): void {
@@ -36,16 +33,13 @@ export = function (RED: NodeAPI): void {
     let closeClients: () => void = () => undefined;
 
     try {
-      if (!server || !server.identity) throw new Error(server ? t('errors.badServer', { error: server.configError ?? '?' }) : t('errors.noServer'));
-      if (!server.link) throw new Error(t('errors.noLink'));
-      const id = server.identity;
-      const link = server.link;
+      const { server: srv, identity: id, link } = linkedServer(server, t);
       const bandwidth = Number(def.bandwidth ?? 0);
       if (!(bandwidth >= 0 && bandwidth <= 100000)) throw new Error(t('errors.bandwidth'));
       if (materialCopyServices.get(id.serverId)) throw new Error(t('errors.second', { server: id.serverId }));
       catalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
       const limiter = bandwidth > 0 ? new RateLimiter(bandwidth * 1e6) : undefined;
-      const secret = server.peerSecret();
+      const secret = srv.peerSecret();
       // one client per peer address (its keep-alive connections are reused from segment to segment)
       const clients = new Map<string, PeerClient>();
       const source = (failoverServer: string): CopySource => {
@@ -53,7 +47,7 @@ export = function (RED: NodeAPI): void {
         if (!url) throw Object.assign(new Error(t('errors.noPeerUrl', { server: failoverServer })), { code: 'EUNAVAILABLE' });
         if (!secret) throw new Error(t('errors.noSecret'));
         let c = clients.get(url);
-        if (!c) clients.set(url, (c = new PeerClient({ url, secret, ca: server.peerCa() ?? undefined })));
+        if (!c) clients.set(url, (c = new PeerClient({ url, secret, ca: srv.peerCa() ?? undefined })));
         return c;
       };
       closeClients = () => {
@@ -83,7 +77,7 @@ export = function (RED: NodeAPI): void {
             ? t('status.waiting', { server: p.failoverServer })
             : p.phase === 'failed'
               ? t('status.failed', { task: p.taskId })
-              : `${p.phase} ${pct ?? '?'}% ${mb(p.bytesDone)}${p.etaS !== null && p.phase === 'media' ? ` ETA ${p.etaS} s` : ''}`;
+              : `${p.phase} ${pct ?? '?'}% ${megabytes(p.bytesDone)}${p.etaS !== null && p.phase === 'media' ? ` ETA ${p.etaS} s` : ''}`;
         node.status({ fill: p.phase === 'failed' ? 'red' : p.phase === 'waiting' ? 'yellow' : p.phase === 'done' ? 'green' : 'blue', shape: 'dot', text });
         node.send({ topic: 'progress', payload: p } as NodeMessage);
       });

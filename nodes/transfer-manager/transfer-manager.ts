@@ -8,6 +8,7 @@ import { NAME_PATTERN } from '../../lib/link-schemas';
 import { PeerClient, RateLimiter } from '../../lib/peer-client';
 import { parseChannels, Transfer, TransferManager, TransferProgress, TransferQueue, TransferSource } from '../../lib/transfer-manager';
 import { transferManagers } from '../shared/registry';
+import { linkedServer, megabytes } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';
 
 interface TransferDef extends NodeDef {
@@ -23,10 +24,6 @@ type Send = (msg: NodeMessage | NodeMessage[]) => void;
 type Done = (err?: Error) => void;
 
 const COMMANDS = ['list', 'pause', 'resume', 'scan', 'retry'];
-
-function mb(n: number): string {
-  return `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`;
-}
 
 export = function (RED: NodeAPI): void {
   function TransferManagerNode(this: Node, def: TransferDef): void {
@@ -52,10 +49,7 @@ export = function (RED: NodeAPI): void {
     };
 
     try {
-      if (!server || !server.identity) throw new Error(server ? t('errors.badServer', { error: server.configError ?? '?' }) : t('errors.noServer'));
-      if (!server.link) throw new Error(t('errors.noLink'));
-      const id = server.identity;
-      const link = server.link;
+      const { server: srv, identity: id, link } = linkedServer(server, t);
       const mainServer = String(def.mainServer ?? '').trim();
       if (!new RegExp(NAME_PATTERN).test(mainServer)) throw new Error(t('errors.mainServer'));
       if (mainServer === id.serverId) throw new Error(t('errors.self', { server: id.serverId }));
@@ -67,14 +61,14 @@ export = function (RED: NodeAPI): void {
       const retention = Number(def.retentionDays === '' || def.retentionDays === undefined ? 0 : def.retentionDays);
       if (!(retention >= 0 && retention <= 36500)) throw new Error(t('errors.retention'));
       if (transferManagers.get(id.serverId)) throw new Error(t('errors.second', { server: id.serverId }));
-      const secret = server.peerSecret();
+      const secret = srv.peerSecret();
       const source = (): TransferSource => {
         const url = link.peerState(mainServer)?.api;
         if (!url) throw Object.assign(new Error(t('errors.noPeerUrl', { server: mainServer })), { code: 'EUNAVAILABLE' });
         if (!secret) throw new Error(t('errors.noSecret'));
         if (!client || client.url !== new URL(url).origin) {
           client?.close();
-          client = new PeerClient({ url, secret, ca: server.peerCa() ?? undefined });
+          client = new PeerClient({ url, secret, ca: srv.peerCa() ?? undefined });
         }
         return client;
       };
@@ -99,7 +93,7 @@ export = function (RED: NodeAPI): void {
         lastProgressAt = now;
         if (p.phase === 'copying') {
           const pct = p.bytesTotal ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 0;
-          node.status({ fill: 'blue', shape: 'dot', text: t('status.copying', { name: p.name.slice(0, 24), pct, done: mb(p.bytesDone), n: p.queued }) });
+          node.status({ fill: 'blue', shape: 'dot', text: t('status.copying', { name: p.name.slice(0, 24), pct, done: megabytes(p.bytesDone), n: p.queued }) });
         } else if (p.phase === 'waiting') {
           node.status({ fill: 'yellow', shape: 'ring', text: t('status.waiting', { server: mainServer }) });
         } else {

@@ -3,6 +3,7 @@
  * the storage root for clips and the catalogue database in the user directory.
  * Also the registry of which recorder node owns which channel number.
  */
+import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -172,18 +173,35 @@ export class ChannelRegistry {
 export const channelRegistry = new ChannelRegistry();
 
 /**
- * The recorder channels of this process by server and channel, for nodes that
- * act on a recorder they are not wired to (backup-link feeding Aux lines).
+ * Controllers (recorder channels) of this process by server and channel. Emits
+ * `set` (serverId, channel, ctl) and `delete` (serverId, channel, ctl), so a node
+ * that follows a recorder (a tally, a control panel) finds it whatever the order
+ * in which Node-RED starts the nodes, and lets it go on a redeploy.
  */
-export class ControllerRegistry<T> {
+export class ControllerRegistry<T> extends EventEmitter {
   private byKey = new Map<string, T>();
+  constructor() {
+    super();
+    this.setMaxListeners(0);
+  }
   set(serverId: string, channel: number, ctl: T): void {
     this.byKey.set(`${serverId}/${channel}`, ctl);
+    this.emit('set', serverId, channel, ctl);
   }
   get(serverId: string, channel: number): T | undefined {
     return this.byKey.get(`${serverId}/${channel}`);
   }
   delete(serverId: string, channel: number, ctl: T): void {
-    if (this.byKey.get(`${serverId}/${channel}`) === ctl) this.byKey.delete(`${serverId}/${channel}`);
+    if (this.byKey.get(`${serverId}/${channel}`) === ctl) {
+      this.byKey.delete(`${serverId}/${channel}`);
+      this.emit('delete', serverId, channel, ctl);
+    }
+  }
+  /** every controller as [serverId, channel, ctl] */
+  entries(): [string, number, T][] {
+    return [...this.byKey.entries()].map(([k, v]) => {
+      const i = k.lastIndexOf('/');
+      return [k.slice(0, i), Number(k.slice(i + 1)), v];
+    });
   }
 }

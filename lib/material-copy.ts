@@ -21,7 +21,7 @@ import { Catalogue, CatalogueEvent } from './catalogue';
 import { Clip, Segment } from './clip';
 import { ChannelProgress, CopyQueue, CopyTask, TaskRequest } from './copy-queue';
 import { errorText } from './errors';
-import { CopyRefused, copySegment, retryable, SegmentSource } from './segment-copy';
+import { CopyRefused, copySegments, retryable, SegmentSource } from './segment-copy';
 import { writeSidecar } from './storage';
 
 export { CopyRefused };
@@ -58,6 +58,8 @@ export interface MaterialCopyOptions {
   /** Peer for a failover server (throws when it is not known or not reachable). */
   source(failoverServer: string): CopySource;
   limiter?: { take(bytes: number): Promise<void> };
+  /** Segments fetched at once (default FETCH_AHEAD, 1 = one after another). */
+  fetchAhead?: number;
   /** Pauses while the peer is away: growing from min to max. */
   retryMinMs?: number;
   retryMaxMs?: number;
@@ -241,30 +243,29 @@ export class MaterialCopier extends EventEmitter {
       if (skipping && remote.id !== prog.lastClip) continue;
       const segments = [...remote.segments].sort((a, b) => a.index - b.index);
       const clip = this.registerClip(t, remote);
-      for (const seg of segments) {
-        if (skipping) {
-          if (seg.index <= (prog.lastIndex ?? -1)) continue;
-          skipping = false;
-        }
-        if (this.stopped) throw Object.assign(new Error('stopped'), { code: 'ESTOPPED' });
-        const { bytes, copied, skipped } = await copySegment(src, this.o.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, seg, {
-          limiter: this.o.limiter,
-          signal: this.abort?.signal,
-        });
-        // registered at once: it plays during the copy; the segment says where it was recorded
-        const mine: Segment & { recordedBy?: string } = { ...seg, recordedBy: t.failoverServer };
-        this.catalogue.transaction(() => {
-          this.catalogue.putSegment(clip.id, mine);
-          this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
-        });
-        const end = segEnd(seg);
-        this.queue.advance(
-          t.id,
-          { channel, kind: 'media', lastTime: end, lastClip: remote.id, lastIndex: seg.index, done: false },
-          { bytes, copied, skipped },
-        );
-        this.emit('progress', this.progressOf(t, channel, 'media', startedAt, bytesAtStart));
-      }
+      const todo = segments.filter((seg) => !(skipping && seg.index <= (prog.lastIndex ?? -1)));
+      skipping = false;
+      await copySegments(src, this.o.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, todo, {
+        depth: this.o.fetchAhead,
+        limiter: this.o.limiter,
+        signal: this.abort?.signal,
+        stopped: () => this.stopped,
+        commit: (seg, { bytes, copied, skipped }) => {
+          // registered at once: it plays during the copy; the segment says where it was recorded
+          const mine: Segment & { recordedBy?: string } = { ...seg, recordedBy: t.failoverServer };
+          this.catalogue.transaction(() => {
+            this.catalogue.putSegment(clip.id, mine);
+            this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
+          });
+          const end = segEnd(seg);
+          this.queue.advance(
+            t.id,
+            { channel, kind: 'media', lastTime: end, lastClip: remote.id, lastIndex: seg.index, done: false },
+            { bytes, copied, skipped },
+          );
+          this.emit('progress', this.progressOf(t, channel, 'media', startedAt, bytesAtStart));
+        },
+      });
       skipping = false;
       // the clip is complete here: its sidecar, with the copy noted
       const done: Clip = { ...clip, attributes: { ...clip.attributes, copyState: 'copied' }, segments: segments.map((s) => ({ ...s })), updatedAt: this.clock() };

@@ -438,43 +438,30 @@ export class PeerClient {
 
     const res = x.res;
     const peerSha = typeof res.headers['x-sha256'] === 'string' ? res.headers['x-sha256'].toLowerCase() : null;
-    const h = crypto.createHash('sha256');
     let written = 0;
+    let sha = '';
     const fh = await fs.promises.open(part, resumedFrom > 0 ? 'a' : 'w');
     try {
-      if (resumedFrom > 0) await hashPrefix(part, resumedFrom, h);
-      // the socket's chunks (16 to 64 KiB) are gathered into writes of about 1 MiB: one awaited
-      // write per chunk cost more than the hashing; what is gathered but not written when the
-      // connection breaks is fetched again on resume (at most 1 MiB)
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async () => {
-        if (pendingBytes === 0) return;
-        const buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-        await writeAll(fh, buf);
-      };
+      // a segment of known, bounded size is gathered whole and hashed in one go on the thread pool
+      // (the event loop only receives and writes); a larger or unannounced one is hashed as it comes
+      const sink: BodySink = total !== null && total <= WHOLE_MAX ? await WholeSink.open(part, total, resumedFrom) : await StreamSink.open(part, resumedFrom);
       try {
         try {
           for await (const c of res) {
             const chunk = c as Buffer;
             if (o.limiter) await o.limiter.take(chunk.length);
             if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
-            h.update(chunk);
-            written += chunk.length;
-            pending.push(chunk);
-            pendingBytes += chunk.length;
-            if (pendingBytes >= WRITE_BATCH) await flush();
-            o.onBytes?.(chunk.length);
-            if (total !== null && resumedFrom + written > total) {
+            if (total !== null && resumedFrom + written + chunk.length > total) {
               res.destroy();
               throw new PeerError(`the peer at ${this.url} sent more of ${what} than the ${total} bytes it announced`, 'EPROTO');
             }
+            written += chunk.length;
+            if (sink.add(chunk) >= WRITE_BATCH) await sink.flush(fh);
+            o.onBytes?.(chunk.length);
           }
         } finally {
           // what arrived is kept in the .part, also when the connection broke (a resume starts after it)
-          await flush();
+          await sink.flush(fh);
         }
       } catch (err) {
         if (err instanceof PeerError) throw err;
@@ -483,7 +470,8 @@ export class PeerClient {
         if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
         throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
       }
-      await fh.sync();
+      // the fsync and the hash run on the thread pool side by side
+      [sha] = await Promise.all([sink.digest(), fh.sync()]);
     } finally {
       x.done();
       await fh.close().catch(() => undefined);
@@ -492,7 +480,7 @@ export class PeerClient {
     if (total !== null && size !== total) {
       throw new PeerError(`the connection to ${this.url} closed after ${size} of ${total} bytes of ${what}`, 'ETRUNC');
     }
-    return this.finish(part, dest, size, h.digest('hex'), o.expectedSha256 ?? null, peerSha, resumedFrom, what);
+    return this.finish(part, dest, size, sha, o.expectedSha256 ?? null, peerSha, resumedFrom, what);
   }
 
   private async finish(part: string, dest: string, size: number, sha: string, expected: string | null, peerSha: string | null, resumedFrom: number, what: string): Promise<FetchResult> {
@@ -511,6 +499,92 @@ export class PeerClient {
 
 /** Bytes gathered before one write to the .part file. */
 const WRITE_BATCH = 1 << 20;
+/** Segments up to this size are held whole while they arrive and hashed in one go off the event loop. */
+const WHOLE_MAX = 64 << 20;
+
+/** Where a segment's body goes while it arrives: written to the .part in batches and hashed. */
+interface BodySink {
+  /** Take a chunk; returns the bytes not yet written. */
+  add(chunk: Buffer): number;
+  flush(fh: fs.promises.FileHandle): Promise<void>;
+  /** sha256 (hex) of the whole segment, the part's earlier bytes included. */
+  digest(): Promise<string>;
+}
+
+/**
+ * The whole segment in one buffer (a resumed part's earlier bytes read into its
+ * start): each byte is copied once from the socket's chunk, written from the
+ * buffer, and hashed with WebCrypto, which runs on libuv's thread pool, so the
+ * hash of one segment overlaps the receiving of the next.
+ */
+class WholeSink implements BodySink {
+  private filled: number;
+  private flushed: number;
+  private constructor(private readonly buf: Buffer, from: number) {
+    this.filled = from;
+    this.flushed = from;
+  }
+  static async open(part: string, total: number, resumedFrom: number): Promise<WholeSink> {
+    const buf = Buffer.allocUnsafe(total);
+    if (resumedFrom > 0) {
+      const fh = await fs.promises.open(part, 'r');
+      try {
+        let off = 0;
+        while (off < resumedFrom) {
+          const { bytesRead } = await fh.read(buf, off, resumedFrom - off, off);
+          if (bytesRead === 0) throw new Error(`${part} is shorter than ${resumedFrom} bytes`);
+          off += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    return new WholeSink(buf, resumedFrom);
+  }
+  add(chunk: Buffer): number {
+    chunk.copy(this.buf, this.filled);
+    this.filled += chunk.length;
+    return this.filled - this.flushed;
+  }
+  async flush(fh: fs.promises.FileHandle): Promise<void> {
+    if (this.filled === this.flushed) return;
+    const to = this.filled;
+    await writeAll(fh, this.buf.subarray(this.flushed, to));
+    this.flushed = to;
+  }
+  async digest(): Promise<string> {
+    const d = await crypto.webcrypto.subtle.digest('SHA-256', this.buf.subarray(0, this.filled));
+    return Buffer.from(d).toString('hex');
+  }
+}
+
+/** A segment hashed as it arrives (unknown or large size): chunks gathered into writes of about WRITE_BATCH. */
+class StreamSink implements BodySink {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private constructor(private readonly h: crypto.Hash) {}
+  static async open(part: string, resumedFrom: number): Promise<StreamSink> {
+    const h = crypto.createHash('sha256');
+    if (resumedFrom > 0) await hashPrefix(part, resumedFrom, h);
+    return new StreamSink(h);
+  }
+  add(chunk: Buffer): number {
+    this.h.update(chunk);
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    return this.pendingBytes;
+  }
+  async flush(fh: fs.promises.FileHandle): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const bufs = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    await writeAll(fh, bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+  }
+  async digest(): Promise<string> {
+    return this.h.digest('hex');
+  }
+}
 
 async function restart(part: string): Promise<number> {
   await fs.promises.unlink(part).catch((err: NodeJS.ErrnoException) => {

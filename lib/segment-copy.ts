@@ -83,6 +83,62 @@ export async function copySegment(
   }
 }
 
+/** Segments fetched at once by a copier: the next ones arrive while one is fsynced and committed. */
+export const FETCH_AHEAD = 3;
+
+/**
+ * Copy the segments of one clip with up to `depth` fetches under way at once,
+ * and hand each to `commit` in index order, once it is on disk and verified
+ * (the catalogue registers segments in order, so a resume point is never past
+ * a hole). A fetch that fails stops new ones; those under way are let finish
+ * (their `.part` or finished file is what a resume starts from, never written
+ * by two fetches at once), then the first error in index order is thrown.
+ * `stopped()` is asked before each new fetch.
+ */
+export async function copySegments(
+  src: SegmentSource,
+  storageRoot: string,
+  clip: { id: string; name: string; dir: string },
+  segments: Segment[],
+  o: {
+    depth?: number;
+    limiter?: { take(bytes: number): Promise<void> };
+    signal?: AbortSignal;
+    onBytes?: (n: number) => void;
+    stopped?: () => boolean;
+    commit: (seg: Segment, r: SegmentCopyResult) => void | Promise<void>;
+  },
+): Promise<void> {
+  const depth = Math.max(1, Math.floor(o.depth ?? FETCH_AHEAD));
+  type Flight = { seg: Segment; p: Promise<SegmentCopyResult> };
+  const flights: Flight[] = [];
+  let next = 0;
+  let failed = false;
+  const launch = () => {
+    const seg = segments[next++];
+    const p = copySegment(src, storageRoot, clip, seg, { limiter: o.limiter, signal: o.signal, onBytes: o.onBytes });
+    p.catch(() => undefined); // awaited below, in order; this only keeps an early failure from being "unhandled"
+    flights.push({ seg, p });
+  };
+  try {
+    while (flights.length > 0 || next < segments.length) {
+      while (!failed && flights.length < depth && next < segments.length) {
+        if (o.stopped?.()) throw Object.assign(new Error('stopped'), { code: 'EABORT' });
+        launch();
+      }
+      if (flights.length === 0) break;
+      const f = flights[0];
+      const r = await f.p;
+      flights.shift();
+      await o.commit(f.seg, r);
+    }
+  } catch (err) {
+    failed = true;
+    await Promise.allSettled(flights.map((f) => f.p));
+    throw err;
+  }
+}
+
 /** A pause that `wake()` ends early. */
 export class Sleeper {
   private wakeFn: (() => void) | null = null;

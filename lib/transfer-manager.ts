@@ -33,7 +33,7 @@ import Database from 'better-sqlite3';
 import { Catalogue } from './catalogue';
 import { Clip } from './clip';
 import { CommandError, errorText } from './errors';
-import { CopyRefused, copySegment, retryable, SegmentSource, Sleeper } from './segment-copy';
+import { CopyRefused, copySegments, retryable, SegmentSource, Sleeper } from './segment-copy';
 import { openDatabase, Transactions } from './sqlite';
 import { insideRoot, SIDECAR_NAME, writeSidecar } from './storage';
 
@@ -99,6 +99,8 @@ export interface TransferManagerOptions {
   /** The main's peer storage API (throws, code EUNAVAILABLE, while its address is not known). */
   source(): TransferSource;
   limiter?: { take(bytes: number): Promise<void> };
+  /** Segments fetched at once (default FETCH_AHEAD, 1 = one after another). */
+  fetchAhead?: number;
   /** Time between two scans of the main's clip lists. */
   pollMs?: number;
   retryMinMs?: number;
@@ -565,33 +567,34 @@ export class TransferManager extends EventEmitter {
       const clip = this.register(remote);
       const segments = [...remote.segments].sort((a, b) => a.index - b.index);
       let lastEmit = 0;
-      for (const seg of segments) {
-        if (t.lastIndex !== null && seg.index <= t.lastIndex) continue;
-        if (this.halted()) throw Object.assign(new Error('stopped'), { code: 'EABORT' });
-        this.abort = new AbortController();
-        let inFlight = 0;
-        const r = await copySegment(src, this.o.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, seg, {
-          limiter: this.o.limiter,
-          signal: this.abort.signal,
-          onBytes: (n) => {
-            inFlight += n;
-            const now = this.clock();
-            if (now - lastEmit < 250) return;
-            lastEmit = now;
-            const cur = { ...t, bytesDone: t.bytesDone + inFlight };
-            this.emit('progress', this.progressOf(cur, 'copying', ((cur.bytesDone - bytesAtStart) * 1000) / Math.max(1, now - began)));
-          },
-        });
-        this.abort = null;
-        // registered at once (it plays while the rest comes), then the progress: a kill between the two re-verifies it
-        this.catalogue.transaction(() => {
-          this.catalogue.putSegment(clip.id, { ...seg });
-          this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
-        });
-        this.queue.advance(t.clipId, seg.index, r);
-        t = this.queue.get(t.clipId)!;
-        this.emit('progress', this.progressOf(t, 'copying', ((t.bytesDone - bytesAtStart) * 1000) / Math.max(1, this.clock() - began)));
-      }
+      let inFlight = 0;
+      this.abort = new AbortController();
+      await copySegments(src, this.o.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, segments.filter((seg) => t.lastIndex === null || seg.index > t.lastIndex), {
+        depth: this.o.fetchAhead,
+        limiter: this.o.limiter,
+        signal: this.abort.signal,
+        stopped: () => this.halted(),
+        onBytes: (n) => {
+          inFlight += n;
+          const now = this.clock();
+          if (now - lastEmit < 250) return;
+          lastEmit = now;
+          const cur = { ...t, bytesDone: t.bytesDone + inFlight };
+          this.emit('progress', this.progressOf(cur, 'copying', ((cur.bytesDone - bytesAtStart) * 1000) / Math.max(1, now - began)));
+        },
+        commit: (seg, r) => {
+          // registered at once (it plays while the rest comes), then the progress: a kill between the two re-verifies it
+          this.catalogue.transaction(() => {
+            this.catalogue.putSegment(clip.id, { ...seg });
+            this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
+          });
+          this.queue.advance(t.clipId, seg.index, r);
+          inFlight = Math.max(0, inFlight - r.bytes);
+          t = this.queue.get(t.clipId)!;
+          this.emit('progress', this.progressOf(t, 'copying', ((t.bytesDone - bytesAtStart) * 1000) / Math.max(1, this.clock() - began)));
+        },
+      });
+      this.abort = null;
       const done: Clip = { ...clip, attributes: { ...clip.attributes, transferState: 'transferred' }, updatedAt: this.clock() };
       this.catalogue.putClip(done);
       try {

@@ -30,6 +30,7 @@ import path from 'node:path';
 import { CatalogueEvent } from './catalogue';
 import { Clip } from './clip';
 import { errorText } from './errors';
+import { fileSize, hashPrefix, openSink, restartPart, syncDir, WRITE_BATCH } from './part-file';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
 
 export class PeerError extends Error {
@@ -77,6 +78,8 @@ export interface FetchOptions {
   limiter?: { take(bytes: number): Promise<void> };
   signal?: AbortSignal;
   onBytes?: (n: number) => void;
+  /** The clip folder and file name (used by a share source; the API finds them by clip id and index). */
+  where?: { dir: string; file: string };
 }
 
 export interface FetchResult {
@@ -176,45 +179,9 @@ async function readAll(res: http.IncomingMessage, limit: number): Promise<Buffer
   return Buffer.concat(chunks);
 }
 
-async function fileSize(file: string): Promise<number> {
-  try {
-    return (await fs.promises.stat(file)).size;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
-    throw err;
-  }
-}
 
-/** Feed the first `bytes` of a file into a hash. */
-function hashPrefix(file: string, bytes: number, h: crypto.Hash): Promise<void> {
-  if (bytes <= 0) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const s = fs.createReadStream(file, { start: 0, end: bytes - 1 });
-    s.on('data', (c) => h.update(c as Buffer));
-    s.on('error', reject);
-    s.on('end', () => resolve());
-  });
-}
 
-async function writeAll(fh: fs.promises.FileHandle, buf: Buffer): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-    off += bytesWritten;
-  }
-}
 
-async function syncDir(dir: string): Promise<void> {
-  let fh: fs.promises.FileHandle | null = null;
-  try {
-    fh = await fs.promises.open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // not every file system lets a directory be synced; the rename stands
-  } finally {
-    await fh?.close().catch(() => undefined);
-  }
-}
 
 export class PeerClient {
   readonly url: string;
@@ -387,7 +354,7 @@ export class PeerClient {
     const part = `${dest}.part`;
     await fs.promises.mkdir(path.dirname(dest), { recursive: true });
     let have = await fileSize(part);
-    if (o.expectedBytes !== undefined && have > o.expectedBytes) have = await restart(part);
+    if (o.expectedBytes !== undefined && have > o.expectedBytes) have = await restartPart(part);
 
     let x: Exchange | null = null;
     let total: number | null = null;
@@ -406,7 +373,7 @@ export class PeerClient {
         if (!m || Number(m[1]) !== have) {
           r.res.destroy(); // not the range asked for: start over
           r.done();
-          have = await restart(part);
+          have = await restartPart(part);
           continue;
         }
         total = Number(m[3]);
@@ -429,7 +396,7 @@ export class PeerClient {
           await hashPrefix(part, have, h);
           return this.finish(part, dest, have, h.digest('hex'), o.expectedSha256 ?? null, peerSha, have, what);
         }
-        have = await restart(part);
+        have = await restartPart(part);
       } else {
         throw await this.statusError(r, what);
       }
@@ -444,7 +411,7 @@ export class PeerClient {
     try {
       // a segment of known, bounded size is gathered whole and hashed in one go on the thread pool
       // (the event loop only receives and writes); a larger or unannounced one is hashed as it comes
-      const sink: BodySink = total !== null && total <= WHOLE_MAX ? await WholeSink.open(part, total, resumedFrom) : await StreamSink.open(part, resumedFrom);
+      const sink = await openSink(part, total, resumedFrom);
       try {
         try {
           for await (const c of res) {
@@ -497,101 +464,7 @@ export class PeerClient {
   }
 }
 
-/** Bytes gathered before one write to the .part file. */
-const WRITE_BATCH = 1 << 20;
-/** Segments up to this size are held whole while they arrive and hashed in one go off the event loop. */
-const WHOLE_MAX = 64 << 20;
 
-/** Where a segment's body goes while it arrives: written to the .part in batches and hashed. */
-interface BodySink {
-  /** Take a chunk; returns the bytes not yet written. */
-  add(chunk: Buffer): number;
-  flush(fh: fs.promises.FileHandle): Promise<void>;
-  /** sha256 (hex) of the whole segment, the part's earlier bytes included. */
-  digest(): Promise<string>;
-}
-
-/**
- * The whole segment in one buffer (a resumed part's earlier bytes read into its
- * start): each byte is copied once from the socket's chunk, written from the
- * buffer, and hashed with WebCrypto, which runs on libuv's thread pool, so the
- * hash of one segment overlaps the receiving of the next.
- */
-class WholeSink implements BodySink {
-  private filled: number;
-  private flushed: number;
-  private constructor(private readonly buf: Buffer, from: number) {
-    this.filled = from;
-    this.flushed = from;
-  }
-  static async open(part: string, total: number, resumedFrom: number): Promise<WholeSink> {
-    const buf = Buffer.allocUnsafe(total);
-    if (resumedFrom > 0) {
-      const fh = await fs.promises.open(part, 'r');
-      try {
-        let off = 0;
-        while (off < resumedFrom) {
-          const { bytesRead } = await fh.read(buf, off, resumedFrom - off, off);
-          if (bytesRead === 0) throw new Error(`${part} is shorter than ${resumedFrom} bytes`);
-          off += bytesRead;
-        }
-      } finally {
-        await fh.close();
-      }
-    }
-    return new WholeSink(buf, resumedFrom);
-  }
-  add(chunk: Buffer): number {
-    chunk.copy(this.buf, this.filled);
-    this.filled += chunk.length;
-    return this.filled - this.flushed;
-  }
-  async flush(fh: fs.promises.FileHandle): Promise<void> {
-    if (this.filled === this.flushed) return;
-    const to = this.filled;
-    await writeAll(fh, this.buf.subarray(this.flushed, to));
-    this.flushed = to;
-  }
-  async digest(): Promise<string> {
-    const d = await crypto.webcrypto.subtle.digest('SHA-256', this.buf.subarray(0, this.filled));
-    return Buffer.from(d).toString('hex');
-  }
-}
-
-/** A segment hashed as it arrives (unknown or large size): chunks gathered into writes of about WRITE_BATCH. */
-class StreamSink implements BodySink {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private constructor(private readonly h: crypto.Hash) {}
-  static async open(part: string, resumedFrom: number): Promise<StreamSink> {
-    const h = crypto.createHash('sha256');
-    if (resumedFrom > 0) await hashPrefix(part, resumedFrom, h);
-    return new StreamSink(h);
-  }
-  add(chunk: Buffer): number {
-    this.h.update(chunk);
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    return this.pendingBytes;
-  }
-  async flush(fh: fs.promises.FileHandle): Promise<void> {
-    if (this.pendingBytes === 0) return;
-    const bufs = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
-    await writeAll(fh, bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
-  }
-  async digest(): Promise<string> {
-    return this.h.digest('hex');
-  }
-}
-
-async function restart(part: string): Promise<number> {
-  await fs.promises.unlink(part).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
-  return 0;
-}
 
 function query(q: object): string {
   const u = new URLSearchParams();

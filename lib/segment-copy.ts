@@ -20,7 +20,15 @@ export interface SegmentSource {
     clipId: string,
     index: number,
     dest: string,
-    o: { expectedSha256?: string | null; expectedBytes?: number; limiter?: { take(bytes: number): Promise<void> }; signal?: AbortSignal; onBytes?: (n: number) => void },
+    o: {
+      expectedSha256?: string | null;
+      expectedBytes?: number;
+      limiter?: { take(bytes: number): Promise<void> };
+      signal?: AbortSignal;
+      onBytes?: (n: number) => void;
+      /** the clip folder and segment file as the catalogue names them (a share reads them there; the API ignores it) */
+      where?: { dir: string; file: string };
+    },
   ): Promise<{ bytes: number; sha256: string; resumedFrom: number }>;
 }
 
@@ -75,10 +83,18 @@ export async function copySegment(
   const have = fs.existsSync(dest) ? await hashFile(dest).catch(() => null) : null;
   if (have && seg.sha256 && have.sha256 === seg.sha256) return { copied: 0, skipped: 1, bytes: 0 }; // already here, identical
   try {
-    const r = await src.fetchSegment(clip.id, seg.index, dest, { expectedSha256: seg.sha256, expectedBytes: seg.bytes, limiter: o.limiter, signal: o.signal, onBytes: o.onBytes });
+    const r = await src.fetchSegment(clip.id, seg.index, dest, {
+      expectedSha256: seg.sha256,
+      expectedBytes: seg.bytes,
+      limiter: o.limiter,
+      signal: o.signal,
+      onBytes: o.onBytes,
+      where: { dir: clip.dir, file: seg.file },
+    });
     return { copied: 1, skipped: 0, bytes: r.bytes - r.resumedFrom };
   } catch (err) {
-    if ((err as { code?: string }).code === 'EHASH') throw new CopyRefused(`segment ${seg.index} of clip "${clip.name}" (${clip.id}): ${errorText(err)}`);
+    const code = (err as { code?: string }).code;
+    if (code === 'EHASH' || code === 'EREFUSED' || code === 'ENOENT') throw new CopyRefused(`segment ${seg.index} of clip "${clip.name}" (${clip.id}): ${errorText(err)}`);
     throw err;
   }
 }

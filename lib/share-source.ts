@@ -1,0 +1,166 @@
+/**
+ * Segments from a mounted share: the other server's storage root mounted here
+ * (NFS, SMB, a SAN volume), the second way to fetch media besides the peer
+ * storage API. Clip lists, clip records and events still come from the peer
+ * API (they live in the peer's catalogue); only the bytes are read from the
+ * share, at the same place under its root as the clip folder and segment file
+ * the catalogue names.
+ *
+ * A segment is copied exactly as one from the API: into `<dest>.part`, resumed
+ * from the part's size after a break, hashed (whole, on the thread pool),
+ * fsynced, checked against the catalogue's sha256 and size, then renamed into
+ * place. Error codes as lib/peer-client.ts:
+ *
+ *   EUNAVAILABLE the share is not mounted or not readable now (part kept: try again)
+ *   ENET         an I/O error or a stale handle on the share (part kept: try again)
+ *   ENOENT       the share is there but the segment is not
+ *   EREFUSED     the clip folder or file name leads outside the share
+ *   ETRUNC       the file on the share is shorter than the catalogue says
+ *   EHASH        the bytes do not match the sha256 (part deleted)
+ *   EABORT       the caller's AbortSignal stopped it (part kept)
+ *
+ * No Node-RED import.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { errorText } from './errors';
+import { fileSize, openSink, restartPart, syncDir } from './part-file';
+import { PeerError } from './peer-client';
+import type { SegmentSource } from './segment-copy';
+import { insideRoot } from './storage';
+
+/** Bytes read from the share per read call. */
+const READ_CHUNK = 4 << 20;
+
+const RETRY_CODES = new Set(['EIO', 'ESTALE', 'EHOSTDOWN', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'ENOTCONN', 'EAGAIN', 'EBUSY']);
+
+export class ShareSource implements SegmentSource {
+  readonly root: string;
+
+  /** `root`: the peer's storage root as mounted on this server (an absolute path). */
+  constructor(root: string) {
+    if (typeof root !== 'string' || !path.isAbsolute(root)) throw new Error(`a share folder must be an absolute path, not "${String(root).slice(0, 200)}"`);
+    this.root = path.resolve(root);
+  }
+
+  /** Throws EUNAVAILABLE unless the share's root is a readable folder now. */
+  async check(): Promise<void> {
+    try {
+      const st = await fs.promises.stat(this.root);
+      if (!st.isDirectory()) throw Object.assign(new Error('not a folder'), { code: 'ENOTDIR' });
+      await fs.promises.access(this.root, fs.constants.R_OK | fs.constants.X_OK);
+    } catch (err) {
+      throw new PeerError(`the share ${this.root} is not mounted or not readable: ${errorText(err)}`, 'EUNAVAILABLE');
+    }
+  }
+
+  async fetchSegment(
+    clipId: string,
+    index: number,
+    dest: string,
+    o: {
+      expectedSha256?: string | null;
+      expectedBytes?: number;
+      limiter?: { take(bytes: number): Promise<void> };
+      signal?: AbortSignal;
+      onBytes?: (n: number) => void;
+      where?: { dir: string; file: string };
+    } = {},
+  ): Promise<{ bytes: number; sha256: string; resumedFrom: number }> {
+    const what = `segment ${index} of clip ${clipId}`;
+    if (!o.where) throw new PeerError(`${what}: a share needs the clip folder and file name`, 'EINVAL');
+    let src: string;
+    try {
+      src = insideRoot(this.root, o.where.dir, o.where.file);
+    } catch {
+      throw new PeerError(`${what}: "${o.where.dir}/${o.where.file}" is outside the share ${this.root}`, 'EREFUSED');
+    }
+    await this.check();
+    let size: number;
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(src, 'r');
+      size = (await fh.stat()).size;
+    } catch (err) {
+      throw this.ioError(err, what, src);
+    }
+    const part = `${dest}.part`;
+    try {
+      await fs.promises.mkdir(path.dirname(dest), { recursive: true });
+      const total = o.expectedBytes ?? size;
+      if (size < total) throw new PeerError(`${what} on the share is ${size} bytes, not ${total} as the catalogue says`, 'ETRUNC');
+      let have = await fileSize(part);
+      if (have > total) have = await restartPart(part);
+      const resumedFrom = have;
+      const sink = await openSink(part, total, resumedFrom);
+      const out = await fs.promises.open(part, resumedFrom > 0 ? 'a' : 'w');
+      let sha: string;
+      try {
+        let pos = resumedFrom;
+        try {
+          while (pos < total) {
+            if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
+            const n = Math.min(READ_CHUNK, total - pos);
+            if (o.limiter) await o.limiter.take(n);
+            const chunk = Buffer.allocUnsafe(n);
+            let got = 0;
+            while (got < n) {
+              const { bytesRead } = await fh.read(chunk, got, n - got, pos + got).catch((err: unknown) => {
+                throw this.ioError(err, what, src);
+              });
+              if (bytesRead === 0) throw new PeerError(`${what} on the share ended after ${pos + got} of ${total} bytes`, 'ETRUNC');
+              got += bytesRead;
+            }
+            sink.add(chunk);
+            await sink.flush(out);
+            pos += n;
+            o.onBytes?.(n);
+          }
+        } finally {
+          await sink.flush(out).catch(() => undefined);
+        }
+        [sha] = await Promise.all([sink.digest(), out.sync()]);
+      } finally {
+        await out.close().catch(() => undefined);
+      }
+      const expected = o.expectedSha256?.toLowerCase() ?? null;
+      if (expected && sha !== expected) {
+        await fs.promises.unlink(part).catch(() => undefined);
+        throw new PeerError(`${what} on the share ${this.root} has sha256 ${sha}, not ${expected} as the catalogue says; the copy was deleted`, 'EHASH');
+      }
+      await fs.promises.rename(part, dest);
+      await syncDir(path.dirname(dest));
+      return { bytes: total, sha256: sha, resumedFrom };
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  private ioError(err: unknown, what: string, src: string): PeerError {
+    if (err instanceof PeerError) return err;
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'ENOENT') return new PeerError(`${what} is not on the share (${src})`, 'ENOENT');
+    if (code === 'EACCES' || code === 'EPERM') return new PeerError(`${what} on the share cannot be read (${src}): ${errorText(err)}`, 'EUNAVAILABLE');
+    if (RETRY_CODES.has(code)) return new PeerError(`the share ${this.root} failed reading ${what}: ${errorText(err)}`, 'ENET');
+    return new PeerError(`the share ${this.root} failed reading ${what}: ${errorText(err)}`, 'EPEER');
+  }
+}
+
+/**
+ * A copy source whose lists and events come from one source (the peer API) and
+ * whose segment bytes come from another (a share).
+ */
+export function withShareMedia<T extends SegmentSource>(meta: T, share: ShareSource): T {
+  return new Proxy(meta, {
+    get(target, prop, receiver) {
+      if (prop === 'fetchSegment') return share.fetchSegment.bind(share);
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+/** The share folder for a server: `{server}` in the configured path is replaced by its id. */
+export function shareFolderFor(template: string, serverId: string): string {
+  return template.split('{server}').join(serverId);
+}

@@ -1,0 +1,226 @@
+/**
+ * Segments from a mounted share (lib/share-source.ts) on real files, and the
+ * fetch-ahead copy (lib/segment-copy.ts copySegments) that both copiers use.
+ */
+import { strict as assert } from 'node:assert';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Catalogue, CatalogueEvent } from '../../lib/catalogue';
+import { Clip, Segment } from '../../lib/clip';
+import { CopyQueue } from '../../lib/copy-queue';
+import { CopySource, MaterialCopier } from '../../lib/material-copy';
+import { PeerError } from '../../lib/peer-client';
+import { CopyRefused, copySegment, copySegments, retryable, SegmentCopyResult, SegmentSource } from '../../lib/segment-copy';
+import { shareFolderFor, ShareSource, withShareMedia } from '../../lib/share-source';
+
+const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+
+describe('mounted share as a segment source (lib)', () => {
+  let tmp: string;
+  let share: string;
+  let local: string;
+  const dir = 'main-1/ch01/2026-11-22/News_120000';
+  const file = 'News_00000.ts';
+  let data: Buffer;
+  let seg: Segment;
+  const clip = { id: 'c1', name: 'News', dir };
+
+  beforeEach(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-share-'));
+    share = path.join(tmp, 'share');
+    local = path.join(tmp, 'local');
+    fs.mkdirSync(path.join(share, dir), { recursive: true });
+    data = crypto.randomBytes(5 * 1024 * 1024 + 123); // more than one read of the share
+    fs.writeFileSync(path.join(share, dir, file), data);
+    seg = { index: 0, file, run: 1, startSec: 0, endSec: 2, frames: 50, bytes: data.length, sha256: sha(data), complete: true, wallStart: 0 };
+  });
+  afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it('copies a segment from the share, verified, with no part file left', async () => {
+    const r = await copySegment(new ShareSource(share), local, clip, seg);
+    assert.deepEqual(r, { copied: 1, skipped: 0, bytes: data.length });
+    const dest = path.join(local, dir, file);
+    assert.equal(sha(fs.readFileSync(dest)), seg.sha256);
+    assert.equal(fs.existsSync(`${dest}.part`), false);
+    // a second copy finds it here, identical
+    assert.deepEqual(await copySegment(new ShareSource(share), local, clip, seg), { copied: 0, skipped: 1, bytes: 0 });
+  });
+
+  it('resumes from the part a break left, reading only the rest', async () => {
+    const dest = path.join(local, dir, file);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    const cut = 1024 * 1024 + 7;
+    fs.writeFileSync(`${dest}.part`, data.subarray(0, cut));
+    let read = 0;
+    const r = await new ShareSource(share).fetchSegment('c1', 0, dest, { expectedSha256: seg.sha256, expectedBytes: seg.bytes, where: { dir, file }, onBytes: (n) => (read += n) });
+    assert.equal(r.resumedFrom, cut);
+    assert.equal(read, data.length - cut);
+    assert.equal(r.sha256, seg.sha256);
+    assert.ok(fs.readFileSync(dest).equals(data));
+  });
+
+  it('refuses a segment whose bytes are not what the catalogue says, and deletes the copy', async () => {
+    const bad = { ...seg, sha256: sha(Buffer.from('something else')) };
+    await assert.rejects(copySegment(new ShareSource(share), local, clip, bad), (err: Error) => {
+      assert.ok(err instanceof CopyRefused, String(err));
+      assert.match(err.message, /segment 0 of clip "News" \(c1\).*sha256 .* not .* as the catalogue says; the copy was deleted/);
+      return true;
+    });
+    assert.equal(fs.existsSync(path.join(local, dir, file)), false);
+    assert.equal(fs.existsSync(path.join(local, dir, `${file}.part`)), false);
+  });
+
+  it('refuses a place outside the share and writes nothing', async () => {
+    fs.writeFileSync(path.join(tmp, 'secret.ts'), 'x');
+    const dest = path.join(local, 'x.ts');
+    await assert.rejects(new ShareSource(share).fetchSegment('c1', 0, dest, { where: { dir: '..', file: 'secret.ts' } }), (err: PeerError) => {
+      assert.equal(err.code, 'EREFUSED');
+      assert.match(err.message, /outside the share/);
+      return true;
+    });
+    assert.equal(fs.existsSync(local), false);
+  });
+
+  it('a share that is not mounted is worth waiting for; a missing segment is not', async () => {
+    const away = new ShareSource(path.join(tmp, 'not-mounted'));
+    await assert.rejects(copySegment(away, local, clip, seg), (err: PeerError) => {
+      assert.equal(err.code, 'EUNAVAILABLE');
+      assert.match(err.message, /not mounted or not readable/);
+      assert.ok(retryable(err));
+      return true;
+    });
+    fs.rmSync(path.join(share, dir, file));
+    await assert.rejects(copySegment(new ShareSource(share), local, clip, seg), (err: Error) => {
+      assert.ok(err instanceof CopyRefused);
+      assert.match(err.message, /is not on the share/);
+      assert.equal(retryable(err), false);
+      return true;
+    });
+  });
+
+  it('a file on the share shorter than the catalogue says is a truncated copy, retried later', async () => {
+    fs.truncateSync(path.join(share, dir, file), 1000);
+    await assert.rejects(copySegment(new ShareSource(share), local, clip, seg), (err: PeerError) => {
+      assert.equal(err.code, 'ETRUNC');
+      assert.match(err.message, /1000 bytes, not \d+ as the catalogue says/);
+      return true;
+    });
+  });
+
+  it('takes an absolute folder only, and fills {server} in a folder template', () => {
+    assert.throws(() => new ShareSource('relative/path'), /absolute path/);
+    assert.equal(shareFolderFor('/mnt/{server}/store', 'fo-1'), '/mnt/fo-1/store');
+  });
+
+  it('material copy with media from the share and lists and events from the peer', async () => {
+    const t0 = Date.UTC(2026, 10, 22, 12, 0, 0);
+    const c: Clip = {
+      id: 'c1', name: 'News', dir, serverId: 'main-1', group: '', channel: 1, channelName: 'Channel 1', lineId: 'news', title: 'News',
+      attributes: {}, backup: 'off', frameRate: '25', tcIn: '00:00:00:00', tcOut: '00:00:02:00', startedAt: t0, stoppedAt: t0 + 2000,
+      frames: 50, durationMs: 2000, state: 'closed', container: 'ts', source: 'cam', gaps: [], segments: [{ ...seg, wallStart: t0 }],
+      runs: 1, reason: null, createdAt: t0, updatedAt: t0,
+    };
+    const events: CatalogueEvent[] = [{ seq: 1, ts: t0 + 10, serverId: 'main-1', channel: 1, kind: 'recording', lineId: 'news', clipId: 'c1', data: null }];
+    let apiFetches = 0;
+    const api: CopySource = {
+      clips: async () => [JSON.parse(JSON.stringify(c)) as Clip],
+      events: async () => events,
+      fetchSegment: async () => {
+        apiFetches++;
+        throw new Error('the API is not asked for bytes');
+      },
+    };
+    const cat = new Catalogue(path.join(tmp, 'cat.sqlite'));
+    const queue = new CopyQueue(path.join(tmp, 'queue.sqlite'));
+    try {
+      const m = new MaterialCopier(queue, cat, { serverId: 'main-1', storageRoot: local, source: () => withShareMedia(api, new ShareSource(share)), retryMinMs: 5, retryMaxMs: 20 });
+      const done = new Promise<string>((resolve) => {
+        m.once('done', () => resolve('done'));
+        m.once('failed', (t: { lastError: string }) => resolve(`failed: ${t.lastError}`));
+      });
+      m.request({ entryId: 1, failedServer: 'main-1', failoverServer: 'fo-1', channels: [1], from: t0 - 1000, to: t0 + 60000 });
+      assert.equal(await done, 'done');
+      await m.stop();
+      assert.equal(apiFetches, 0);
+      assert.equal(sha(fs.readFileSync(path.join(local, dir, file))), seg.sha256);
+      assert.equal(cat.clip('c1')!.segments.length, 1);
+      assert.equal(cat.events('main-1', 1).length, 1);
+    } finally {
+      queue.close();
+      cat.release();
+    }
+  });
+});
+
+describe('fetch-ahead copy of a clip (lib)', () => {
+  let tmp: string;
+  beforeEach(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-ahead-'))));
+  afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  const segs = (n: number): Segment[] =>
+    Array.from({ length: n }, (_, i) => ({ index: i, file: `s${i}.ts`, run: 1, startSec: i, endSec: i + 1, frames: 25, bytes: 3, sha256: sha(Buffer.from(`s${i}`)), complete: true, wallStart: i }));
+
+  /** A source whose fetches finish in the order the test releases them. */
+  class Gate implements SegmentSource {
+    started: number[] = [];
+    private waiting = new Map<number, { ok: () => void; fail: (e: Error) => void }>();
+    async fetchSegment(_clipId: string, index: number, dest: string) {
+      this.started.push(index);
+      await new Promise<void>((ok, fail) => this.waiting.set(index, { ok, fail }));
+      fs.mkdirSync(path.dirname(dest), { recursive: true });
+      fs.writeFileSync(dest, `s${index}`);
+      return { bytes: 3, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
+    }
+    release(i: number) {
+      this.waiting.get(i)!.ok();
+    }
+    fail(i: number, code: string) {
+      this.waiting.get(i)!.fail(Object.assign(new Error(`segment ${i} broke`), { code }));
+    }
+    async until(n: number) {
+      while (this.waiting.size < n) await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  it('runs up to depth fetches at once and commits them in index order, whatever order they finish in', async () => {
+    const g = new Gate();
+    const committed: number[] = [];
+    const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(5), { depth: 3, commit: (s) => void committed.push(s.index) });
+    await g.until(3);
+    assert.deepEqual(g.started, [0, 1, 2], 'three under way, not more');
+    g.release(2);
+    g.release(1);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(committed, [], 'nothing is committed before segment 0');
+    g.release(0);
+    await g.until(5);
+    assert.deepEqual(committed, [0, 1, 2]);
+    g.release(4);
+    g.release(3);
+    await p;
+    assert.deepEqual(committed, [0, 1, 2, 3, 4]);
+  });
+
+  it('after a failure it starts nothing new, lets those under way end, commits none past the hole, and throws that failure', async () => {
+    const g = new Gate();
+    const committed: number[] = [];
+    let settled = false;
+    const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(6), { depth: 3, commit: (s: Segment, _r: SegmentCopyResult) => void committed.push(s.index) }).finally(() => (settled = true));
+    p.catch(() => undefined);
+    await g.until(3);
+    g.fail(1, 'ENET');
+    g.release(0);
+    await g.until(4); // segment 3 was started when 0 was committed
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(settled, false, 'it waits for the fetches still under way');
+    g.release(2);
+    g.release(3);
+    await assert.rejects(p, /segment 1 broke/);
+    assert.deepEqual(committed, [0]);
+    assert.deepEqual(g.started, [0, 1, 2, 3], 'nothing new after the failure');
+    // what finished meanwhile is on disk: a resume finds it and does not fetch it again
+    assert.equal(fs.readFileSync(path.join(tmp, 'd', 's2.ts'), 'utf8'), 's2');
+  });
+});

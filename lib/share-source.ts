@@ -11,7 +11,8 @@
  * fsynced, checked against the catalogue's sha256 and size, then renamed into
  * place. Error codes as lib/peer-client.ts:
  *
- *   EUNAVAILABLE the share is not mounted or not readable now (part kept: try again)
+ *   EUNAVAILABLE the share is not mounted or not readable now, or lacks the clip's top
+ *                folder (the server's: an unmounted mount point is an empty folder); try again
  *   ENET         an I/O error or a stale handle on the share (part kept: try again)
  *   ENOENT       the share is there but the segment is not
  *   EREFUSED     the clip folder or file name leads outside the share
@@ -54,6 +55,17 @@ export class ShareSource implements SegmentSource {
     }
   }
 
+  /** Throws EUNAVAILABLE when the share lacks the top folder of a clip folder (an unmounted mount point is an empty folder). */
+  private async checkHolds(clipDir: string): Promise<void> {
+    const top = clipDir.split('/').filter(Boolean)[0];
+    if (!top) return;
+    try {
+      await fs.promises.stat(path.join(this.root, top));
+    } catch (err) {
+      throw new PeerError(`the share ${this.root} has no folder "${top}": not mounted yet? (${errorText(err)})`, 'EUNAVAILABLE');
+    }
+  }
+
   async fetchSegment(
     clipId: string,
     index: number,
@@ -82,6 +94,8 @@ export class ShareSource implements SegmentSource {
       fh = await fs.promises.open(src, 'r');
       size = (await fh.stat()).size;
     } catch (err) {
+      // an empty mount point looks like an empty folder: without the clip's top folder (the server's) the share is not mounted
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') await this.checkHolds(o.where.dir);
       throw this.ioError(err, what, src);
     }
     const part = `${dest}.part`;
@@ -163,4 +177,16 @@ export function withShareMedia<T extends SegmentSource>(meta: T, share: ShareSou
 /** The share folder for a server: `{server}` in the configured path is replaced by its id. */
 export function shareFolderFor(template: string, serverId: string): string {
   return template.split('{server}').join(serverId);
+}
+
+/** The share-folder setting of a copier node: empty means "media over the peer API"; else an absolute path, `{server}` allowed. */
+export function parseShareFolder(v: unknown): string | null {
+  const s = typeof v === 'string' ? v.trim() : v === undefined || v === null ? '' : null;
+  if (s === null) throw new Error('the share folder must be text: an absolute path such as /mnt/{server}/recordings, or empty to fetch media over the peer API');
+  if (s === '') return null;
+  if (s.split('/').includes('..')) throw new Error(`the share folder "${s.slice(0, 200)}" has "..": give the absolute path of the mount, such as /mnt/{server}/recordings`);
+  if (!path.isAbsolute(s) || s.includes('\0')) {
+    throw new Error(`the share folder "${s.slice(0, 200)}" must be an absolute path, such as /mnt/{server}/recordings, or empty to fetch media over the peer API`);
+  }
+  return s;
 }

@@ -656,14 +656,14 @@ export class TransferManager extends EventEmitter {
       try {
         if (clip) this.deleteFiles(clip);
         this.catalogue.deleteClip(t.clipId);
-        this.queue.finish(t.clipId, 'deleted', `retention: older than ${days} day(s)`);
+        const gone = this.queue.finish(t.clipId, 'deleted', `retention: recording ended more than ${spanText(days)} ago`);
         deleted.push(t.clipId);
-        this.emit('deleted', { ...t, state: 'deleted' });
+        this.emit('deleted', gone);
       } catch (err) {
         this.o.log?.warn(`transfer manager: copy of "${t.name}" (${t.clipId}) not deleted: ${errorText(err)}`);
       }
     }
-    if (deleted.length) this.o.log?.info(`transfer manager: retention deleted ${deleted.length} transferred clip(s) older than ${days} day(s)`);
+    if (deleted.length) this.o.log?.info(`transfer manager: retention deleted ${deleted.length} transferred clip(s) older than ${spanText(days)}`);
     return deleted;
   }
 
@@ -686,4 +686,16 @@ export class TransferManager extends EventEmitter {
       /* not empty or gone */
     }
   }
+}
+
+/** A retention in days as a person reads it: "7 days", "1 day", "12 h", "30 s". */
+export function spanText(days: number): string {
+  if (days >= 1) {
+    const d = Math.round(days * 100) / 100;
+    return `${d} day${d === 1 ? '' : 's'}`;
+  }
+  const s = days * 86400;
+  if (s >= 3600) return `${Math.round((s / 3600) * 10) / 10} h`;
+  if (s >= 60) return `${Math.round((s / 60) * 10) / 10} min`;
+  return `${Math.round(s * 10) / 10} s`;
 }

@@ -7,6 +7,7 @@ import { CommandError, errorText } from '../../lib/errors';
 import type { CopyProgress, CopySource } from '../../lib/material-copy';
 import { MaterialCopyService, parseCopyRequest } from '../../lib/material-copy-service';
 import { PeerClient, RateLimiter } from '../../lib/peer-client';
+import { parseShareFolder, shareFolderFor, ShareSource, withShareMedia } from '../../lib/share-source';
 import { failoverControllers, materialCopyServices } from '../shared/registry';
 import { linkedServer, megabytes } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';
@@ -14,6 +15,8 @@ import type { RedundancyServerNode } from '../shared/types';
 interface CopyDef extends NodeDef {
   server: string;
   bandwidth: string | number;
+  /** the failover servers' storage mounted here (`{server}` = its id); empty: media over the peer API */
+  shareFolder?: string;
 }
 
 type Send = (msg: NodeMessage | NodeMessage[]) => void;
@@ -39,6 +42,7 @@ export = function (RED: NodeAPI): void {
       if (materialCopyServices.get(id.serverId)) throw new Error(t('errors.second', { server: id.serverId }));
       catalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
       const limiter = bandwidth > 0 ? new RateLimiter(bandwidth * 1e6) : undefined;
+      const shareFolder = parseShareFolder(def.shareFolder);
       const secret = srv.peerSecret();
       // one client per peer address (its keep-alive connections are reused from segment to segment)
       const clients = new Map<string, PeerClient>();
@@ -48,7 +52,8 @@ export = function (RED: NodeAPI): void {
         if (!secret) throw new Error(t('errors.noSecret'));
         let c = clients.get(url);
         if (!c) clients.set(url, (c = new PeerClient({ url, secret, ca: srv.peerCa() ?? undefined })));
-        return c;
+        // media from the failover server's storage mounted here, lists and events from its API
+        return shareFolder ? withShareMedia(c, new ShareSource(shareFolderFor(shareFolder, failoverServer))) : c;
       };
       closeClients = () => {
         for (const c of clients.values()) c.close();

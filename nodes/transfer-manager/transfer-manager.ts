@@ -6,6 +6,7 @@ import type { Clip } from '../../lib/clip';
 import { CommandError, errorText } from '../../lib/errors';
 import { NAME_PATTERN } from '../../lib/link-schemas';
 import { PeerClient, RateLimiter } from '../../lib/peer-client';
+import { parseShareFolder, shareFolderFor, ShareSource, withShareMedia } from '../../lib/share-source';
 import { parseChannels, Transfer, TransferManager, TransferProgress, TransferQueue, TransferSource } from '../../lib/transfer-manager';
 import { transferManagers } from '../shared/registry';
 import { linkedServer, megabytes } from '../shared/server';
@@ -18,6 +19,8 @@ interface TransferDef extends NodeDef {
   bandwidth: string | number;
   pollInterval: string | number;
   retentionDays: string | number;
+  /** the main's storage mounted here (`{server}` = its id); empty: media over the peer API */
+  shareFolder?: string;
 }
 
 type Send = (msg: NodeMessage | NodeMessage[]) => void;
@@ -61,6 +64,8 @@ export = function (RED: NodeAPI): void {
       const retention = Number(def.retentionDays === '' || def.retentionDays === undefined ? 0 : def.retentionDays);
       if (!(retention >= 0 && retention <= 36500)) throw new Error(t('errors.retention'));
       if (transferManagers.get(id.serverId)) throw new Error(t('errors.second', { server: id.serverId }));
+      const shareFolder = parseShareFolder(def.shareFolder);
+      const share = shareFolder ? new ShareSource(shareFolderFor(shareFolder, mainServer)) : null;
       const secret = srv.peerSecret();
       const source = (): TransferSource => {
         const url = link.peerState(mainServer)?.api;
@@ -70,7 +75,8 @@ export = function (RED: NodeAPI): void {
           client?.close();
           client = new PeerClient({ url, secret, ca: srv.peerCa() ?? undefined });
         }
-        return client;
+        // media from the main's storage mounted here, lists from its API
+        return share ? withShareMedia(client, share) : client;
       };
       catalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
       queue = new TransferQueue(path.join(userDir, 'twinrec', 'transfer-queue.sqlite'), Date.now, { synchronous: id.durability });

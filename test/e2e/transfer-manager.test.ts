@@ -6,8 +6,16 @@
  * sha256, registered in the backup's catalogue) and skips the twin, copying
  * nothing of it. The main is stopped in the middle of the (bandwidth-limited)
  * transfer and started again: the transfer goes on and completes.
+ *
+ * Second: media from a mounted share. The backup reads segment bytes from the
+ * main's storage bind-mounted into its user directory (a real mount: the test
+ * runs as root, as CI does); while nothing is mounted there it waits, though
+ * the main's API answers; once mounted the clip arrives whole. Then the
+ * retention policy (a few seconds, as a fraction of a day) deletes the copy on
+ * the backup and nothing else: not the backup's own recording, not the main's.
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,6 +36,7 @@ describe('transfer manager: the backup copies the finished clips of its main', f
   let main: NodeRedProcess | null = null;
   let backup: NodeRedProcess | null = null;
   let portM: number;
+  let mounted: string | null = null;
 
   beforeEach(async function () {
     broker = await startMosquitto();
@@ -41,6 +50,8 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     }
     for (const p of [main, backup]) if (p) await p.stop();
     main = backup = null;
+    if (mounted) execFileSync('umount', [mounted]);
+    mounted = null;
     for (const d of [dirM, dirB]) {
       for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
       fs.rmSync(d, { recursive: true, force: true });
@@ -62,13 +73,13 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     });
     return main;
   };
-  const startBackup = async (bandwidth: number) => {
+  const startBackup = async (bandwidth: number, tm: { shareFolder?: string; retentionDays?: number } = {}) => {
     backup = await startNodeRed({
       userDir: dirB,
       flows: recorderSiteFlow({
         serverId: 'backup-1', role: 'backup', storageRoot: 'store', brokerUrl: broker.url, backupLink: true,
         recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 1 }],
-        transferManager: { mainServer: 'main-1', channels: '1-2', bandwidth, pollInterval: 1 },
+        transferManager: { mainServer: 'main-1', channels: '1-2', bandwidth, pollInterval: 1, ...tm },
       }),
       credentials: { srv1: { peerSecret: SECRET } },
     });
@@ -176,6 +187,61 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     assert.equal((await backup!.request('POST', '/tm', { command: 'scan' })).status, 200);
     await sleep(2500);
     assert.equal((await events(backup!)).filter((e) => e.topic === 'transferred').length, 1, 'copied once');
+  });
+
+  it("reads media from the main's storage mounted on the backup, waits while nothing is mounted, and the retention deletes only the copy", async function () {
+    await startMain();
+    // the mount point exists but nothing is mounted on it yet: an empty folder
+    const mnt = path.join(dirB, 'mnt', 'main-1');
+    fs.mkdirSync(mnt, { recursive: true });
+    // 30 s retention as a fraction of a day
+    await startBackup(0, { shareFolder: path.join(dirB, 'mnt', '{server}'), retentionDays: 30 / 86400 });
+    for (const [p, id] of [[main!, 'ord'], [backup!, 'own']] as const) {
+      assert.equal((await p.request('POST', '/cmd/1', { command: 'add', line: { id, title: id } })).status, 200);
+      assert.equal((await p.request('POST', '/cmd/1', { command: 'start', line: { id } })).status, 200);
+    }
+    await waitStatus(main!, 1, 'ord', 'recording');
+    await waitStatus(backup!, 1, 'own', 'recording');
+    await sleep(4000);
+    for (const [p, id] of [[main!, 'ord'], [backup!, 'own']] as const) assert.equal((await p.request('POST', '/cmd/1', { command: 'stop', line: { id } })).status, 200);
+    const ord = await waitStatus(main!, 1, 'ord', 'stopped');
+    await waitStatus(backup!, 1, 'own', 'stopped');
+
+    // the main's API answers (the clip is listed), but its bytes are on the share, which is not there yet
+    const waiting = await waitEvent(backup!, (e) => e.node === 'transfer-manager' && e.topic === 'progress' && e.payload.phase === 'waiting', 'waiting for the share', 30000);
+    assert.match(String(waiting.payload.detail), /has no folder "main-1": not mounted yet\?/);
+    assert.ok(!(await events(backup!)).some((e) => e.topic === 'transferred'));
+    execFileSync('mount', ['--bind', path.join(dirM, 'store'), mnt]);
+    mounted = mnt;
+    const done = await waitEvent(backup!, (e) => e.node === 'transfer-manager' && e.topic === 'transferred', 'the clip transferred', 60000);
+    assert.equal(done.payload.clipId, ord.clipId);
+    const rootM = path.join(dirM, 'store');
+    const rootB = path.join(dirB, 'store');
+    const mainFiles = media(rootM, 'main-1/ch01');
+    assert.ok(mainFiles.length >= 3, `the main recorded ${mainFiles.length} segments`);
+    for (const f of mainFiles) assert.equal(sha(path.join(rootB, path.relative(rootM, f))), sha(f), `${path.relative(rootM, f)} has the same sha256`);
+    const own = media(rootB, 'backup-1/ch01');
+    assert.ok(own.length > 0);
+
+    // retention: 30 s after the recording ended, the copy goes; the backup's own clip and the main's stay
+    const deleted = await waitEvent(backup!, (e) => e.node === 'transfer-manager' && e.topic === 'deleted', 'the copy deleted by the retention', 90000);
+    assert.equal(deleted.payload.clipId, ord.clipId);
+    assert.match(String(deleted.payload.reason), /retention/);
+    assert.deepEqual(media(rootB, 'main-1/ch01'), [], 'the copy is gone from the backup');
+    assert.deepEqual(media(rootB, 'backup-1/ch01'), own, "the backup's own recording is kept");
+    assert.deepEqual(media(rootM, 'main-1/ch01'), mainFiles, "the main's clip is untouched");
+    const db = new Database(path.join(dirB, 'twinrec', 'catalogue.sqlite'), { readonly: true });
+    try {
+      assert.equal((db.prepare('SELECT COUNT(*) AS n FROM clips WHERE id = ?').get(ord.clipId) as { n: number }).n, 0, 'and from its catalogue');
+      assert.equal((db.prepare('SELECT COUNT(*) AS n FROM segments WHERE clip_id = ?').get(ord.clipId) as { n: number }).n, 0);
+    } finally {
+      db.close();
+    }
+    // not copied again at the next scans
+    assert.equal((await backup!.request('POST', '/tm', { command: 'scan' })).status, 200);
+    await sleep(2500);
+    assert.equal((await events(backup!)).filter((e) => e.topic === 'transferred').length, 1, 'copied once');
+    assert.deepEqual(media(rootB, 'main-1/ch01'), []);
   });
 });
 

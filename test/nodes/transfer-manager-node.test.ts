@@ -49,6 +49,8 @@ describe('transfer-manager (node)', function () {
     ['itself as the main', { mainServer: 'backup-1' }, /errors\.self|cannot be this server/],
     ['a main that is not a server id', { mainServer: '../etc' }, /errors\.mainServer|server id/],
     ['a negative retention', { retentionDays: -1 }, /errors\.retention|retention/],
+    ['a share folder that is not an absolute path', { shareFolder: 'mnt/main' }, /share folder "mnt\/main" must be an absolute path/],
+    ['a share folder that climbs out with ..', { shareFolder: '/mnt/../etc' }, /share folder "\/mnt\/\.\.\/etc" has "\.\."/],
   ] as const) {
     it(`refuses ${what} with a red status and an error`, async () => {
       await helper.load([serverNode, tmNode], flow(bad));

@@ -175,7 +175,7 @@ export function recorderSiteFlow(o: {
   /** Add a material-copy node; its messages are kept for GET /events. */
   materialCopy?: { bandwidth?: number };
   /** Add a transfer-manager node (on a backup); its messages are kept for GET /events, POST /tm sends it a command. */
-  transferManager?: { mainServer: string; channels: string; bandwidth?: number; pollInterval?: number; retentionDays?: number };
+  transferManager?: { mainServer: string; channels: string; bandwidth?: number; pollInterval?: number; retentionDays?: number; shareFolder?: string };
 }): object[] {
   const tab = { id: 'tab1', type: 'tab', label: 'site' };
   const srv = {
@@ -243,7 +243,7 @@ function transferManagerNodes(t: NonNullable<Parameters<typeof recorderSiteFlow>
   return [
     {
       id: 'tmgr', type: 'transfer-manager', z: 'tab1', server: 'srv1', mainServer: t.mainServer, channels: t.channels, bandwidth: t.bandwidth ?? 0,
-      pollInterval: t.pollInterval ?? 1, retentionDays: t.retentionDays ?? 0, wires: [['tmcol']],
+      pollInterval: t.pollInterval ?? 1, retentionDays: t.retentionDays ?? 0, shareFolder: t.shareFolder ?? '', wires: [['tmcol']],
     },
     { id: 'tmcol', type: 'function', z: 'tab1', outputs: 1, func: `${keep('transfer-manager', 0, 'msg.payload')}return msg.res ? msg : null;`, wires: [['tmresp']] },
     { id: 'tmresp', type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },

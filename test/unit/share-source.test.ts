@@ -91,6 +91,14 @@ describe('mounted share as a segment source (lib)', () => {
       assert.ok(retryable(err));
       return true;
     });
+    // an empty mount point (nothing mounted on it) is a readable, empty folder: also waited for
+    fs.mkdirSync(path.join(tmp, 'mountpoint'));
+    await assert.rejects(copySegment(new ShareSource(path.join(tmp, 'mountpoint')), local, clip, seg), (err: PeerError) => {
+      assert.equal(err.code, 'EUNAVAILABLE');
+      assert.match(err.message, /has no folder "main-1": not mounted yet\?/);
+      assert.ok(retryable(err));
+      return true;
+    });
     fs.rmSync(path.join(share, dir, file));
     await assert.rejects(copySegment(new ShareSource(share), local, clip, seg), (err: Error) => {
       assert.ok(err instanceof CopyRefused);

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Catalogue } from '../../lib/catalogue';
 import { Clip, Segment } from '../../lib/clip';
-import { parseChannels, TransferManager, TransferQueue, TransferSource } from '../../lib/transfer-manager';
+import { parseChannels, spanText, TransferManager, TransferQueue, TransferSource } from '../../lib/transfer-manager';
 
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 const DAY = 86400000;
@@ -261,7 +261,7 @@ describe('transfer manager (lib)', () => {
     assert.equal(cat.clip('old'), undefined);
     assert.ok(!fs.existsSync(path.join(localRoot, oldC.dir)), 'its files and folder are gone');
     assert.equal(queue.get('old')!.state, 'deleted');
-    assert.match(queue.get('old')!.reason!, /retention/);
+    assert.equal(queue.get('old')!.reason, 'retention: recording ended more than 3 days ago');
     assert.ok(cat.clip('recent') && fs.existsSync(path.join(localRoot, recent.dir, recent.segments[0].file)), 'a recent copy is kept');
     for (const c of [own, aux, copied]) {
       assert.ok(cat.clip(c.id), `${c.id} is still in the catalogue`);
@@ -309,6 +309,10 @@ describe('transfer manager (lib)', () => {
     assert.equal(queue.get('c1')!.segmentsCopied + queue.get('c1')!.segmentsSkipped, 10);
     assert.deepEqual(peer.fetches.map((f) => f.index).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each segment delivered once');
     assert.deepEqual([...new Set(asked)], ['c1']);
+  });
+
+  it('says a retention as a person reads it', () => {
+    assert.deepEqual([7, 1, 1.5, 0.5, 1 / 48, 30 / 86400].map(spanText), ['7 days', '1 day', '1.5 days', '12 h', '30 min', '30 s']);
   });
 
   it('refuses channels that are not channels', () => {

@@ -94,6 +94,14 @@ export class WholeSink implements BodySink {
     }
     return new WholeSink(buf, resumedFrom);
   }
+  /** The next `n` bytes of the buffer, to read into directly; `advance(n)` takes them. */
+  reserve(n: number): Buffer {
+    return this.buf.subarray(this.filled, this.filled + n);
+  }
+  advance(n: number): number {
+    this.filled += n;
+    return this.filled - this.flushed;
+  }
   add(chunk: Buffer): number {
     chunk.copy(this.buf, this.filled);
     this.filled += chunk.length;

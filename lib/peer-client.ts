@@ -80,6 +80,8 @@ export interface FetchOptions {
   onBytes?: (n: number) => void;
   /** The clip folder and file name (used by a share source; the API finds them by clip id and index). */
   where?: { dir: string; file: string };
+  /** Called once every byte is in the part file, before its fsync and hash (a copier may start the next fetch). */
+  onReceived?: () => void;
 }
 
 export interface FetchResult {
@@ -437,6 +439,7 @@ export class PeerClient {
         if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
         throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
       }
+      o.onReceived?.();
       // the fsync and the hash run on the thread pool side by side
       [sha] = await Promise.all([sink.digest(), fh.sync()]);
     } finally {

@@ -28,6 +28,8 @@ export interface SegmentSource {
       onBytes?: (n: number) => void;
       /** the clip folder and segment file as the catalogue names them (a share reads them there; the API ignores it) */
       where?: { dir: string; file: string };
+      /** called once every byte of the segment is in its part file (before its fsync and hash) */
+      onReceived?: () => void;
     },
   ): Promise<{ bytes: number; sha256: string; resumedFrom: number }>;
 }
@@ -76,7 +78,7 @@ export async function copySegment(
   storageRoot: string,
   clip: { id: string; name: string; dir: string },
   seg: Segment,
-  o: { limiter?: { take(bytes: number): Promise<void> }; signal?: AbortSignal; onBytes?: (n: number) => void } = {},
+  o: { limiter?: { take(bytes: number): Promise<void> }; signal?: AbortSignal; onBytes?: (n: number) => void; onReceived?: () => void } = {},
 ): Promise<SegmentCopyResult> {
   const dest = segmentDest(storageRoot, clip.dir, seg.file);
   fs.mkdirSync(path.dirname(dest), { recursive: true });
@@ -89,6 +91,7 @@ export async function copySegment(
       limiter: o.limiter,
       signal: o.signal,
       onBytes: o.onBytes,
+      onReceived: o.onReceived,
       where: { dir: clip.dir, file: seg.file },
     });
     return { copied: 1, skipped: 0, bytes: r.bytes - r.resumedFrom };
@@ -99,16 +102,23 @@ export async function copySegment(
   }
 }
 
-/** Segments fetched at once by a copier: the next ones arrive while one is fsynced and committed. */
+/** Segments under way at once in a copier (one receiving, the others being fsynced, hashed and committed). */
 export const FETCH_AHEAD = 3;
 
 /**
- * Copy the segments of one clip with up to `depth` fetches under way at once,
- * and hand each to `commit` in index order, once it is on disk and verified
- * (the catalogue registers segments in order, so a resume point is never past
- * a hole). A fetch that fails stops new ones; those under way are let finish
- * (their `.part` or finished file is what a resume starts from, never written
- * by two fetches at once), then the first error in index order is thrown.
+ * Copy the segments of one clip, handing each to `commit` in index order once
+ * it is on disk and verified (the catalogue registers segments in order, so a
+ * resume point is never past a hole).
+ *
+ * Up to `depth` segments are under way at once, but only one is receiving:
+ * the next fetch starts when the one before has every byte in its part file,
+ * so its fsync, hash, rename and commit overlap the next one's transfer. So a
+ * kill -9 leaves at most one segment's bytes in flight (in socket buffers or
+ * not yet written): a resume fetches at most one segment twice.
+ *
+ * A fetch that fails stops new ones; those under way are let finish (their
+ * `.part` or finished file is what a resume starts from, never written by two
+ * fetches at once), then the first error in index order is thrown.
  * `stopped()` is asked before each new fetch.
  */
 export async function copySegments(
@@ -126,30 +136,44 @@ export async function copySegments(
   },
 ): Promise<void> {
   const depth = Math.max(1, Math.floor(o.depth ?? FETCH_AHEAD));
-  type Flight = { seg: Segment; p: Promise<SegmentCopyResult> };
+  type Flight = { seg: Segment; p: Promise<SegmentCopyResult>; receiving: boolean };
   const flights: Flight[] = [];
   let next = 0;
-  let failed = false;
+  let wake: (() => void) | null = null;
+  const received = (f: Flight) => {
+    if (!f.receiving) return;
+    f.receiving = false;
+    const w = wake;
+    wake = null;
+    w?.();
+  };
   const launch = () => {
     const seg = segments[next++];
-    const p = copySegment(src, storageRoot, clip, seg, { limiter: o.limiter, signal: o.signal, onBytes: o.onBytes });
-    p.catch(() => undefined); // awaited below, in order; this only keeps an early failure from being "unhandled"
-    flights.push({ seg, p });
+    const f: Flight = { seg, p: Promise.resolve() as unknown as Promise<SegmentCopyResult>, receiving: true };
+    f.p = copySegment(src, storageRoot, clip, seg, { limiter: o.limiter, signal: o.signal, onBytes: o.onBytes, onReceived: () => received(f) });
+    f.p.then(
+      () => received(f),
+      () => received(f), // awaited below, in order; this also keeps an early failure from being "unhandled"
+    );
+    flights.push(f);
   };
+  const canLaunch = () => flights.length < depth && next < segments.length && !flights.some((f) => f.receiving);
   try {
     while (flights.length > 0 || next < segments.length) {
-      while (!failed && flights.length < depth && next < segments.length) {
+      while (canLaunch()) {
         if (o.stopped?.()) throw Object.assign(new Error('stopped'), { code: 'EABORT' });
         launch();
       }
-      if (flights.length === 0) break;
-      const f = flights[0];
-      const r = await f.p;
+      const head = flights[0];
+      // the head finished, or one under way has all its bytes (the next may start)
+      const headDone = await Promise.race([head.p.then(() => true, () => true), new Promise<boolean>((r) => (wake = () => r(false)))]);
+      wake = null;
+      if (!headDone) continue;
+      const r = await head.p;
       flights.shift();
-      await o.commit(f.seg, r);
+      await o.commit(head.seg, r);
     }
   } catch (err) {
-    failed = true;
     await Promise.allSettled(flights.map((f) => f.p));
     throw err;
   }

@@ -25,7 +25,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorText } from './errors';
-import { fileSize, openSink, restartPart, syncDir } from './part-file';
+import { fileSize, openSink, restartPart, syncDir, WholeSink } from './part-file';
 import { PeerError } from './peer-client';
 import type { SegmentSource } from './segment-copy';
 import { insideRoot } from './storage';
@@ -77,6 +77,7 @@ export class ShareSource implements SegmentSource {
       signal?: AbortSignal;
       onBytes?: (n: number) => void;
       where?: { dir: string; file: string };
+      onReceived?: () => void;
     } = {},
   ): Promise<{ bytes: number; sha256: string; resumedFrom: number }> {
     const what = `segment ${index} of clip ${clipId}`;
@@ -116,7 +117,9 @@ export class ShareSource implements SegmentSource {
             if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
             const n = Math.min(READ_CHUNK, total - pos);
             if (o.limiter) await o.limiter.take(n);
-            const chunk = Buffer.allocUnsafe(n);
+            // straight into the segment's buffer when it is held whole (no copy of the bytes on the event loop)
+            const whole = sink instanceof WholeSink ? sink : null;
+            const chunk = whole ? whole.reserve(n) : Buffer.allocUnsafe(n);
             let got = 0;
             while (got < n) {
               const { bytesRead } = await fh.read(chunk, got, n - got, pos + got).catch((err: unknown) => {
@@ -125,7 +128,8 @@ export class ShareSource implements SegmentSource {
               if (bytesRead === 0) throw new PeerError(`${what} on the share ended after ${pos + got} of ${total} bytes`, 'ETRUNC');
               got += bytesRead;
             }
-            sink.add(chunk);
+            if (whole) whole.advance(n);
+            else sink.add(chunk);
             await sink.flush(out);
             pos += n;
             o.onBytes?.(n);
@@ -133,6 +137,7 @@ export class ShareSource implements SegmentSource {
         } finally {
           await sink.flush(out).catch(() => undefined);
         }
+        o.onReceived?.();
         [sha] = await Promise.all([sink.digest(), out.sync()]);
       } finally {
         await out.close().catch(() => undefined);

@@ -40,7 +40,14 @@ import { CopyQueue, TaskRequest } from '../../lib/copy-queue';
 import { MaterialCopier } from '../../lib/material-copy';
 import { PeerApiServer } from '../../lib/peer-api';
 import { PeerClient } from '../../lib/peer-client';
+import { ShareSource, withShareMedia } from '../../lib/share-source';
 import { TransferManager, TransferQueue } from '../../lib/transfer-manager';
+
+/** BENCH_SHARE_ROOT: segment bytes from this folder (the peer's storage as a mounted share), lists and events from the API. */
+function sourceOf(client: PeerClient): PeerClient {
+  const share = process.env.BENCH_SHARE_ROOT;
+  return share ? withShareMedia(client, new ShareSource(share)) : client;
+}
 
 function send(msg: unknown): Promise<void> {
   return new Promise((resolve) => {
@@ -86,7 +93,8 @@ async function copier(destDir: string, peerUrl: string, secret: string, taskJson
   const catalogue = new Catalogue(path.join(destDir, 'catalogue.sqlite'));
   const client = new PeerClient({ url: peerUrl, secret, timeoutMs: 30000 });
   const log = { info: () => undefined, warn: (m: string) => console.error(`copier: ${m}`) };
-  const c = new MaterialCopier(queue, catalogue, { serverId: 'main-1', storageRoot: path.join(destDir, 'store'), source: () => client, retryMinMs: 200, log });
+  const source = sourceOf(client);
+  const c = new MaterialCopier(queue, catalogue, { serverId: 'main-1', storageRoot: path.join(destDir, 'store'), source: () => source, retryMinMs: 200, log });
   let t0 = process.hrtime.bigint();
   c.on('progress', (p: { bytesDone: number; bytesTotal: number | null; phase: string }) => {
     void send({ type: 'progress', bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, phase: p.phase });
@@ -108,8 +116,9 @@ async function transferManager(destDir: string, peerUrl: string, secret: string,
   const catalogue = new Catalogue(path.join(destDir, 'catalogue.sqlite'));
   const client = new PeerClient({ url: peerUrl, secret, timeoutMs: 30000 });
   const log = { info: () => undefined, warn: (m: string) => console.error(`transfer manager: ${m}`) };
+  const source = sourceOf(client);
   const tm = new TransferManager(queue, catalogue, {
-    serverId: 'bk-1', mainServer: 'main-1', channels: [1], storageRoot: path.join(destDir, 'store'), source: () => client, pollMs: 3600000, retryMinMs: 200, log,
+    serverId: 'bk-1', mainServer: 'main-1', channels: [1], storageRoot: path.join(destDir, 'store'), source: () => source, pollMs: 3600000, retryMinMs: 200, log,
   });
   const perClip = new Map<string, number>();
   for (const t of queue.list()) perClip.set(t.clipId, t.bytesDone);

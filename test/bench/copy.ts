@@ -192,8 +192,8 @@ function killChildren(): void {
   children.clear();
 }
 
-function forkChild(args: string[]): ChildProcess {
-  const c = fork(CHILD, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function forkChild(args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
+  const c = fork(CHILD, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: env ? { ...process.env, ...env } : process.env });
   children.add(c);
   c.once('exit', () => children.delete(c));
   return c;
@@ -261,13 +261,21 @@ type CopierMsg = { type: 'progress'; bytesDone: number; bytesTotal: number | nul
 /** Run a copier child to the end (or until killAt decides to kill it: then resolves null). */
 type Kind = 'copier' | 'tm' | `probe-${string}`;
 
-async function runCopier(kind: Kind, dest: string, server: ServerHandle, src: Source, o: { killAtBytes?: number; killDelayMs?: number } = {}): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
+async function runCopier(
+  kind: Kind,
+  dest: string,
+  server: ServerHandle,
+  src: Source,
+  o: { killAtBytes?: number; killDelayMs?: number; share?: boolean } = {},
+): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
   const child = forkChild(
     kind === 'copier'
       ? ['copier', dest, server.url, SECRET, JSON.stringify(src.task)]
       : kind === 'tm'
         ? ['tm', dest, server.url, SECRET, String(src.clips)]
         : ['probe', path.join(dest, 'store'), server.url, SECRET, kind.slice(6), JSON.stringify(src.segments)],
+    // media from the source storage as if it were the peer's storage mounted here
+    o.share ? { BENCH_SHARE_ROOT: src.storage } : undefined,
   );
   let lastBytes = 0;
   let killing = false;
@@ -373,23 +381,31 @@ export async function benchCopy(): Promise<void> {
 
     server = await startServer(src);
     const srv = server;
-    const kinds: { kind: Kind; label: string; what: string }[] = [
+    const kinds: { kind: Kind; label: string; what: string; share?: boolean }[] = [
       { kind: 'copier', label: 'material copy', what: 'peer API child process -> PeerClient + MaterialCopier child (restored main-1, one task), HTTP on 127.0.0.1, sha256 verified' },
       { kind: 'tm', label: 'transfer manager', what: 'peer API child process -> PeerClient + TransferManager child (backup bk-1 pulls the finished clips of main-1), HTTP on 127.0.0.1, sha256 verified' },
+      {
+        kind: 'copier',
+        share: true,
+        label: 'material copy, media from a share',
+        what: 'lists and events from the peer API child, segment bytes read from the source storage as the mounted share (lib/share-source.ts; same disk, page cache), sha256 verified',
+      },
+      { kind: 'tm', share: true, label: 'transfer manager, media from a share', what: 'lists from the peer API child, segment bytes from the source storage as the mounted share, sha256 verified' },
     ];
     const tmBuilt = fs.existsSync(path.join(__dirname, '..', '..', 'lib', 'transfer-manager.js'));
-    const measured: { kind: Kind; label: string; seconds: number; cpu: string }[] = [];
+    const measured: { kind: Kind; label: string; seconds: number; cpu: string; share?: boolean }[] = [];
     for (const k of kinds) {
       if (k.kind === 'tm' && !tmBuilt) continue;
-      const dest = path.join(tmp, `${k.kind}-throughput`);
+      const dest = path.join(tmp, `${k.kind}${k.share ? '-share' : ''}-throughput`);
       const serverTicks0 = cpuTicks(srv.child.pid);
-      const r = await runCopier(k.kind, dest, srv, src);
+      const r = await runCopier(k.kind, dest, srv, src, { share: k.share });
       const serverCpuS = (cpuTicks(srv.child.pid) - serverTicks0) / CLK_TCK;
       const bad = checkDest(dest, src);
       fs.rmSync(dest, { recursive: true, force: true });
       const s = r.done!.seconds;
       measured.push({
         kind: k.kind,
+        share: k.share,
         label: `${k.label} (${k.what})`,
         seconds: s,
         cpu: `CPU: ${k.label} child ${f1(r.copierCpuS)} s (${Math.round((r.copierCpuS / s) * 100)}% of one core, process start included), peer API child ${f1(serverCpuS)} s (${Math.round((serverCpuS / s) * 100)}%)${bad ? `; WRONG RESULT: ${bad}` : ''}`,
@@ -428,7 +444,8 @@ export async function benchCopy(): Promise<void> {
     if (!tmBuilt) console.log('  transfer manager: not built yet (no lib/transfer-manager.js)');
 
     if (kills > 0) {
-      for (const m of measured) {
+      // the kill runs count the bytes the peer API served twice: over HTTP only
+      for (const m of measured.filter((x) => !x.share)) {
         const segTimeMs = (segBytes / (src.bytes / m.seconds)) * 1000;
         const name = m.kind === 'copier' ? 'material copy' : 'transfer manager';
         console.log(

@@ -170,43 +170,67 @@ describe('fetch-ahead copy of a clip (lib)', () => {
   const segs = (n: number): Segment[] =>
     Array.from({ length: n }, (_, i) => ({ index: i, file: `s${i}.ts`, run: 1, startSec: i, endSec: i + 1, frames: 25, bytes: 3, sha256: sha(Buffer.from(`s${i}`)), complete: true, wallStart: i }));
 
-  /** A source whose fetches finish in the order the test releases them. */
+  /** A source whose fetches receive, then finish, when the test says so. */
   class Gate implements SegmentSource {
     started: number[] = [];
-    private waiting = new Map<number, { ok: () => void; fail: (e: Error) => void }>();
-    async fetchSegment(_clipId: string, index: number, dest: string) {
+    private rx = new Map<number, () => void>();
+    private fin = new Map<number, { ok: () => void; fail: (e: Error) => void }>();
+    async fetchSegment(_clipId: string, index: number, dest: string, o: { onReceived?: () => void }) {
       this.started.push(index);
-      await new Promise<void>((ok, fail) => this.waiting.set(index, { ok, fail }));
+      await new Promise<void>((ok) => this.rx.set(index, ok));
+      o.onReceived?.();
+      await new Promise<void>((ok, fail) => this.fin.set(index, { ok, fail }));
       fs.mkdirSync(path.dirname(dest), { recursive: true });
       fs.writeFileSync(dest, `s${index}`);
       return { bytes: 3, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
     }
-    release(i: number) {
-      this.waiting.get(i)!.ok();
+    /** every byte of segment i arrived (its fsync and hash go on) */
+    async receive(i: number) {
+      await until(() => this.rx.has(i));
+      this.rx.get(i)!();
+      await tick();
     }
-    fail(i: number, code: string) {
-      this.waiting.get(i)!.fail(Object.assign(new Error(`segment ${i} broke`), { code }));
+    async finish(i: number) {
+      await until(() => this.fin.has(i));
+      this.fin.get(i)!.ok();
+      await tick();
     }
-    async until(n: number) {
-      while (this.waiting.size < n) await new Promise((r) => setTimeout(r, 2));
+    async fail(i: number, code: string) {
+      await until(() => this.fin.has(i));
+      this.fin.get(i)!.fail(Object.assign(new Error(`segment ${i} broke`), { code }));
+      await tick();
+    }
+  }
+  const tick = () => new Promise((r) => setTimeout(r, 5));
+  async function until(cond: () => boolean) {
+    const end = Date.now() + 5000;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error('timed out');
+      await new Promise((r) => setTimeout(r, 2));
     }
   }
 
-  it('runs up to depth fetches at once and commits them in index order, whatever order they finish in', async () => {
+  it('has one segment receiving at a time, up to depth under way, and commits in index order whatever order they finish in', async () => {
     const g = new Gate();
     const committed: number[] = [];
     const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(5), { depth: 3, commit: (s) => void committed.push(s.index) });
-    await g.until(3);
+    await tick();
+    assert.deepEqual(g.started, [0], 'one at a time while it receives');
+    await g.receive(0);
+    assert.deepEqual(g.started, [0, 1], 'the next starts once the first has all its bytes');
+    await g.receive(1);
+    await g.receive(2);
     assert.deepEqual(g.started, [0, 1, 2], 'three under way, not more');
-    g.release(2);
-    g.release(1);
-    await new Promise((r) => setTimeout(r, 20));
+    await g.finish(2);
+    await g.finish(1);
     assert.deepEqual(committed, [], 'nothing is committed before segment 0');
-    g.release(0);
-    await g.until(5);
+    await g.finish(0);
     assert.deepEqual(committed, [0, 1, 2]);
-    g.release(4);
-    g.release(3);
+    assert.deepEqual(g.started, [0, 1, 2, 3]);
+    await g.receive(3);
+    await g.receive(4);
+    await g.finish(4);
+    await g.finish(3);
     await p;
     assert.deepEqual(committed, [0, 1, 2, 3, 4]);
   });
@@ -217,17 +241,17 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     let settled = false;
     const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(6), { depth: 3, commit: (s: Segment, _r: SegmentCopyResult) => void committed.push(s.index) }).finally(() => (settled = true));
     p.catch(() => undefined);
-    await g.until(3);
-    g.fail(1, 'ENET');
-    g.release(0);
-    await g.until(4); // segment 3 was started when 0 was committed
-    await new Promise((r) => setTimeout(r, 20));
-    assert.equal(settled, false, 'it waits for the fetches still under way');
-    g.release(2);
-    g.release(3);
+    await g.receive(0);
+    await g.receive(1);
+    await g.fail(1, 'ENET'); // segment 2 is receiving now
+    await g.finish(0);
+    assert.deepEqual(committed, [0]);
+    assert.equal(settled, false, 'it waits for the fetch still under way');
+    await g.receive(2);
+    await g.finish(2);
     await assert.rejects(p, /segment 1 broke/);
     assert.deepEqual(committed, [0]);
-    assert.deepEqual(g.started, [0, 1, 2, 3], 'nothing new after the failure');
+    assert.deepEqual(g.started, [0, 1, 2], 'nothing new after the failure');
     // what finished meanwhile is on disk: a resume finds it and does not fetch it again
     assert.equal(fs.readFileSync(path.join(tmp, 'd', 's2.ts'), 'utf8'), 's2');
   });

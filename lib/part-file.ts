@@ -60,8 +60,28 @@ export interface BodySink {
   /** Take a chunk; returns the bytes not yet written. */
   add(chunk: Buffer): number;
   flush(fh: fs.promises.FileHandle): Promise<void>;
+  /** Wait until everything flushed is written (throws a write's error). */
+  drain(): Promise<void>;
   /** sha256 (hex) of the whole segment, the part's earlier bytes included. */
   digest(): Promise<string>;
+  /** Done with it (after the digest settled): its memory may serve the next segment. */
+  release(): void;
+}
+
+/**
+ * Segment buffers kept for the next segments: a fresh 4 MiB buffer costs a
+ * thousand page faults (the kernel zeroes each page), more than copying into
+ * one already mapped. At most POOL_MAX are kept, in whole MiB.
+ */
+const POOL_MAX = 4;
+const MIB = 1 << 20;
+const pool: Buffer[] = [];
+function takeBuffer(n: number): Buffer {
+  const i = pool.findIndex((b) => b.length >= n);
+  return i >= 0 ? pool.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.max(MIB, Math.ceil(n / MIB) * MIB));
+}
+function giveBuffer(b: Buffer): void {
+  if (pool.length < POOL_MAX) pool.push(b);
 }
 
 /**
@@ -73,12 +93,19 @@ export interface BodySink {
 export class WholeSink implements BodySink {
   private filled: number;
   private flushed: number;
-  private constructor(private readonly buf: Buffer, from: number) {
+  private writes: Promise<void> = Promise.resolve();
+  private failed: Error | null = null;
+  private readonly buf: Buffer;
+  private mem: Buffer | null;
+  private constructor(mem: Buffer, total: number, from: number) {
+    this.mem = mem;
+    this.buf = mem.subarray(0, total);
     this.filled = from;
     this.flushed = from;
   }
   static async open(part: string, total: number, resumedFrom: number): Promise<WholeSink> {
-    const buf = Buffer.allocUnsafe(total);
+    const sink = new WholeSink(takeBuffer(total), total, resumedFrom);
+    const buf = sink.buf;
     if (resumedFrom > 0) {
       const fh = await fs.promises.open(part, 'r');
       try {
@@ -88,11 +115,18 @@ export class WholeSink implements BodySink {
           if (bytesRead === 0) throw new Error(`${part} is shorter than ${resumedFrom} bytes`);
           off += bytesRead;
         }
+      } catch (err) {
+        sink.release();
+        throw err;
       } finally {
         await fh.close();
       }
     }
-    return new WholeSink(buf, resumedFrom);
+    return sink;
+  }
+  release(): void {
+    if (this.mem) giveBuffer(this.mem);
+    this.mem = null;
   }
   /** The next `n` bytes of the buffer, to read into directly; `advance(n)` takes them. */
   reserve(n: number): Buffer {
@@ -107,11 +141,25 @@ export class WholeSink implements BodySink {
     this.filled += chunk.length;
     return this.filled - this.flushed;
   }
-  async flush(fh: fs.promises.FileHandle): Promise<void> {
-    if (this.filled === this.flushed) return;
+  /**
+   * Write what came since the last flush, behind the writes before it (one at a
+   * time, in order, so the part is always a prefix of the segment), without
+   * waiting: the bytes stay in the buffer, so receiving goes on while the
+   * thread pool writes. `drain()` waits for every write.
+   */
+  flush(fh: fs.promises.FileHandle): Promise<void> {
+    if (this.filled === this.flushed) return Promise.resolve();
+    const from = this.flushed;
     const to = this.filled;
-    await writeAll(fh, this.buf.subarray(this.flushed, to));
     this.flushed = to;
+    this.writes = this.writes.then(() => (this.failed ? undefined : writeAll(fh, this.buf.subarray(from, to)))).catch((err: unknown) => {
+      this.failed ??= err instanceof Error ? err : new Error(String(err));
+    });
+    return Promise.resolve();
+  }
+  async drain(): Promise<void> {
+    await this.writes;
+    if (this.failed) throw this.failed;
   }
   async digest(): Promise<string> {
     const d = await crypto.webcrypto.subtle.digest('SHA-256', this.buf.subarray(0, this.filled));
@@ -144,6 +192,12 @@ export class StreamSink implements BodySink {
   }
   async digest(): Promise<string> {
     return this.h.digest('hex');
+  }
+  async drain(): Promise<void> {
+    // its flush awaits its write
+  }
+  release(): void {
+    this.pending = [];
   }
 }
 

@@ -416,32 +416,40 @@ export class PeerClient {
       const sink = await openSink(part, total, resumedFrom);
       try {
         try {
-          for await (const c of res) {
-            const chunk = c as Buffer;
-            if (o.limiter) await o.limiter.take(chunk.length);
-            if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
-            if (total !== null && resumedFrom + written + chunk.length > total) {
-              res.destroy();
-              throw new PeerError(`the peer at ${this.url} sent more of ${what} than the ${total} bytes it announced`, 'EPROTO');
+          try {
+            for await (const c of res) {
+              const chunk = c as Buffer;
+              if (o.limiter) await o.limiter.take(chunk.length);
+              if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
+              if (total !== null && resumedFrom + written + chunk.length > total) {
+                res.destroy();
+                throw new PeerError(`the peer at ${this.url} sent more of ${what} than the ${total} bytes it announced`, 'EPROTO');
+              }
+              written += chunk.length;
+              if (sink.add(chunk) >= WRITE_BATCH) await sink.flush(fh);
+              o.onBytes?.(chunk.length);
             }
-            written += chunk.length;
-            if (sink.add(chunk) >= WRITE_BATCH) await sink.flush(fh);
-            o.onBytes?.(chunk.length);
+          } finally {
+            // what arrived is kept in the .part, also when the connection broke (a resume starts after it)
+            await sink.flush(fh);
+            await sink.drain();
           }
-        } finally {
-          // what arrived is kept in the .part, also when the connection broke (a resume starts after it)
-          await sink.flush(fh);
+        } catch (err) {
+          if (err instanceof PeerError) throw err;
+          const cause = x.cause();
+          if (cause) throw cause;
+          if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
+          throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
         }
-      } catch (err) {
-        if (err instanceof PeerError) throw err;
-        const cause = x.cause();
-        if (cause) throw cause;
-        if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
-        throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
+        o.onReceived?.();
+        // the fsync and the hash run on the thread pool side by side (both settle before the buffer is let go)
+        const [d, f] = await Promise.allSettled([sink.digest(), fh.sync()]);
+        if (d.status === 'rejected') throw d.reason;
+        if (f.status === 'rejected') throw f.reason;
+        sha = d.value;
+      } finally {
+        sink.release();
       }
-      o.onReceived?.();
-      // the fsync and the hash run on the thread pool side by side
-      [sha] = await Promise.all([sink.digest(), fh.sync()]);
     } finally {
       x.done();
       await fh.close().catch(() => undefined);

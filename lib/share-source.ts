@@ -135,11 +135,16 @@ export class ShareSource implements SegmentSource {
             o.onBytes?.(n);
           }
         } finally {
-          await sink.flush(out).catch(() => undefined);
+          await sink.flush(out);
+          await sink.drain();
         }
         o.onReceived?.();
-        [sha] = await Promise.all([sink.digest(), out.sync()]);
+        const [d, f] = await Promise.allSettled([sink.digest(), out.sync()]);
+        if (d.status === 'rejected') throw d.reason;
+        if (f.status === 'rejected') throw f.reason;
+        sha = d.value;
       } finally {
+        sink.release();
         await out.close().catch(() => undefined);
       }
       const expected = o.expectedSha256?.toLowerCase() ?? null;

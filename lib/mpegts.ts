@@ -8,6 +8,19 @@ import fs from 'node:fs';
 
 const PACKET = 188;
 const VIDEO_STREAM_TYPES = new Set([0x01, 0x02, 0x10, 0x1b, 0x24, 0x42, 0xd1, 0xea]);
+const START_CODE = Buffer.from([0, 0, 1]);
+/**
+ * NAL unit types left out of the elementary-stream digest: they describe or
+ * delimit pictures but are not pictures, and a source may send them in-band to
+ * one client and not to another (parameter sets with the first keyframe of a
+ * new RTSP client, or taken from the SDP and inserted by the muxer).
+ * H.264: SEI 6, SPS 7, PPS 8, access unit delimiter 9, end of sequence/stream 10/11, filler 12.
+ * HEVC: VPS 32, SPS 33, PPS 34, AUD 35, EOS 36, EOB 37, filler 38, SEI 39/40.
+ */
+const SKIP_NAL = {
+  h264: new Set([6, 7, 8, 9, 10, 11, 12]),
+  hevc: new Set([32, 33, 34, 35, 36, 37, 38, 39, 40]),
+};
 
 export class TsFrameCounter {
   private rest: Buffer = Buffer.alloc(0);
@@ -15,11 +28,15 @@ export class TsFrameCounter {
   private videoPid: number | null = null;
   private pusiByPid = new Map<number, number>();
   /**
-   * sha256 of the video elementary stream (PES payloads without their headers):
-   * equal for two recordings of the same frames, whatever their timestamps or
-   * muxing (the twin check compares it).
+   * sha256 of the video elementary stream (PES payloads without their headers;
+   * for H.264 and HEVC only the NAL units of pictures, see SKIP_NAL): equal for
+   * two recordings of the same frames, whatever their timestamps, muxing or
+   * in-band parameter sets (the twin check compares it).
    */
   private es = crypto.createHash('sha256');
+  private codec: 'h264' | 'hevc' | null = null;
+  /** H.264/HEVC elementary stream not digested yet (from the last start code on). */
+  private frame: Buffer[] = [];
   /** False once the data stops looking like MPEG-TS. */
   valid = true;
 
@@ -63,9 +80,13 @@ export class TsFrameCounter {
     if (payload >= PACKET) return;
     if (pid === this.videoPid) {
       let from = o + payload;
+      if (pusi) this.digestUnits(false);
       // at a PES start, skip its header (start code, stream id, length, flags, header data)
       if (pusi && b[from] === 0 && b[from + 1] === 0 && b[from + 2] === 1) from += 9 + b[from + 8];
-      if (from < o + PACKET) this.es.update(b.subarray(from, o + PACKET));
+      if (from < o + PACKET) {
+        if (this.codec) this.frame.push(Buffer.from(b.subarray(from, o + PACKET)));
+        else this.es.update(b.subarray(from, o + PACKET));
+      }
     }
     if (!pusi) return; // only starts of PES packets and of PSI sections are counted
     if (pid === 0) {
@@ -105,7 +126,10 @@ export class TsFrameCounter {
       const type = s[i];
       const pid = ((s[i + 1] & 0x1f) << 8) | s[i + 2];
       const esLen = ((s[i + 3] & 0x0f) << 8) | s[i + 4];
-      if (this.videoPid === null && VIDEO_STREAM_TYPES.has(type)) this.videoPid = pid;
+      if (this.videoPid === null && VIDEO_STREAM_TYPES.has(type)) {
+        this.videoPid = pid;
+        this.codec = type === 0x1b ? 'h264' : type === 0x24 ? 'hevc' : null;
+      }
       i += 5 + esLen;
     }
   }
@@ -118,8 +142,44 @@ export class TsFrameCounter {
 
   esDigest(): string | null {
     if (!this.valid || this.videoPid === null) return null;
+    this.digestUnits(true);
     return this.es.digest('hex');
   }
+
+  /**
+   * Hash the picture NAL units gathered so far (Annex B: each unit follows a
+   * 00 00 01 start code). The last unit may go on in the next PES, so it is
+   * kept until the next start code (or the end of the segment, `final`).
+   */
+  private digestUnits(final: boolean): void {
+    if (!this.codec || this.frame.length === 0) return;
+    const f = this.frame.length === 1 ? this.frame[0] : Buffer.concat(this.frame);
+    this.frame = [];
+    const skip = SKIP_NAL[this.codec];
+    const unit = (start: number, end: number) => {
+      // the zero bytes before the next start code (a 4-byte start code, trailing zeros) are not part of this unit
+      while (end > start && f[end - 1] === 0) end--;
+      if (end <= start) return;
+      const type = this.codec === 'h264' ? f[start] & 0x1f : (f[start] >> 1) & 0x3f;
+      if (!skip.has(type)) this.es.update(f.subarray(start, end));
+    };
+    let at = f.indexOf(START_CODE);
+    if (at < 0) {
+      if (!final) this.frame = [f];
+      return;
+    }
+    for (;;) {
+      const next = f.indexOf(START_CODE, at + 3);
+      if (next < 0) {
+        if (final) unit(at + 3, f.length);
+        else this.frame = [f.subarray(at)];
+        return;
+      }
+      unit(at + 3, next);
+      at = next;
+    }
+  }
+
 }
 
 const SCAN_CHUNK = 256 * 1024;

@@ -113,10 +113,12 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
     assert.equal(bClip.tcIn, mClip.tcIn, 'same timecode in');
     assert.ok(Math.abs(bClip.frames - mClip.frames) <= 1, `frames main ${mClip.frames} aux ${bClip.frames}`);
     assert.equal(bClip.segments.length, mClip.segments.length, 'same segment cuts');
-    const first = async (root: string, c: typeof mClip) => (await framemd5(path.join(dir, root, c.dir, c.segments[0].file))).map((f) => f.hash);
+    // decoded pictures: the first keyframe packet may carry the parameter sets for one client only
+    const first = async (root: string, c: typeof mClip) => (await framemd5(path.join(dir, root, c.dir, c.segments[0].file), { decode: true, frames: 25 })).map((f) => f.hash);
     const fa = await first('main-1', mClip);
     const fb = await first('backup-1', bClip);
-    assert.deepEqual(fb.slice(0, 25), fa.slice(0, 25), 'the same first frames');
+    assert.equal(fa.length, 25);
+    assert.deepEqual(fb, fa, 'the same first frames');
     for (let i = 0; i < mClip.segments.length - 1; i++) assert.equal(bClip.segments[i].frames, mClip.segments[i].frames, `segment ${i} frames`);
     for (let i = 0; i < mClip.segments.length - 1; i++) assert.equal(bClip.segments[i].esDigest, mClip.segments[i].esDigest, `segment ${i} stream checksum`);
     // the twin check, on the backup, from the main clip's summary in the last mirror message

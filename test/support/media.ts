@@ -159,14 +159,22 @@ export async function concatFrameCount(files: string[]): Promise<number> {
   }
 }
 
-/** Per-frame MD5 of the first video stream (stream copy, no decoding). */
-export async function framemd5(file: string): Promise<FrameHash[]> {
+/**
+ * Per-frame MD5 of the first video stream: of each packet as stored (stream
+ * copy, the default), or with `decode` of each decoded picture (the first
+ * `frames` only, when given). Two recordings of one live stream can differ in
+ * the bytes of their first keyframe packet alone (parameter sets the source
+ * sent in-band to one client and in its SDP to the other), while every picture
+ * is the same: compare decoded pictures to say "the same frames".
+ */
+export async function framemd5(file: string, o: { decode?: boolean; frames?: number } = {}): Promise<FrameHash[]> {
   assertFiles([file]);
   const out = await run(FFMPEG, [
     '-nostdin', '-hide_banner', '-v', 'error',
     '-i', file,
     '-map', '0:v:0',
-    '-c', 'copy',
+    ...(o.frames ? ['-frames:v', String(o.frames)] : []),
+    ...(o.decode ? ['-pix_fmt', 'yuv420p'] : ['-c', 'copy']),
     '-f', 'framemd5',
     '-',
   ]);

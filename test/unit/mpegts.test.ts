@@ -1,0 +1,62 @@
+/**
+ * The MPEG-TS reader (lib/mpegts.ts) on segments ffmpeg writes: frame count,
+ * sha256, and the elementary-stream digest the twin check compares, which must
+ * be equal for the same pictures whatever parameter sets and delimiters travel
+ * in-band (a source may send them to one recorder and not to the other).
+ */
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { scanSegment } from '../../lib/mpegts';
+
+const FFMPEG = '/usr/bin/ffmpeg';
+const ff = (...args: string[]) => execFileSync(FFMPEG, ['-nostdin', '-hide_banner', '-v', 'error', '-y', ...args]);
+
+describe('MPEG-TS reader: frames, sha256 and the picture digest', function () {
+  this.timeout(60000);
+  let tmp: string;
+  before(() => (tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-ts-'))));
+  after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  for (const [codec, encoder, es, bsf, more] of [
+    ['H.264', 'libx264', 'h264', 'h264_metadata=aud=insert,dump_extra=freq=keyframe', ['-x264-params', 'keyint=25:min-keyint=25:scenecut=0']],
+    ['HEVC', 'libx265', 'hevc', 'hevc_metadata=aud=insert,dump_extra=freq=keyframe', ['-x265-params', 'keyint=25:min-keyint=25:scenecut=0:log-level=error']],
+  ] as const) {
+    it(`${codec}: the same pictures give the same digest with or without in-band parameter sets and delimiters; other pictures another`, async () => {
+      const raw = path.join(tmp, `a.${es}`);
+      ff('-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25', '-frames:v', '50', '-pix_fmt', 'yuv420p', '-c:v', encoder, ...more, '-bf', '0', '-f', es, raw);
+      const plain = path.join(tmp, `plain-${es}.ts`);
+      const extra = path.join(tmp, `extra-${es}.ts`);
+      const other = path.join(tmp, `other-${es}.ts`);
+      ff('-i', raw, '-c', 'copy', '-f', 'mpegts', plain);
+      // every keyframe with its parameter sets again, and a delimiter before every access unit
+      ff('-i', raw, '-c', 'copy', '-bsf:v', bsf, '-f', 'mpegts', extra);
+      ff('-f', 'lavfi', '-i', 'smptebars=size=320x240:rate=25', '-frames:v', '50', '-pix_fmt', 'yuv420p', '-c:v', encoder, ...more, '-bf', '0', '-f', 'mpegts', other);
+
+      const a = await scanSegment(plain, true);
+      const b = await scanSegment(extra, true);
+      const c = await scanSegment(other, true);
+      assert.equal(a.frames, 50);
+      assert.equal(b.frames, 50);
+      assert.notEqual(a.sha256, b.sha256, 'the files differ');
+      assert.ok(fs.statSync(extra).size > fs.statSync(plain).size, 'the second carries more in-band units');
+      assert.match(String(a.esDigest), /^[0-9a-f]{64}$/);
+      assert.equal(b.esDigest, a.esDigest, 'the pictures are the same');
+      assert.notEqual(c.esDigest, a.esDigest, 'other pictures');
+      // the same file again: the same answer (the digest reads every unit, the last one included)
+      assert.deepEqual(await scanSegment(plain, true), a);
+    });
+  }
+
+  it('a file that is not MPEG-TS has no frame count and no digest, but its sha256', async () => {
+    const f = path.join(tmp, 'not-ts.bin');
+    fs.writeFileSync(f, Buffer.alloc(1000, 7));
+    const r = await scanSegment(f, true);
+    assert.equal(r.frames, null);
+    assert.equal(r.esDigest, null);
+    assert.equal(r.bytes, 1000);
+    assert.match(r.sha256, /^[0-9a-f]{64}$/);
+  });
+});

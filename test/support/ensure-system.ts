@@ -18,6 +18,7 @@ export const DEBIAN_PACKAGES: readonly string[] = [
   'gstreamer1.0-tools',
   'python3-gi',
   'python3-pymodbus',
+  'python3-serial-asyncio',
   'fonts-dejavu-core',
   'procps',
   'iproute2',
@@ -58,7 +59,7 @@ const CHECKS: Check[] = [
     ok: () =>
       pythonOk('import gi; gi.require_version("GstRtspServer","1.0"); from gi.repository import GstRtspServer'),
   },
-  { what: 'python3 pymodbus', packages: ['python3-pymodbus'], ok: () => pythonOk('import pymodbus') },
+  { what: 'python3 pymodbus server', packages: ['python3-pymodbus', 'python3-serial-asyncio'], ok: () => pythonOk('import pymodbus.server') },
 ];
 
 function failedChecks(): Check[] {

@@ -37,3 +37,9 @@ export interface OnvifCameraNode extends Node<OnvifCameraCredentials> {
   label: string;
   configError: string | null;
 }
+
+export interface GpioDeviceNode extends Node {
+  device: import('../../lib/gpio-device').GpioDevice | null;
+  label: string;
+  configError: string | null;
+}

@@ -210,9 +210,6 @@ export function parseRequest(prefix: string, topic: unknown, payload: unknown, o
   const fail = (message: string, code: StudioErrorCode, requestId: string | null = null, command: string | null = t.command): never => {
     throw new StudioError(message, code, t.replyTopic, requestId, command);
   };
-  if (opts.retained) {
-    fail(`a retained request is refused: it would run again whenever Node-RED reconnects. Publish commands without the retain flag, and clear this one by publishing an empty retained message to "${String(topic)}"`, 'ERETAINED');
-  }
   let value: unknown = payload;
   if (Buffer.isBuffer(value)) value = value.toString('utf8');
   if (typeof value === 'string') {
@@ -237,6 +234,9 @@ export function parseRequest(prefix: string, topic: unknown, payload: unknown, o
   if (size > MAX_COMMAND_BYTES) fail(`the request is larger than ${MAX_COMMAND_BYTES} bytes`, 'ETOOBIG');
   // the request id is read first, so that even a refused request is answered with it
   const requestId = typeof obj.requestId === 'string' && obj.requestId.length <= 128 ? obj.requestId : null;
+  if (opts.retained) {
+    fail(`a retained request is refused: it would run again whenever Node-RED reconnects. Publish commands without the retain flag, and clear this one by publishing an empty retained message to "${String(topic)}"`, 'ERETAINED', requestId);
+  }
   const given = obj.command;
   if (given !== undefined && !(typeof given === 'string' && (STUDIO_COMMANDS as readonly string[]).includes(given))) {
     const shown = typeof given === 'string' ? `"${clip(given)}"` : kindOf(given);
@@ -470,7 +470,7 @@ export class StudioControl {
       }
       req = parseRequest(this.prefix, topic, payload, meta);
     } catch (err) {
-      return this.refused(err, null);
+      return this.refused(err, null, payload);
     }
     const ctl = this.registry.get(req.server, req.channel);
     if (!ctl) {
@@ -521,10 +521,11 @@ export class StudioControl {
 
   // ---------------------------------------------------------------- internals
 
-  private refused(err: unknown, req: StudioRequest | null): HandleResult {
+  private refused(err: unknown, req: StudioRequest | null, raw?: unknown): HandleResult {
     const e = err instanceof CommandError ? err : new StudioError(errorText(err), 'EINTERNAL', errorTopic(this.prefix));
     const to = e instanceof StudioError ? e.replyTopic : null;
-    const payload = errorReply(e, this.clock(), req ? { server: req.server, channel: req.channel, requestId: req.requestId, command: req.command } : this.fromTopic(e));
+    const who = req ? { server: req.server, channel: req.channel, requestId: req.requestId, command: req.command } : { ...this.fromTopic(e), requestId: peekRequestId(raw) };
+    const payload = errorReply(e, this.clock(), who);
     return { kind: 'refused', error: e, reply: to ? { topic: to, payload, retain: false, qos: 1 } : null };
   }
 
@@ -624,6 +625,19 @@ export class StudioControl {
 function fingerprint(st: ChannelStatus, lines: PresentedLine[]): string {
   const head = `${st.state}|${st.line?.id ?? ''}|${st.line?.status ?? ''}|${st.detail ?? ''}|${st.lines}`;
   return `${head}#${lines.map((l) => `${l.id}:${l.n}:${l.status}:${l.updatedAt}`).join(',')}`;
+}
+
+/** The request id of a payload refused before it was read (a bad topic), so the panel can still match the answer. */
+function peekRequestId(raw: unknown): string | null {
+  try {
+    let v = raw;
+    if (Buffer.isBuffer(v)) v = v.toString('utf8');
+    if (typeof v === 'string') v = v.length <= MAX_COMMAND_BYTES ? JSON.parse(v) : null;
+    const id = v && typeof v === 'object' ? (v as Record<string, unknown>).requestId : undefined;
+    return typeof id === 'string' && id.length <= 128 ? id : null;
+  } catch {
+    return null;
+  }
 }
 
 function safeStatus(ctl: StudioChannel, fallback: ChannelStatus['state']): ChannelStatus {

@@ -44,6 +44,16 @@ export interface OnvifCameraOptions {
   healthCheckMs?: number;
 }
 
+/** The normalised address and login of a camera (see OnvifCamera.connection). */
+export interface OnvifConnection {
+  host: string;
+  port: number;
+  path: string;
+  username?: string;
+  password?: string;
+  timeoutMs: number;
+}
+
 export type OnvifCameraState = 'idle' | 'connecting' | 'connected' | 'offline' | 'stopped';
 
 export interface OnvifProfileInfo {
@@ -397,6 +407,14 @@ export class OnvifCamera extends EventEmitter {
 
   get deviceInfo(): Record<string, string> | undefined {
     return this._deviceInfo;
+  }
+
+  /**
+   * How to reach this camera, for other clients of the same device (the
+   * event subscriber, lib/onvif-events.ts). Holds the password: never log it.
+   */
+  get connection(): OnvifConnection {
+    return { host: this.host, port: this.port, path: this.path, username: this.username, password: this.password, timeoutMs: this.timeoutMs };
   }
 
   /** 'host:port' as used in messages ([v6]:port for IPv6). */

@@ -5,6 +5,15 @@
  * afterwards, and checks WS-Security UsernameToken PasswordDigest when a
  * username is configured.
  *
+ * Events (ver10 event service, pull-point): GetServices and GetCapabilities
+ * advertise it (unless `events: false`); CreatePullPointSubscription returns
+ * a subscription address (/onvif/subscription/<n>); PullMessages waits until
+ * an event is queued or its Timeout passes; Renew and Unsubscribe. Like a
+ * camera, a new subscription first gets an 'Initialized' message for every
+ * property the device knows. Tests push events with emitEvent() and drop
+ * every subscription with dropSubscriptions() (a restarted camera: the next
+ * PullMessages gets a SOAP fault).
+ *
  * Not a conformant ONVIF implementation: request parsing is regex based and
  * only as strict as the tests need.
  */
@@ -34,6 +43,29 @@ export interface FakeOnvifDeviceOptions {
   /** Accepted difference between a UsernameToken's Created and the device clock. Default 10 s. */
   maxClockSkewMs?: number;
   deviceInfo?: Partial<Record<'Manufacturer' | 'Model' | 'FirmwareVersion' | 'SerialNumber' | 'HardwareId', string>>;
+  /** Offer the event service. Default true. */
+  events?: boolean;
+  /** Longest time a PullMessages is held when nothing is queued (the request's Timeout when shorter). Default: the request's Timeout. */
+  maxPullWaitMs?: number;
+  /** Longest subscription lifetime granted by CreatePullPointSubscription and Renew. Default: as asked. */
+  maxTerminationMs?: number;
+  /** Host written into subscription addresses (a camera behind NAT advertises its inside address). Default 127.0.0.1. */
+  subscriptionHost?: string;
+  /** Write CurrentTime/TerminationTime of CreatePullPointSubscription as '+00:00' instead of 'Z' (valid, but the onvif library cannot read it). */
+  subscriptionTimesWithOffset?: boolean;
+}
+
+export type FakeSimpleValue = string | number | boolean;
+
+export interface FakeOnvifEvent {
+  /** Topic as the device writes it, e.g. 'tns1:VideoSource/MotionAlarm' ('ns2:' is also bound to the ONVIF topic namespace). */
+  topic: string;
+  source?: Record<string, FakeSimpleValue>;
+  data?: Record<string, FakeSimpleValue>;
+  /** Default 'Changed'; null for an event that is not about a property. */
+  property?: 'Initialized' | 'Changed' | 'Deleted' | null;
+  /** Default: the device clock now. */
+  utcTime?: Date;
 }
 
 export interface FakeOnvifDevice {
@@ -43,6 +75,14 @@ export interface FakeOnvifDevice {
   stop(): Promise<void>;
   /** true: stop listening and drop open connections (connections are refused); false: listen again on the same port. */
   setOffline(offline: boolean): Promise<void>;
+  /** Queues a notification for every live subscription (and remembers a property's state for later subscriptions). */
+  emitEvent(event: FakeOnvifEvent): void;
+  /** Forgets every subscription, as a restarted camera does: held and later PullMessages get a SOAP fault. */
+  dropSubscriptions(): void;
+  /** Live (not expired, not unsubscribed) subscriptions. */
+  readonly subscriptions: number;
+  /** The next request with this SOAP action gets this answer instead (body sent as is, no envelope added). */
+  overrideNext(action: string, answer: { status: number; body: string }): void;
 }
 
 const NS =
@@ -51,6 +91,14 @@ const NS =
   'xmlns:tds="http://www.onvif.org/ver10/device/wsdl" ' +
   'xmlns:trt="http://www.onvif.org/ver10/media/wsdl" ' +
   'xmlns:ter="http://www.onvif.org/ver10/error"';
+
+/** Added to event answers only. */
+const EVENT_NS =
+  'xmlns:tev="http://www.onvif.org/ver10/events/wsdl" ' +
+  'xmlns:wsnt="http://docs.oasis-open.org/wsn/b-2" ' +
+  'xmlns:wsa5="http://www.w3.org/2005/08/addressing" ' +
+  'xmlns:tns1="http://www.onvif.org/ver10/topics" ' +
+  'xmlns:ns2="http://www.onvif.org/ver10/topics"';
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -65,8 +113,27 @@ function unesc(s: string): string {
     .replace(/&amp;/g, '&');
 }
 
-function envelope(body: string): string {
-  return `<?xml version="1.0" encoding="UTF-8"?><s:Envelope ${NS}><s:Body>${body}</s:Body></s:Envelope>`;
+function envelope(body: string, extraNs = ''): string {
+  return `<?xml version="1.0" encoding="UTF-8"?><s:Envelope ${NS}${extraNs ? ' ' + extraNs : ''}><s:Body>${body}</s:Body></s:Envelope>`;
+}
+
+/** xsd:duration (PnDTnHnMnS) in ms, or an xsd:dateTime as ms from `now`; undefined when unreadable. */
+function durationMs(text: string | undefined, now: number): number | undefined {
+  if (!text) return undefined;
+  const m = /^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?$/.exec(text.trim());
+  if (m && text.trim() !== 'P' && text.trim() !== 'PT') {
+    return ((Number(m[1] ?? 0) * 24 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 60000 + Number(m[4] ?? 0) * 1000;
+  }
+  const t = Date.parse(text);
+  return Number.isFinite(t) ? t - now : undefined;
+}
+
+interface Subscription {
+  id: number;
+  endsAt: number;
+  queue: string[];
+  /** Held PullMessages: called when something is queued or the subscription is dropped. */
+  waiters: Set<() => void>;
 }
 
 function fault(subcode: string, reason: string): string {
@@ -90,7 +157,8 @@ function actionOf(xml: string): string {
 }
 
 /** The device answers SOAP here only; other paths get an HTML 404 like a camera's web server. */
-const SERVICE_PATHS = new Set(['/onvif/device_service', '/onvif/media_service']);
+const SERVICE_PATHS = new Set(['/onvif/device_service', '/onvif/media_service', '/onvif/events_service']);
+const SUBSCRIPTION_PATH = /^\/onvif\/subscription\/(\d+)$/;
 
 type AuthResult = 'ok' | 'missing' | 'wrong' | 'time';
 
@@ -108,6 +176,12 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
   };
   const sockets = new Set<Socket>();
   let port = opts.port ?? 0;
+  const eventsOn = opts.events !== false;
+  const subscriptions = new Map<number, Subscription>();
+  let nextSubscription = 1;
+  /** Property states (topic + source) for the Initialized messages of new subscriptions. */
+  const properties = new Map<string, FakeOnvifEvent>();
+  const overrides = new Map<string, { status: number; body: string }[]>();
 
   const deviceNow = (): Date => new Date(Date.now() + clockOffsetMs);
 
@@ -151,8 +225,145 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
     );
   }
 
-  /** Returns [HTTP status, SOAP body XML]. */
-  function answer(action: string, xml: string): [number, string] {
+  // ---- events -------------------------------------------------------------
+
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  const deviceMs = (): number => deviceNow().getTime();
+  const zone = (t: string): string => (opts.subscriptionTimesWithOffset ? t.replace(/Z$/, '+00:00') : t);
+
+  function items(values: Record<string, FakeSimpleValue> | undefined): string {
+    return Object.entries(values ?? {})
+      .map(([k, v]) => `<tt:SimpleItem Name="${esc(k)}" Value="${esc(String(v))}"/>`)
+      .join('');
+  }
+
+  function notificationXml(e: FakeOnvifEvent, property: string | null): string {
+    const time = e.utcTime ?? deviceNow();
+    return (
+      '<wsnt:NotificationMessage>' +
+      `<wsnt:Topic Dialect="http://www.onvif.org/ver10/tev/topicExpression/ConcreteSet">${esc(e.topic)}</wsnt:Topic>` +
+      `<wsnt:Message><tt:Message UtcTime="${time.toISOString()}"${property ? ` PropertyOperation="${property}"` : ''}>` +
+      `<tt:Source>${items(e.source)}</tt:Source><tt:Data>${items(e.data)}</tt:Data>` +
+      '</tt:Message></wsnt:Message></wsnt:NotificationMessage>'
+    );
+  }
+
+  const propertyKey = (e: FakeOnvifEvent): string => `${e.topic}\u0000${JSON.stringify(e.source ?? {})}`;
+
+  function grant(askedMs: number | undefined): number {
+    const asked = askedMs !== undefined && askedMs > 0 ? askedMs : 60_000;
+    return Math.min(asked, opts.maxTerminationMs ?? Infinity);
+  }
+
+  /** The subscription a request is for (by path), or undefined when it does not exist or has expired. */
+  function subscriptionFor(url: string): Subscription | undefined {
+    const m = SUBSCRIPTION_PATH.exec(url.split('?')[0]);
+    const sub = m ? subscriptions.get(Number(m[1])) : undefined;
+    if (sub && Date.now() > sub.endsAt) {
+      endSubscription(sub);
+      return undefined;
+    }
+    return sub;
+  }
+
+  function endSubscription(sub: Subscription): void {
+    subscriptions.delete(sub.id);
+    for (const w of [...sub.waiters]) w();
+  }
+
+  const unknownSubscription = (): [number, string] => [
+    400,
+    fault('wsrf-rw:ResourceUnknownFault', 'The subscription does not exist (it expired, was unsubscribed, or the device restarted)'),
+  ];
+
+  function pullResponse(sub: Subscription, limit: number): [number, string] {
+    const messages = sub.queue.splice(0, limit);
+    const now = deviceMs();
+    return [
+      200,
+      envelope(
+        `<tev:PullMessagesResponse><tev:CurrentTime>${iso(now)}</tev:CurrentTime>` +
+          `<tev:TerminationTime>${iso(now + (sub.endsAt - Date.now()))}</tev:TerminationTime>` +
+          messages.join('') +
+          '</tev:PullMessagesResponse>',
+        EVENT_NS,
+      ),
+    ];
+  }
+
+  function pullMessages(xml: string, url: string, onClose: (fn: () => void) => void): [number, string] | Promise<[number, string]> {
+    const sub = subscriptionFor(url);
+    if (!sub) return unknownSubscription();
+    const limit = Math.max(1, Number(element(xml, 'MessageLimit')) || 1);
+    if (sub.queue.length) return pullResponse(sub, limit);
+    const wait = Math.min(durationMs(element(xml, 'Timeout'), Date.now()) ?? 10_000, opts.maxPullWaitMs ?? Infinity);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        sub.waiters.delete(done);
+        resolve(subscriptions.get(sub.id) === sub ? pullResponse(sub, limit) : unknownSubscription());
+      };
+      const timer = setTimeout(done, Math.max(0, wait));
+      sub.waiters.add(done);
+      // A client that gives up (or a device going offline) ends the wait.
+      onClose(() => {
+        clearTimeout(timer);
+        sub.waiters.delete(done);
+      });
+    });
+  }
+
+  function eventAnswer(action: string, xml: string, url: string, onClose: (fn: () => void) => void): [number, string] | Promise<[number, string]> {
+    switch (action) {
+      case 'CreatePullPointSubscription': {
+        const id = nextSubscription++;
+        const now = Date.now();
+        const sub: Subscription = { id, endsAt: now + grant(durationMs(element(xml, 'InitialTerminationTime'), deviceMs())), queue: [], waiters: new Set() };
+        subscriptions.set(id, sub);
+        for (const e of properties.values()) sub.queue.push(notificationXml(e, 'Initialized'));
+        const host = opts.subscriptionHost ?? '127.0.0.1';
+        return [
+          200,
+          envelope(
+            '<tev:CreatePullPointSubscriptionResponse><tev:SubscriptionReference>' +
+              `<wsa5:Address>http://${host}:${port}/onvif/subscription/${id}</wsa5:Address>` +
+              '</tev:SubscriptionReference>' +
+              `<wsnt:CurrentTime>${zone(iso(deviceMs()))}</wsnt:CurrentTime><wsnt:TerminationTime>${zone(iso(deviceMs() + (sub.endsAt - now)))}</wsnt:TerminationTime>` +
+              '</tev:CreatePullPointSubscriptionResponse>',
+            EVENT_NS,
+          ),
+        ];
+      }
+      case 'PullMessages':
+        return pullMessages(xml, url, onClose);
+      case 'Renew': {
+        const sub = subscriptionFor(url);
+        if (!sub) return unknownSubscription();
+        sub.endsAt = Date.now() + grant(durationMs(element(xml, 'TerminationTime'), deviceMs()));
+        return [
+          200,
+          envelope(
+            `<wsnt:RenewResponse><wsnt:TerminationTime>${iso(deviceMs() + (sub.endsAt - Date.now()))}</wsnt:TerminationTime>` +
+              `<wsnt:CurrentTime>${iso(deviceMs())}</wsnt:CurrentTime></wsnt:RenewResponse>`,
+            EVENT_NS,
+          ),
+        ];
+      }
+      case 'Unsubscribe': {
+        const sub = subscriptionFor(url);
+        if (!sub) return unknownSubscription();
+        endSubscription(sub);
+        return [200, envelope('<wsnt:UnsubscribeResponse/>', EVENT_NS)];
+      }
+      default:
+        return [400, fault('ter:ActionNotSupported', `${action} is not supported by this test device`)];
+    }
+  }
+
+  /** Returns [HTTP status, SOAP body XML] (or a promise of it, for a held PullMessages). */
+  function answer(action: string, xml: string, url = '', onClose: (fn: () => void) => void = () => undefined): [number, string] | Promise<[number, string]> {
+    const override = overrides.get(action)?.shift();
+    if (override) return [override.status, override.body];
     // ONVIF lets GetSystemDateAndTime through without authentication, so a
     // client can learn the device clock before it signs anything.
     if (action !== 'GetSystemDateAndTime') {
@@ -190,6 +401,11 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
               '<tds:Service><tds:Namespace>http://www.onvif.org/ver10/media/wsdl</tds:Namespace>' +
               `<tds:XAddr>${xaddr('/onvif/media_service')}</tds:XAddr>` +
               '<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>' +
+              (eventsOn
+                ? '<tds:Service><tds:Namespace>http://www.onvif.org/ver10/events/wsdl</tds:Namespace>' +
+                  `<tds:XAddr>${xaddr('/onvif/events_service')}</tds:XAddr>` +
+                  '<tds:Version><tt:Major>2</tt:Major><tt:Minor>60</tt:Minor></tds:Version></tds:Service>'
+                : '') +
               '</tds:GetServicesResponse>',
           ),
         ];
@@ -199,6 +415,11 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
           envelope(
             '<tds:GetCapabilitiesResponse><tds:Capabilities>' +
               `<tt:Device><tt:XAddr>${xaddr('/onvif/device_service')}</tt:XAddr></tt:Device>` +
+              (eventsOn
+                ? `<tt:Events><tt:XAddr>${xaddr('/onvif/events_service')}</tt:XAddr>` +
+                  '<tt:WSSubscriptionPolicySupport>false</tt:WSSubscriptionPolicySupport><tt:WSPullPointSupport>true</tt:WSPullPointSupport>' +
+                  '<tt:WSPausableSubscriptionManagerInterfaceSupport>false</tt:WSPausableSubscriptionManagerInterfaceSupport></tt:Events>'
+                : '') +
               `<tt:Media><tt:XAddr>${xaddr('/onvif/media_service')}</tt:XAddr>` +
               '<tt:StreamingCapabilities><tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP>' +
               '<tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>' +
@@ -256,6 +477,12 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
           ),
         ];
       }
+      case 'CreatePullPointSubscription':
+      case 'PullMessages':
+      case 'Renew':
+      case 'Unsubscribe':
+        if (eventsOn) return eventAnswer(action, xml, url, onClose);
+        return [400, fault('ter:ActionNotSupported', `${action} is not supported by this test device`)];
       default:
         return [400, fault('ter:ActionNotSupported', `${action} is not supported by this test device`)];
     }
@@ -266,29 +493,31 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('error', () => res.destroy());
     req.on('end', () => {
-      let status = 500;
-      let body = '';
+      let result: [number, string] | Promise<[number, string]>;
       try {
         const xml = Buffer.concat(chunks).toString('utf8');
+        const path = (req.url ?? '').split('?')[0];
         if (req.method !== 'POST') {
-          status = 405;
-          body = 'POST only';
-        } else if (!SERVICE_PATHS.has((req.url ?? '').split('?')[0])) {
-          status = 404;
-          body = '<html><body><h1>404 Not Found</h1></body></html>';
+          result = [405, 'POST only'];
+        } else if (!SERVICE_PATHS.has(path) && !(eventsOn && SUBSCRIPTION_PATH.test(path))) {
+          result = [404, '<html><body><h1>404 Not Found</h1></body></html>'];
           requests.push(`404 ${req.url ?? ''}`);
         } else {
           const action = actionOf(xml);
           requests.push(action);
-          [status, body] = answer(action, xml);
+          result = answer(action, xml, path, (fn) => res.on('close', fn));
         }
       } catch (err) {
-        status = 500;
-        body = fault('ter:Receiver', `test device failure: ${String(err)}`);
+        result = [500, fault('ter:Receiver', `test device failure: ${String(err)}`)];
       }
-      const type = status === 404 ? 'text/html' : 'application/soap+xml; charset=utf-8';
-      res.writeHead(status, { 'Content-Type': type, Connection: 'close' });
-      res.end(body);
+      const send = ([status, body]: [number, string]): void => {
+        if (res.destroyed || res.writableEnded) return;
+        const type = status === 404 ? 'text/html' : 'application/soap+xml; charset=utf-8';
+        res.writeHead(status, { 'Content-Type': type, Connection: 'close' });
+        res.end(body);
+      };
+      if (Array.isArray(result)) send(result);
+      else result.then(send, (err: unknown) => send([500, fault('ter:Receiver', `test device failure: ${String(err)}`)]));
     });
   });
   server.on('connection', (s: Socket) => {
@@ -314,6 +543,8 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
   function close(): Promise<void> {
     if (!listening) return Promise.resolve();
     listening = false;
+    // Held PullMessages end with their sockets.
+    for (const sub of subscriptions.values()) for (const w of [...sub.waiters]) w();
     return new Promise((resolve) => {
       server.close(() => resolve());
       for (const s of sockets) s.destroy();
@@ -332,6 +563,34 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
     async setOffline(offline: boolean): Promise<void> {
       if (offline) await close();
       else if (!listening) await listen();
+    },
+    emitEvent(event: FakeOnvifEvent): void {
+      const property = event.property === undefined ? 'Changed' : event.property;
+      const stamped = { ...event, utcTime: event.utcTime ?? deviceNow() };
+      if (property === 'Deleted') properties.delete(propertyKey(event));
+      else if (property) properties.set(propertyKey(event), stamped);
+      const xml = notificationXml(stamped, property);
+      for (const sub of [...subscriptions.values()]) {
+        if (Date.now() > sub.endsAt) {
+          endSubscription(sub);
+          continue;
+        }
+        sub.queue.push(xml);
+        for (const w of [...sub.waiters]) w();
+      }
+    },
+    dropSubscriptions(): void {
+      for (const sub of [...subscriptions.values()]) endSubscription(sub);
+    },
+    get subscriptions() {
+      let n = 0;
+      for (const sub of subscriptions.values()) if (Date.now() <= sub.endsAt) n++;
+      return n;
+    },
+    overrideNext(action: string, answer: { status: number; body: string }): void {
+      const list = overrides.get(action) ?? [];
+      list.push(answer);
+      overrides.set(action, list);
     },
   };
 }

@@ -468,6 +468,8 @@ export class StudioControl {
         const other = topic.slice(this.prefix.length + 1).split('/')[0];
         if (other && other !== this.server) return { kind: 'ignored', why: `request for server ${other}; this node serves ${this.server}` };
       }
+      // a message without payload is how MQTT clears a retained message, not a request
+      if (payload === '' || (Buffer.isBuffer(payload) && payload.length === 0)) return { kind: 'ignored', why: 'an empty message (it clears a retained message)' };
       req = parseRequest(this.prefix, topic, payload, meta);
     } catch (err) {
       return this.refused(err, null, payload);

@@ -268,6 +268,11 @@ describe('studio-control controller over a real recorder channel', function () {
       assert.deepEqual(pl.error, { code, message: r.error.message });
     }
     assert.equal(JSON.stringify(ch.lines()), before, 'the rec-list did not change');
+    // an empty message clears a retained message on the broker: not a request, not answered
+    assert.equal((await c.handle(`${T}/start`, '')).kind, 'ignored');
+    assert.equal((await c.handle(`${T}/start`, Buffer.alloc(0))).kind, 'ignored');
+    const blank = await c.handle(T, '  ');
+    assert.equal(blank.kind === 'refused' && blank.error.code, 'EJSON');
   });
 
   it('with a server filter, requests for other servers are left alone; channels of other servers are not published', async function () {

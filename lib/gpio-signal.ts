@@ -164,7 +164,8 @@ interface RegistryLike<T> extends EventEmitter {
 }
 
 /**
- * Follows one recorder channel in the registry of this process: calls
+ * Follows one recorder channel in the registry of this process (its 'event'
+ * and 'commanded' events, so changes made by any command count): calls
  * `onLamp(on, why)` with the lamp state at once and on every change, also when
  * the recorder node is redeployed (its channel leaves and comes back) or removed
  * (lamp off). stop() removes every listener it added.
@@ -173,6 +174,7 @@ export class RecorderFollower {
   private ch: ChannelLike | null = null;
   private lamp: boolean | null = null;
   private readonly onEvent = (_ev: ChannelEvent) => this.update('event');
+  private readonly onCommanded = (_evs: ChannelEvent[]) => this.update('command');
   private readonly onSet = (serverId: string, channel: number, ctl: ChannelLike) => {
     if (serverId === this.serverId && channel === this.channel) this.attach(ctl);
   };
@@ -221,11 +223,15 @@ export class RecorderFollower {
     this.detach();
     this.ch = ctl;
     ctl.on('event', this.onEvent);
+    ctl.on('commanded', this.onCommanded);
     this.update('recorder found');
   }
 
   private detach(): void {
-    if (this.ch) this.ch.removeListener('event', this.onEvent);
+    if (this.ch) {
+      this.ch.removeListener('event', this.onEvent);
+      this.ch.removeListener('commanded', this.onCommanded);
+    }
     this.ch = null;
   }
 

@@ -222,8 +222,27 @@ export class RecorderChannel extends EventEmitter {
 
   // ---------------------------------------------------------------- commands
 
-  /** Validate and carry out a command. Throws CommandError when refused (nothing changed). */
+  /**
+   * Validate and carry out a command. Throws CommandError when refused (nothing
+   * changed). The resulting events are also emitted as 'commanded', so whatever
+   * follows the channel (a tally, a control panel) sees changes made by others.
+   */
   async execute(raw: unknown): Promise<ChannelEvent[]> {
+    const evs = await this.executeCommand(raw);
+    this.emitCommanded(evs);
+    return evs;
+  }
+
+  private emitCommanded(evs: ChannelEvent[]): void {
+    if (evs.length === 0) return;
+    try {
+      this.emit('commanded', evs);
+    } catch (err) {
+      this.log.warn(`a listener of this channel failed: ${errorText(err)}`);
+    }
+  }
+
+  private async executeCommand(raw: unknown): Promise<ChannelEvent[]> {
     if (this.closed) throw new CommandError('the recorder is closing; try again when it has restarted', 'ECLOSED');
     const cmd: Command = parseCommand(raw);
     const now = this.clock();
@@ -329,6 +348,12 @@ export class RecorderChannel extends EventEmitter {
    * last one applied for that line is ignored, so repeats and reorderings are harmless.
    */
   async applyMirror(m: MirrorMessage): Promise<ChannelEvent[]> {
+    const evs = await this.applyMirrorMessage(m);
+    this.emitCommanded(evs);
+    return evs;
+  }
+
+  private async applyMirrorMessage(m: MirrorMessage): Promise<ChannelEvent[]> {
     if (this.closed) throw new CommandError('the recorder is closing', 'ECLOSED');
     const now = this.clock();
     const evs: ChannelEvent[] = [];

@@ -96,10 +96,12 @@ describe('gpio signals (lib)', function () {
     ch2.state = 'recording';
     reg.set('main-1', 1, ch2);
     assert.deepEqual(lamps, [false, true, false, true]);
-    ch2.go('idle');
+    // a stop by command comes as 'commanded', not as a spontaneous 'event'
+    ch2.state = 'idle';
+    ch2.emit('commanded', [{ event: 'stopped', server: 'main-1', channel: 1, at: Date.now() }]);
     assert.deepEqual(lamps, [false, true, false, true, false]);
     f.stop();
-    assert.equal(ch2.listenerCount('event'), 0);
+    assert.equal(ch2.listenerCount('event') + ch2.listenerCount('commanded'), 0);
     assert.equal(reg.listenerCount('set') + reg.listenerCount('delete'), 0);
   });
 });

@@ -492,9 +492,12 @@ export class StudioControl {
         const evs = await ctl.execute(req.recorderCommand);
         const summaries = evs.map(summariseEvent);
         reply = { ok: true, ...base, at: this.clock(), events: summaries };
-        // every panel sees what this command did (the recorder only answers it to the caller)
+        // every panel sees what this command did (the recorder only answers it to the caller), after the reply
         const eventTopic = channelTopics(this.prefix, req.server, req.channel).event;
-        for (const s of summaries) this.guard(() => this.publish({ topic: eventTopic, payload: s, retain: false, qos: 1 }));
+        setImmediate(() => {
+          if (this.closed) return;
+          for (const s of summaries) this.guard(() => this.publish({ topic: eventTopic, payload: s, retain: false, qos: 1 }));
+        });
         this.changed(req.server, req.channel);
       }
       return { kind: 'ok', request: req, reply: { topic: req.replyTopic, payload: reply, retain: false, qos: 1 } };

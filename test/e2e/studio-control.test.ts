@@ -159,6 +159,8 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     assert.deepEqual([added.payload.ok, added.payload.command, added.payload.server, added.payload.channel], [true, 'add', 'main-1', 1]);
     assert.deepEqual(added.payload.events.map((e: { event: string }) => e.event), ['added']);
     assert.equal(added.payload.events[0].line.title, 'Morning Show');
+    const addedEvent = await sub.wait((m) => m.topic === `${CH}/event` && m.payload.event === 'added', 'the added event for every panel');
+    assert.ok(sub.msgs.indexOf(addedEvent) > sub.msgs.indexOf(added), 'the requester gets its reply before the event');
     await sub.wait((m) => m.topic === `${CH}/reclist` && m.payload.lines.length === 1 && m.payload.lines[0].id === 'show', 'the rec-list with the new line');
     assert.equal(sub.msgs.slice(mark).filter((m) => m.topic.endsWith('/reply') && m.payload.error).length, 0, 'the empty message that cleared the retained request was not answered');
 

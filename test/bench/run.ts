@@ -15,9 +15,11 @@
  *  5. Copy (copy.ts): material copy and the transfer manager
  *     throughput on 2 GB of segments against cp of the same files on the same
  *     disk, and the bytes copied twice after a kill -9 of the copier.
+ *  6. Studio GPIO (gpio.ts): GPI edge to recording started p50/p95 with the
+ *     poll interval, and Modbus requests per second.
  *
  * Sections: all by default; name some on the command line to run only those
- * (commands, channels, twin, failover, copy), e.g. `node test/bench/run.js failover`
+ * (commands, channels, twin, failover, copy, gpio), e.g. `node test/bench/run.js failover`
  * or `npm run bench -- failover`.
  * Options (environment): BENCH_CHANNELS="1,8,32,64", BENCH_SAMPLE_S=20, BENCH_COMMANDS=20000,
  * BENCH_TWIN=0 (skip 3), BENCH_TWIN_CLIPS=30, BENCH_TWIN_SECONDS=3, BENCH_TWIN_KILLS=3,
@@ -35,6 +37,7 @@ import { startRtspServer } from '../support/rtsp';
 import { benchBackupLink } from './backup-link';
 import { benchCopy } from './copy';
 import { benchFailover } from './failover';
+import { benchGpio } from './gpio';
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -170,7 +173,7 @@ async function benchChannels(channels: number, rtspUrl: string, sampleS: number)
   }
 }
 
-const SECTIONS = ['commands', 'channels', 'twin', 'failover', 'copy'];
+const SECTIONS = ['commands', 'channels', 'twin', 'failover', 'copy', 'gpio'];
 
 async function main(): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -213,6 +216,9 @@ async function main(): Promise<void> {
 
   // ---- 5. material copy (and transfer manager) vs cp, bytes copied twice after a kill -9, see copy.ts; BENCH_COPY=0 skips it ----
   if (want('copy') && process.env.BENCH_COPY !== '0') await benchCopy();
+
+  // ---- 6. studio GPIO: GPI edge to recording started, Modbus requests per second, see gpio.ts ----
+  if (want('gpio')) await benchGpio();
 }
 
 main().then(

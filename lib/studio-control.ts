@@ -15,7 +15,7 @@
  *   <prefix>/<server>/<channel>/reply           answer to every request (not retained)
  *   <prefix>/<server>/<channel>/reclist         the rec-list (retained), after every change
  *   <prefix>/<server>/<channel>/status          the channel's state (retained), after every change
- *   <prefix>/<server>/<channel>/event           each recorder event as it happens (not retained)
+ *   <prefix>/<server>/<channel>/event           each recorder event, and what each command did whoever sent it (not retained)
  *   <prefix>/error                              answer to a request whose topic is not of the form above
  */
 import { EventEmitter } from 'node:events';
@@ -395,8 +395,8 @@ export interface StudioOptions {
   coalesceMs?: number;
   /**
    * How often the state is compared with what was last published (ms; 0: never).
-   * Commands given to a recorder node directly (an inject, a GPI) are answered to
-   * that node only; this check is how panels still see them.
+   * Every change is announced by the channel ('event', 'commanded'); this is the
+   * safety net for one that is not, and publishes nothing while nothing changed.
    */
   refreshMs?: number;
   clock?: () => number;
@@ -413,6 +413,7 @@ interface Watched {
   channel: number;
   ctl: StudioChannel;
   onEvent: (ev: ChannelEvent) => void;
+  onCommanded: (evs: ChannelEvent[]) => void;
   timer: NodeJS.Timeout | null;
   /** fingerprint of the state last published */
   published: string;
@@ -449,7 +450,7 @@ export class StudioControl {
     registry.on('set', this.onSet);
     registry.on('delete', this.onDelete);
     for (const [s, c, ctl] of registry.entries()) this.attach(s, c, ctl);
-    const refreshMs = opts.refreshMs ?? 1000;
+    const refreshMs = opts.refreshMs ?? 5000;
     if (refreshMs > 0) this.refreshTimer = setInterval(() => this.guard(() => this.refresh()), refreshMs);
   }
 
@@ -490,14 +491,8 @@ export class StudioControl {
         reply = { ok: true, ...base, at: this.clock(), reclist: lines.map(panelLine) };
       } else {
         const evs = await ctl.execute(req.recorderCommand);
-        const summaries = evs.map(summariseEvent);
-        reply = { ok: true, ...base, at: this.clock(), events: summaries };
-        // every panel sees what this command did (the recorder only answers it to the caller), after the reply
-        const eventTopic = channelTopics(this.prefix, req.server, req.channel).event;
-        setImmediate(() => {
-          if (this.closed) return;
-          for (const s of summaries) this.guard(() => this.publish({ topic: eventTopic, payload: s, retain: false, qos: 1 }));
-        });
+        reply = { ok: true, ...base, at: this.clock(), events: evs.map(summariseEvent) };
+        // (the channel also emits these events as 'commanded': every panel sees them on .../event, after this reply)
         this.changed(req.server, req.channel);
       }
       return { kind: 'ok', request: req, reply: { topic: req.replyTopic, payload: reply, retain: false, qos: 1 } };
@@ -519,6 +514,7 @@ export class StudioControl {
     this.registry.removeListener('delete', this.onDelete);
     for (const w of this.watched.values()) {
       w.ctl.removeListener('event', w.onEvent);
+      w.ctl.removeListener('commanded', w.onCommanded);
       if (w.timer) clearTimeout(w.timer);
     }
     this.watched.clear();
@@ -567,8 +563,23 @@ export class StudioControl {
           this.publish({ topic: channelTopics(this.prefix, server, channel).event, payload: summariseEvent(ev), retain: false, qos: 1 });
           this.changed(server, channel);
         }),
+      // what a command or a mirror message did, whoever sent it (this node, the recorder node's input, backup-link)
+      onCommanded: (evs: ChannelEvent[]) =>
+        this.guard(() => {
+          const changes = evs.filter((e) => e.event !== 'reclist').map(summariseEvent);
+          if (!changes.length) return;
+          // emitted before the command returns: published after the reply to its sender
+          setImmediate(() =>
+            this.guard(() => {
+              if (this.watched.get(`${server}/${channel}`) !== w) return;
+              for (const s of changes) this.publish({ topic: channelTopics(this.prefix, server, channel).event, payload: s, retain: false, qos: 1 });
+            }),
+          );
+          this.changed(server, channel);
+        }),
     };
     ctl.on('event', w.onEvent);
+    ctl.on('commanded', w.onCommanded);
     this.watched.set(key, w);
     // a recorder that just appeared loads its rec-list first: publish once it has (and the refresh checks again)
     this.changed(server, channel, Math.max(this.coalesceMs, 200));
@@ -579,6 +590,7 @@ export class StudioControl {
     const w = this.watched.get(key);
     if (!w || w.ctl !== ctl) return;
     ctl.removeListener('event', w.onEvent);
+    ctl.removeListener('commanded', w.onCommanded);
     if (w.timer) clearTimeout(w.timer);
     this.watched.delete(key);
     if (tell && !this.closed) {

@@ -5,7 +5,8 @@
  * line tools (mosquitto_pub sends requests, mosquitto_sub reads replies and the
  * retained state). A line is added, started (a clip really records), listed,
  * its status read and stopped; malformed requests get error replies, reach a
- * Catch node and change nothing.
+ * Catch node and change nothing; a command given to the recorder node itself
+ * reaches the panels too.
  */
 import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn } from 'node:child_process';
@@ -215,12 +216,12 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     for (const [what, topic, payload, replyTopic, re] of bad) {
       const from = sub.msgs.length;
       await pub(port, topic, payload);
-      const r = await sub.wait((m) => m.topic === replyTopic && m.payload.ok === false, `error reply for ${what}`, 15000, from);
+      const r: Received = await sub.wait((m) => m.topic === replyTopic && m.payload.ok === false, `error reply for ${what}`, 15000, from);
       assert.match(r.payload.error.message, re, what);
       assert.equal(typeof r.payload.error.code, 'string');
       const rid = /"requestId":"([^"]+)"/.exec(payload)?.[1] ?? null;
       assert.equal(r.payload.requestId, rid, `${what}: the reply carries the request id`);
-      const c = await sub.wait((m) => m.topic === 'test/caught' && m.payload.message.includes(r.payload.error.message), `Catch sees ${what}`, 15000, from);
+      const c: Received = await sub.wait((m) => m.topic === 'test/caught' && m.payload.message.includes(r.payload.error.message), `Catch sees ${what}`, 15000, from);
       assert.equal(c.payload.source, 'sc');
       assert.equal(c.payload.topic, topic, `${what}: the caught message is the request`);
     }
@@ -239,6 +240,13 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     } finally {
       late.stop();
     }
+
+    // a change made without the panel (a command to the recorder node itself, here over its HTTP endpoint) reaches the panels too
+    mark = sub.msgs.length;
+    const direct = await nr.request('POST', '/cmd/1', { command: 'add', line: { id: 'desk', title: 'From the desk' } });
+    assert.equal(direct.status, 200, JSON.stringify(direct.body));
+    await sub.wait((m) => m.topic === `${CH}/event` && m.payload.event === 'added' && m.payload.line.id === 'desk', 'the event of the direct command', 10000, mark);
+    await sub.wait((m) => m.topic === `${CH}/reclist` && m.payload.lines.map((l: { id: string }) => l.id).join() === 'show,desk', 'the rec-list after the direct command', 10000, mark);
     assert.doesNotMatch(nr.log(), /TypeError|uncaught/i);
   });
 });

@@ -289,17 +289,20 @@ describe('studio-control controller over a real recorder channel', function () {
     assert.deepEqual([...new Set(out.map((m) => m.topic))].sort(), [`${P}/main-1/1/reclist`, `${P}/main-1/1/status`]);
   });
 
-  it('follows recorders that come and go in the registry, and sees changes made by others through the refresh', async function () {
+  it('follows recorders that come and go in the registry, and publishes commands that others gave the recorder', async function () {
     const c = start({ refreshMs: 100 });
     assert.deepEqual(c.channels(), []);
     const ch = await addChannel('main-1', 2);
     await until(() => published(`${P}/main-1/2/status`).length === 1, 'state of the recorder that appeared');
-    // a command given to the recorder directly (its node's input): no event, but the refresh sees it
+    // a command given to the recorder directly (its node's input, a GPI): the channel emits 'commanded'
     await ch.execute({ command: 'add', line: { id: 'gpi', title: 'From a GPI' } });
     await until(() => published(`${P}/main-1/2/reclist`).some((m) => (m.payload as { lines: unknown[] }).lines.length === 1), 'the change made elsewhere');
+    await until(() => published(`${P}/main-1/2/event`).some((m) => (m.payload as { event: string }).event === 'added'), 'its event');
+    // a query changes nothing: no event, no state
     const n = out.length;
+    await ch.execute({ command: 'list' });
     await sleep(350);
-    assert.equal(out.length, n, 'nothing is published again while nothing changes');
+    assert.equal(out.length, n, 'nothing is published again while nothing changes (refresh every 100 ms)');
     await ch.close(true);
     registry.delete('main-1', 2, ch);
     const last = published(`${P}/main-1/2/status`).pop()!;
@@ -307,7 +310,7 @@ describe('studio-control controller over a real recorder channel', function () {
     assert.deepEqual(c.channels(), []);
     c.close();
     assert.equal(registry.listenerCount('set') + registry.listenerCount('delete'), 0, 'close removes its listeners');
-    assert.equal(ch.listenerCount('event'), 0);
+    assert.equal(ch.listenerCount('event') + ch.listenerCount('commanded'), 0);
   });
 
   it('publishes source URLs without their password', async function () {

@@ -16,6 +16,7 @@ export const DEBIAN_PACKAGES: readonly string[] = [
   'gstreamer1.0-plugins-ugly',
   'gstreamer1.0-libav',
   'gstreamer1.0-tools',
+  'gstreamer1.0-x',
   'python3-gi',
   'python3-pymodbus',
   'python3-serial-asyncio',
@@ -59,6 +60,8 @@ const CHECKS: Check[] = [
     ok: () =>
       pythonOk('import gi; gi.require_version("GstRtspServer","1.0"); from gi.repository import GstRtspServer'),
   },
+  // the test camera burns a running timecode in with timeoverlay (Pango), which Debian ships in gstreamer1.0-x
+  { what: 'GStreamer timeoverlay', packages: ['gstreamer1.0-x'], ok: () => spawnSync('/usr/bin/gst-inspect-1.0', ['timeoverlay'], { stdio: 'ignore', timeout: 30000 }).status === 0 },
   { what: 'python3 pymodbus server', packages: ['python3-pymodbus', 'python3-serial-asyncio'], ok: () => pythonOk('import pymodbus.server') },
 ];
 

@@ -10,6 +10,10 @@
 # node-red@5 in place of 4.1, compiled, and tested:
 #   test/nodes/*.test.js   every node test (node-red-node-test-helper on Node-RED 5)
 #   test/e2e/examples.test.js   every example flow in a real Node-RED 5 process
+# and the flow library's checker (node-red-dev validate, npm run validate).
+# better-sqlite3 is the 13.x that a Node 22 user gets from our range
+# "^12.4.1 || ^13.0.0" (npm picks 12.x on Node 20, where 13 cannot run), so the
+# tests run against it and the checker's D03 (latest versions) sees it installed.
 # Usage: npm run test:nr5   (needs the Debian peers of `npm test`: mosquitto, ffmpeg)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,7 +42,9 @@ git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' 
 done
 cd "$pkg"
 npm ci --no-audit --no-fund >/dev/null
-npm install --no-save --no-audit --no-fund node-red@5 >/dev/null
-echo "nr5: Node-RED $(node -p "require('node-red/package.json').version")"
+npm install --no-save --no-audit --no-fund node-red@5 'better-sqlite3@^13' >/dev/null
+echo "nr5: Node-RED $(node -p "require('node-red/package.json').version"), better-sqlite3 $(node -p "require('better-sqlite3/package.json').version")"
 npx tsc -p tsconfig.json
 npx mocha --no-config --require test/support/global-setup.js --timeout 300000 --exit 'test/nodes/*.test.js' test/e2e/examples.test.js
+echo 'nr5: flow-library checks'
+node test/support/validate.js

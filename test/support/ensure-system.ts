@@ -17,6 +17,7 @@ export const DEBIAN_PACKAGES: readonly string[] = [
   'gstreamer1.0-libav',
   'gstreamer1.0-tools',
   'gstreamer1.0-x',
+  'chromium',
   'python3-gi',
   'python3-pymodbus',
   'python3-serial-asyncio',
@@ -45,6 +46,7 @@ const CHECKS: Check[] = [
   { what: '/usr/bin/ffprobe', packages: ['ffmpeg'], ok: () => fs.existsSync('/usr/bin/ffprobe') },
   { what: '/usr/sbin/mosquitto', packages: ['mosquitto'], ok: () => fs.existsSync('/usr/sbin/mosquitto') },
   { what: '/usr/bin/mosquitto_pub', packages: ['mosquitto-clients'], ok: () => fs.existsSync('/usr/bin/mosquitto_pub') },
+  { what: '/usr/bin/chromium (browser tests of the editor)', packages: ['chromium'], ok: () => fs.existsSync('/usr/bin/chromium') },
   { what: '/usr/bin/gst-launch-1.0', packages: ['gstreamer1.0-tools'], ok: () => fs.existsSync('/usr/bin/gst-launch-1.0') },
   {
     what: 'python3 gi GstRtspServer 1.0',

@@ -409,6 +409,8 @@ const onvif: OnvifModule = require('onvif');
 const LIBRARY_PULL_WAIT_MS = 80_000;
 /** Renew when less than this is left: one PullMessages (up to 60 s) must fit, with room to spare. */
 const RENEW_MARGIN_MS = 75_000;
+/** A camera that answers an empty PullMessages at once (instead of waiting for an event) is asked at most this often. */
+const MIN_EMPTY_PULL_MS = 500;
 
 // ---------------------------------------------------------------------------
 // Failures
@@ -742,6 +744,7 @@ export class OnvifEvents extends EventEmitter {
   private async pullLoop(s: Session): Promise<void> {
     for (;;) {
       if (s.gen !== this.gen) throw new Superseded();
+      const pulledAt = Date.now();
       const { raw } = await this.call(s, 'PullMessages', (cb) => s.cam.pullMessages({ messageLimit: this.messageLimit }, cb), LIBRARY_PULL_WAIT_MS);
       if (s.gen !== this.gen) throw new Superseded();
       if (!raw || !/<([\w.-]+:)?PullMessagesResponse\b/.test(raw)) {
@@ -751,11 +754,30 @@ export class OnvifEvents extends EventEmitter {
       this.failures = 0;
       const endsAt = this.endsAt(raw);
       if (endsAt !== undefined) s.endsAt = endsAt;
-      for (const event of parseNotifications(raw)) this.deliver(event);
+      const events = parseNotifications(raw);
+      for (const event of events) this.deliver(event);
       if (s.gen !== this.gen) throw new Superseded();
       const left = s.endsAt === undefined ? undefined : s.endsAt - Date.now();
       if (left === undefined ? Date.now() - s.lastRenew > 30_000 : left < RENEW_MARGIN_MS) await this.renew(s);
+      const early = MIN_EMPTY_PULL_MS - (Date.now() - pulledAt);
+      if (!events.length && early > 0) await this.pause(s, early);
     }
+  }
+
+  /** Waits `ms`, or throws Superseded at once when the session ends. */
+  private pause(s: Session, ms: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        s.pending.delete(abandon);
+        resolve();
+      }, ms);
+      const abandon = (): void => {
+        clearTimeout(timer);
+        s.pending.delete(abandon);
+        reject(new Superseded());
+      };
+      s.pending.add(abandon);
+    });
   }
 
   private async renew(s: Session): Promise<void> {

@@ -353,6 +353,20 @@ describe('OnvifEvents against the ONVIF test device', function () {
     assert.equal(ev.state, 'subscribed');
   });
 
+  it('a camera that answers PullMessages at once, without waiting for an event, is not polled in a loop', async () => {
+    const d = await device({ maxPullWaitMs: 0 });
+    const ev = subscriber({ port: d.port });
+    const got = collector(ev);
+    ev.start();
+    await waitState(ev, 'subscribed', 5000);
+    const before = count(d, 'PullMessages');
+    await sleep(2000);
+    const pulls = count(d, 'PullMessages') - before;
+    assert.ok(pulls >= 2 && pulls <= 6, `${pulls} PullMessages in 2 s (at most one per 0.5 s when empty)`);
+    d.emitEvent({ topic: 'tns1:VideoSource/MotionAlarm', source: { Source: 'vs0' }, data: { State: true } });
+    await got.next((x) => x.kind === 'motion');
+  });
+
   it('a camera offline at start subscribes by itself when it appears', async () => {
     const port = await freePort();
     const ev = subscriber({ port });

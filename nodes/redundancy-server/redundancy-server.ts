@@ -8,6 +8,7 @@ import { Catalogue, openCatalogue } from '../../lib/catalogue';
 import { errorText } from '../../lib/errors';
 import { PeerApiServer } from '../../lib/peer-api';
 import { recorderChannels } from '../shared/registry';
+import { resolveEnvFields } from '../shared/env-field';
 import type { RedundancyServerNode } from '../shared/types';
 
 interface ServerDef extends NodeDef {
@@ -56,7 +57,8 @@ export = function (RED: NodeAPI): void {
     }
     const peerTls = !!(tls && tls.cert && tls.key);
     try {
-      node.identity = resolveIdentity({ ...def, peerSecret: creds.peerSecret, peerTls }, userDir);
+      const fields = resolveEnvFields(RED, node, def, ['serverId', 'group', 'storageRoot', 'brokerUrl']);
+      node.identity = resolveIdentity({ ...fields, peerSecret: creds.peerSecret, peerTls }, userDir);
       node.configError = null;
     } catch (err) {
       node.identity = null;

@@ -7,6 +7,7 @@ import type { NodeAPI, NodeDef } from 'node-red';
 import type { Request, Response } from 'express';
 import { GpioDevice, GpioDeviceOptions, GpioState } from '../../lib/gpio-device';
 import { errorText } from '../../lib/errors';
+import { resolveEnvFields } from '../shared/env-field';
 import type { GpioDeviceNode } from '../shared/types';
 
 interface DeviceDef extends NodeDef {
@@ -36,9 +37,17 @@ export = function (RED: NodeAPI): void {
     const node = this;
     node.device = null;
     node.configError = null;
+    let host: string;
+    try {
+      host = resolveEnvFields(RED, node, def, ['host']).host;
+    } catch (err) {
+      node.configError = errorText(err);
+      node.error(RED._('gpio-device.errors.config', { error: node.configError }));
+      return;
+    }
     const o: GpioDeviceOptions = {
       transport: def.transport === 'rtu' ? 'rtu' : 'tcp',
-      host: String(def.host ?? '').trim() || undefined,
+      host: String(host ?? '').trim() || undefined,
       port: num(def.port, 502),
       serialPath: String(def.serialPath ?? '').trim() || undefined,
       baudRate: num(def.baudRate, 9600),
@@ -52,8 +61,8 @@ export = function (RED: NodeAPI): void {
     try {
       device = new GpioDevice(o);
     } catch (err) {
-      node.configError = RED._('gpio-device.errors.config', { error: errorText(err) });
-      node.error(node.configError);
+      node.configError = errorText(err);
+      node.error(RED._('gpio-device.errors.config', { error: node.configError }));
       return;
     }
     node.device = device;

@@ -137,6 +137,22 @@ describe('gpio nodes (Node-RED) against pymodbus', function () {
     assert.equal(await server.get('co', 1), 0);
   });
 
+  it('takes the device host from an environment variable, and names the variable when it is not set', async function () {
+    process.env.TWINREC_T_GPIO_HOST = '127.0.0.1';
+    try {
+      await helper.load([deviceNode, inNode, outNode], [
+        { id: 'dev', type: 'gpio-device', transport: 'tcp', host: 'TWINREC_T_GPIO_HOST', hostType: 'env', port: server.port, unitId: 1 },
+        { id: 'dev2', type: 'gpio-device', transport: 'tcp', host: 'TWINREC_T_NOT_SET', hostType: 'env', port: server.port, unitId: 1 },
+      ]);
+      const dev = helper.getNode('dev').device as GpioDevice;
+      await until(() => dev.state === 'connected', 'connected to the host from the environment');
+      assert.equal(helper.getNode('dev2').device, null);
+      assert.match(helper.getNode('dev2').configError, /"TWINREC_T_NOT_SET", which is not set/);
+    } finally {
+      delete process.env.TWINREC_T_GPIO_HOST;
+    }
+  });
+
   it('leaves no listener, timer or watch behind after 200 partial deploys of the flow nodes', async function () {
     const base = flow();
     await helper.load([deviceNode, inNode, outNode], base);

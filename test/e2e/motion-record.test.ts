@@ -1,5 +1,5 @@
 /**
- * The example flow examples/studio/motion-record.json as shipped, pointed at
+ * The example flow examples/studio/03 motion event starts a recording.json as shipped, pointed at
  * our ONVIF test device whose stream is GStreamer's RTSP server: the camera's
  * motion (State true) adds a line and starts it, the end of the motion stops
  * it, and the clip is on disk. Only the camera's address and credentials
@@ -29,7 +29,7 @@ const MODULES = [
 
 helper.init(require.resolve('node-red'));
 
-const EXAMPLE = path.join(PACKAGE_ROOT, 'examples', 'studio', 'motion-record.json');
+const EXAMPLE = path.join(PACKAGE_ROOT, 'examples', 'studio', '03 motion event starts a recording.json');
 
 describe('example: record on ONVIF motion (real recorder, RTSP server and ONVIF test device)', function () {
   this.timeout(120000);

@@ -1,5 +1,6 @@
 import type { NodeAPI, NodeDef } from 'node-red';
 import { OnvifCamera, OnvifCameraState } from '../../lib/onvif-camera';
+import { resolveEnvFields } from '../shared/env-field';
 import type { OnvifCameraNode } from '../shared/types';
 
 interface CameraDef extends NodeDef {
@@ -15,7 +16,16 @@ export = function (RED: NodeAPI): void {
   function OnvifCameraConfig(this: OnvifCameraNode, def: CameraDef): void {
     RED.nodes.createNode(this, def);
     const port = Number(def.port) || 80;
-    const host = String(def.host ?? '').trim();
+    let host = '';
+    try {
+      host = String(resolveEnvFields(RED, this, def, ['host']).host ?? '').trim();
+    } catch (err) {
+      this.label = 'ONVIF';
+      this.camera = null;
+      this.configError = (err as Error).message;
+      this.error(this.configError);
+      return;
+    }
     this.label = `ONVIF ${host}:${port}`;
     this.camera = null;
     this.configError = null;

@@ -10,6 +10,8 @@ import { helper, tmpDir } from '../support/nr';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const serverNode = require('../../nodes/redundancy-server/redundancy-server');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const cameraNode = require('../../nodes/onvif-camera/onvif-camera');
 
 helper.init(require.resolve('node-red'));
 
@@ -56,5 +58,17 @@ describe('redundancy-server fields from the environment', function () {
     const srv = helper.getNode('srv');
     assert.equal(srv.identity, null);
     assert.match(srv.configError, /serverId comes from the environment variable "TWINREC_T_SERVER", which is not set/);
+  });
+
+  it('takes an ONVIF camera host from a variable, and names the variable when it is not set', async function () {
+    process.env.TWINREC_T_SERVER = '127.0.0.1';
+    await helper.load(cameraNode, [
+      { id: 'cam', type: 'onvif-camera', host: 'TWINREC_T_SERVER', hostType: 'env', port: 1, path: '/onvif/device_service' },
+      { id: 'cam2', type: 'onvif-camera', host: 'TWINREC_T_NOT_SET', hostType: 'env', port: 1, path: '/onvif/device_service' },
+    ]);
+    assert.equal(helper.getNode('cam').configError, null);
+    assert.match(helper.getNode('cam').label, /127\.0\.0\.1:1/);
+    assert.equal(helper.getNode('cam2').camera, null);
+    assert.match(helper.getNode('cam2').configError, /"TWINREC_T_NOT_SET", which is not set/);
   });
 });

@@ -21,6 +21,7 @@ export const DEBIAN_PACKAGES: readonly string[] = [
   'python3-gi',
   'python3-pymodbus',
   'python3-serial-asyncio',
+  'socat',
   'fonts-dejavu-core',
   'procps',
   'iproute2',
@@ -64,6 +65,7 @@ const CHECKS: Check[] = [
   },
   // the test camera burns a running timecode in with timeoverlay (Pango), which Debian ships in gstreamer1.0-x
   { what: 'GStreamer timeoverlay', packages: ['gstreamer1.0-x'], ok: () => spawnSync('/usr/bin/gst-inspect-1.0', ['timeoverlay'], { stdio: 'ignore', timeout: 30000 }).status === 0 },
+  { what: '/usr/bin/socat (a serial line for Modbus RTU)', packages: ['socat'], ok: () => fs.existsSync('/usr/bin/socat') },
   { what: 'python3 pymodbus server', packages: ['python3-pymodbus', 'python3-serial-asyncio'], ok: () => pythonOk('import pymodbus.server') },
 ];
 

@@ -2,7 +2,8 @@
 """A Modbus TCP device for the tests, built on pymodbus (Debian python3-pymodbus),
 not on our code. Addresses start at 0 (zero_mode).
 
-    modbus-server.py PORT
+    modbus-server.py PORT            Modbus TCP on 127.0.0.1:PORT
+    modbus-server.py --rtu DEVICE    Modbus RTU on a serial device (a pty of socat in the tests), 19200 8N1
 
 Control lines on stdin, one answer line on stdout each:
     set di|co|hr|ir ADDRESS VALUE   -> ok
@@ -16,11 +17,14 @@ import sys
 import threading
 
 from pymodbus.datastore import ModbusSequentialDataBlock, ModbusServerContext, ModbusSlaveContext
-from pymodbus.server import StartAsyncTcpServer
+from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
+from pymodbus.transaction import ModbusRtuFramer
 
 FC = {"co": 1, "di": 2, "hr": 3, "ir": 4}
 
-PORT = int(sys.argv[1])
+RTU = sys.argv[1] == "--rtu"
+PORT = 0 if RTU else int(sys.argv[1])
+DEVICE = sys.argv[2] if RTU else None
 store = ModbusSlaveContext(
     di=ModbusSequentialDataBlock(0, [0] * 1000),
     co=ModbusSequentialDataBlock(0, [0] * 1000),
@@ -89,6 +93,15 @@ async def main():
             except OSError:
                 await asyncio.sleep(0.05)
 
+    if RTU:
+        async def announce_rtu():
+            await asyncio.sleep(0.3)
+            print("listening %s" % DEVICE, flush=True)
+
+        loop.create_task(announce_rtu())
+        await StartAsyncSerialServer(context=context, framer=ModbusRtuFramer, port=DEVICE, baudrate=19200,
+                                     bytesize=8, parity="N", stopbits=1, timeout=0.005)
+        return
     loop.create_task(announce())
     # reuse the address: a restart on the same port must not wait for TIME_WAIT
     # (pymodbus logs a failed bind at debug level only and then serves nothing)

@@ -19,9 +19,12 @@ export interface ModbusServer {
   log(): string;
 }
 
-export async function startModbusServer(port?: number): Promise<ModbusServer> {
-  const p = port ?? (await freePort());
-  const child: ChildProcess = spawn(MODBUS_PYTHON, ['-X', 'faulthandler', MODBUS_SERVER_SCRIPT, String(p)], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** A pymodbus device on TCP (127.0.0.1, the given or a free port), or on RTU over a serial device with { rtu: path }. */
+export async function startModbusServer(port?: number | { rtu: string }): Promise<ModbusServer> {
+  const rtu = typeof port === 'object' ? port.rtu : null;
+  const p = rtu ? 0 : typeof port === 'number' ? port : await freePort();
+  const args = rtu ? ['--rtu', rtu] : [String(p)];
+  const child: ChildProcess = spawn(MODBUS_PYTHON, ['-X', 'faulthandler', MODBUS_SERVER_SCRIPT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const waiters: Array<(line: string) => void> = [];
@@ -86,5 +89,40 @@ export async function startModbusServer(port?: number): Promise<ModbusServer> {
       await gone;
     },
     log: () => out + err,
+  };
+}
+
+export interface SerialPair {
+  /** The device end the Modbus server opens. */
+  device: string;
+  /** The end the client (our gpio-device) opens. */
+  client: string;
+  stop(): Promise<void>;
+}
+
+/** Two linked pseudo-terminals (socat), a serial line without hardware. */
+export async function startSerialPair(dir: string): Promise<SerialPair> {
+  const device = path.join(dir, 'tty-device');
+  const client = path.join(dir, 'tty-client');
+  const child = spawn('/usr/bin/socat', ['pty,raw,echo=0,link=' + device, 'pty,raw,echo=0,link=' + client], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  const fs = await import('node:fs');
+  const until = Date.now() + 10000;
+  while (!(fs.existsSync(device) && fs.existsSync(client))) {
+    if (child.exitCode !== null || Date.now() > until) {
+      child.kill('SIGKILL');
+      throw new Error(`socat gave no pty pair: ${err}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    device,
+    client,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await gone;
+    },
   };
 }

@@ -6,7 +6,9 @@
 import { strict as assert } from 'node:assert';
 import { GpioDevice, GpioError, GpioState, readRanges } from '../../lib/gpio-device';
 import { freePort } from '../support/ports';
-import { ModbusServer, startModbusServer } from '../support/modbus';
+import { ModbusServer, SerialPair, startModbusServer, startSerialPair } from '../support/modbus';
+import fs from 'node:fs';
+import { tmpDir } from '../support/nr';
 import { sleep, until } from '../support/nr';
 
 function states(d: GpioDevice): GpioState[] {
@@ -163,6 +165,40 @@ describe('gpio-device (lib) against pymodbus', function () {
     assert.deepEqual({ timers: res.timers, clientListeners: res.clientListeners, watches: res.watches, queue: res.queue }, { timers: 0, clientListeners: 0, watches: 0, queue: 0 });
     assert.equal(dev.state, 'stopped');
     await assert.rejects(dev.writeCoil(1, false), (e: GpioError) => e.code === 'ECLOSED');
+  });
+
+  it('speaks Modbus RTU on a serial line (a socat pty pair), and counts a device that went silent as broken until it answers again', async function () {
+    const dir = tmpDir('rtu');
+    let pair: SerialPair | null = null;
+    try {
+      pair = await startSerialPair(dir);
+      server = await startModbusServer({ rtu: pair.device });
+      dev = new GpioDevice({ transport: 'rtu', serialPath: pair.client, baudRate: 19200, unitId: 1, pollMs: 30, timeoutMs: 300, reconnectMinMs: 200, reconnectMaxMs: 800 });
+      const seen = states(dev);
+      const values: boolean[] = [];
+      dev.watch({ area: 'discrete', address: 5 }, (v) => values.push(v as boolean));
+      dev.start();
+      await until(() => values.length === 1, 'first value over RTU');
+      await server.set('di', 5, 1);
+      await until(() => values.length === 2, 'the flip over RTU');
+      await dev.writeCoil(9, true);
+      assert.equal(await server.get('co', 9), 1);
+      // a serial device cannot close the line: it just stops answering
+      await server.kill();
+      server = null;
+      await until(() => seen.includes('broken'), 'broken after the timeouts', 15000);
+      server = await startModbusServer({ rtu: pair.device });
+      await until(() => dev!.state === 'connected' && dev!.stats.connects >= 2, 'answering again', 20000);
+      await dev.writeCoil(9, false);
+      assert.equal(await server.get('co', 9), 0);
+    } finally {
+      if (dev) await dev.stop();
+      dev = null;
+      if (server) await server.kill();
+      server = null;
+      if (pair) await pair.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('joins nearby addresses into one read within the protocol limits', function () {

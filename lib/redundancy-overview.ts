@@ -431,6 +431,11 @@ export class ChangeNotifier {
     this.pending.reasons.add(reason);
     if (server) this.pending.servers.add(server);
     if (this.timer !== null) return;
+    this.due();
+  }
+
+  /** Publish what is pending when the gap has passed, else wait for the rest of it (a timer may fire a millisecond early). */
+  private due(): void {
     const wait = this.lastAt + this.gap - this.now();
     if (wait <= 0) {
       this.flush();
@@ -439,8 +444,8 @@ export class ChangeNotifier {
     const timers = this.opts.timers ?? { setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms), clearTimeout: (t: unknown) => clearTimeout(t as NodeJS.Timeout) };
     this.timer = timers.setTimeout(() => {
       this.timer = null;
-      this.flush();
-    }, wait);
+      if (!this.stopped) this.due();
+    }, Math.ceil(wait));
   }
 
   private flush(): void {

@@ -21,6 +21,8 @@
  */
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
+import { errorText } from './errors';
+import { ClosableAgent, fmtSeconds, NETWORK_CODES as SOCKET_CODES, positive, shorten, Superseded, xmlUnescape } from './onvif-shared';
 
 export interface OnvifCameraOptions {
   host: string;
@@ -172,32 +174,16 @@ export function pickProfile(profiles: OnvifProfileInfo[], opts: { profileToken?:
   return preferH264(withEncoder);
 }
 
-function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  if (typeof err === 'string') return err;
-  try {
-    return JSON.stringify(err) ?? String(err);
-  } catch {
-    return String(err);
-  }
-}
 
-function xmlUnescape(s: string): string {
-  return s
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&#(\d+);/g, (_, d: string) => String.fromCodePoint(Number(d)))
-    .replace(/&#x([0-9a-f]+);/gi, (_, h: string) => String.fromCodePoint(parseInt(h, 16)))
-    .replace(/&amp;/g, '&');
-}
 
 function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
 }
 
 type Obj = Record<string, unknown>;
+
+/** The camera client also counts a socket timeout as unreachable. */
+const NETWORK_CODES = new Set([...SOCKET_CODES, 'ETIMEDOUT']);
 const asObj = (v: unknown): Obj | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : undefined);
 const num = (v: unknown): number | undefined => {
   const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
@@ -278,11 +264,6 @@ function redact(uri: string): string {
 
 type FailureKind = 'network' | 'timeout' | 'auth' | 'clock' | 'protocol' | 'config' | 'other';
 
-class Superseded extends Error {
-  constructor() {
-    super('superseded');
-  }
-}
 
 class CameraFailure extends Error {
   constructor(
@@ -293,39 +274,7 @@ class CameraFailure extends Error {
   }
 }
 
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENETDOWN',
-  'EPIPE',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-]);
 
-/** An HTTP agent that can be closed: destroys open sockets and refuses new ones. */
-class ClosableAgent extends http.Agent {
-  private closed = false;
-
-  close(): void {
-    this.closed = true;
-    this.destroy();
-  }
-
-  override createConnection(...args: Parameters<http.Agent['createConnection']>): ReturnType<http.Agent['createConnection']> {
-    if (this.closed) {
-      const cb = args[1];
-      const err = new Error('ONVIF camera connection stopped');
-      if (cb) process.nextTick(() => cb(err, undefined as never));
-      return undefined;
-    }
-    return super.createConnection(...args);
-  }
-}
 
 interface Session {
   gen: number;
@@ -486,7 +435,7 @@ export class OnvifCamera extends EventEmitter {
     this.clearTimers();
     this.dropSession();
     const gen = ++this.gen;
-    const agent = new ClosableAgent({ keepAlive: false });
+    const agent = new ClosableAgent({ keepAlive: false }, 'ONVIF camera connection stopped');
     let cam: CamLike;
     try {
       cam = new onvif.Cam({
@@ -871,19 +820,8 @@ class LibError extends Error {
   }
 }
 
-function positive(v: number | undefined, dflt: number): number {
-  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : dflt;
-}
 
-function fmtSeconds(ms: number): string {
-  const s = ms / 1000;
-  return `${s >= 10 || Number.isInteger(s) ? Math.round(s) : s.toFixed(1)} s`;
-}
 
-function shorten(s: string, max = 160): string {
-  const one = s.replace(/\s+/g, ' ').trim();
-  return one.length > max ? one.slice(0, max - 1) + '…' : one;
-}
 
 /** Accepts 'host', 'host:port', '[v6]:port' or 'http://host:port/path' in host. */
 function normaliseTarget(opts: OnvifCameraOptions): { host: string; port: number; path: string } {

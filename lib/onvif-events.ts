@@ -39,6 +39,8 @@
  */
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
+import { errorText } from './errors';
+import { ClosableAgent, fmtSeconds, NETWORK_CODES, positive, shorten, Superseded, xmlUnescape } from './onvif-shared';
 
 export interface OnvifEventsOptions {
   host: string;
@@ -124,24 +126,7 @@ const ONVIF_TOPIC_ROOTS = new Set(
   ].map((s) => s.toLowerCase()),
 );
 
-function xmlUnescape(s: string): string {
-  return s
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&quot;/g, '"')
-    .replace(/&apos;/g, "'")
-    .replace(/&#(\d+);/g, (_, d: string) => safeCodePoint(Number(d)))
-    .replace(/&#x([0-9a-f]+);/gi, (_, h: string) => safeCodePoint(parseInt(h, 16)))
-    .replace(/&amp;/g, '&');
-}
 
-function safeCodePoint(n: number): string {
-  try {
-    return String.fromCodePoint(n);
-  } catch {
-    return '';
-  }
-}
 
 /** Attributes of a start tag's attribute text, by local name. */
 function attributes(text: string): Record<string, string> {
@@ -417,11 +402,6 @@ const MIN_EMPTY_PULL_MS = 500;
 
 type FailureKind = 'network' | 'timeout' | 'auth' | 'fault' | 'unsupported' | 'protocol';
 
-class Superseded extends Error {
-  constructor() {
-    super('superseded');
-  }
-}
 
 class EventsFailure extends Error {
   constructor(
@@ -443,62 +423,11 @@ class LibError extends Error {
   }
 }
 
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENETDOWN',
-  'EPIPE',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ECONNABORTED',
-]);
 
-function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  if (typeof err === 'string') return err;
-  try {
-    return JSON.stringify(err) ?? String(err);
-  } catch {
-    return String(err);
-  }
-}
 
-function shorten(s: string, max = 160): string {
-  const one = s.replace(/\s+/g, ' ').trim();
-  return one.length > max ? one.slice(0, max - 1) + '…' : one;
-}
 
-function fmtSeconds(ms: number): string {
-  const s = ms / 1000;
-  return `${s >= 10 || Number.isInteger(s) ? Math.round(s) : s.toFixed(1)} s`;
-}
 
-function positive(v: number | undefined, dflt: number): number {
-  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : dflt;
-}
 
-/** An HTTP agent that can be closed: destroys open sockets and refuses new ones. */
-class ClosableAgent extends http.Agent {
-  private closed = false;
-
-  close(): void {
-    this.closed = true;
-    this.destroy();
-  }
-
-  override createConnection(...args: Parameters<http.Agent['createConnection']>): ReturnType<http.Agent['createConnection']> {
-    if (this.closed) {
-      const cb = args[1];
-      const err = new Error('ONVIF event subscription stopped');
-      if (cb) process.nextTick(() => cb(err, undefined as never));
-      return undefined;
-    }
-    return super.createConnection(...args);
-  }
-}
 
 interface Session {
   gen: number;
@@ -619,7 +548,7 @@ export class OnvifEvents extends EventEmitter {
 
   private attempt(): void {
     const gen = ++this.gen;
-    const agent = new ClosableAgent({ keepAlive: false });
+    const agent = new ClosableAgent({ keepAlive: false }, 'ONVIF event subscription stopped');
     let cam: CamLike;
     try {
       cam = new onvif.Cam({
@@ -943,7 +872,7 @@ export class OnvifEvents extends EventEmitter {
     }
     const address = s.address;
     const cleanup = new Promise<void>((resolve) => {
-      const agent = new ClosableAgent({ keepAlive: false });
+      const agent = new ClosableAgent({ keepAlive: false }, 'ONVIF event subscription stopped');
       let done = false;
       const finish = (): void => {
         try {

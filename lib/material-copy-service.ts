@@ -119,8 +119,11 @@ export class MaterialCopyService extends EventEmitter {
         const parts = topic.split('/');
         if (m.failedServer !== serverId || parts[4] !== m.failoverServer || Number(parts[5]) !== m.entryId) return;
         try {
-          const t = this.copier.request({ entryId: m.entryId, failedServer: m.failedServer, failoverServer: m.failoverServer, channels: m.channels, from: m.from, to: m.to });
-          if (t.state === 'done' || t.state === 'failed') this.report(t); // answer a repeated request with what is known
+          let t = this.copier.request({ entryId: m.entryId, failedServer: m.failedServer, failoverServer: m.failoverServer, channels: m.channels, from: m.from, to: m.to });
+          // a request sent again after the task failed ("Start material copying" on the failover server) starts it again;
+          // the same retained request delivered again at a reconnect is older than the failure and only gets the state
+          if (t.state === 'failed' && m.ts > t.updatedAt) t = this.copier.retry(t.id);
+          else if (t.state === 'done' || t.state === 'failed') this.report(t); // answer a repeated request with what is known
         } catch (err) {
           this.deps.log.warn(`material copy request of ${m.failoverServer} (entry ${m.entryId}) refused: ${errorText(err)}`);
         }

@@ -81,6 +81,7 @@ export const EVENT_GRACE_MS = 60000;
 export class MaterialCopier extends EventEmitter {
   private readonly clock: () => number;
   private running: Promise<void> | null = null;
+  private kickAgain = false;
   private stopped = false;
   private abort: AbortController | null = null;
   private wake: (() => void) | null = null;
@@ -113,11 +114,15 @@ export class MaterialCopier extends EventEmitter {
   kick(): void {
     if (this.stopped) return;
     if (this.running) {
+      // the loop may already have found the queue empty and be ending: look again once it has
+      this.kickAgain = true;
       this.wake?.();
       return;
     }
+    this.kickAgain = false;
     this.running = this.loop().finally(() => {
       this.running = null;
+      if (this.kickAgain) this.kick();
     });
   }
 

@@ -6,6 +6,7 @@ import type { CopyTask } from '../../lib/copy-queue';
 import { CommandError, errorText } from '../../lib/errors';
 import type { CopyProgress, CopySource } from '../../lib/material-copy';
 import { MaterialCopyService, parseCopyRequest } from '../../lib/material-copy-service';
+import { copyAction, copyRequestOf } from '../../lib/redundancy-overview';
 import { PeerClient, RateLimiter } from '../../lib/peer-client';
 import { parseShareFolder, shareFolderFor, ShareSource, withShareMedia } from '../../lib/share-source';
 import { failoverControllers, materialCopyServices } from '../shared/registry';
@@ -160,9 +161,17 @@ export = function (RED: NodeAPI): void {
   RED.httpAdmin.post('/twinrec/material-copy/start', RED.auth.needsPermission('redundancy.materialcopy'), (req: Request, res: Response) => {
     const s = pick(req);
     if (!s) return res.status(404).json({ error: 'no material-copy node on this server (or name one with ?server=)' });
-    const taskId = (req.body ?? {}).taskId;
-    if (!Number.isInteger(taskId)) return res.status(400).json({ error: 'give taskId, a task of GET /twinrec/material-copy' });
+    const { taskId, entryId } = req.body ?? {};
     try {
+      if (taskId === undefined && Number.isInteger(entryId)) {
+        // on the failover server: the entry of its failover log whose period is over; the request goes to the restored server
+        const e = failoverControllers.get(s.o.serverId)?.log.get(entryId);
+        if (!e) return res.status(404).json({ error: `no failover log entry ${entryId} on ${s.o.serverId}` });
+        const { canCopy, blocked } = copyAction(e, null);
+        if (!canCopy) return res.status(409).json({ error: `material copy of entry ${entryId} cannot start: ${blocked}`, check: blocked });
+        return res.json(s.request(copyRequestOf(e)));
+      }
+      if (!Number.isInteger(taskId)) return res.status(400).json({ error: 'give taskId (a task of GET /twinrec/material-copy, on the restored server) or entryId (a failover log entry, on the failover server)' });
       res.json(s.retry(taskId));
     } catch (err) {
       res.status(err instanceof CommandError ? 409 : 500).json({ error: errorText(err) });

@@ -58,7 +58,7 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
       type: 'credentials',
       users: [
         { username: 'viewer', password: bcrypt.hashSync('viewer-pw', 4), permissions: 'read' },
-        { username: 'operator', password: bcrypt.hashSync('operator-pw', 4), permissions: ['read', 'redundancy.failback'] },
+        { username: 'operator', password: bcrypt.hashSync('operator-pw', 4), permissions: ['read', 'redundancy.failback', 'redundancy.materialcopy'] },
         { username: 'stranger', password: bcrypt.hashSync('stranger-pw', 4), permissions: ['flows.read'] },
       ],
     },
@@ -228,6 +228,17 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
     assert.deepEqual(o3.failover[0].active, []);
     assert.equal(o3.servers.find((s) => s.server === 'main-1')!.takenOverBy, null, 'nobody records in its place any more');
     assert.ok((await events(fo!)).some((x) => x.topic === 'failback performed'), 'the failover-watch saw the failback');
+
+    // ---- Start material copying on the failover server, as the sidebar sends it (by entry): refused with the reason
+    const copyDenied = await fo!.request('POST', '/twinrec/material-copy/start?server=fo-1', { entryId: e.id }, asViewer);
+    assert.equal(copyDenied.status, 401, 'a user without redundancy.materialcopy is refused');
+    const copyDone = await fo!.request('POST', '/twinrec/material-copy/start?server=fo-1', { entryId: e.id }, bearer(operator));
+    assert.deepEqual([copyDone.status, copyDone.body.check], [409, 'done'], JSON.stringify(copyDone.body));
+    const copyNone = await fo!.request('POST', '/twinrec/material-copy/start?server=fo-1', { entryId: e.id + 1000 }, bearer(operator));
+    assert.equal(copyNone.status, 404);
+    const copyBad = await fo!.request('POST', '/twinrec/material-copy/start?server=fo-1', { entryId: 'one' }, bearer(operator));
+    assert.equal(copyBad.status, 400);
+    assert.match(copyBad.body.error, /give taskId .* or entryId/);
 
     // ---- never two notices within 500 ms, on either server
     assert.ok(foComms.messages.length >= 2 && mainComms.messages.length >= 1);

@@ -8,6 +8,8 @@ import { Catalogue, CatalogueEvent } from '../../lib/catalogue';
 import { Clip, Segment } from '../../lib/clip';
 import { CopyQueue } from '../../lib/copy-queue';
 import { CopySource, MaterialCopier } from '../../lib/material-copy';
+import { CopyLink, MaterialCopyService } from '../../lib/material-copy-service';
+import { LINK_VERSION } from '../../lib/link-schemas';
 
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 
@@ -190,6 +192,61 @@ describe('material copy (lib)', () => {
     c.retry(queue.list().find((t) => t.entryId === 7)!.id);
     await finished(c);
     assert.equal(queue.list().find((t) => t.entryId === 7)!.state, 'done');
+  });
+
+  it('a copy request sent again after its task failed starts it again; the same retained request delivered again only reports the state', async () => {
+    const { clip } = makeClip(remoteRoot, 'c1', 'main-1/ch01/2026-11-22/News_120000', 2, t0);
+    const liar = new FakePeer(remoteRoot, [clip], events);
+    liar.lie = true;
+    // the link as the service uses it: subscriptions by pattern, retained publishes recorded
+    const handlers: { pattern: string; handler: (topic: string, p: unknown) => void }[] = [];
+    const published: { topic: string; payload: unknown }[] = [];
+    const link: CopyLink = {
+      subscribe: (pattern, _v, handler) => {
+        handlers.push({ pattern, handler });
+        return () => undefined;
+      },
+      publishRetained: (topic, payload) => void published.push({ topic, payload }),
+    };
+    const svc = new MaterialCopyService(
+      { group: 'studio', serverId: 'main-1', storageRoot: localRoot, stateDir: tmp, retryMinMs: 5, retryMaxMs: 20 },
+      { link, catalogue: cat, source: () => liar, log: { info: () => undefined, warn: () => undefined } },
+    );
+    const states: string[] = [];
+    svc.on('failed', () => states.push('failed'));
+    svc.on('done', () => states.push('done'));
+    svc.start();
+    try {
+      const deliver = (ts: number) => {
+        const topic = `twinrec/studio/main-1/copy-request/fo-1/${request.entryId}`;
+        for (const h of handlers.filter((x) => x.pattern.includes('copy-request'))) h.handler(topic, { v: LINK_VERSION, ...request, ts });
+      };
+      const waitStates = async (n: number) => {
+        const until = Date.now() + 5000;
+        while (states.length < n && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(states.length, n, JSON.stringify(states));
+      };
+      const sent = Date.now();
+      deliver(sent);
+      await waitStates(1);
+      assert.equal(svc.tasks()[0].state, 'failed');
+      const reports = published.length;
+      // the retained request again (a reconnect): older than the failure, so the task stays failed and its state is reported again
+      deliver(sent);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(svc.tasks()[0].state, 'failed');
+      assert.equal(published.length, reports + 1);
+      assert.equal(svc.tasks().length, 1);
+      // "Start material copying" on the failover server sends it again, newer than the failure: the task runs again, now from an honest peer
+      liar.lie = false;
+      deliver(Date.now() + 1);
+      await waitStates(2);
+      assert.deepEqual(states, ['failed', 'done']);
+      assert.equal(svc.tasks().length, 1, 'the same task, not a second one');
+      assert.equal(svc.tasks()[0].state, 'done');
+    } finally {
+      await svc.stop();
+    }
   });
 
   it('refuses a clip the peer places outside the storage, writing nothing', async () => {

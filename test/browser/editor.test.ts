@@ -21,11 +21,15 @@ import {
   fieldSelector,
   filterPalette,
   importNodes,
+  login,
+  newEditorSession,
   openEditor,
   openNodeDialog,
   packageNodeTypes,
   pressDone,
   setField,
+  waitForEditorReady,
+  waitForLoginFailed,
 } from '../support/browser';
 import { NodeRedProcess, startNodeRed } from '../support/nodered';
 import { tmpDir } from '../support/nr';
@@ -539,3 +543,55 @@ async function checkDialogTexts(page: Page, type: string): Promise<void> {
   });
   assert.deepEqual(bad, [], `${type}: untranslated texts in the edit dialog`);
 }
+
+describe('Node-RED editor in chromium with adminAuth: the login helper', function () {
+  this.timeout(300000);
+  let p: NodeRedProcess;
+  let dir = '';
+  let s: EditorSession | null = null;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const bcrypt = require('bcryptjs') as { hashSync(s: string, rounds: number): string };
+
+  before(async function () {
+    dir = tmpDir('editor-auth');
+    p = await startNodeRed({
+      userDir: dir,
+      flows: [TAB],
+      settings: { ...SETTINGS, adminAuth: { type: 'credentials', users: [{ username: 'operator', password: bcrypt.hashSync('op-pw', 4), permissions: 'read' }] } },
+    });
+  });
+  after(async function () {
+    if (p) await p.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  afterEach(async function () {
+    if (s) await s.close();
+    s = null;
+  });
+
+  it('a wrong password is refused; the right one opens the editor with the redundancy palette for a read-only user', async function () {
+    s = await newEditorSession();
+    const page = s.page;
+    await page.goto(`${p.url}/`);
+    // a wrong password: the dialog says so and stays
+    await login(page, 'operator', 'wrong');
+    await waitForLoginFailed(page);
+    assert.equal(await page.locator('#red-ui-palette .red-ui-palette-node').count(), 0);
+    // the right one loads the editor
+    await login(page, 'operator', 'op-pw');
+    await waitForEditorReady(page);
+    const user = await page.evaluate(() => (window as any).RED.settings.user);
+    assert.equal(user.username, 'operator');
+    assert.equal(user.permissions, 'read');
+    const types = await page.evaluate(() =>
+      (window as any)
+        .$('#red-ui-palette-container-redundancy .red-ui-palette-node')
+        .map((_i: number, e: Element) => (window as any).$(e).attr('data-palette-type'))
+        .get(),
+    );
+    assert.deepEqual(types.sort(), FLOW_TYPES.map((t) => t.type).sort());
+    // before the login the editor's requests are refused (401), the wrong password too (403 on auth/token): nothing else went wrong
+    const errors = s.errors.filter((e) => !/401 \(Unauthorized\)/.test(e) && !/403 \(Forbidden\).*\/auth\/token/.test(e));
+    assert.deepEqual(errors, []);
+  });
+});

@@ -41,11 +41,8 @@ export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true, timeout: 60000 });
 }
 
-/**
- * Open the editor at `url` in a fresh browser and wait until it is ready.
- * With `login`, the editor's login dialog is answered first (adminAuth on).
- */
-export async function openEditor(url: string, opts: { login?: { username: string; password: string } } = {}): Promise<EditorSession> {
+/** A fresh browser with one page of VIEWPORT size whose errors are collected; nothing loaded yet. */
+export async function newEditorSession(): Promise<EditorSession> {
   const browser = await launchChromium();
   let closed = false;
   const session: EditorSession = {
@@ -67,9 +64,6 @@ export async function openEditor(url: string, opts: { login?: { username: string
     page.on('console', (m) => {
       if (m.type() === 'error') session.errors.push(`console: ${m.text()} (${m.location().url})`);
     });
-    await page.goto(url.replace(/\/?$/, '/'), { waitUntil: 'domcontentloaded' });
-    if (opts.login) await login(page, opts.login.username, opts.login.password);
-    await waitForEditorReady(page);
     return session;
   } catch (err) {
     await session.close();
@@ -77,14 +71,38 @@ export async function openEditor(url: string, opts: { login?: { username: string
   }
 }
 
-/** Answer the editor's login dialog (adminAuth with credentials). */
+/**
+ * Open the editor at `url` in a fresh browser and wait until it is ready.
+ * With `login`, the editor's login dialog is answered first (adminAuth on).
+ */
+export async function openEditor(url: string, opts: { login?: { username: string; password: string } } = {}): Promise<EditorSession> {
+  const session = await newEditorSession();
+  try {
+    await session.page.goto(url.replace(/\/?$/, '/'), { waitUntil: 'domcontentloaded' });
+    if (opts.login) await login(session.page, opts.login.username, opts.login.password);
+    await waitForEditorReady(session.page);
+    return session;
+  } catch (err) {
+    await session.close();
+    throw err;
+  }
+}
+
+/** Answer the editor's login dialog (adminAuth with credentials); the editor then loads, or the dialog says the login failed. */
 export async function login(page: Page, username: string, password: string): Promise<void> {
   await page.waitForSelector('#node-dialog-login-username', { state: 'visible', timeout: 30000 });
-  await page.click('#node-dialog-login-username');
-  await page.keyboard.type(username);
-  await page.click('#node-dialog-login-password');
-  await page.keyboard.type(password);
+  for (const [field, value] of [['username', username], ['password', password]]) {
+    await page.click(`#node-dialog-login-${field}`);
+    await page.keyboard.press('Control+A');
+    await page.keyboard.press('Backspace');
+    await page.keyboard.type(value);
+  }
   await page.click('#node-dialog-login-submit');
+}
+
+/** Wait for the login dialog to report a failed login. */
+export async function waitForLoginFailed(page: Page): Promise<void> {
+  await page.waitForSelector('#node-dialog-login-failed', { state: 'visible' });
 }
 
 /**

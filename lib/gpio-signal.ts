@@ -34,6 +34,8 @@ export class DebouncedInput {
   constructor(
     private readonly o: { debounceMs: number; filter: EdgeFilter; sendInitial: boolean },
     private readonly emit: (c: InputChange) => void,
+    /** Every accepted value, sent or filtered out (for a status that shows the input as it is). */
+    private readonly onValue?: (value: PointValue) => void,
   ) {}
 
   get value(): PointValue | null {
@@ -46,6 +48,7 @@ export class DebouncedInput {
     if (this.stable === null && this.pending === null && this.timer === null) {
       // the first value known: the state at start, not an edge
       this.stable = value;
+      this.onValue?.(value);
       if (this.o.sendInitial) this.emit({ value, previous: null, edge: 'initial', seenAt, at: Date.now() });
       return;
     }
@@ -92,6 +95,7 @@ export class DebouncedInput {
   private accept(value: PointValue, seenAt: number): void {
     const previous = this.stable;
     this.stable = value;
+    this.onValue?.(value);
     const edge: Edge = typeof value === 'boolean' ? (value ? 'rising' : 'falling') : 'change';
     if (this.o.filter === 'rising' && edge === 'falling') return;
     if (this.o.filter === 'falling' && edge === 'rising') return;

@@ -61,7 +61,7 @@ export = function (RED: NodeAPI): void {
         at: c.at,
       };
       node.send(msg);
-    });
+    }, showValue);
     const onState = (_s: GpioState) => {
       const st = linkStatus(device, t);
       if (st) node.status(st);
@@ -70,10 +70,8 @@ export = function (RED: NodeAPI): void {
     };
     device.on('state', onState);
     onState(device.state);
-    const unwatch = device.watch(point, (v, at) => {
-      input.feed(v, at);
-      showValue(input.value);
-    });
+    // the status shows the input once the debounce accepted it (the input calls showValue)
+    const unwatch = device.watch(point, (v, at) => input.feed(v, at));
     node.on('close', (_removed: boolean, done: () => void) => {
       unwatch();
       input.stop();

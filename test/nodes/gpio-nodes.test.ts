@@ -27,6 +27,8 @@ const statuses = (n: { status: { getCalls(): { args: [Status]; thisValue: unknow
     .filter((c) => c.thisValue === n)
     .map((c) => c.args[0]);
 
+const pick = (st: Status) => ({ fill: st.fill, shape: st.shape });
+
 describe('gpio nodes (Node-RED) against pymodbus', function () {
   this.timeout(60000);
   let server: ModbusServer;
@@ -71,9 +73,11 @@ describe('gpio nodes (Node-RED) against pymodbus', function () {
     assert.equal(got[0].payload, true);
     assert.equal(got[0].edge, 'rising');
     assert.equal(got[0].topic, 'rec-button');
+    assert.deepEqual(pick(statuses(helper.getNode('gin')).at(-1)!), { fill: 'green', shape: 'dot' }, 'the status shows the input on');
     await server.set('di', 2, 0);
     await until(() => got.length === 2, 'the falling edge');
     assert.equal(got[1].edge, 'falling');
+    assert.deepEqual(pick(statuses(helper.getNode('gin')).at(-1)!), { fill: 'green', shape: 'ring' }, 'the status shows the input off');
     assert.ok(statuses(helper.getNode('gin')).some((s) => s.fill === 'green'));
   });
 

@@ -59,6 +59,15 @@ describe('gpio signals (lib)', function () {
     assert.deepEqual(got.map((c) => c.edge), ['rising', 'rising']);
   });
 
+  it('tells every accepted value to the status, also the edges it does not send', function () {
+    const values: unknown[] = [];
+    const d = new DebouncedInput({ debounceMs: 0, filter: 'rising', sendInitial: false }, () => undefined, (v) => values.push(v));
+    d.feed(false, 0);
+    d.feed(true, 1);
+    d.feed(false, 2);
+    assert.deepEqual(values, [false, true, false]);
+  });
+
   it('turns a payload into a coil or register value, and says what it accepts when it cannot', function () {
     assert.equal(outputValue(true, 'coil'), true);
     assert.equal(outputValue('OFF', 'coil'), false);

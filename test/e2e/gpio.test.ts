@@ -159,7 +159,10 @@ describe('studio GPIO end to end (Node-RED process, recorder, pymodbus)', functi
     console.log(`      after 100 and after 1000 partial deploys: heap ${(m0.heapUsed / 1048576).toFixed(1)} -> ${(m1.heapUsed / 1048576).toFixed(1)} MiB, timers ${timers(m0)} -> ${timers(m1)}, device listeners ${d0.resources.listeners} -> ${d1.resources.listeners}`);
     assert.equal(d1.state, 'connected');
     assert.equal(d1.stats.connects, 1, 'the device connection was never rebuilt');
-    assert.deepEqual(d1.resources, d0.resources);
+    // listeners and watches are exact; the poll timer and the one request in flight come and go with the poll cycle
+    const fixed = (r: DeviceInfo['resources']) => ({ listeners: r.listeners, clientListeners: r.clientListeners, watches: r.watches });
+    assert.deepEqual(fixed(d1.resources), fixed(d0.resources));
+    assert.ok(d1.resources.timers <= 1 && d1.resources.queue <= 1, JSON.stringify(d1.resources));
     assert.ok(timers(m1) <= timers(m0) + 2, `timers ${timers(m0)} -> ${timers(m1)}`);
     // 900 deploys: a leak of a node's closure per deploy would be several MiB; allow GC noise only
     assert.ok(growth < 4, `heap grew ${growth.toFixed(1)} MiB over 900 partial deploys`);

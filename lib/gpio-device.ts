@@ -90,7 +90,6 @@ interface Job {
   run: (c: ModbusRTU) => Promise<unknown>;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
-  key?: string;
 }
 
 interface Watch {
@@ -497,7 +496,7 @@ export class GpioDevice extends EventEmitter {
       if (this.queueDepth >= this.o.queueMax) break; // writes fill the queue: skip this poll, not the writes
       let data: PointValue[];
       try {
-        const res = (await this.enqueue({ kind: 'poll', key: `${r.area}:${r.start}`, run: (c) => readArea(c, r.area, r.start, r.count) })) as { data: PointValue[] };
+        const res = (await this.enqueue({ kind: 'poll', run: (c) => readArea(c, r.area, r.start, r.count) })) as { data: PointValue[] };
         data = res.data;
       } catch (err) {
         if (gen !== this.generation) return;

@@ -1,5 +1,6 @@
 /** A pymodbus Modbus TCP device (test/support/modbus-server.py) on 127.0.0.1, driven over stdin. */
 import { ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { freePort } from './ports';
 
@@ -108,7 +109,6 @@ export async function startSerialPair(dir: string): Promise<SerialPair> {
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
   const gone = new Promise<void>((r) => child.once('exit', () => r()));
-  const fs = await import('node:fs');
   const until = Date.now() + 10000;
   while (!(fs.existsSync(device) && fs.existsSync(client))) {
     if (child.exitCode !== null || Date.now() > until) {

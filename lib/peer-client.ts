@@ -30,7 +30,8 @@ import path from 'node:path';
 import { CatalogueEvent } from './catalogue';
 import { Clip } from './clip';
 import { errorText } from './errors';
-import { fileSize, hashPrefix, openSink, restartPart, syncDir, WRITE_BATCH } from './part-file';
+import { fileSize, hashPrefix, openSink, restartPart, syncDir, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
+import { RawAnswer, RawGetError, rawGet } from './raw-get';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
 
 export class PeerError extends Error {
@@ -138,6 +139,18 @@ export class RateLimiter {
     const now = this.clock();
     if (now > this.last && this.bps > 0) this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.bps) / 1000);
     this.last = Math.max(this.last, now);
+  }
+
+  /** Take bytes only when they fit now (no wait): true when taken. */
+  tryTake(bytes: number): boolean {
+    if (!(bytes > 0)) return true;
+    if (this.bps > 0) {
+      this.refill();
+      if (this.tokens < bytes) return false;
+      this.tokens -= bytes;
+    }
+    this.taken += bytes;
+    return true;
   }
 
   /**
@@ -359,14 +372,33 @@ export class PeerClient {
     if (o.expectedBytes !== undefined && have > o.expectedBytes) have = await restartPart(part);
 
     let x: Exchange | null = null;
+    let raw: RawAnswer | null = null;
     let total: number | null = null;
     let resumedFrom = 0;
-    for (let attempt = 0; attempt < 3 && !x; attempt++) {
+    // a plain-HTTP segment of bounded size is read by the socket straight into its buffer (lib/raw-get.ts);
+    // any answer but a 200 or 206 with a length is asked again of Node's HTTP client, which handles them all
+    let fast = !this.tls && o.expectedBytes !== undefined && o.expectedBytes <= WHOLE_MAX;
+    for (let attempt = 0; attempt < 3 && !x && !raw; attempt++) {
       const headers: Record<string, string> = {};
       if (have > 0) {
         headers.Range = `bytes=${have}-`;
         // the peer ignores the range (200) unless it holds the very file we have a prefix of
         if (o.expectedSha256) headers['If-Range'] = `"${o.expectedSha256}"`;
+      }
+      if (fast) {
+        const a = await this.rawRequest(p, headers, o.signal);
+        const t = rawBodyTotal(a, have);
+        if (t !== null && t <= WHOLE_MAX) {
+          raw = a;
+          total = t;
+          resumedFrom = a.status === 206 ? have : 0;
+          have = resumedFrom;
+          break;
+        }
+        a.close();
+        fast = false;
+        attempt--;
+        continue;
       }
       const r = await this.request(p, headers, o.signal);
       const status = r.res.statusCode ?? 0;
@@ -403,13 +435,21 @@ export class PeerClient {
         throw await this.statusError(r, what);
       }
     }
-    if (!x) throw new PeerError(`the peer at ${this.url} did not answer ${what} with the range asked for`, 'EPROTO');
+    if (!x && !raw) throw new PeerError(`the peer at ${this.url} did not answer ${what} with the range asked for`, 'EPROTO');
 
-    const res = x.res;
-    const peerSha = typeof res.headers['x-sha256'] === 'string' ? res.headers['x-sha256'].toLowerCase() : null;
+    const sha256Header = raw ? raw.headers['x-sha256'] : x?.res.headers['x-sha256'];
+    const peerSha = typeof sha256Header === 'string' ? sha256Header.toLowerCase() : null;
     let written = 0;
     let sha = '';
-    const fh = await fs.promises.open(part, resumedFrom > 0 ? 'a' : 'w');
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(part, resumedFrom > 0 ? 'a' : 'w');
+    } catch (err) {
+      raw?.close();
+      x?.res.destroy();
+      x?.done();
+      throw err;
+    }
     try {
       // a segment of known, bounded size is gathered whole and hashed in one go on the thread pool
       // (the event loop only receives and writes); a larger or unannounced one is hashed as it comes
@@ -417,17 +457,33 @@ export class PeerClient {
       try {
         try {
           try {
-            for await (const c of res) {
-              const chunk = c as Buffer;
-              if (o.limiter) await o.limiter.take(chunk.length);
-              if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
-              if (total !== null && resumedFrom + written + chunk.length > total) {
-                res.destroy();
-                throw new PeerError(`the peer at ${this.url} sent more of ${what} than the ${total} bytes it announced`, 'EPROTO');
+            if (raw) {
+              if (!(sink instanceof WholeSink) || total === null) throw new PeerError(`${what} has no bounded size to receive whole`, 'EPROTO');
+              const onBytes = o.onBytes;
+              await raw.receive(sink, total - resumedFrom, {
+                onBytes: (n) => {
+                  written += n;
+                  onBytes?.(n);
+                },
+                onData: (unwritten) => {
+                  if (unwritten >= WRITE_BATCH) void sink.flush(fh);
+                },
+                pace: o.limiter ? paceWith(o.limiter) : undefined,
+              });
+            } else {
+              const res = x!.res;
+              for await (const c of res) {
+                const chunk = c as Buffer;
+                if (o.limiter) await o.limiter.take(chunk.length);
+                if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
+                if (total !== null && resumedFrom + written + chunk.length > total) {
+                  res.destroy();
+                  throw new PeerError(`the peer at ${this.url} sent more of ${what} than the ${total} bytes it announced`, 'EPROTO');
+                }
+                written += chunk.length;
+                if (sink.add(chunk) >= WRITE_BATCH) await sink.flush(fh);
+                o.onBytes?.(chunk.length);
               }
-              written += chunk.length;
-              if (sink.add(chunk) >= WRITE_BATCH) await sink.flush(fh);
-              o.onBytes?.(chunk.length);
             }
           } finally {
             // what arrived is kept in the .part, also when the connection broke (a resume starts after it)
@@ -436,7 +492,12 @@ export class PeerClient {
           }
         } catch (err) {
           if (err instanceof PeerError) throw err;
-          const cause = x.cause();
+          if (err instanceof RawGetError && err.code === 'ETRUNC') {
+            const why = err.cause !== undefined ? `: ${errorText(err.cause)}` : '';
+            throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total} bytes of ${what}${why}`, 'ETRUNC');
+          }
+          if (err instanceof RawGetError) throw this.rawError(err, what);
+          const cause = x?.cause();
           if (cause) throw cause;
           if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
           throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
@@ -451,7 +512,8 @@ export class PeerClient {
         sink.release();
       }
     } finally {
-      x.done();
+      raw?.close();
+      x?.done();
       await fh.close().catch(() => undefined);
     }
     const size = resumedFrom + written;
@@ -459,6 +521,36 @@ export class PeerClient {
       throw new PeerError(`the connection to ${this.url} closed after ${size} of ${total} bytes of ${what}`, 'ETRUNC');
     }
     return this.finish(part, dest, size, sha, o.expectedSha256 ?? null, peerSha, resumedFrom, what);
+  }
+
+  /** A GET through lib/raw-get.ts, its header read and the body held; errors as PeerError. */
+  private async rawRequest(p: string, headers: Record<string, string>, signal?: AbortSignal): Promise<RawAnswer> {
+    try {
+      return await rawGet({
+        host: this.base.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(this.base.port || 80),
+        hostHeader: this.base.host,
+        path: p,
+        headers: { Authorization: `Bearer ${this.secret}`, ...headers },
+        timeoutMs: this.timeoutMs,
+        signal,
+      });
+    } catch (err) {
+      throw err instanceof RawGetError ? this.rawError(err, 'the answer') : netError(err, this.url);
+    }
+  }
+
+  private rawError(err: RawGetError, where: string): PeerError {
+    switch (err.code) {
+      case 'EABORT':
+        return new PeerError('the transfer was stopped', 'EABORT');
+      case 'ETIMEOUT':
+        return new PeerError(`the peer at ${this.url} was silent for ${Math.round(this.timeoutMs / 100) / 10} s`, 'ENET');
+      case 'EPROTO':
+        return new PeerError(`the peer at ${this.url} answered with something this does not read (${where}): ${err.message}`, 'EPROTO');
+      default:
+        return err.cause !== undefined ? netError(err.cause, this.url) : new PeerError(`cannot reach the peer at ${this.url}: ${err.message}`, 'ENET');
+    }
   }
 
   private async finish(part: string, dest: string, size: number, sha: string, expected: string | null, peerSha: string | null, resumedFrom: number, what: string): Promise<FetchResult> {
@@ -476,6 +568,25 @@ export class PeerClient {
 }
 
 
+
+/**
+ * The body length of a raw answer the fast path takes: a 200 with a Content-Length, or a 206
+ * for exactly the rest from `have` on; null for anything else (the ordinary client handles it).
+ */
+function rawBodyTotal(a: RawAnswer, have: number): number | null {
+  const len = a.headers['content-length'];
+  if (a.headers['transfer-encoding'] !== undefined || len === undefined || !/^\d+$/.test(len)) return null;
+  if (a.status === 200) return Number(len);
+  if (a.status !== 206 || have <= 0) return null;
+  const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(a.headers['content-range'] ?? '');
+  if (!m || Number(m[1]) !== have || Number(m[2]) !== Number(m[3]) - 1 || Number(len) !== Number(m[3]) - have) return null;
+  return Number(m[3]);
+}
+
+/** Pacing for lib/raw-get.ts from a limiter: no pause while the bytes fit the bucket now. */
+function paceWith(limiter: { take(bytes: number): Promise<void>; tryTake?(bytes: number): boolean }): (n: number) => Promise<void> | null {
+  return (n) => (limiter.tryTake?.(n) ? null : limiter.take(n));
+}
 
 function query(q: object): string {
   const u = new URLSearchParams();

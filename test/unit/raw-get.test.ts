@@ -1,0 +1,285 @@
+/**
+ * The segment fetch that reads the body straight into memory (lib/raw-get.ts,
+ * used by PeerClient.fetchSegment for a plain-HTTP segment of known size),
+ * against real HTTP servers on 127.0.0.1: each a small node:http or node:net
+ * server that answers as a peer would, or as a broken peer would.
+ */
+import { strict as assert } from 'node:assert';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { PeerClient, PeerError, RateLimiter } from '../../lib/peer-client';
+import { rawGet, RawGetError } from '../../lib/raw-get';
+
+const SECRET = 'correct horse battery staple';
+const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
+/** Crosses the write batch and the pacing batch (1 MiB) several times. */
+const body = crypto.randomBytes(3 * 1024 * 1024 + 12345);
+const SEG_PATH = '/twinrec/v1/clips/c1/segments/0';
+
+interface Seen {
+  url: string;
+  connection?: string;
+  range?: string;
+  ifRange?: string;
+  auth?: string;
+}
+
+/** An HTTP server whose handler is swapped per test; it records what each request asked. */
+async function startServer(): Promise<{ port: number; seen: Seen[]; handle: (h: http.RequestListener) => void; close: () => Promise<void> }> {
+  const seen: Seen[] = [];
+  let handler: http.RequestListener = (_req, res) => res.end();
+  const srv = http.createServer((req, res) => {
+    seen.push({ url: String(req.url), connection: req.headers.connection, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, auth: req.headers.authorization });
+    handler(req, res);
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    seen,
+    handle: (h) => (handler = h),
+    close: async () => {
+      srv.closeAllConnections();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
+/** Serves `body` as the segment with Range support, as the peer API does. */
+function segmentServer(b: Buffer, extra: Record<string, string> = {}): http.RequestListener {
+  return (req, res) => {
+    const m = /^bytes=(\d+)-$/.exec(String(req.headers.range ?? ''));
+    const start = m ? Number(m[1]) : 0;
+    const headers: Record<string, string> = { 'Content-Type': 'video/mp2t', 'X-Sha256': sha(b), ETag: `"${sha(b)}"`, ...extra };
+    if (m) {
+      res.writeHead(206, { ...headers, 'Content-Length': String(b.length - start), 'Content-Range': `bytes ${start}-${b.length - 1}/${b.length}` });
+      res.end(b.subarray(start));
+    } else {
+      res.writeHead(200, { ...headers, 'Content-Length': String(b.length) });
+      res.end(b);
+    }
+  };
+}
+
+describe('segment fetch straight into memory (lib/raw-get, PeerClient fast path)', () => {
+  let tmp: string;
+  let srv: Awaited<ReturnType<typeof startServer>>;
+  let client: PeerClient;
+  beforeEach(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-rawget-'));
+    srv = await startServer();
+    client = new PeerClient({ url: `http://127.0.0.1:${srv.port}`, secret: SECRET, timeoutMs: 5000 });
+  });
+  afterEach(async () => {
+    client.close();
+    await srv.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('fetches a segment of known size on a connection of its own, whole, verified, through the limiter', async () => {
+    srv.handle(segmentServer(body));
+    const dest = path.join(tmp, 'a', 'seg.ts');
+    const limiter = new RateLimiter(0);
+    let seen = 0;
+    const r = await client.fetchSegment('c1', 0, dest, { expectedSha256: sha(body), expectedBytes: body.length, limiter, onBytes: (n) => (seen += n) });
+    assert.deepEqual(r, { bytes: body.length, sha256: sha(body), resumedFrom: 0 });
+    assert.ok(fs.readFileSync(dest).equals(body));
+    assert.ok(!fs.existsSync(`${dest}.part`));
+    assert.equal(seen, body.length);
+    assert.equal(limiter.taken, body.length, 'every byte went through the limiter');
+    assert.equal(srv.seen.length, 1);
+    assert.equal(srv.seen[0].connection, 'close', 'the fast path asks for one request per connection');
+    assert.equal(srv.seen[0].auth, `Bearer ${SECRET}`);
+    assert.equal(srv.seen[0].url, SEG_PATH);
+  });
+
+  it('paces the body by the bandwidth limit (the limiter is asked per MiB and its waits are awaited)', async () => {
+    srv.handle(segmentServer(body));
+    const waits: number[] = [];
+    // a fixed clock: the bucket never refills by itself, so each MiB past the burst is a wait
+    const limiter = new RateLimiter(1 << 20, { burstBytes: 1 << 20, clock: () => 1000, sleep: async (ms) => void waits.push(ms) });
+    const dest = path.join(tmp, 'paced.ts');
+    const r = await client.fetchSegment('c1', 0, dest, { expectedSha256: sha(body), expectedBytes: body.length, limiter });
+    assert.equal(r.sha256, sha(body));
+    assert.equal(limiter.taken, body.length);
+    // 1 MiB fits the burst; the rest (2 MiB + 12345 bytes) is debt paid back at 1 MiB/s
+    assert.ok(waits.length >= 2, `the limiter made the transfer wait (${waits.length} waits)`);
+    assert.ok(waits[waits.length - 1] >= 2000, `the last wait pays the whole debt at the rate (${waits[waits.length - 1]} ms)`);
+  });
+
+  it('keeps what came of a cut transfer (ETRUNC) and resumes it with a Range from the part size', async () => {
+    let cut = true;
+    srv.handle((req, res) => {
+      if (!cut) return segmentServer(body)(req, res);
+      cut = false;
+      res.writeHead(200, { 'Content-Length': String(body.length), 'X-Sha256': sha(body) });
+      res.write(body.subarray(0, 1_500_000), () => setTimeout(() => res.socket?.destroy(), 100));
+    });
+    const dest = path.join(tmp, 'cut.ts');
+    await assert.rejects(
+      client.fetchSegment('c1', 0, dest, { expectedSha256: sha(body), expectedBytes: body.length }),
+      (e: PeerError) => e.code === 'ETRUNC' && new RegExp(`closed after 1500000 of ${body.length} bytes of segment 0 of clip c1`).test(e.message),
+    );
+    assert.equal(fs.statSync(`${dest}.part`).size, 1_500_000, 'the part holds every byte that came');
+    assert.ok(!fs.existsSync(dest));
+    const r = await client.fetchSegment('c1', 0, dest, { expectedSha256: sha(body), expectedBytes: body.length });
+    assert.deepEqual(r, { bytes: body.length, sha256: sha(body), resumedFrom: 1_500_000 });
+    assert.equal(srv.seen[1].range, 'bytes=1500000-');
+    assert.equal(srv.seen[1].ifRange, `"${sha(body)}"`);
+    assert.ok(fs.readFileSync(dest).equals(body));
+  });
+
+  it('starts over when the peer answers a resume with the whole segment (200)', async () => {
+    srv.handle((req, res) => {
+      res.writeHead(200, { 'Content-Length': String(body.length), 'X-Sha256': sha(body) });
+      res.end(body);
+    });
+    const dest = path.join(tmp, 'over.ts');
+    fs.writeFileSync(`${dest}.part`, crypto.randomBytes(1000)); // not a prefix of this segment
+    const r = await client.fetchSegment('c1', 0, dest, { expectedSha256: sha(body), expectedBytes: body.length });
+    assert.deepEqual(r, { bytes: body.length, sha256: sha(body), resumedFrom: 0 });
+    assert.equal(srv.seen[0].range, 'bytes=1000-');
+    assert.ok(fs.readFileSync(dest).equals(body));
+  });
+
+  it('says ENET for a peer that goes silent mid-body, keeping the part', async () => {
+    srv.handle((_req, res) => {
+      res.writeHead(200, { 'Content-Length': String(body.length), 'X-Sha256': sha(body) });
+      res.write(body.subarray(0, 100_000)); // then nothing
+    });
+    const quick = new PeerClient({ url: `http://127.0.0.1:${srv.port}`, secret: SECRET, timeoutMs: 300 });
+    const dest = path.join(tmp, 'silent.ts');
+    try {
+      await assert.rejects(quick.fetchSegment('c1', 0, dest, { expectedBytes: body.length }), (e: PeerError) => e.code === 'ENET' && /silent for 0\.3 s/.test(e.message));
+    } finally {
+      quick.close();
+    }
+    assert.equal(fs.statSync(`${dest}.part`).size, 100_000);
+  });
+
+  it('stops on the abort signal mid-body (EABORT), keeping the part', async () => {
+    srv.handle(segmentServer(body));
+    const ac = new AbortController();
+    const limiter = {
+      take: async () => ac.abort(),
+    };
+    const dest = path.join(tmp, 'abort.ts');
+    await assert.rejects(client.fetchSegment('c1', 0, dest, { expectedBytes: body.length, limiter, signal: ac.signal }), (e: PeerError) => e.code === 'EABORT');
+    assert.ok(fs.existsSync(`${dest}.part`));
+    assert.ok(!fs.existsSync(dest));
+  });
+
+  it('refuses bytes that do not match the hash the peer announced (EHASH), keeping nothing', async () => {
+    srv.handle(segmentServer(body, { 'X-Sha256': sha(crypto.randomBytes(8)) }));
+    const dest = path.join(tmp, 'lie.ts');
+    await assert.rejects(client.fetchSegment('c1', 0, dest, { expectedBytes: body.length }), (e: PeerError) => e.code === 'EHASH' && /as the peer announced/.test(e.message));
+    assert.ok(!fs.existsSync(dest));
+    assert.ok(!fs.existsSync(`${dest}.part`));
+  });
+
+  it('hands what it does not read itself to the HTTP client: chunked bodies, 401, 404, 416', async () => {
+    srv.handle((req, res) => {
+      if (req.headers.authorization !== `Bearer ${SECRET}`) {
+        res.writeHead(401, { 'Content-Type': 'application/json' });
+        return res.end('{"error":"no"}');
+      }
+      if (req.url !== SEG_PATH) {
+        res.writeHead(404, { 'Content-Type': 'application/json' });
+        return res.end('{"error":"no such segment"}');
+      }
+      res.writeHead(200, { 'X-Sha256': sha(body) }); // no length: chunked
+      res.end(body);
+    });
+    const dest = path.join(tmp, 'chunked.ts');
+    const r = await client.fetchSegment('c1', 0, dest, { expectedSha256: sha(body), expectedBytes: body.length });
+    assert.equal(r.sha256, sha(body));
+    assert.deepEqual(srv.seen.map((s) => s.connection), ['close', 'keep-alive'], 'asked again with the ordinary client');
+    await assert.rejects(client.fetchSegment('c1', 7, path.join(tmp, 'n.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'ENOENT' && /no such segment/.test(e.message));
+    const wrong = new PeerClient({ url: `http://127.0.0.1:${srv.port}`, secret: 'a wrong secret, long enough' });
+    try {
+      await assert.rejects(wrong.fetchSegment('c1', 0, path.join(tmp, 'w.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'EAUTH' && e.status === 401);
+    } finally {
+      wrong.close();
+    }
+    // a part that already holds the whole segment: the peer says 416 with the size, and the part is verified as it is
+    srv.handle((req, res) => {
+      res.writeHead(416, { 'Content-Range': `bytes */${body.length}`, 'X-Sha256': sha(body) });
+      res.end();
+    });
+    const whole = path.join(tmp, 'whole.ts');
+    fs.writeFileSync(`${whole}.part`, body);
+    const w = await client.fetchSegment('c1', 0, whole, { expectedSha256: sha(body), expectedBytes: body.length });
+    assert.deepEqual(w, { bytes: body.length, sha256: sha(body), resumedFrom: body.length });
+  });
+
+  it('says ENET for a peer that is not there, and EPROTO for one that does not speak HTTP', async () => {
+    const junk = net.createServer((s) => s.on('error', () => undefined).resume().end('SSH-2.0-OpenSSH\r\n\r\n'));
+    await new Promise<void>((r) => junk.listen(0, '127.0.0.1', () => r()));
+    const port = (junk.address() as net.AddressInfo).port;
+    const c = new PeerClient({ url: `http://127.0.0.1:${port}`, secret: SECRET });
+    try {
+      await assert.rejects(c.fetchSegment('c1', 0, path.join(tmp, 'j.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'EPROTO' && /not HTTP/.test(e.message));
+    } finally {
+      c.close();
+      await new Promise<void>((r) => junk.close(() => r()));
+    }
+    const gone = new PeerClient({ url: `http://127.0.0.1:${port}`, secret: SECRET });
+    try {
+      await assert.rejects(gone.fetchSegment('c1', 0, path.join(tmp, 'g.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'ENET' && /ECONNREFUSED/.test(e.message));
+    } finally {
+      gone.close();
+    }
+  });
+
+  it('rawGet refuses header values that would split the request, and a header longer than 16 KiB', async () => {
+    await assert.rejects(
+      rawGet({ host: '127.0.0.1', port: srv.port, hostHeader: `127.0.0.1:${srv.port}`, path: '/x', headers: { Range: 'bytes=0-\r\nX-Evil: 1' }, timeoutMs: 1000 }),
+      (e: RawGetError) => e.code === 'EPROTO',
+    );
+    assert.equal(srv.seen.length, 0, 'nothing was sent');
+    const big = net.createServer((s) => s.on('error', () => undefined).resume().write(`HTTP/1.1 200 OK\r\nX-Pad: ${'a'.repeat(20000)}\r\n\r\n`));
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', () => r()));
+    const port = (big.address() as net.AddressInfo).port;
+    try {
+      await assert.rejects(rawGet({ host: '127.0.0.1', port, hostHeader: `127.0.0.1:${port}`, path: '/x', headers: {}, timeoutMs: 1000 }), (e: RawGetError) => e.code === 'EPROTO' && /longer than/.test(e.message));
+    } finally {
+      await new Promise<void>((r) => {
+        big.close(() => r());
+        // the server side socket is left open by the client's destroy; closing the listener ends it
+      });
+    }
+  });
+
+  it('rawGet holds the body until receive(), then reads it into the target in place', async () => {
+    srv.handle(segmentServer(body));
+    const a = await rawGet({ host: '127.0.0.1', port: srv.port, hostHeader: `127.0.0.1:${srv.port}`, path: SEG_PATH, headers: {}, timeoutMs: 5000 });
+    assert.equal(a.status, 200);
+    assert.equal(a.headers['content-length'], String(body.length));
+    assert.equal(a.headers['x-sha256'], sha(body));
+    const buf = Buffer.alloc(body.length);
+    let filled = 0;
+    let inPlace = 0;
+    let copied = 0;
+    await a.receive(
+      {
+        reserve: (n) => buf.subarray(filled, filled + n),
+        advance: (n) => {
+          inPlace += n;
+          return (filled += n);
+        },
+        add: (c) => {
+          copied += c.length;
+          c.copy(buf, filled);
+          return (filled += c.length);
+        },
+      },
+      body.length,
+    );
+    assert.ok(buf.equals(body));
+    assert.equal(inPlace + copied, body.length);
+    assert.ok(inPlace > body.length / 2, `most of the body was read in place (${inPlace} of ${body.length} bytes)`);
+  });
+});

@@ -69,18 +69,19 @@ export interface BodySink {
 }
 
 /**
- * Segment buffers kept for the next segments: a fresh 4 MiB buffer costs a
- * thousand page faults (the kernel zeroes each page), more than copying into
- * one already mapped. At most POOL_MAX are kept, in whole MiB.
+ * Buffers kept for the next segments (received here, or sent by the peer API):
+ * a fresh 4 MiB buffer costs a thousand page faults (the kernel zeroes each
+ * page), more than copying into one already mapped. At most POOL_MAX are kept,
+ * in whole MiB; `takeBuffer(n)` gives one of at least n bytes.
  */
 const POOL_MAX = 4;
 const MIB = 1 << 20;
 const pool: Buffer[] = [];
-function takeBuffer(n: number): Buffer {
+export function takeBuffer(n: number): Buffer {
   const i = pool.findIndex((b) => b.length >= n);
   return i >= 0 ? pool.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.max(MIB, Math.ceil(n / MIB) * MIB));
 }
-function giveBuffer(b: Buffer): void {
+export function giveBuffer(b: Buffer): void {
   if (pool.length < POOL_MAX) pool.push(b);
 }
 

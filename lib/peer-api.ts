@@ -30,6 +30,7 @@ import { Catalogue } from './catalogue';
 import { Clip, Segment } from './clip';
 import { errorText } from './errors';
 import { NAME_PATTERN } from './link-schemas';
+import { giveBuffer, takeBuffer } from './part-file';
 import { SIDECAR_NAME, insideRoot } from './storage';
 
 export const PEER_API_VERSION = 1;
@@ -40,9 +41,6 @@ export const MIN_SECRET_LENGTH = 16;
 const MAX_MS = 9e15;
 /** Bytes read from a segment file per write to the socket: fewer, larger reads and writes than the 64 KiB default cost less CPU per byte served. */
 const SEND_CHUNK = 1 << 20;
-/** Send buffers kept for the next answers (a fresh 1 MiB buffer costs 256 page faults; reusing one costs none). */
-const SEND_POOL_MAX = 8;
-const sendPool: Buffer[] = [];
 
 /**
  * Send bytes [start, end] of an open file as the body of `res` and end it,
@@ -61,7 +59,8 @@ async function sendFileRange(fh: fs.promises.FileHandle, start: number, end: num
     };
   });
   res.once('close', onGone);
-  const bufs = [sendPool.pop() ?? Buffer.allocUnsafeSlow(SEND_CHUNK), sendPool.pop() ?? Buffer.allocUnsafeSlow(SEND_CHUNK)];
+  // from the pool of lib/part-file.ts (a fresh 1 MiB buffer costs 256 page faults; reusing one costs none)
+  const bufs = [takeBuffer(SEND_CHUNK), takeBuffer(SEND_CHUNK)];
   const writing: (Promise<boolean> | null)[] = [null, null];
   let clean = false;
   try {
@@ -70,7 +69,7 @@ async function sendFileRange(fh: fs.promises.FileHandle, start: number, end: num
       const w = writing[k];
       if (w && !(await w)) return;
       const b = bufs[k];
-      const want = Math.min(b.length, end - pos + 1);
+      const want = Math.min(SEND_CHUNK, end - pos + 1);
       let n = 0;
       while (n < want) {
         const { bytesRead } = await fh.read(b, n, want - n, pos + n);
@@ -90,7 +89,7 @@ async function sendFileRange(fh: fs.promises.FileHandle, start: number, end: num
     throw err;
   } finally {
     res.off('close', onGone);
-    if (clean) for (const b of bufs) if (sendPool.length < SEND_POOL_MAX) sendPool.push(b);
+    if (clean) for (const b of bufs) giveBuffer(b);
     if (!clean && !res.destroyed) res.destroy();
     await fh.close().catch(() => undefined);
   }

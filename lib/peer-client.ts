@@ -258,7 +258,7 @@ export class PeerClient {
       const onAbort = () => stop(new PeerError('the transfer was stopped', 'EABORT'));
       const done = () => signal?.removeEventListener('abort', onAbort);
       signal?.addEventListener('abort', onAbort, { once: true });
-      req.setTimeout(this.timeoutMs, () => stop(new PeerError(`the peer at ${this.url} was silent for ${Math.round(this.timeoutMs / 100) / 10} s`, 'ENET')));
+      req.setTimeout(this.timeoutMs, () => stop(this.silentError()));
       req.on('response', (res) => {
         answered = true;
         res.on('error', () => undefined); // read errors surface through the reader
@@ -540,12 +540,16 @@ export class PeerClient {
     }
   }
 
+  private silentError(): PeerError {
+    return new PeerError(`the peer at ${this.url} was silent for ${Math.round(this.timeoutMs / 100) / 10} s`, 'ENET');
+  }
+
   private rawError(err: RawGetError, where: string): PeerError {
     switch (err.code) {
       case 'EABORT':
         return new PeerError('the transfer was stopped', 'EABORT');
       case 'ETIMEOUT':
-        return new PeerError(`the peer at ${this.url} was silent for ${Math.round(this.timeoutMs / 100) / 10} s`, 'ENET');
+        return this.silentError();
       case 'EPROTO':
         return new PeerError(`the peer at ${this.url} answered with something this does not read (${where}): ${err.message}`, 'EPROTO');
       default:

@@ -128,12 +128,17 @@ export function rawGet(r: RawGetRequest): Promise<RawAnswer> {
       return spare;
     };
 
+    /** The connection is done with: no more reads, the abort listener gone. */
+    const hangUp = () => {
+      phase = 'over';
+      r.signal?.removeEventListener('abort', onAbort);
+      socket.destroy();
+    };
+
     const fail = (err: RawGetError) => {
       if (phase === 'over') return;
       const was = phase;
-      phase = 'over';
-      socket.destroy();
-      r.signal?.removeEventListener('abort', onAbort);
+      hangUp();
       if (was === 'head') rejectAnswer(err);
       else if (was === 'held') failure = err;
       else settleBody?.(err);
@@ -152,9 +157,7 @@ export function rawGet(r: RawGetRequest): Promise<RawAnswer> {
       ro.onBytes?.(n);
       ro.onData?.(unwritten);
       if (got === want) {
-        phase = 'over';
-        r.signal?.removeEventListener('abort', onAbort);
-        socket.destroy();
+        hangUp();
         // the last bytes are paced too (awaited, as every batch before them)
         const wait = ro.pace && unpaced > 0 ? ro.pace(unpaced) : null;
         const settle = settleBody;
@@ -227,19 +230,14 @@ export function rawGet(r: RawGetRequest): Promise<RawAnswer> {
             }
             early = null;
             if (want === 0) {
-              phase = 'over';
-              socket.destroy();
-              r.signal?.removeEventListener('abort', onAbort);
+              hangUp();
               return resolve();
             }
             socket.resume();
           });
         },
         close() {
-          if (phase === 'over') return;
-          phase = 'over';
-          r.signal?.removeEventListener('abort', onAbort);
-          socket.destroy();
+          if (phase !== 'over') hangUp();
         },
       };
       resolveAnswer(answer);
@@ -255,7 +253,7 @@ export function rawGet(r: RawGetRequest): Promise<RawAnswer> {
           if (phase === 'over') return false;
           if (phase === 'head') return onHead(n);
           if (phase === 'held') {
-            // cannot happen while paused; keep the bytes as the body's start if it does
+            // the socket is paused while held, so no read should land here; if one does, the answer is not trusted
             fail(new RawGetError('the peer sent data while the answer was held', 'EPROTO'));
             return false;
           }

@@ -665,8 +665,9 @@ export class FailoverController extends EventEmitter {
    */
   async releaseByHand(server: string): Promise<void> {
     if (!this.takeovers.has(server)) throw new CommandError(`${this.o.self} does not record in place of ${server}`, 'ENOENT');
+    // the detector stands down first: a tick during the release must not take the server over again
+    this.detector.standDown(server);
     await this.serial(server, () => this.release(server, 'released by hand'));
-    this.detector.released(server);
   }
 
   inMaintenance(server: string): boolean {

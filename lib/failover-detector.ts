@@ -63,6 +63,8 @@ export class FailoverDetector {
   private brokerUp = false;
   private isolated = false;
   private takenOver = new Set<string>();
+  /** Failed servers released by hand: not taken over again until they have been restored. */
+  private handsOff = new Set<string>();
   private claims = new Map<string, Claim[]>();
   private paused = false;
 
@@ -139,6 +141,16 @@ export class FailoverDetector {
   }
 
   /**
+   * A takeover ended by hand while the server is still failed (the operator
+   * takes it from here): no new takeover of it until it has come back and been
+   * restored; a later failure is taken over as usual.
+   */
+  standDown(server: string): void {
+    this.takenOver.delete(server);
+    if (this.peers.has(server)) this.handsOff.add(server);
+  }
+
+  /**
    * A takeover already under way (this failover server restarted during it):
    * the server counts as failed and taken over until its heartbeats come back.
    */
@@ -181,6 +193,7 @@ export class FailoverDetector {
           if (now - p.backSince >= this.o.holdDownMs) {
             p.status = 'ok';
             p.failedAt = null;
+            this.handsOff.delete(server);
             out.push({ kind: 'restored', server, at: now });
           }
         } else {
@@ -220,7 +233,7 @@ export class FailoverDetector {
     // takeovers: the failed servers this watcher should record for, by priority, within capacity,
     // not those a better-placed failover server claims; a higher priority failure displaces a lower one
     if (!this.paused && (!this.isolated || this.o.recordOnDoubt)) {
-      const desired = this.o.watched.filter((s) => this.peers.get(s)!.status === 'failed' && this.winner(s) === this.o.self).slice(0, this.o.capacity);
+      const desired = this.o.watched.filter((s) => this.peers.get(s)!.status === 'failed' && !this.handsOff.has(s) && this.winner(s) === this.o.self).slice(0, this.o.capacity);
       for (const server of [...this.takenOver]) {
         const p = this.peers.get(server)!;
         if (p.status === 'failed' && !desired.includes(server)) {

@@ -199,6 +199,11 @@ describe('failback checks, permissions and drill: a main and a failover server w
     assert.equal((await fo!.request('POST', '/fw', { command: 'release', server: 'main-1' })).status, 200);
     await refused({ entryId: e2.id }, /fo-1 no longer records in place of main-1/, e2.id);
     assert.equal((await events(fo!)).filter((e) => e.topic === 'failback performed').length, 1, 'only the one failback happened');
+    // released by hand means the operator took it from here: main-1 is still failed, but not taken over again
+    await sleep(2000);
+    assert.equal((await events(fo!)).filter((e) => e.topic === 'failover started').length, 2, 'no third takeover after the release by hand');
+    assert.equal((await watchedMain()).takenOver, false);
+    assert.deepEqual(ffmpegPidsFor(path.join(dirF, 'store', 'main-1')), []);
   });
 
   it('a drill runs the whole failover and failback on a healthy main, which keeps recording', async function () {

@@ -100,6 +100,22 @@ describe('failover detector', () => {
     assert.deepEqual(out.map((x) => x.kind), ['restored']);
   });
 
+  it('a takeover released by hand is not taken again while the server stays failed; after its restore a new failure is', () => {
+    const d = new FailoverDetector({ self: 'fo-1', watched: ['m1'], holdDownMs: 1000 }, clock);
+    d.broker(true);
+    run(d, 1000, ['m1']);
+    d.serverState(state('m1', 'offline', 'lwt'));
+    assert.deepEqual(run(d, now + 1500).map((x) => x.kind), ['failed', 'takeover']);
+    d.standDown('m1');
+    assert.deepEqual(run(d, now + 5000), [], 'still failed, but the operator took it from here');
+    assert.equal(d.status('m1'), 'failed');
+    assert.deepEqual(d.takenOverServers(), []);
+    d.serverState(state('m1', 'online'));
+    assert.deepEqual(run(d, now + 1500, ['m1']).map((x) => x.kind), ['restored']);
+    d.serverState(state('m1', 'offline', 'lwt'));
+    assert.deepEqual(run(d, now + 1500).map((x) => x.kind), ['failed', 'takeover'], 'a new failure is taken over again');
+  });
+
   it('does not fail a server in maintenance mode', () => {
     const d = new FailoverDetector({ self: 'fo-1', watched: ['m1'] }, clock);
     d.broker(true);

@@ -15,14 +15,19 @@
  *     so both sides pay for durability. Each copy of ours (3, 4 below, from the
  *     API and from a share) is paired with a cp run just before it, and its
  *     ratio is against that cp.
- *     Before every timed run (cp and ours) the bench waits BENCH_COPY_SETTLE_S
- *     (5) and then touches BENCH_COPY_WARM_MB (1.5 x the data) of memory in a
- *     child process that exits: on a VM whose balloon takes freed memory back
- *     (virtio-balloon free page reporting, as here), the first write into a
- *     page costs the guest up to about 2 s of CPU per GiB, and without this
- *     whichever run happens to reuse pages freed a moment before looks several
- *     times faster than the others (cp measured 250 to 1100 MiB/s). With it
- *     cp starts on warm memory every time, as on a real server.
+ *     Memory: on this VM a virtio balloon with free page reporting takes every
+ *     page back about 2 s after it is freed, and the first write into such a page
+ *     costs the guest about 1.4 s of CPU per GiB (against 0.27 s for a page still
+ *     mapped): cp of 1 GiB measured 0.3 s or 2.9 s depending on it, and a run that
+ *     lasts longer than 2 s (ours) got cold pages where a short one (cp) got warm
+ *     ones. So every timed run (cp and ours) gets the same warm memory: before it,
+ *     BENCH_COPY_WARM_MB (3 x the data) of keeper files are written and synced (4 MiB
+ *     each, in the page cache), then the bench waits BENCH_COPY_SETTLE_S (5) so the
+ *     memory the run before freed has gone back; as the run starts it deletes the
+ *     data's size of keeper files at once and the rest at BENCH_COPY_WARM_RATE_MB
+ *     (512) MiB/s, so the run writes into pages freed less than 2 s before, as on a
+ *     machine without a balloon. (Freeing a process's memory does not do this here:
+ *     its huge pages go back at once.)
  *  3. Material copy: a PeerApiServer in a child process (the failover server
  *     fo-1, serving the source) and a MaterialCopier + CopyQueue + fresh
  *     Catalogue in another child process (the restored main-1) copying the task
@@ -232,6 +237,56 @@ function waitExit(c: ChildProcess): Promise<void> {
   return new Promise((r) => c.once('exit', () => r()));
 }
 
+/** Warm memory for a timed run: page cache of keeper files, freed while the run goes. */
+interface Keeper {
+  /** Free lumpMB at once, then the rest at rateMBps: call just before the timed run. */
+  release(lumpMB: number, rateMBps: number): void;
+  /** After the run: free the rest. */
+  stop(): void;
+}
+
+/**
+ * Keeper files: totalMB in 4 MiB files under dir, written (1 MiB writes) and synced, so their pages
+ * sit clean in the page cache. Deleting a file frees its pages, and a page freed less than about
+ * 2 s before is still mapped in the guest (this VM's balloon takes free pages back after that):
+ * whatever the run writes next lands in warm pages, as on a machine without a balloon. Freeing
+ * anonymous memory (a process that exits) does not do this here: its huge pages go back at once.
+ */
+function startKeeper(dir: string, totalMB: number): Keeper {
+  fs.mkdirSync(dir, { recursive: true });
+  const buf = Buffer.alloc(MB, 1);
+  const files: string[] = [];
+  for (let i = 0; i * 4 < totalMB; i++) {
+    const f = path.join(dir, `keep${i}`);
+    const fd = fs.openSync(f, 'w');
+    try {
+      for (let k = 0; k < 4; k++) fs.writeSync(fd, buf);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    files.push(f);
+  }
+  let timer: NodeJS.Timeout | null = null;
+  const free = (mb: number) => {
+    for (const f of files.splice(0, Math.ceil(mb / 4))) fs.rmSync(f, { force: true });
+  };
+  return {
+    release: (lumpMB, rateMBps) => {
+      free(lumpMB);
+      timer = setInterval(() => {
+        free(rateMBps / 8);
+        if (files.length === 0 && timer) clearInterval(timer);
+      }, 125);
+    },
+    stop: () => {
+      if (timer) clearInterval(timer);
+      free(Infinity);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 interface ServerHandle {
   child: ChildProcess;
   url: string;
@@ -275,8 +330,9 @@ async function runCopier(
   dest: string,
   server: ServerHandle,
   src: Source,
-  o: { killAtBytes?: number; killDelayMs?: number; share?: boolean } = {},
+  o: { killAtBytes?: number; killDelayMs?: number; share?: boolean; start?: () => Promise<void> } = {},
 ): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
+  await o.start?.();
   const child = forkChild(
     kind === 'copier'
       ? ['copier', dest, server.url, SECRET, JSON.stringify(src.task)]
@@ -348,11 +404,22 @@ export async function benchCopy(): Promise<void> {
   const kills = Number(process.env.BENCH_COPY_KILLS ?? 3);
   const killAt = Number(process.env.BENCH_COPY_KILL_AT ?? 0.4);
   const settleS = Number(process.env.BENCH_COPY_SETTLE_S ?? 5);
-  const warmMB = Number(process.env.BENCH_COPY_WARM_MB ?? Math.ceil(totalMB * 1.5));
-  /** Before each timed run: let freed memory settle, then touch warmMB of memory in a child that exits (its pages are then free and mapped). */
-  const prepare = async () => {
+  const warmMB = Number(process.env.BENCH_COPY_WARM_MB ?? Math.ceil(totalMB * 3));
+  const warmRate = Number(process.env.BENCH_COPY_WARM_RATE_MB ?? 512);
+  /**
+   * Around each timed run: let the memory the run before freed settle (the balloon takes it back),
+   * then hold warmMB of touched memory in a keeper child and, as the run starts, free the data's
+   * size of it at once and the rest at warmRate MiB/s, so the run (cp or ours) writes into pages
+   * freed less than 2 s before for as long as the keeper lasts. `run` gets the time it starts.
+   */
+  const warmRun = async <T>(run: (start: () => Promise<void>) => Promise<T>): Promise<T> => {
+    const keeper = warmMB > 0 ? startKeeper(path.join(tmp, 'keeper'), warmMB) : null;
     await sleep(settleS * 1000);
-    if (warmMB > 0) execFileSync(process.execPath, ['-e', `const a=[];for(let i=0;i<${Math.ceil(warmMB / 256)};i++)a.push(Buffer.alloc(256<<20,1));`]);
+    try {
+      return await run(async () => keeper?.release(Math.min(warmMB, totalMB), warmRate));
+    } finally {
+      keeper?.stop();
+    }
   };
   if (!(totalMB > 0 && segMB > 0)) return;
   const t0 = Date.now();
@@ -384,14 +451,16 @@ export async function benchCopy(): Promise<void> {
     );
     console.log(`  source written in ${f1(writeS)} s (random bytes + sha256); all copies below read it from the page cache (written just before, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM), and write to the same disk`);
     console.log(
-      `  each copy of ours is paired with a cp -r + sync of the same files just before it, and its ratio is against that cp; before each timed run the bench waits ${settleS} s after the last one's files were deleted, so both start with the same memory (on a VM with a balloon that takes freed memory back, the first write into a page costs up to 2 s of CPU per GiB: without the pause, whichever copy reuses the pages the one before freed looks several times faster); durability on both sides (cp: sync of every copied file and directory after cp -r; ours: fsync of each segment and its directory, SQLite commits)`,
+      `  each copy of ours is paired with a cp -r + sync of the same files just before it, and its ratio is against that cp; durability on both sides (cp: sync of every copied file and directory after cp -r; ours: fsync of each segment and its directory, SQLite commits); every timed run writes into warm memory: ${warmMB} MiB of keeper files are deleted as it starts (${Math.min(warmMB, totalMB)} MiB at once, then ${warmRate} MiB/s), because this VM's balloon takes a freed page back after about 2 s and the first write into it then costs about 1.4 s of CPU per GiB (without this a short run, cp, got warm pages and a longer one, ours, cold ones)`,
     );
 
     const cps: number[] = [];
     const cpRun = async (label: string): Promise<number> => {
-      await prepare();
       const dest = path.join(tmp, `cp-${cps.length}`);
-      const r = timeCp(src, dest);
+      const r = await warmRun(async (start) => {
+        await start();
+        return timeCp(src, dest);
+      });
       fs.rmSync(dest, { recursive: true, force: true });
       cps.push(r.totalS);
       console.log(`  cp -r + sync (${label}): ${f2(r.totalS)} s (cp ${f2(r.cpS)} s + sync ${f2(r.totalS - r.cpS)} s) -> ${f1(mbps(src.bytes, r.totalS))} MiB/s`);
@@ -416,10 +485,9 @@ export async function benchCopy(): Promise<void> {
     for (const k of kinds) {
       if (k.kind === 'tm' && !tmBuilt) continue;
       const cpS = await cpRun(`paired with ${k.label}`);
-      await prepare();
       const dest = path.join(tmp, `${k.kind}${k.share ? '-share' : ''}-throughput`);
       const serverTicks0 = cpuTicks(srv.child.pid);
-      const r = await runCopier(k.kind, dest, srv, src, { share: k.share });
+      const r = await warmRun(async (start) => runCopier(k.kind, dest, srv, src, { share: k.share, start }));
       const serverCpuS = (cpuTicks(srv.child.pid) - serverTicks0) / CLK_TCK;
       const bad = checkDest(dest, src);
       fs.rmSync(dest, { recursive: true, force: true });

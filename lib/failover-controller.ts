@@ -20,7 +20,7 @@ import { Catalogue } from './catalogue';
 import { CommandError, errorText } from './errors';
 import { checkFailback, FailbackContext, FailbackRefused, finalizeOthers, MaterialCopyRequest, pickAutomaticFailback, runFailback } from './failback';
 import { Decision, FailoverDetector, PeerStatus } from './failover-detector';
-import { FailoverEntry, FailoverLog } from './failover-log';
+import { FailoverEntry, FailoverLog, TakeoverRelease } from './failover-log';
 import { FfmpegInfo } from './ffmpeg';
 import {
   HandbackAck,
@@ -315,7 +315,7 @@ export class FailoverController extends EventEmitter {
         this.serial(d.server, () => this.takeOverWhenFirst(d.server)).catch((err) => this.deps.log.error(`takeover of ${d.server}: ${errorText(err)}`));
         break;
       case 'release':
-        this.serial(d.server, () => this.release(d.server, d.reason)).catch((err) => this.deps.log.error(`release of ${d.server}: ${errorText(err)}`));
+        this.serial(d.server, () => this.release(d.server, d.reason, 'priority')).catch((err) => this.deps.log.error(`release of ${d.server}: ${errorText(err)}`));
         break;
       case 'restored': {
         const entries = this.log.list({ state: 'active', failedServer: d.server });
@@ -446,6 +446,15 @@ export class FailoverController extends EventEmitter {
   private async resumeTakeovers(): Promise<void> {
     for (const e of this.log.active()) {
       if (e.failoverServer !== this.o.self || !this.watchedNames.has(e.failedServer)) continue;
+      if (e.takeoverReleased) {
+        // ended without a failback before the restart: not resumed; released by hand stays hands off until the server is back
+        if (e.takeoverReleased.by === 'hand' && !e.drill) {
+          this.markedFailed.add(e.failedServer);
+          this.detector.assume(e.failedServer);
+          this.detector.standDown(e.failedServer);
+        }
+        continue;
+      }
       if (e.state === 'failback-in-progress') {
         // the failback was cut by the restart: the entry goes back to active, the failback can run again
         this.log.finishFailback(e.id, 'failed', 'Node-RED restarted during the failback', this.clock());
@@ -465,14 +474,14 @@ export class FailoverController extends EventEmitter {
     }
   }
 
-  private async release(server: string, reason: string): Promise<void> {
+  private async release(server: string, reason: string, by: TakeoverRelease): Promise<void> {
     const t = this.takeovers.get(server);
     if (!t) return;
     await t.stop().catch((err) => this.deps.log.warn(`release of ${server}: ${errorText(err)}`));
     this.takeovers.delete(server);
     const entry = this.log.list({ state: 'active', failedServer: server }, 1)[0];
     if (entry) {
-      this.log.appendHistory(entry.id, `takeover released: ${reason}`, this.clock());
+      this.log.markTakeoverReleased(entry.id, by, reason, this.clock());
       this.publishRecord(entry, false);
     }
     this.emit('released', { server, reason, entry });
@@ -667,7 +676,7 @@ export class FailoverController extends EventEmitter {
     if (!this.takeovers.has(server)) throw new CommandError(`${this.o.self} does not record in place of ${server}`, 'ENOENT');
     // the detector stands down first: a tick during the release must not take the server over again
     this.detector.standDown(server);
-    await this.serial(server, () => this.release(server, 'released by hand'));
+    await this.serial(server, () => this.release(server, 'released by hand', 'hand'));
   }
 
   inMaintenance(server: string): boolean {

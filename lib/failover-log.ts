@@ -34,6 +34,8 @@ export interface FailoverEntry {
   failbackStartedAt: number | null;
   materialCopy: MaterialCopyState;
   drill: boolean;
+  /** Set when the takeover ended without a failback: the entry stays active, but nothing records for it any more. */
+  takeoverReleased: { at: number; by: TakeoverRelease } | null;
   history: { at: number; text: string }[];
 }
 
@@ -86,7 +88,13 @@ const MIGRATIONS: string[] = [
      text TEXT NOT NULL
    );
    CREATE INDEX IF NOT EXISTS failover_history_by_entry ON failover_history(entry_id, seq);`,
+  // 2: a takeover ended without a failback (by hand, or for a failed server of higher priority) is not resumed after a restart
+  `ALTER TABLE failovers ADD COLUMN takeover_released_at INTEGER;
+   ALTER TABLE failovers ADD COLUMN takeover_released_by TEXT CHECK (takeover_released_by IS NULL OR takeover_released_by IN ('hand', 'priority'));`,
 ];
+
+/** Why a takeover ended without a failback: released by hand, or for a failed server of higher priority. */
+export type TakeoverRelease = 'hand' | 'priority';
 
 
 interface Row {
@@ -104,6 +112,8 @@ interface Row {
   failback_started_at: number | null;
   material_copy: MaterialCopyState;
   drill: number;
+  takeover_released_at: number | null;
+  takeover_released_by: TakeoverRelease | null;
 }
 
 function isTime(v: unknown): v is number {
@@ -146,6 +156,7 @@ export class FailoverLog {
         "UPDATE failovers SET state = 'finalized', ended_at = ?, failback_result = 'done-by-newer', material_copy = 'done' WHERE id = ?",
       ),
       setMaterialCopy: db.prepare('UPDATE failovers SET material_copy = ? WHERE id = ?'),
+      releaseTakeover: db.prepare('UPDATE failovers SET takeover_released_at = ?, takeover_released_by = ? WHERE id = ?'),
       maxEpoch: db.prepare('SELECT MAX(epoch) AS m FROM failovers WHERE grp = ?'),
     };
   }
@@ -175,6 +186,7 @@ export class FailoverLog {
       failbackStartedAt: r.failback_started_at,
       materialCopy: r.material_copy,
       drill: r.drill !== 0,
+      takeoverReleased: r.takeover_released_at !== null && r.takeover_released_by !== null ? { at: r.takeover_released_at, by: r.takeover_released_by } : null,
       history: this.stmts.history.all(r.id) as { at: number; text: string }[],
     };
   }
@@ -312,6 +324,20 @@ export class FailoverLog {
       this.must(id);
       this.stmts.setMaterialCopy.run(state, id);
       this.stmts.addHistory.run(id, at, `material copy ${state}`);
+      return this.must(id);
+    });
+  }
+
+  /**
+   * The takeover of an active entry ended without a failback (`reason` goes to its history):
+   * the entry stays active, and a restart of the failover server does not resume its takeover.
+   */
+  markTakeoverReleased(id: number, by: TakeoverRelease, reason: string, at: number = Date.now()): FailoverEntry {
+    if (by !== 'hand' && by !== 'priority') throw new CommandError(`A takeover is released by hand or for priority, not ${String(by)}.`);
+    return this.transaction(() => {
+      this.mustBe(this.must(id), 'active', 'release its takeover');
+      this.stmts.releaseTakeover.run(at, by, id);
+      this.stmts.addHistory.run(id, at, `takeover released: ${reason}`);
       return this.must(id);
     });
   }

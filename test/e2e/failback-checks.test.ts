@@ -204,6 +204,18 @@ describe('failback checks, permissions and drill: a main and a failover server w
     assert.equal((await events(fo!)).filter((e) => e.topic === 'failover started').length, 2, 'no third takeover after the release by hand');
     assert.equal((await watchedMain()).takenOver, false);
     assert.deepEqual(ffmpegPidsFor(path.join(dirF, 'store', 'main-1')), []);
+    // and a restart of the failover server does not take it back up from the log: its entry says released by hand
+    assert.deepEqual((await entry(e2.id)).takeoverReleased?.by, 'hand');
+    await fo!.stop();
+    fo = null;
+    await startFailover(false);
+    await sleep(3000);
+    assert.deepEqual((await events(fo!)).filter((e) => e.topic === 'failover started'), [], 'no takeover after the restart');
+    assert.equal((await watchedMain()).takenOver, false);
+    assert.deepEqual(ffmpegPidsFor(path.join(dirF, 'store', 'main-1')), []);
+    const again = await entry(e2.id);
+    assert.equal(again.state, 'active', 'the entry waits for the operator');
+    assert.ok(!again.history.some((h: { text: string }) => /takeover resumed/.test(h.text)), JSON.stringify(again.history));
   });
 
   it('a drill runs the whole failover and failback on a healthy main, which keeps recording', async function () {

@@ -47,6 +47,7 @@ describe('failover log', () => {
         failbackStartedAt: null,
         materialCopy: 'none',
         drill: true,
+        takeoverReleased: null,
         history: [],
       });
       assert.equal(e.history.length, 1);
@@ -61,7 +62,7 @@ describe('failover log', () => {
       const db = new Database(file, { readonly: true });
       try {
         assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-        assert.equal(db.pragma('user_version', { simple: true }), 1);
+        assert.equal(db.pragma('user_version', { simple: true }), 2);
       } finally {
         db.close();
       }
@@ -204,6 +205,55 @@ describe('failover log', () => {
       ]);
       assert.throws(() => log.setMaterialCopy(e.id, 'lost' as never), /material copy state/);
       assert.equal(log.get(e.id)!.materialCopy, 'done');
+    });
+  });
+
+  describe('takeover released without a failback', () => {
+    it('markTakeoverReleased records who ended it and when, keeps the entry active and survives a reopen', () => {
+      const e = openEntry();
+      const r = log.markTakeoverReleased(e.id, 'hand', 'released by hand', T0 + 5);
+      assert.equal(r.state, 'active');
+      assert.deepEqual(r.takeoverReleased, { at: T0 + 5, by: 'hand' });
+      assert.deepEqual(r.history.at(-1), { at: T0 + 5, text: 'takeover released: released by hand' });
+      const p = log.markTakeoverReleased(openEntry({ failedServer: 'main-2' }).id, 'priority', 'a server of higher priority failed', T0 + 6);
+      log.close();
+      log = new FailoverLog(file);
+      assert.deepEqual(log.get(e.id)!.takeoverReleased, { at: T0 + 5, by: 'hand' });
+      assert.deepEqual(log.get(p.id)!.takeoverReleased, { at: T0 + 6, by: 'priority' });
+      assert.equal(openEntry().takeoverReleased, null);
+    });
+
+    it('refuses an entry that is not active, an unknown id and an unknown cause, and changes nothing', () => {
+      const e = openEntry();
+      log.beginFailback(e.id, T0 + 1);
+      const before = log.get(e.id);
+      assert.throws(() => log.markTakeoverReleased(e.id, 'hand', 'x', T0 + 2), /failback-in-progress, not active/);
+      assert.throws(() => log.markTakeoverReleased(999, 'hand', 'x', T0 + 2), /no failover log entry 999/);
+      const a = openEntry({ failedServer: 'main-2' });
+      assert.throws(() => log.markTakeoverReleased(a.id, 'operator' as never, 'x', T0 + 2), /by hand or for priority/);
+      assert.deepEqual(log.get(e.id), before);
+      assert.equal(log.get(a.id)!.takeoverReleased, null);
+      assert.equal(log.get(a.id)!.history.length, 1);
+    });
+
+    it('a log written before this column existed opens with its entries unreleased and can record a release', () => {
+      log.close();
+      fs.rmSync(file, { force: true });
+      // the first schema only, as an earlier version wrote it
+      const old = new Database(file);
+      old.exec(`CREATE TABLE failovers (id INTEGER PRIMARY KEY AUTOINCREMENT, grp TEXT NOT NULL, failed_server TEXT NOT NULL, failover_server TEXT NOT NULL,
+        channels TEXT NOT NULL, epoch INTEGER NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER, state TEXT NOT NULL, failback_result TEXT NOT NULL DEFAULT 'none',
+        failback_reason TEXT, failback_started_at INTEGER, material_copy TEXT NOT NULL DEFAULT 'none', drill INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE failover_history (seq INTEGER PRIMARY KEY AUTOINCREMENT, entry_id INTEGER NOT NULL REFERENCES failovers(id), at INTEGER NOT NULL, text TEXT NOT NULL);
+        INSERT INTO failovers (grp, failed_server, failover_server, channels, epoch, started_at, state) VALUES ('site', 'main-1', 'fo-1', '[1]', 4, ${T0}, 'active');
+        INSERT INTO failover_history (entry_id, at, text) VALUES (1, ${T0}, 'failover started');`);
+      old.pragma('user_version = 1');
+      old.close();
+      log = new FailoverLog(file);
+      const e = log.get(1)!;
+      assert.equal(e.epoch, 4);
+      assert.equal(e.takeoverReleased, null);
+      assert.deepEqual(log.markTakeoverReleased(1, 'hand', 'released by hand', T0 + 1).takeoverReleased, { at: T0 + 1, by: 'hand' });
     });
   });
 

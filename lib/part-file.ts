@@ -2,13 +2,14 @@
  * The receiving side of a verified segment copy, shared by the peer API client
  * (lib/peer-client.ts, bytes from HTTP) and the mounted-share source
  * (lib/share-source.ts, bytes from a file): a segment goes to `<dest>.part`,
- * is hashed (whole on the thread pool when it is of bounded size), fsynced,
+ * is hashed (whole on a worker thread when it is of bounded size), fsynced,
  * and renamed into place only when its sha256 is right.
  *
  * No Node-RED import.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { sharedDigest } from './hash-worker';
 
 export async function fileSize(file: string): Promise<number> {
   try {
@@ -79,7 +80,8 @@ const MIB = 1 << 20;
 const pool: Buffer[] = [];
 export function takeBuffer(n: number): Buffer {
   const i = pool.findIndex((b) => b.length >= n);
-  return i >= 0 ? pool.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.max(MIB, Math.ceil(n / MIB) * MIB));
+  // shared memory, so the hash worker (lib/hash-worker.ts) reads the segment where it is
+  return i >= 0 ? pool.splice(i, 1)[0] : Buffer.from(new SharedArrayBuffer(Math.max(MIB, Math.ceil(n / MIB) * MIB)));
 }
 export function giveBuffer(b: Buffer): void {
   if (pool.length < POOL_MAX) pool.push(b);
@@ -88,8 +90,8 @@ export function giveBuffer(b: Buffer): void {
 /**
  * The whole segment in one buffer (a resumed part's earlier bytes read into its
  * start): each byte is copied once from the socket's chunk, written from the
- * buffer, and hashed with WebCrypto, which runs on libuv's thread pool, so the
- * hash of one segment overlaps the receiving of the next.
+ * buffer (shared memory), and hashed on a worker thread (lib/hash-worker.ts)
+ * without a copy, so the hash of one segment overlaps the receiving of the next.
  */
 export class WholeSink implements BodySink {
   private filled: number;
@@ -163,8 +165,7 @@ export class WholeSink implements BodySink {
     if (this.failed) throw this.failed;
   }
   async digest(): Promise<string> {
-    const d = await crypto.webcrypto.subtle.digest('SHA-256', this.buf.subarray(0, this.filled));
-    return Buffer.from(d).toString('hex');
+    return sharedDigest(this.buf, this.filled);
   }
 }
 

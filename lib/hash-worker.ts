@@ -1,0 +1,85 @@
+/**
+ * sha256 of a byte range of a SharedArrayBuffer on a worker thread, so a copier
+ * hashes a whole segment without blocking its event loop and without the copy
+ * WebCrypto makes of its input (a fresh 4 MiB allocation, page faults included,
+ * on the event loop, and the clearing of it afterwards).
+ *
+ * One worker per process, started on first use and unref'd (it never keeps the
+ * process alive). If it dies, every pending digest is rejected and the next one
+ * starts a new worker. No Node-RED import.
+ */
+import { Worker } from 'node:worker_threads';
+
+const SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const crypto = require('node:crypto');
+parentPort.on('message', (m) => {
+  try {
+    const hex = crypto.createHash('sha256').update(new Uint8Array(m.sab, m.offset, m.length)).digest('hex');
+    parentPort.postMessage({ id: m.id, hex });
+  } catch (err) {
+    parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) });
+  }
+});
+`;
+
+type Pending = { resolve: (hex: string) => void; reject: (err: Error) => void; w: Worker | null };
+
+let worker: Worker | null = null;
+let nextId = 1;
+const pending = new Map<number, Pending>();
+
+/** Reject the digests sent to `w` (all of them when w is null). */
+function failAll(err: Error, w: Worker | null = null): void {
+  for (const [id, p] of [...pending]) {
+    if (w && p.w !== w) continue;
+    pending.delete(id);
+    p.reject(err);
+  }
+}
+
+function start(): Worker {
+  const w = new Worker(SOURCE, { eval: true });
+  w.unref();
+  w.on('message', (m: { id: number; hex?: string; error?: string }) => {
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.hex !== undefined) p.resolve(m.hex);
+    else p.reject(new Error(`sha256 worker: ${m.error ?? 'no result'}`));
+  });
+  const gone = (err: Error) => {
+    if (worker === w) worker = null;
+    failAll(err, w);
+  };
+  w.on('error', (err) => gone(err instanceof Error ? err : new Error(String(err))));
+  w.on('exit', (code) => gone(new Error(`sha256 worker exited (${code})`)));
+  return w;
+}
+
+/** sha256 (hex) of `length` bytes of `view`'s SharedArrayBuffer from `view`'s start. */
+export function sharedDigest(view: Uint8Array, length = view.length): Promise<string> {
+  if (!(view.buffer instanceof SharedArrayBuffer)) return Promise.reject(new TypeError('sharedDigest needs a view of a SharedArrayBuffer'));
+  if (length < 0 || length > view.length) return Promise.reject(new RangeError(`cannot hash ${length} bytes of a ${view.length}-byte view`));
+  return new Promise((resolve, reject) => {
+    const id = nextId++;
+    const p: Pending = { resolve, reject, w: null };
+    pending.set(id, p);
+    try {
+      worker ??= start();
+      p.w = worker;
+      worker.postMessage({ id, sab: view.buffer, offset: view.byteOffset, length });
+    } catch (err) {
+      pending.delete(id);
+      reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  });
+}
+
+/** Stop the worker (tests; a process never needs to). Pending digests are rejected. */
+export async function stopHashWorker(): Promise<void> {
+  const w = worker;
+  worker = null;
+  if (w) await w.terminate();
+  failAll(new Error('sha256 worker stopped'));
+}

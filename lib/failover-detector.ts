@@ -146,7 +146,7 @@ export class FailoverDetector {
    * restored; a later failure is taken over as usual.
    */
   standDown(server: string): void {
-    this.takenOver.delete(server);
+    this.released(server);
     if (this.peers.has(server)) this.handsOff.add(server);
   }
 

@@ -4,8 +4,8 @@
  * WebCrypto makes of its input (a fresh 4 MiB allocation, page faults included,
  * on the event loop, and the clearing of it afterwards).
  *
- * One worker per process, started on first use and unref'd (it never keeps the
- * process alive). If it dies, every pending digest is rejected and the next one
+ * One worker per process, started on first use; it keeps the process alive only
+ * while a digest is pending. If it dies, every pending digest is rejected and the next one
  * starts a new worker. No Node-RED import.
  */
 import { Worker } from 'node:worker_threads';
@@ -45,6 +45,7 @@ function start(): Worker {
     const p = pending.get(m.id);
     if (!p) return;
     pending.delete(m.id);
+    if (pending.size === 0) w.unref();
     if (m.hex !== undefined) p.resolve(m.hex);
     else p.reject(new Error(`sha256 worker: ${m.error ?? 'no result'}`));
   });
@@ -67,6 +68,8 @@ export function sharedDigest(view: Uint8Array, length = view.length): Promise<st
     pending.set(id, p);
     try {
       worker ??= start();
+      // held while a digest is pending (a process waiting only for it must not exit), let go when idle
+      worker.ref();
       p.w = worker;
       worker.postMessage({ id, sab: view.buffer, offset: view.byteOffset, length });
     } catch (err) {

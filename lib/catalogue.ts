@@ -118,6 +118,7 @@ export class Catalogue {
       segmentsOf: db.prepare('SELECT data FROM segments WHERE clip_id = ? ORDER BY idx'),
       deleteClip: db.prepare('DELETE FROM clips WHERE id = ?'),
       deleteSegments: db.prepare('DELETE FROM segments WHERE clip_id = ?'),
+      deleteSegment: db.prepare('DELETE FROM segments WHERE clip_id = ? AND idx = ?'),
       addEvent: db.prepare(
         'INSERT INTO events (ts, server_id, channel, kind, line_id, clip_id, data) VALUES (@ts, @server, @channel, @kind, @line, @clip, @data)',
       ),
@@ -173,6 +174,11 @@ export class Catalogue {
 
   putSegment(clipId: string, seg: Segment): void {
     this.stmts.putSegment.run(clipId, seg.index, JSON.stringify(seg));
+  }
+
+  /** Forget one segment of a clip (its file is the caller's to delete). */
+  deleteSegment(clipId: string, index: number): void {
+    this.stmts.deleteSegment.run(clipId, index);
   }
 
   /** Forget a clip and its segments (its files are the caller's to delete). True when it was there. */

@@ -39,9 +39,21 @@ export class TsFrameCounter {
   private frame: Buffer[] = [];
   /** False once the data stops looking like MPEG-TS. */
   valid = true;
+  /** Offset in the stream of the next byte pushed. */
+  private pos = 0;
+  /**
+   * With a frame limit: the offset of the packet that begins video frame
+   * limit + 1 (the stream cut there holds exactly `limit` frames), once seen.
+   * Nothing after it is read.
+   */
+  cutAt: number | null = null;
+
+  constructor(private readonly limit: number | null = null) {}
 
   push(chunk: Buffer): void {
-    if (!this.valid) return;
+    if (!this.valid || this.cutAt !== null) return;
+    const chunkAt = this.pos;
+    this.pos += chunk.length;
     let off = 0;
     if (this.rest.length) {
       // complete the packet split across the previous chunk and this one
@@ -51,12 +63,14 @@ export class TsFrameCounter {
         return;
       }
       const first = Buffer.concat([this.rest, chunk.subarray(0, need)]);
+      const firstAt = chunkAt - this.rest.length;
       this.rest = Buffer.alloc(0);
       if (first[0] !== 0x47) {
         this.valid = false;
         return;
       }
-      this.packet(first, 0);
+      this.packet(first, 0, firstAt);
+      if (this.cutAt !== null) return;
       off = need;
     }
     const end = chunk.length - PACKET;
@@ -65,15 +79,20 @@ export class TsFrameCounter {
         this.valid = false;
         return;
       }
-      this.packet(chunk, off);
+      this.packet(chunk, off, chunkAt + off);
+      if (this.cutAt !== null) return;
     }
     if (off < chunk.length) this.rest = Buffer.from(chunk.subarray(off));
   }
 
-  /** One 188-byte packet at b[o]. */
-  private packet(b: Buffer, o: number): void {
+  /** One 188-byte packet at b[o], at offset `at` of the stream. */
+  private packet(b: Buffer, o: number, at: number): void {
     const pusi = (b[o + 1] & 0x40) !== 0;
     const pid = ((b[o + 1] & 0x1f) << 8) | b[o + 2];
+    if (this.limit !== null && pusi && pid === this.videoPid && (this.pusiByPid.get(pid) ?? 0) >= this.limit) {
+      this.cutAt = at;
+      return;
+    }
     const afc = (b[o + 3] >> 4) & 0x3;
     if (afc === 2 || afc === 0) return; // no payload
     const payload = afc === 3 ? 5 + b[o + 4] : 4;
@@ -183,6 +202,65 @@ export class TsFrameCounter {
 }
 
 const SCAN_CHUNK = 256 * 1024;
+
+/**
+ * Counts the video frames of an MPEG-TS file that is still being written,
+ * reading only what was added since the last call. The last frame counted may
+ * not be complete yet.
+ */
+export class TsFileFollower {
+  private readonly counter = new TsFrameCounter();
+  private offset = 0;
+  constructor(private readonly file: string) {}
+
+  /** Frames begun in the file so far; null when it is not MPEG-TS with video (yet). */
+  async frames(): Promise<number | null> {
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(this.file, 'r');
+    } catch {
+      return null; // not created yet, or already gone
+    }
+    try {
+      const buf = Buffer.allocUnsafe(SCAN_CHUNK);
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, SCAN_CHUNK, this.offset);
+        if (bytesRead === 0) break;
+        this.offset += bytesRead;
+        this.counter.push(Buffer.from(buf.subarray(0, bytesRead)));
+      }
+    } finally {
+      await fh.close();
+    }
+    return this.counter.frames();
+  }
+}
+
+/**
+ * Cut an MPEG-TS file after its first `frames` video frames: truncated at the
+ * packet that begins the next frame (a packet boundary, so still valid
+ * MPEG-TS), and synced. Returns false, changing nothing, when the file holds
+ * no more than `frames` frames or is not MPEG-TS with video.
+ */
+export async function truncateTsAfterFrames(file: string, frames: number): Promise<boolean> {
+  if (!Number.isInteger(frames) || frames < 0) throw new Error(`cannot keep ${String(frames)} frames: expected a whole number of at least 0`);
+  const counter = new TsFrameCounter(frames);
+  const buf = Buffer.allocUnsafe(SCAN_CHUNK);
+  const fh = await fs.promises.open(file, 'r+');
+  try {
+    while (counter.cutAt === null && counter.valid) {
+      const { bytesRead } = await fh.read(buf, 0, SCAN_CHUNK, null);
+      if (bytesRead === 0) break;
+      counter.push(buf.subarray(0, bytesRead));
+    }
+    if (counter.cutAt === null || !counter.valid || counter.frames() === null) return false;
+    await fh.truncate(counter.cutAt);
+    await fh.sync();
+    return true;
+  } finally {
+    await fh.close();
+  }
+}
 
 /**
  * sha256, size and (for MPEG-TS) video frame count of a file, in one read.

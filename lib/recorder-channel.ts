@@ -17,7 +17,7 @@ import { AttributeValue, Line, LineOrigin, LineStatus, plannedStop, RecList } fr
 import { Command, LineInput, parseCommand } from './schemas';
 import { MirrorMessage } from './mirror';
 import { SOURCE_URL } from './recorder-config';
-import { scanSegment } from './mpegts';
+import { scanSegment, TsFileFollower, truncateTsAfterFrames } from './mpegts';
 import { insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
 import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timecodeToFrames, timeOfDayTimecode } from './timecode';
 
@@ -75,6 +75,17 @@ export interface ChannelSettings {
   prerollMs?: number;
   /** A stop of a Backup=On line takes effect this long after the command, on main and backup alike. */
   syncStopLeadMs?: number;
+  /**
+   * A planned stop (stop time, duration, the synchronous stop of a twin) of an
+   * MPEG-TS recording is frame-exact: the clip holds the frames from its
+   * timecode in up to the planned instant. ffmpeg records on until the frame
+   * after the last one is on disk, then the clip is cut after the last one.
+   * Twins that share the in point and the stop time so end on the same frame,
+   * whichever of the two read the source later. This is the longest ffmpeg
+   * records on waiting for that frame (a source that stalls at the stop);
+   * 0 stops ffmpeg at the planned instant, on the wall clock.
+   */
+  stopTailMs?: number;
   /** Whether the main server of an Aux line is known to be offline (its line is an orphan an operator may stop). */
   isOrphan?: (origin: LineOrigin) => boolean;
 }
@@ -121,12 +132,18 @@ interface Active {
   prerollFirst: boolean;
   /** An Aux line: the main clip's timecode in, which this twin takes (both begin at the same frame). */
   mainInPoint: string | null;
+  /** An Aux line: when the main clip's first frame came, by the main's clock (the reference of a frame-exact stop). */
+  mainStartedAt: number | null;
+  /** Frame counters of the segments still being written (a frame-exact stop waits for its frame). */
+  followers: Map<string, TsFileFollower>;
   /** An Aux line's main clip, to compare with once this clip is closed. */
   twinPending: { summary: TwinSummary; main: { server: string; channel: number; lineId: string } } | null;
 }
 
 /** Shortest pre-roll worth discarding: a later anchor than this gets a clean cut. */
 const MIN_PREROLL_MS = 500;
+/** How often a frame-exact stop looks for its last frame on disk. */
+const STOP_POLL_MS = 100;
 
 export class RecorderChannel extends EventEmitter {
   readonly s: Required<Omit<ChannelSettings, 'backup'>> & { backup: ChannelSettings['backup'] };
@@ -165,6 +182,7 @@ export class RecorderChannel extends EventEmitter {
       isOrphan: () => false,
       prerollMs: 2000,
       syncStopLeadMs: 400,
+      stopTailMs: 3000,
       ...settings,
     };
     this.rate = frameRate(settings.frameRate);
@@ -409,6 +427,7 @@ export class RecorderChannel extends EventEmitter {
     }
     if (active && ml.inPoint) {
       active.mainInPoint = ml.inPoint;
+      if (ml.startTime !== null) active.mainStartedAt = ml.startTime;
       if (this.adoptMainInPoint(active)) this.persistClip(active.clip);
     }
     if (active) {
@@ -430,7 +449,10 @@ export class RecorderChannel extends EventEmitter {
       const anchor = ml.startTime ?? now;
       evs.push(await this.startLine(this.list.byId(line.id)!, undefined, anchor));
     } else if (active && !active.stopping && (ml.status === 'stopped' || ml.status === 'failed' || ml.status === 'ready')) {
-      if (ml.stopTime !== null && ml.stopTime > now) {
+      // the main stops (or stopped) at its stop time: so does the twin, frame-exact, by its own timer;
+      // a stop time long past (the main's message came late) stops it now, keeping what it recorded since
+      const late = ml.stopTime === null || ml.stopTime + (this.exactStopFrames(active, ml.stopTime) === null ? 0 : this.s.stopTailMs) <= now;
+      if (!late) {
         if (line.stopTime !== ml.stopTime) {
           const next: Line = { ...line, stopTime: ml.stopTime, duration: null, updatedAt: now };
           this.saveLine(next);
@@ -631,6 +653,8 @@ export class RecorderChannel extends EventEmitter {
       prerollFirst: anchorMs !== undefined && anchorMs - now >= MIN_PREROLL_MS,
       mainInPoint: null,
       twinPending: null,
+      followers: new Map(),
+      mainStartedAt: null,
     };
     this.active = a;
     let input: InputSpec;
@@ -912,14 +936,18 @@ export class RecorderChannel extends EventEmitter {
   }
 
   /** Stop the active recording and close its clip. */
-  private async stopActive(reason: string | null, requestId?: string): Promise<ChannelEvent> {
+  private async stopActive(reason: string | null, requestId?: string, plannedAt?: number): Promise<ChannelEvent> {
     const a = this.active!;
-    const stopAt = this.clock();
+    let stopAt = this.clock();
     a.stopping = true;
     if (a.restartTimer) clearTimeout(a.restartTimer);
     a.restartTimer = null;
     if (a.run) await a.run.stop();
     await a.chain;
+    if (plannedAt !== undefined) {
+      const keep = this.exactStopFrames(a, plannedAt);
+      if (keep !== null && (await this.cutClip(a.clip, keep))) stopAt = plannedAt;
+    }
     this.active = null;
     this.closeOpenGap(a.clip, stopAt);
     this.totals(a.clip);
@@ -959,6 +987,100 @@ export class RecorderChannel extends EventEmitter {
       );
     }
     return ev;
+  }
+
+  /**
+   * The frames a clip stopped at `stopAt` holds, when its stop can be made
+   * frame-exact: MPEG-TS, one unbroken run, and a tail to cut (stopTailMs).
+   * A duration gives them directly; a stop time counts from the timecode in
+   * (an Aux twin has the main's), or from the first frame without one.
+   */
+  private exactStopFrames(a: Active, stopAt: number): number | null {
+    const c = a.clip;
+    if (this.s.stopTailMs <= 0 || c.container !== 'ts' || c.startedAt === null || c.runs !== 1 || c.gaps.length > 0) return null;
+    let frames: number;
+    if (a.line.stopTime === null && a.line.duration) {
+      frames = timecodeToFrames(a.line.duration, this.rate);
+    } else if (this.s.tcMode === 'tod' && c.tcIn !== null) {
+      const day = msToFrames(86400000, this.rate);
+      frames = (((timecodeToFrames(timeOfDayTimecode(stopAt, this.rate), this.rate) - timecodeToFrames(c.tcIn, this.rate)) % day) + day) % day;
+    } else {
+      // an Aux twin counts from the main's first frame, as the main does (read off two clocks, they may differ by a frame)
+      const main = a.mainStartedAt;
+      const ref = main !== null && Math.abs(main - c.startedAt) <= 2 * framesToMs(1, this.rate) ? main : c.startedAt;
+      frames = msToFrames(stopAt - ref, this.rate);
+    }
+    return frames > 0 ? frames : null;
+  }
+
+  /**
+   * Whether a recording at its planned stop can be stopped now: the frame after
+   * its last one is on disk (frame-exact stop), it cannot be cut frame-exact, or
+   * it has waited stopTailMs for that frame.
+   */
+  private async stopFrameOnDisk(a: Active, stopAt: number, now: number): Promise<boolean> {
+    const keep = this.exactStopFrames(a, stopAt);
+    if (keep === null || now >= stopAt + this.s.stopTailMs) return true;
+    let frames = 0;
+    for (const seg of a.clip.segments) {
+      if (seg.frames !== null) {
+        frames += seg.frames;
+        continue;
+      }
+      let f = a.followers.get(seg.file);
+      if (!f) a.followers.set(seg.file, (f = new TsFileFollower(path.join(insideRoot(this.s.storageRoot, a.clip.dir), seg.file))));
+      frames += (await f.frames()) ?? 0;
+    }
+    return frames > keep;
+  }
+
+  /**
+   * Cut a closed recording to its first `keep` frames: the segment holding
+   * frame `keep` is truncated after it, later segments are deleted. Returns
+   * whether the clip now ends there (false: it holds no more than that, or a
+   * segment could not be cut; then it is left as recorded).
+   */
+  private async cutClip(clip: Clip, keep: number): Promise<boolean> {
+    if (clip.frames <= keep) return false;
+    const dir = insideRoot(this.s.storageRoot, clip.dir);
+    const segs = [...clip.segments].sort((x, y) => x.index - y.index);
+    let before = 0;
+    const dropped: Segment[] = [];
+    for (const seg of segs) {
+      if (before >= keep) {
+        dropped.push(seg);
+        continue;
+      }
+      const frames = seg.frames ?? 0;
+      if (before + frames > keep) {
+        const file = path.join(dir, seg.file);
+        try {
+          if (!(await truncateTsAfterFrames(file, keep - before))) return false;
+          const r = await scanSegment(file, true);
+          seg.sha256 = r.sha256;
+          seg.bytes = r.bytes;
+          seg.esDigest = r.esDigest;
+          seg.frames = r.frames ?? keep - before;
+          if (seg.startSec !== null) seg.endSec = seg.startSec + framesToMs(seg.frames, this.rate) / 1000;
+        } catch (err) {
+          this.log.warn(`channel ${this.s.channel}: the tail of ${seg.file} after the planned stop could not be cut: ${errorText(err)}`);
+          return false;
+        }
+        this.cat.putSegment(clip.id, seg);
+      }
+      before += seg.frames ?? 0;
+    }
+    for (const seg of dropped) {
+      try {
+        fs.rmSync(path.join(dir, seg.file), { force: true });
+      } catch (err) {
+        this.log.warn(`channel ${this.s.channel}: ${seg.file}, recorded after the planned stop, could not be deleted: ${errorText(err)}`);
+      }
+      this.cat.deleteSegment(clip.id, seg.index);
+    }
+    clip.segments = clip.segments.filter((s) => !dropped.includes(s));
+    this.totals(clip);
+    return true;
   }
 
   private async suspendActive(): Promise<void> {
@@ -1027,6 +1149,8 @@ export class RecorderChannel extends EventEmitter {
       prerollFirst: false,
       mainInPoint: null,
       twinPending: null,
+      followers: new Map(),
+      mainStartedAt: null,
     };
     this.active = a;
     this.persistClip(clip);
@@ -1166,7 +1290,8 @@ export class RecorderChannel extends EventEmitter {
     }
     if (a && a.clip.startedAt !== null) {
       const stop = plannedStop(a.line, this.s.frameRate);
-      if (stop !== null) due = Math.min(due, stop);
+      // past the planned stop, a frame-exact stop looks for its last frame on disk every STOP_POLL_MS
+      if (stop !== null) due = Math.min(due, stop > now ? stop : now + STOP_POLL_MS);
     }
     if (due === Infinity) return;
     const delay = Math.max(0, Math.min(due - now, 60000));
@@ -1179,8 +1304,8 @@ export class RecorderChannel extends EventEmitter {
     const a = this.active;
     if (a && a.clip.startedAt !== null && !a.stopping) {
       const stop = plannedStop(a.line, this.s.frameRate);
-      if (stop !== null && stop <= now + 5) {
-        this.emitEvent(await this.stopActive(null));
+      if (stop !== null && stop <= now + 5 && (await this.stopFrameOnDisk(a, stop, now))) {
+        if (this.active === a && !a.stopping) this.emitEvent(await this.stopActive(null, undefined, stop));
       }
     }
     const busy = this.active !== null && !this.active.stopping;
@@ -1193,8 +1318,11 @@ export class RecorderChannel extends EventEmitter {
       .sort((x, y) => x.startTime! - y.startTime!)[0];
     if (due) {
       if (this.active && !this.active.stopping) {
-        // a timed line takes the channel from the one still recording (back-to-back schedule)
-        this.emitEvent(await this.stopActive(`stopped at the start of ${lineName(due)}`));
+        // a timed line takes the channel from the one still recording (back-to-back schedule);
+        // one whose planned end has come (its tail still running) ends there, frame-exact
+        const stop = this.active.clip.startedAt === null ? null : plannedStop(this.active.line, this.s.frameRate);
+        if (stop !== null && stop <= now + 5) this.emitEvent(await this.stopActive(null, undefined, stop));
+        else this.emitEvent(await this.stopActive(`stopped at the start of ${lineName(due)}`));
       }
       if (!this.active) {
         try {

@@ -108,7 +108,11 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
     assert.equal(b.sidecar.name, a.sidecar.name);
     assert.deepEqual(b.sidecar.attributes, a.sidecar.attributes);
     assert.equal(b.sidecar.backup, 'aux');
-    assert.ok(Math.abs(b.sidecar.frames - a.sidecar.frames) <= 1, `frames main ${a.sidecar.frames}, aux ${b.sidecar.frames}`);
+    // the stop is frame-exact: the same last frame at the planned stop instant both servers share
+    assert.equal(b.sidecar.stoppedAt, a.sidecar.stoppedAt, 'the same stop instant');
+    assert.equal(b.sidecar.tcIn, a.sidecar.tcIn, 'the same timecode in');
+    assert.equal(b.sidecar.frames, a.sidecar.frames, `frames main ${a.sidecar.frames}, aux ${b.sidecar.frames}`);
+    assert.equal(b.sidecar.tcOut, a.sidecar.tcOut, 'the same timecode out');
     const h = async (full: string, sc: { segments: { file: string }[] }) => (await framemd5(path.join(full, sc.segments[0].file))).map((f) => f.hash).slice(0, 25);
     assert.deepEqual(await h(b.full, b.sidecar), await h(a.full, a.sidecar), 'the same first frames on both');
     // the twin check: made on the backup, kept in both catalogues (and sidecars)

@@ -7,6 +7,7 @@ import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { scanSegment } from '../../lib/mpegts';
 import { Collector, helper, Msg, sleep, tmpDir } from '../support/nr';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -204,7 +205,12 @@ describe('recorder node', function () {
     assert.equal(recEv.payload.line.id, 'timed');
     const stopped = await out.event('stopped', 15000);
     assert.equal(stopped.payload.line.duration, stopped.payload.clip ? stopped.payload.line.duration : null);
-    assert.ok(Math.abs(stopped.payload.clip.frames - 50) <= 3, `2 s at 25 fps gave ${stopped.payload.clip.frames} frames`);
+    // a planned duration is frame-exact: 2 s at 25 fps is 50 frames, in the clip and in its files
+    assert.equal(stopped.payload.clip.frames, 50, `2 s at 25 fps gave ${stopped.payload.clip.frames} frames`);
+    assert.equal(stopped.payload.line.duration, '00:00:02:00');
+    let onDisk = 0;
+    for (const sg of stopped.payload.clip.segments) onDisk += (await scanSegment(path.join(userDir, 'store', stopped.payload.clip.dir, sg.file), true)).frames!;
+    assert.equal(onDisk, 50, 'the segment files hold 50 frames');
   });
 
   it('keeps the rec-list across a restart of the flows', async function () {

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { scanSegment } from '../../lib/mpegts';
+import { scanSegment, truncateTsAfterFrames } from '../../lib/mpegts';
 
 const FFMPEG = '/usr/bin/ffmpeg';
 const ff = (...args: string[]) => execFileSync(FFMPEG, ['-nostdin', '-hide_banner', '-v', 'error', '-y', ...args]);
@@ -58,5 +58,41 @@ describe('MPEG-TS reader: frames, sha256 and the picture digest', function () {
     assert.equal(r.esDigest, null);
     assert.equal(r.bytes, 1000);
     assert.match(r.sha256, /^[0-9a-f]{64}$/);
+  });
+
+  it('cuts a segment after its first N frames: still MPEG-TS that ffmpeg reads, with exactly those pictures', async () => {
+    const full = path.join(tmp, 'full.ts');
+    // video and audio interleaved, as a camera with a microphone records
+    ff('-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=1000:sample_rate=48000', '-frames:v', '60', '-t', '2.4',
+      '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-x264-params', 'keyint=25:min-keyint=25:scenecut=0', '-bf', '0', '-c:a', 'aac', '-f', 'mpegts', full);
+    const first37 = path.join(tmp, 'first37.ts');
+    ff('-i', full, '-map', '0:v', '-c', 'copy', '-frames:v', '37', '-f', 'mpegts', first37);
+    const cut = path.join(tmp, 'cut.ts');
+    fs.copyFileSync(full, cut);
+    const size = fs.statSync(cut).size;
+
+    assert.equal(await truncateTsAfterFrames(cut, 37), true);
+    const r = await scanSegment(cut, true);
+    assert.equal(r.frames, 37);
+    assert.equal(r.bytes % 188, 0, 'cut at a packet boundary');
+    assert.ok(r.bytes < size);
+    assert.equal(r.esDigest, (await scanSegment(first37, true)).esDigest, 'the same 37 pictures as ffmpeg keeps with -frames:v 37');
+    // ffmpeg reads it to the end without an error and decodes 37 frames
+    const probe = execFileSync('/usr/bin/ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', cut]).toString();
+    // (the stream is listed once in its program and once alone)
+    assert.deepEqual([...new Set(probe.split(/\s+/).filter(Boolean))], ['37']);
+
+    // no more frames than asked: nothing changes
+    const before = fs.readFileSync(cut);
+    assert.equal(await truncateTsAfterFrames(cut, 37), false);
+    assert.equal(await truncateTsAfterFrames(cut, 100), false);
+    assert.deepEqual(fs.readFileSync(cut), before);
+    // not MPEG-TS: nothing changes
+    const junk = path.join(tmp, 'junk.bin');
+    fs.writeFileSync(junk, Buffer.alloc(4000, 9));
+    assert.equal(await truncateTsAfterFrames(junk, 1), false);
+    assert.equal(fs.statSync(junk).size, 4000);
+    await assert.rejects(truncateTsAfterFrames(cut, -1), /whole number/);
+    await assert.rejects(truncateTsAfterFrames(cut, 2.5), /whole number/);
   });
 });

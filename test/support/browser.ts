@@ -210,8 +210,18 @@ export async function openNodeDialog(page: Page, id: string): Promise<void> {
     if (RED.workspaces.active() !== n.z) RED.workspaces.show(n.z);
     RED.view.reveal(nid);
   }, id);
-  await page.dblclick(`[id="${id}"] rect.red-ui-flow-node`);
-  await page.waitForSelector('#node-dialog-ok', { state: 'visible' });
+  // reveal scrolls the workspace (animated): a double click that lands while it moves can be
+  // taken as two single clicks, and no tray opens; then the user double-clicks again
+  for (let attempt = 1; ; attempt++) {
+    await page.waitForTimeout(300);
+    await page.dblclick(`[id="${id}"] rect.red-ui-flow-node`);
+    try {
+      await page.waitForSelector('#node-dialog-ok', { state: 'visible', timeout: attempt < 3 ? 7000 : 20000 });
+      break;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
   await waitForTrayIdle(page);
 }
 

@@ -134,11 +134,12 @@ export class ShareSource implements SegmentSource {
             pos += n;
             o.onBytes?.(n);
           }
+          // every byte is read and its write queued: the next segment may be read while these are written
+          o.onReceived?.();
         } finally {
           await sink.flush(out);
           await sink.drain();
         }
-        o.onReceived?.();
         const [d, f] = await Promise.allSettled([sink.digest(), out.sync()]);
         if (d.status === 'rejected') throw d.reason;
         if (f.status === 'rejected') throw f.reason;

@@ -140,6 +140,14 @@ interface Active {
   twinPending: { summary: TwinSummary; main: { server: string; channel: number; lineId: string } } | null;
 }
 
+/** Keep a segment file's sha256, size and picture digest from its scan; returns the frames it counted (null: not MPEG-TS). */
+function takeScan(seg: Segment, r: Awaited<ReturnType<typeof scanSegment>>): number | null {
+  seg.sha256 = r.sha256;
+  seg.bytes = r.bytes;
+  seg.esDigest = r.esDigest;
+  return r.frames;
+}
+
 /** Shortest pre-roll worth discarding: a later anchor than this gets a clean cut. */
 const MIN_PREROLL_MS = 500;
 /** How often a frame-exact stop looks for its last frame on disk. */
@@ -825,11 +833,7 @@ export class RecorderChannel extends EventEmitter {
     }
     let scanned: number | null = null;
     try {
-      const r = await scanSegment(file, a.clip.container === 'ts');
-      seg.sha256 = r.sha256;
-      seg.bytes = r.bytes;
-      seg.esDigest = r.esDigest;
-      scanned = r.frames;
+      scanned = takeScan(seg, await scanSegment(file, a.clip.container === 'ts'));
     } catch (err) {
       this.log.warn(`segment ${seg.file} could not be read: ${errorText(err)}`);
     }
@@ -1056,11 +1060,7 @@ export class RecorderChannel extends EventEmitter {
         const file = path.join(dir, seg.file);
         try {
           if (!(await truncateTsAfterFrames(file, keep - before))) return false;
-          const r = await scanSegment(file, true);
-          seg.sha256 = r.sha256;
-          seg.bytes = r.bytes;
-          seg.esDigest = r.esDigest;
-          seg.frames = r.frames ?? keep - before;
+          seg.frames = takeScan(seg, await scanSegment(file, true)) ?? keep - before;
           if (seg.startSec !== null) seg.endSec = seg.startSec + framesToMs(seg.frames, this.rate) / 1000;
         } catch (err) {
           this.log.warn(`channel ${this.s.channel}: the tail of ${seg.file} after the planned stop could not be cut: ${errorText(err)}`);
@@ -1189,11 +1189,7 @@ export class RecorderChannel extends EventEmitter {
       const l = listed.get(f);
       let scanned: number | null = null;
       try {
-        const r = await scanSegment(path.join(dir, f), clip.container === 'ts');
-        seg.sha256 = r.sha256;
-        seg.bytes = r.bytes;
-        seg.esDigest = r.esDigest;
-        scanned = r.frames;
+        scanned = takeScan(seg, await scanSegment(path.join(dir, f), clip.container === 'ts'));
       } catch {
         /* unreadable: leave unhashed */
       }

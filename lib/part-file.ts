@@ -9,6 +9,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { sharedDigest } from './hash-worker';
 
 export async function fileSize(file: string): Promise<number> {
@@ -39,7 +40,18 @@ export async function writeAll(fh: fs.promises.FileHandle, buf: Buffer): Promise
   }
 }
 
-export async function syncDir(dir: string): Promise<void> {
+/** Open a segment's .part file, making its folder first when it is not there yet (no round trip when it is). */
+export async function openPart(part: string, flags: 'a' | 'w'): Promise<fs.promises.FileHandle> {
+  try {
+    return await fs.promises.open(part, flags);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await fs.promises.mkdir(path.dirname(part), { recursive: true });
+    return fs.promises.open(part, flags);
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
   let fh: fs.promises.FileHandle | null = null;
   try {
     fh = await fs.promises.open(dir, 'r');
@@ -49,6 +61,51 @@ export async function syncDir(dir: string): Promise<void> {
   } finally {
     await fh?.close().catch(() => undefined);
   }
+}
+
+/** Per folder with an fsync running: the callers waiting for the next one. */
+const dirSyncs = new Map<string, { queued: { done: Promise<void>; resolve: () => void } | null }>();
+
+/**
+ * Make the renames done in `dir` so far durable: resolves after an fsync of the
+ * folder that started after this call. Group commit: while one fsync of a folder
+ * runs, every caller waits for a single next one (it starts when the running one
+ * ends, so it covers their renames), instead of each fsyncing the folder in turn;
+ * with several segments of a clip in flight that saves most folder fsyncs.
+ */
+export function syncDir(dir: string): Promise<void> {
+  const key = path.resolve(dir);
+  const busy = dirSyncs.get(key);
+  if (busy) {
+    if (!busy.queued) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      busy.queued = { done, resolve };
+    }
+    return busy.queued.done;
+  }
+  const st: { queued: { done: Promise<void>; resolve: () => void } | null } = { queued: null };
+  dirSyncs.set(key, st);
+  let first!: () => void;
+  const firstDone = new Promise<void>((r) => (first = r));
+  void (async () => {
+    try {
+      await fsyncDir(key);
+      first();
+      while (st.queued) {
+        const q = st.queued;
+        st.queued = null;
+        await fsyncDir(key);
+        q.resolve();
+      }
+    } finally {
+      // (fsyncDir does not throw; nobody is left waiting if it ever did)
+      first();
+      st.queued?.resolve();
+      dirSyncs.delete(key);
+    }
+  })();
+  return firstDone;
 }
 
 /** Bytes gathered before one write to the .part file. */
@@ -73,18 +130,30 @@ export interface BodySink {
  * Buffers kept for the next segments (received here, or sent by the peer API):
  * a fresh 4 MiB buffer costs a thousand page faults (the kernel zeroes each
  * page), more than copying into one already mapped. At most POOL_MAX are kept,
- * in whole MiB; `takeBuffer(n)` gives one of at least n bytes.
+ * in whole MiB, and all are let go after POOL_IDLE_MS without a taker (a copier
+ * at rest holds no memory); `takeBuffer(n)` gives one of at least n bytes.
  */
-const POOL_MAX = 4;
+const POOL_MAX = 6;
+const POOL_IDLE_MS = 10000;
 const MIB = 1 << 20;
 const pool: Buffer[] = [];
+let poolTimer: NodeJS.Timeout | null = null;
 export function takeBuffer(n: number): Buffer {
   const i = pool.findIndex((b) => b.length >= n);
   // shared memory, so the hash worker (lib/hash-worker.ts) reads the segment where it is
   return i >= 0 ? pool.splice(i, 1)[0] : Buffer.from(new SharedArrayBuffer(Math.max(MIB, Math.ceil(n / MIB) * MIB)));
 }
 export function giveBuffer(b: Buffer): void {
-  if (pool.length < POOL_MAX) pool.push(b);
+  if (pool.length >= POOL_MAX) return;
+  pool.push(b);
+  if (poolTimer) poolTimer.refresh();
+  else {
+    poolTimer = setTimeout(() => {
+      poolTimer = null;
+      pool.length = 0;
+    }, POOL_IDLE_MS);
+    poolTimer.unref();
+  }
 }
 
 /**
@@ -201,6 +270,25 @@ export class StreamSink implements BodySink {
   release(): void {
     this.pending = [];
   }
+}
+
+/**
+ * After the last write drained: the sha256 (on the worker) and the fsync of the
+ * part side by side. The buffer goes back to the pool once the hash is taken, not
+ * after the fsync, so a copier can have several segments waiting on the disk
+ * without holding their bytes. Throws the first error (the hash's, else the fsync's).
+ */
+export async function hashAndSync(sink: BodySink, fh: fs.promises.FileHandle): Promise<string> {
+  const synced = fh.sync();
+  synced.catch(() => undefined); // awaited below; not "unhandled" while the hash runs
+  let sha: string;
+  try {
+    sha = await sink.digest();
+  } finally {
+    sink.release();
+  }
+  await synced;
+  return sha;
 }
 
 export async function restartPart(part: string): Promise<number> {

@@ -30,7 +30,7 @@ import path from 'node:path';
 import { CatalogueEvent } from './catalogue';
 import { Clip } from './clip';
 import { errorText } from './errors';
-import { fileSize, hashPrefix, openSink, restartPart, syncDir, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
+import { fileSize, hashAndSync, hashPrefix, openPart, openSink, restartPart, syncDir, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
 import { RawAnswer, RawGetError, rawGet } from './raw-get';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
 
@@ -367,7 +367,6 @@ export class PeerClient {
     const what = `segment ${index} of clip ${clipId}`;
     const p = `${PEER_API_PREFIX}/clips/${encodeURIComponent(clipId)}/segments/${index}`;
     const part = `${dest}.part`;
-    await fs.promises.mkdir(path.dirname(dest), { recursive: true });
     let have = await fileSize(part);
     if (o.expectedBytes !== undefined && have > o.expectedBytes) have = await restartPart(part);
 
@@ -443,7 +442,7 @@ export class PeerClient {
     let sha = '';
     let fh: fs.promises.FileHandle;
     try {
-      fh = await fs.promises.open(part, resumedFrom > 0 ? 'a' : 'w');
+      fh = await openPart(part, resumedFrom > 0 ? 'a' : 'w');
     } catch (err) {
       raw?.close();
       x?.res.destroy();
@@ -503,11 +502,8 @@ export class PeerClient {
           throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
         }
         o.onReceived?.();
-        // the fsync and the hash run on the thread pool side by side (both settle before the buffer is let go)
-        const [d, f] = await Promise.allSettled([sink.digest(), fh.sync()]);
-        if (d.status === 'rejected') throw d.reason;
-        if (f.status === 'rejected') throw f.reason;
-        sha = d.value;
+        // the hash (worker) and the fsync side by side; the buffer is let go once hashed
+        sha = await hashAndSync(sink, fh);
       } finally {
         sink.release();
       }

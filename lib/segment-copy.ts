@@ -102,15 +102,24 @@ export async function copySegment(
   }
 }
 
-/** Segments under way at once in a copier (one receiving, the others being fsynced, hashed and committed). */
-export const FETCH_AHEAD = 3;
+/**
+ * Segments under way at once in a copier: one receiving, the others being
+ * hashed, fsynced, renamed and committed. Many fsyncs at once cost the disk
+ * little more than one (the journal commits them together), and a segment waiting
+ * for its fsync no longer holds its bytes (lib/part-file.ts hashAndSync), so
+ * the depth is set by the disk, not by memory.
+ */
+export const FETCH_AHEAD = 8;
+/** Bytes of the segments under way at once (past the first three), so large segments keep the memory bounded. */
+export const AHEAD_BYTES = 48 << 20;
 
 /**
  * Copy the segments of one clip, handing each to `commit` in index order once
  * it is on disk and verified (the catalogue registers segments in order, so a
  * resume point is never past a hole).
  *
- * Up to `depth` segments are under way at once, but only one is receiving:
+ * Up to `depth` segments are under way at once (and past the first three no
+ * more than AHEAD_BYTES of them), but only one is receiving:
  * the next fetch starts when the one before has every byte in its part file,
  * so its fsync, hash, rename and commit overlap the next one's transfer. So a
  * kill -9 leaves at most one segment's bytes in flight (in socket buffers or
@@ -157,7 +166,12 @@ export async function copySegments(
     );
     flights.push(f);
   };
-  const canLaunch = () => flights.length < depth && next < segments.length && !flights.some((f) => f.receiving);
+  const bytesUnderWay = () => flights.reduce((n, f) => n + (f.seg.bytes ?? 0), 0);
+  const canLaunch = () =>
+    flights.length < depth &&
+    next < segments.length &&
+    !flights.some((f) => f.receiving) &&
+    (flights.length < 3 || bytesUnderWay() + (segments[next].bytes ?? 0) <= AHEAD_BYTES);
   try {
     while (flights.length > 0 || next < segments.length) {
       while (canLaunch()) {

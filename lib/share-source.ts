@@ -25,7 +25,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorText } from './errors';
-import { fileSize, openSink, restartPart, syncDir, WholeSink } from './part-file';
+import { fileSize, hashAndSync, openPart, openSink, restartPart, syncDir, WholeSink } from './part-file';
 import { PeerError } from './peer-client';
 import type { SegmentSource } from './segment-copy';
 import { insideRoot } from './storage';
@@ -88,27 +88,32 @@ export class ShareSource implements SegmentSource {
     } catch {
       throw new PeerError(`${what}: "${o.where.dir}/${o.where.file}" is outside the share ${this.root}`, 'EREFUSED');
     }
-    await this.check();
-    let size: number;
+    // no look at the share before the open (each look is a round trip through the thread pool, which the
+    // fsyncs of the segments before keep busy): only a failed open asks why (not mounted, or no such file)
     let fh: fs.promises.FileHandle;
     try {
       fh = await fs.promises.open(src, 'r');
-      size = (await fh.stat()).size;
     } catch (err) {
-      // an empty mount point looks like an empty folder: without the clip's top folder (the server's) the share is not mounted
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') await this.checkHolds(o.where.dir);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR') {
+        await this.check();
+        // an empty mount point looks like an empty folder: without the clip's top folder (the server's) the share is not mounted
+        if (code === 'ENOENT') await this.checkHolds(o.where.dir);
+      }
       throw this.ioError(err, what, src);
     }
     const part = `${dest}.part`;
     try {
-      await fs.promises.mkdir(path.dirname(dest), { recursive: true });
-      const total = o.expectedBytes ?? size;
-      if (size < total) throw new PeerError(`${what} on the share is ${size} bytes, not ${total} as the catalogue says`, 'ETRUNC');
+      // the catalogue's size when it gives one (a shorter file ends the reads early: ETRUNC), else the file's
+      const total = o.expectedBytes ?? (await fh.stat()).size;
       let have = await fileSize(part);
       if (have > total) have = await restartPart(part);
       const resumedFrom = have;
-      const sink = await openSink(part, total, resumedFrom);
-      const out = await fs.promises.open(part, resumedFrom > 0 ? 'a' : 'w');
+      const out = await openPart(part, resumedFrom > 0 ? 'a' : 'w');
+      const sink = await openSink(part, total, resumedFrom).catch(async (err: unknown) => {
+        await out.close().catch(() => undefined);
+        throw err;
+      });
       let sha: string;
       try {
         let pos = resumedFrom;
@@ -125,7 +130,7 @@ export class ShareSource implements SegmentSource {
               const { bytesRead } = await fh.read(chunk, got, n - got, pos + got).catch((err: unknown) => {
                 throw this.ioError(err, what, src);
               });
-              if (bytesRead === 0) throw new PeerError(`${what} on the share ended after ${pos + got} of ${total} bytes`, 'ETRUNC');
+              if (bytesRead === 0) throw new PeerError(`${what} on the share is ${pos + got} bytes, not ${total} as the catalogue says`, 'ETRUNC');
               got += bytesRead;
             }
             if (whole) whole.advance(n);
@@ -140,10 +145,7 @@ export class ShareSource implements SegmentSource {
           await sink.flush(out);
           await sink.drain();
         }
-        const [d, f] = await Promise.allSettled([sink.digest(), out.sync()]);
-        if (d.status === 'rejected') throw d.reason;
-        if (f.status === 'rejected') throw f.reason;
-        sha = d.value;
+        sha = await hashAndSync(sink, out);
       } finally {
         sink.release();
         await out.close().catch(() => undefined);

@@ -10,6 +10,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fsyncHandle, fsyncPath } from './fsync-worker';
 import { sharedDigest } from './hash-worker';
 
 export async function fileSize(file: string): Promise<number> {
@@ -52,60 +53,67 @@ export async function openPart(part: string, flags: 'a' | 'w'): Promise<fs.promi
 }
 
 async function fsyncDir(dir: string): Promise<void> {
-  let fh: fs.promises.FileHandle | null = null;
   try {
-    fh = await fs.promises.open(dir, 'r');
-    await fh.sync();
+    await fsyncPath(dir);
   } catch {
     // not every file system lets a directory be synced; the rename stands
-  } finally {
-    await fh?.close().catch(() => undefined);
   }
 }
 
-/** Per folder with an fsync running: the callers waiting for the next one. */
-const dirSyncs = new Map<string, { queued: { done: Promise<void>; resolve: () => void } | null }>();
+/**
+ * Group commit of an idempotent job per key (an fsync of a folder): `run(key)`
+ * resolves after a job for that key that started after the call. While one job
+ * runs, every caller waits for a single next one (it starts when the running one
+ * ends, so it covers what they did before asking) instead of each running it in
+ * turn. `job` must not throw.
+ */
+export class GroupRun {
+  private readonly busy = new Map<string, { queued: { done: Promise<void>; resolve: () => void } | null }>();
+  constructor(private readonly job: (key: string) => Promise<void>) {}
+
+  run(key: string): Promise<void> {
+    const busy = this.busy.get(key);
+    if (busy) {
+      if (!busy.queued) {
+        let resolve!: () => void;
+        const done = new Promise<void>((r) => (resolve = r));
+        busy.queued = { done, resolve };
+      }
+      return busy.queued.done;
+    }
+    const st: { queued: { done: Promise<void>; resolve: () => void } | null } = { queued: null };
+    this.busy.set(key, st);
+    let first!: () => void;
+    const firstDone = new Promise<void>((r) => (first = r));
+    void (async () => {
+      try {
+        await this.job(key).catch(() => undefined);
+        first();
+        while (st.queued) {
+          const q = st.queued;
+          st.queued = null;
+          await this.job(key).catch(() => undefined);
+          q.resolve();
+        }
+      } finally {
+        first();
+        st.queued?.resolve();
+        this.busy.delete(key);
+      }
+    })();
+    return firstDone;
+  }
+}
+
+const dirSyncs = new GroupRun(fsyncDir);
 
 /**
  * Make the renames done in `dir` so far durable: resolves after an fsync of the
- * folder that started after this call. Group commit: while one fsync of a folder
- * runs, every caller waits for a single next one (it starts when the running one
- * ends, so it covers their renames), instead of each fsyncing the folder in turn;
- * with several segments of a clip in flight that saves most folder fsyncs.
+ * folder that started after this call. With several segments of a clip in flight
+ * one folder fsync serves all the renames made while the one before ran.
  */
 export function syncDir(dir: string): Promise<void> {
-  const key = path.resolve(dir);
-  const busy = dirSyncs.get(key);
-  if (busy) {
-    if (!busy.queued) {
-      let resolve!: () => void;
-      const done = new Promise<void>((r) => (resolve = r));
-      busy.queued = { done, resolve };
-    }
-    return busy.queued.done;
-  }
-  const st: { queued: { done: Promise<void>; resolve: () => void } | null } = { queued: null };
-  dirSyncs.set(key, st);
-  let first!: () => void;
-  const firstDone = new Promise<void>((r) => (first = r));
-  void (async () => {
-    try {
-      await fsyncDir(key);
-      first();
-      while (st.queued) {
-        const q = st.queued;
-        st.queued = null;
-        await fsyncDir(key);
-        q.resolve();
-      }
-    } finally {
-      // (fsyncDir does not throw; nobody is left waiting if it ever did)
-      first();
-      st.queued?.resolve();
-      dirSyncs.delete(key);
-    }
-  })();
-  return firstDone;
+  return dirSyncs.run(path.resolve(dir));
 }
 
 /** Bytes gathered before one write to the .part file. */
@@ -273,13 +281,13 @@ export class StreamSink implements BodySink {
 }
 
 /**
- * After the last write drained: the sha256 (on the worker) and the fsync of the
- * part side by side. The buffer goes back to the pool once the hash is taken, not
+ * After the last write drained: the sha256 (on the hash worker) and the fsync of
+ * the part (on an fsync worker, lib/fsync-worker.ts) side by side. The buffer goes back to the pool once the hash is taken, not
  * after the fsync, so a copier can have several segments waiting on the disk
  * without holding their bytes. Throws the first error (the hash's, else the fsync's).
  */
-export async function hashAndSync(sink: BodySink, fh: fs.promises.FileHandle): Promise<string> {
-  const synced = fh.sync();
+export async function hashAndSync(sink: BodySink, fh: fs.promises.FileHandle, fsync: (fh: fs.promises.FileHandle) => Promise<void> = fsyncHandle): Promise<string> {
+  const synced = fsync(fh);
   synced.catch(() => undefined); // awaited below; not "unhandled" while the hash runs
   let sha: string;
   try {

@@ -62,7 +62,8 @@
  *
  * Options (environment): BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4,
  * BENCH_COPY_KILLS=3 (for each copier), BENCH_COPY_KILL_AT=0.4,
- * BENCH_COPY_BREAKDOWN=1, BENCH_COPY=0 skips the section.
+ * BENCH_COPY_BREAKDOWN=1, BENCH_COPY_ONLY=mc,tm,mc-share,tm-share (some of the four
+ * copies; all by default), BENCH_COPY=0 skips the section.
  */
 import { ChildProcess, execFileSync, fork } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -482,8 +483,11 @@ export async function benchCopy(): Promise<void> {
     ];
     const tmBuilt = fs.existsSync(path.join(__dirname, '..', '..', 'lib', 'transfer-manager.js'));
     const measured: { kind: Kind; label: string; seconds: number; cpS: number; cpu: string; share?: boolean }[] = [];
+    // BENCH_COPY_ONLY: some of mc, tm, mc-share, tm-share (all by default)
+    const only = (process.env.BENCH_COPY_ONLY ?? '').split(',').map((x) => x.trim()).filter(Boolean);
     for (const k of kinds) {
       if (k.kind === 'tm' && !tmBuilt) continue;
+      if (only.length && !only.includes(`${k.kind === 'copier' ? 'mc' : 'tm'}${k.share ? '-share' : ''}`)) continue;
       const cpS = await cpRun(`paired with ${k.label}`);
       const dest = path.join(tmp, `${k.kind}${k.share ? '-share' : ''}-throughput`);
       const serverTicks0 = cpuTicks(srv.child.pid);

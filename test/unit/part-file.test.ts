@@ -4,74 +4,69 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { hashAndSync, openPart, openSink, syncDir } from '../../lib/part-file';
+import { fsyncHandle, fsyncPath, stopFsyncWorkers } from '../../lib/fsync-worker';
+import { GroupRun, hashAndSync, openPart, openSink, syncDir } from '../../lib/part-file';
+
+const tick = () => new Promise((r) => setTimeout(r, 20));
 
 describe('part files (lib)', () => {
   let tmp: string;
-  const realOpen = fs.promises.open;
   beforeEach(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-part-'));
   });
   afterEach(() => {
-    fs.promises.open = realOpen;
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  /** Count the fsyncs of a folder, each held until `release()` when `hold` is set. */
-  function spyDirSyncs(dir: string, hold: boolean) {
-    const st = { syncs: 0, waiting: [] as (() => void)[] };
-    fs.promises.open = async function (this: unknown, ...args: Parameters<typeof realOpen>) {
-      const fh = await realOpen.apply(fs.promises, args);
-      if (path.resolve(String(args[0])) !== path.resolve(dir)) return fh;
-      const sync = fh.sync.bind(fh);
-      fh.sync = async () => {
-        st.syncs++;
-        if (hold) await new Promise<void>((r) => st.waiting.push(r));
-        return sync();
-      };
-      return fh;
-    } as typeof realOpen;
-    return {
-      st,
-      releaseAll: () => {
-        for (const w of st.waiting.splice(0)) w();
-      },
+  /** A job per key that counts its runs and is held until released. */
+  function heldJob() {
+    const st = { runs: [] as string[], waiting: [] as (() => void)[] };
+    const job = async (key: string) => {
+      st.runs.push(key);
+      await new Promise<void>((r) => st.waiting.push(r));
     };
+    return { st, job, releaseAll: () => st.waiting.splice(0).forEach((w) => w()) };
   }
 
-  const tick = () => new Promise((r) => setTimeout(r, 20));
-
   it('while a folder fsync runs, everyone who asks waits for one next fsync that starts after it', async () => {
-    const spy = spyDirSyncs(tmp, true);
+    const h = heldJob();
+    const g = new GroupRun(h.job);
     const done: number[] = [];
-    const first = syncDir(tmp).then(() => done.push(0));
+    const first = g.run('/d').then(() => done.push(0));
     await tick();
-    assert.equal(spy.st.syncs, 1);
-    const later = [1, 2, 3, 4].map((i) => syncDir(tmp).then(() => done.push(i)));
+    assert.equal(h.st.runs.length, 1);
+    const later = [1, 2, 3, 4].map((i) => g.run('/d').then(() => done.push(i)));
     await tick();
-    assert.equal(spy.st.syncs, 1, 'the four wait: none starts while the first runs');
-    spy.releaseAll();
+    assert.equal(h.st.runs.length, 1, 'the four wait: none starts while the first runs');
+    h.releaseAll();
     await first;
     await tick();
     assert.deepEqual(done, [0], 'the four are not done by the fsync that began before they asked');
-    assert.equal(spy.st.syncs, 2, 'one next fsync for all four');
-    spy.releaseAll();
+    assert.equal(h.st.runs.length, 2, 'one next fsync for all four');
+    h.releaseAll();
     await Promise.all(later);
     assert.deepEqual(done.sort(), [0, 1, 2, 3, 4]);
-    // idle again: the next caller gets a fsync of its own at once
-    const again = syncDir(tmp);
+    // idle again: the next caller gets an fsync of its own at once
+    const again = g.run('/d');
     await tick();
-    assert.equal(spy.st.syncs, 3);
-    spy.releaseAll();
+    assert.equal(h.st.runs.length, 3);
+    h.releaseAll();
     await again;
   });
 
-  it('folders are synced independently, and a folder that cannot be opened does not hold anyone', async () => {
-    const a = path.join(tmp, 'a');
-    fs.mkdirSync(a);
-    const spy = spyDirSyncs(a, false);
-    await Promise.all([syncDir(a), syncDir(path.join(tmp, 'missing')), syncDir(a)]);
-    assert.equal(spy.st.syncs, 2);
+  it('keys are run independently, and a job that fails does not hold anyone', async () => {
+    const runs: string[] = [];
+    const g = new GroupRun(async (k) => {
+      runs.push(k);
+      if (k === '/bad') throw new Error('cannot open');
+    });
+    await Promise.all([g.run('/a'), g.run('/bad'), g.run('/a'), g.run('/bad')]);
+    assert.deepEqual(runs.sort(), ['/a', '/a', '/bad', '/bad']);
+  });
+
+  it('syncs a real folder, and a missing one without an error (the rename stands)', async () => {
+    fs.mkdirSync(path.join(tmp, 'a'));
+    await Promise.all([syncDir(path.join(tmp, 'a')), syncDir(path.join(tmp, 'missing')), syncDir(path.join(tmp, 'a'))]);
   });
 
   it('lets the segment buffer go once it is hashed, before its fsync ends, and gives the sha256', async () => {
@@ -89,14 +84,12 @@ describe('part files (lib)', () => {
       release();
     };
     let endSync!: () => void;
-    const sync = fh.sync.bind(fh);
     let releasedBeforeSyncEnded = false;
-    fh.sync = async () => {
+    const p = hashAndSync(sink, fh, async (h) => {
       await new Promise<void>((r) => (endSync = r));
       releasedBeforeSyncEnded = released;
-      return sync();
-    };
-    const p = hashAndSync(sink, fh);
+      await fsyncHandle(h);
+    });
     // the hash worker may be starting: wait for the release, the fsync held all along
     for (let i = 0; i < 250 && !released; i++) await tick();
     assert.ok(released, 'released while the fsync still runs');
@@ -114,8 +107,10 @@ describe('part files (lib)', () => {
     sink.add(Buffer.alloc(10, 7));
     await sink.flush(fh);
     await sink.drain();
-    fh.sync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
-    await assert.rejects(hashAndSync(sink, fh), /EIO/);
+    await assert.rejects(
+      hashAndSync(sink, fh, () => Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }))),
+      /EIO/,
+    );
     await fh.close();
   });
 
@@ -129,5 +124,36 @@ describe('part files (lib)', () => {
     await again.write(Buffer.from('d'));
     await again.close();
     assert.equal(fs.readFileSync(part, 'utf8'), 'abcd');
+  });
+});
+
+describe('fsync workers (lib)', () => {
+  let tmp: string;
+  before(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-fsync-'));
+  });
+  after(async () => {
+    await stopFsyncWorkers();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('fsyncs many open files at once and folders by path; the files keep what was written', async () => {
+    const handles = await Promise.all(Array.from({ length: 10 }, (_, i) => fs.promises.open(path.join(tmp, `f${i}`), 'w')));
+    await Promise.all(handles.map((h, i) => h.write(Buffer.alloc(1000 + i, i))));
+    await Promise.all([...handles.map((h) => fsyncHandle(h)), fsyncPath(tmp)]);
+    await Promise.all(handles.map((h) => h.close()));
+    for (let i = 0; i < 10; i++) assert.deepEqual(fs.readFileSync(path.join(tmp, `f${i}`)), Buffer.alloc(1000 + i, i));
+  });
+
+  it('gives the system error of a failed fsync with its code, and goes on serving', async () => {
+    const fd = 1_000_000; // no such descriptor (a closed one could be reused meanwhile)
+    await assert.rejects(fsyncHandle({ fd } as fs.promises.FileHandle), (err: NodeJS.ErrnoException) => err.code === 'EBADF');
+    await assert.rejects(fsyncPath(path.join(tmp, 'nothing-here')), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+    await fsyncPath(tmp);
+  });
+
+  it('starts new workers after they were stopped', async () => {
+    await stopFsyncWorkers();
+    await fsyncPath(tmp);
   });
 });

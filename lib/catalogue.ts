@@ -116,6 +116,7 @@ export class Catalogue {
         'INSERT INTO segments (clip_id, idx, data) VALUES (?, ?, ?) ON CONFLICT(clip_id, idx) DO UPDATE SET data = excluded.data',
       ),
       segmentsOf: db.prepare('SELECT data FROM segments WHERE clip_id = ? ORDER BY idx'),
+      getSegment: db.prepare('SELECT data FROM segments WHERE clip_id = ? AND idx = ?'),
       deleteClip: db.prepare('DELETE FROM clips WHERE id = ?'),
       deleteSegments: db.prepare('DELETE FROM segments WHERE clip_id = ?'),
       deleteSegment: db.prepare('DELETE FROM segments WHERE clip_id = ? AND idx = ?'),
@@ -193,6 +194,14 @@ export class Catalogue {
     const row = this.stmts.getClip.get(id) as { data: string } | undefined;
     if (!row) return undefined;
     return this.withSegments(JSON.parse(row.data));
+  }
+
+  /** A clip without its segments (their list stays empty), and one of them: what serving one segment needs, without reading them all. */
+  clipAndSegment(id: string, index: number): { clip: Clip; segment: Segment | undefined } | undefined {
+    const row = this.stmts.getClip.get(id) as { data: string } | undefined;
+    if (!row) return undefined;
+    const seg = this.stmts.getSegment.get(id, index) as { data: string } | undefined;
+    return { clip: { ...(JSON.parse(row.data) as Clip), segments: [] }, segment: seg ? (JSON.parse(seg.data) as Segment) : undefined };
   }
 
   clips(serverId: string, channel: number, fromMs = 0, toMs = 9e15): Clip[] {

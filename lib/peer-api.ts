@@ -431,6 +431,15 @@ export class PeerApiServer {
         throw new HttpError(400, `"${clipId.slice(0, 70)}" is not a clip id: 1 to 64 letters, digits or '-', starting with a letter or digit`);
       }
       checkParams(query, []);
+      if (parts.length === 4 && parts[2] === 'segments') {
+        if (!/^\d{1,9}$/.test(parts[3])) throw new HttpError(400, `segment index "${parts[3].slice(0, 40)}" is not a whole number`);
+        const index = Number(parts[3]);
+        // the clip row and this segment's only (a copier asks for every segment in turn)
+        const found = this.o.catalogue.clipAndSegment(clipId, index);
+        if (!found) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
+        if (!found.segment) throw new HttpError(404, `clip ${clipId} has no segment ${index}`);
+        return this.sendSegment(req, res, found.clip, found.segment);
+      }
       const clip = this.o.catalogue.clip(clipId);
       if (parts.length === 2) {
         if (!clip) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
@@ -439,14 +448,6 @@ export class PeerApiServer {
       if (parts.length === 3 && parts[2] === 'sidecar') {
         if (!clip) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
         return this.sendSidecar(req, res, clip);
-      }
-      if (parts.length === 4 && parts[2] === 'segments') {
-        if (!/^\d{1,9}$/.test(parts[3])) throw new HttpError(400, `segment index "${parts[3].slice(0, 40)}" is not a whole number`);
-        if (!clip) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
-        const index = Number(parts[3]);
-        const seg = clip.segments.find((s) => s.index === index);
-        if (!seg) throw new HttpError(404, `clip ${clipId} has no segment ${index}`);
-        return this.sendSegment(req, res, clip, seg);
       }
     }
     throw notFound();
@@ -466,8 +467,7 @@ export class PeerApiServer {
     let root: string;
     let real: string;
     try {
-      root = await fs.promises.realpath(this.o.storageRoot);
-      real = await fs.promises.realpath(lexical);
+      [root, real] = await Promise.all([fs.promises.realpath(this.o.storageRoot), fs.promises.realpath(lexical)]);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new HttpError(404, `the ${what} of clip ${clip.id} is not on storage`);
       throw err;
@@ -550,6 +550,8 @@ export class PeerApiServer {
         res.end();
         return;
       }
+      // the header goes now: the client prepares its part file while the first bytes are read
+      res.flushHeaders();
       // the size at open time: a segment still being written is served as it is now
       handedOver = true;
       void sendFileRange(fh, start, end, res).catch(() => {

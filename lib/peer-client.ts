@@ -30,7 +30,7 @@ import path from 'node:path';
 import { CatalogueEvent } from './catalogue';
 import { Clip } from './clip';
 import { errorText } from './errors';
-import { fileSize, hashAndSync, hashPrefix, openPart, openSink, restartPart, syncDir, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
+import { hashAndSync, hashPrefix, openPart, openSink, partSize, restartPart, syncDir, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
 import { RawAnswer, RawGetError, rawGet } from './raw-get';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
 
@@ -367,7 +367,7 @@ export class PeerClient {
     const what = `segment ${index} of clip ${clipId}`;
     const p = `${PEER_API_PREFIX}/clips/${encodeURIComponent(clipId)}/segments/${index}`;
     const part = `${dest}.part`;
-    let have = await fileSize(part);
+    let have = partSize(part);
     if (o.expectedBytes !== undefined && have > o.expectedBytes) have = await restartPart(part);
 
     let x: Exchange | null = null;

@@ -25,7 +25,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorText } from './errors';
-import { fileSize, hashAndSync, openPart, openSink, restartPart, syncDir, WholeSink } from './part-file';
+import { hashAndSync, openPart, openSink, partSize, restartPart, syncDir, WholeSink } from './part-file';
 import { PeerError } from './peer-client';
 import type { SegmentSource } from './segment-copy';
 import { insideRoot } from './storage';
@@ -106,7 +106,7 @@ export class ShareSource implements SegmentSource {
     try {
       // the catalogue's size when it gives one (a shorter file ends the reads early: ETRUNC), else the file's
       const total = o.expectedBytes ?? (await fh.stat()).size;
-      let have = await fileSize(part);
+      let have = partSize(part);
       if (have > total) have = await restartPart(part);
       const resumedFrom = have;
       const out = await openPart(part, resumedFrom > 0 ? 'a' : 'w');

@@ -253,6 +253,19 @@ describe('catalogue', () => {
       assert.equal(cat.clip('nope'), undefined);
     });
 
+    it('gives a clip and one of its segments without the others (what serving a segment needs)', () => {
+      const cat = open();
+      cat.putClip(mkClip('c1'));
+      for (const i of [0, 1, 2]) cat.putSegment('c1', mkSegment(i));
+      const got = cat.clipAndSegment('c1', 1)!;
+      assert.deepEqual(got.segment, mkSegment(1));
+      assert.equal(got.clip.id, 'c1');
+      assert.equal(got.clip.dir, mkClip('c1').dir);
+      assert.deepEqual(got.clip.segments, []);
+      assert.equal(cat.clipAndSegment('c1', 7)!.segment, undefined);
+      assert.equal(cat.clipAndSegment('nope', 0), undefined);
+    });
+
     it('putClip updates state, times and data; segments are kept apart', () => {
       const cat = open();
       cat.putClip(mkClip('c1'));

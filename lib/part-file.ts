@@ -241,6 +241,10 @@ export class WholeSink implements BodySink {
     await this.writes;
     if (this.failed) throw this.failed;
   }
+  /** Settles when every write flushed so far is done (never rejects: `drain()` throws a write's error). */
+  written(): Promise<void> {
+    return this.writes;
+  }
   async digest(): Promise<string> {
     return sharedDigest(this.buf, this.filled);
   }

@@ -30,8 +30,13 @@ import { PeerError } from './peer-client';
 import type { SegmentSource } from './segment-copy';
 import { insideRoot } from './storage';
 
-/** Bytes read from the share per read call. */
-const READ_CHUNK = 4 << 20;
+/**
+ * Bytes read from the share per read call. Each chunk's write starts as soon as
+ * it is read, and a chunk is read only once the write of the one before the last
+ * is done: reading runs at most two chunks ahead of the disk, so when the last
+ * write is done (and the next segment may start) nothing read is left unwritten.
+ */
+const READ_CHUNK = 1 << 20;
 
 const RETRY_CODES = new Set(['EIO', 'ESTALE', 'EHOSTDOWN', 'EHOSTUNREACH', 'ETIMEDOUT', 'ECONNRESET', 'ENOTCONN', 'EAGAIN', 'EBUSY']);
 
@@ -117,6 +122,7 @@ export class ShareSource implements SegmentSource {
       let sha: string;
       try {
         let pos = resumedFrom;
+        const writes: Promise<void>[] = [];
         try {
           while (pos < total) {
             if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
@@ -138,13 +144,17 @@ export class ShareSource implements SegmentSource {
             await sink.flush(out);
             pos += n;
             o.onBytes?.(n);
+            if (whole) {
+              writes.push(whole.written());
+              if (writes.length > 1) await writes.shift();
+            }
           }
-          // every byte is read and its write queued: the next segment may be read while these are written
-          o.onReceived?.();
         } finally {
           await sink.flush(out);
           await sink.drain();
         }
+        // every byte read is written (a kill now loses no byte read from the share): the next segment may be read
+        o.onReceived?.();
         sha = await hashAndSync(sink, out);
       } finally {
         sink.release();

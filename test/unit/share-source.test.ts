@@ -48,6 +48,27 @@ describe('mounted share as a segment source (lib)', () => {
     assert.deepEqual(await copySegment(new ShareSource(share), local, clip, seg), { copied: 0, skipped: 1, bytes: 0 });
   });
 
+  it('has written every byte it read when it says the segment is received (a kill then loses nothing read), reading at most two chunks ahead of the disk', async () => {
+    const dest = path.join(local, dir, file);
+    let partAtReceived = -1;
+    let read = 0;
+    let aheadMax = 0;
+    const r = await new ShareSource(share).fetchSegment('c1', 0, dest, {
+      expectedSha256: seg.sha256,
+      expectedBytes: seg.bytes,
+      where: { dir, file },
+      onBytes: (n) => {
+        // what was read before this chunk, against what is in the part file now
+        aheadMax = Math.max(aheadMax, read - fs.statSync(`${dest}.part`).size);
+        read += n;
+      },
+      onReceived: () => (partAtReceived = fs.statSync(`${dest}.part`).size),
+    });
+    assert.equal(r.sha256, seg.sha256);
+    assert.equal(partAtReceived, data.length);
+    assert.ok(aheadMax <= 2 * 1024 * 1024, `read ${aheadMax} bytes ahead of the part file`);
+  });
+
   it('resumes from the part a break left, reading only the rest', async () => {
     const dest = path.join(local, dir, file);
     fs.mkdirSync(path.dirname(dest), { recursive: true });

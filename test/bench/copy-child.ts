@@ -43,10 +43,28 @@ import { PeerClient } from '../../lib/peer-client';
 import { ShareSource, withShareMedia } from '../../lib/share-source';
 import { TransferManager, TransferQueue } from '../../lib/transfer-manager';
 
-/** BENCH_SHARE_ROOT: segment bytes from this folder (the peer's storage as a mounted share), lists and events from the API. */
+/**
+ * BENCH_SHARE_ROOT: segment bytes from this folder (the peer's storage as a mounted share), lists and events from the API.
+ * BENCH_SHARE_READS: a file to which every read from the share is appended at once ("<clipId>/<index> <bytes>"), so the
+ * bytes a child read before a kill -9 are still counted after it (the kill runs sum them per segment).
+ */
 function sourceOf(client: PeerClient): PeerClient {
-  const share = process.env.BENCH_SHARE_ROOT;
-  return share ? withShareMedia(client, new ShareSource(share)) : client;
+  const root = process.env.BENCH_SHARE_ROOT;
+  if (!root) return client;
+  const share = new ShareSource(root);
+  const reads = process.env.BENCH_SHARE_READS;
+  if (reads) {
+    const fetch = share.fetchSegment.bind(share);
+    share.fetchSegment = (clipId, index, dest, o = {}) =>
+      fetch(clipId, index, dest, {
+        ...o,
+        onBytes: (n) => {
+          fs.appendFileSync(reads, `${clipId}/${index} ${n}\n`);
+          o.onBytes?.(n);
+        },
+      });
+  }
+  return withShareMedia(client, share);
 }
 
 function send(msg: unknown): Promise<void> {

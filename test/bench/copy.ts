@@ -14,7 +14,8 @@
  *     each), timed together; our copiers fsync each segment and its directory,
  *     so both sides pay for durability. Each copy of ours (3, 4 below, from the
  *     API and from a share) is paired with a cp run just before it, and its
- *     ratio is against that cp.
+ *     ratio is against that cp. One cp run before all of them is paired with
+ *     nothing: the first timed run of the section was always the slowest.
  *     Memory: on this VM a virtio balloon with free page reporting takes every
  *     page back about 2 s after it is freed, and the first write into such a page
  *     costs the guest about 1.4 s of CPU per GiB (against 0.27 s for a page still
@@ -52,7 +53,10 @@
  *     bytes served twice = sum over segments of max(0, served - size). These are
  *     bytes the server sent twice: what sat in socket buffers at the kill counts,
  *     though the killed copier never read it (so it is an upper bound of the
- *     bytes the copier received twice).
+ *     bytes the copier received twice). For the two copies with media from a
+ *     share the same is done with the bytes both children read from the share:
+ *     each read is appended to a file as it is made (BENCH_SHARE_READS in
+ *     copy-child.ts), so a killed child's reads are still counted.
  *  6. BENCH_COPY_BREAKDOWN=1: where the time goes, each stage over every
  *     segment from the same peer API child (probe() in copy-child.ts).
  *
@@ -331,7 +335,7 @@ async function runCopier(
   dest: string,
   server: ServerHandle,
   src: Source,
-  o: { killAtBytes?: number; killDelayMs?: number; share?: boolean; start?: () => Promise<void> } = {},
+  o: { killAtBytes?: number; killDelayMs?: number; share?: boolean; shareReads?: string; start?: () => Promise<void> } = {},
 ): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
   await o.start?.();
   const child = forkChild(
@@ -341,7 +345,7 @@ async function runCopier(
         ? ['tm', dest, server.url, SECRET, String(src.clips)]
         : ['probe', path.join(dest, 'store'), server.url, SECRET, kind.slice(6), JSON.stringify(src.segments)],
     // media from the source storage as if it were the peer's storage mounted here
-    o.share ? { BENCH_SHARE_ROOT: src.storage } : undefined,
+    o.share ? { BENCH_SHARE_ROOT: src.storage, ...(o.shareReads ? { BENCH_SHARE_READS: o.shareReads } : {}) } : undefined,
   );
   let lastBytes = 0;
   let killing = false;
@@ -468,6 +472,10 @@ export async function benchCopy(): Promise<void> {
       return r.totalS;
     };
 
+    // the first timed run of the section was the slowest cp every time (543-699 MiB/s against 840-1000 after it):
+    // one cp first, paired with nothing, so the first copy of ours is not measured against a cold one
+    await cpRun('warm-up, paired with nothing');
+    cps.length = 0;
     server = await startServer(src);
     const srv = server;
     const kinds: { kind: Kind; label: string; what: string; share?: boolean }[] = [
@@ -541,24 +549,43 @@ export async function benchCopy(): Promise<void> {
     if (!tmBuilt) console.log('  transfer manager: not built yet (no lib/transfer-manager.js)');
 
     if (kills > 0) {
-      // the kill runs count the bytes the peer API served twice: over HTTP only
-      for (const m of measured.filter((x) => !x.share)) {
+      // over HTTP: the bytes the peer API served twice; from a share: the bytes the copier children read twice from it
+      for (const m of measured) {
         const segTimeMs = (segBytes / (src.bytes / m.seconds)) * 1000;
-        const name = m.kind === 'copier' ? 'material copy' : 'transfer manager';
+        const name = `${m.kind === 'copier' ? 'material copy' : 'transfer manager'}${m.share ? ', media from a share' : ''}`;
+        const counted = m.share
+          ? 'bytes read twice from the share (every read of both children, appended to a file as it is made, per segment, over its size)'
+          : 'bytes served twice by the peer API (body bytes handed to segment responses, per segment, over its size)';
         console.log(
-          `  ${name}, kill -9 of its child once it reported ${Math.round(killAt * 100)}% of the bytes (material copy: committed segments; transfer manager: also bytes of the segment in flight, every 250 ms), plus a random 0-${Math.round(segTimeMs)} ms (about one segment's transfer), then a new child on the same queue, catalogue and storage; bytes served twice by the peer API (body bytes handed to segment responses, per segment, over its size):`,
+          `  ${name}, kill -9 of its child once it reported ${Math.round(killAt * 100)}% of the bytes (material copy: committed segments; transfer manager: also bytes of the segment in flight, every 250 ms), plus a random 0-${Math.round(segTimeMs)} ms (about one segment's transfer), then a new child on the same queue, catalogue and storage; ${counted}:`,
         );
         const dups: number[] = [];
         for (let k = 0; k < kills; k++) {
           const dest = path.join(tmp, `${m.kind}-kill-${k}`);
           await srv.reset();
           const delay = Math.round(Math.random() * segTimeMs);
-          const first = await runCopier(m.kind, dest, srv, src, { killAtBytes: killAt * src.bytes, killDelayMs: delay });
+          const shareReads = m.share ? path.join(tmp, `share-reads-${k}.txt`) : undefined;
+          const first = await runCopier(m.kind, dest, srv, src, { killAtBytes: killAt * src.bytes, killDelayMs: delay, share: m.share, shareReads });
           // what the kill left: a part file of the segment in flight, or none (killed between two segments)
           const parts = fs.existsSync(path.join(dest, 'store')) ? walkAll(path.join(dest, 'store')).filter((f) => f.endsWith('.part')) : [];
           const left = parts.length ? parts.map((f) => `a .part of ${f2(fs.statSync(f).size / MB)} MiB`).join(', ') : 'no .part file';
-          const second = first.done ? first : await runCopier(m.kind, dest, srv, src);
-          const { served, requests } = await srv.counts();
+          const second = first.done ? first : await runCopier(m.kind, dest, srv, src, { share: m.share, shareReads });
+          let { served, requests } = await srv.counts();
+          if (shareReads) {
+            // per segment as the server counts it: its URL
+            const urlOf = new Map(src.segments.map((x) => [`${x.clipId}/${x.index}`, x.url]));
+            served = {};
+            const fetched = new Set<string>();
+            for (const line of fs.existsSync(shareReads) ? fs.readFileSync(shareReads, 'utf8').split('\n') : []) {
+              const [key, bytes] = line.split(' ');
+              const url = urlOf.get(key);
+              if (!url) continue;
+              served[url] = (served[url] ?? 0) + Number(bytes);
+              fetched.add(url);
+            }
+            requests = fetched.size;
+            fs.rmSync(shareReads, { force: true });
+          }
           const wrong = checkDest(dest, src);
           fs.rmSync(dest, { recursive: true, force: true });
           let dup = 0;
@@ -578,7 +605,7 @@ export async function benchCopy(): Promise<void> {
               ? 'not killed (the copy ended first)'
               : `killed ${delay} ms after ${f1(first.killedAtBytes / MB)} MiB were reported (${Math.round((first.killedAtBytes / src.bytes) * 100)}%), leaving ${left}`;
           console.log(
-            `    run ${k + 1}: ${killed}; resumed in ${f2(second.done!.seconds)} s; served twice ${dup} bytes (${f2(dup / segBytes)} segment) over ${dupSegs} segment(s); ${requests} segment requests for ${n} segments; ${notServed} segment(s) not served whole (found complete on disk after the kill); ${t.segmentsCopied} copied + ${t.segmentsSkipped} skipped, ${t.attempts} attempts${wrong ? `; WRONG RESULT: ${wrong}` : ''}`,
+            `    run ${k + 1}: ${killed}; resumed in ${f2(second.done!.seconds)} s; ${m.share ? 'read' : 'served'} twice ${dup} bytes (${f2(dup / segBytes)} segment) over ${dupSegs} segment(s); ${m.share ? `${requests} segments read from` : `${requests} segment requests for`} ${n} segments; ${notServed} segment(s) not ${m.share ? 'read' : 'served'} whole (found complete on disk after the kill); ${t.segmentsCopied} copied + ${t.segmentsSkipped} skipped, ${t.attempts} attempts${wrong ? `; WRONG RESULT: ${wrong}` : ''}`,
           );
         }
         const worst = Math.max(...dups);

@@ -296,9 +296,13 @@ export async function hashAndSync(sink: BodySink, fh: fs.promises.FileHandle, fs
   let sha: string;
   try {
     sha = await sink.digest();
-  } finally {
+  } catch (err) {
     sink.release();
+    // the caller closes the file next: not while a worker may still fsync its descriptor
+    await synced.catch(() => undefined);
+    throw err;
   }
+  sink.release();
   await synced;
   return sha;
 }

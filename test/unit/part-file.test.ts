@@ -114,6 +114,28 @@ describe('part files (lib)', () => {
     await fh.close();
   });
 
+  it('a hash that fails fails the segment only after its fsync ended (the caller then closes the file)', async () => {
+    let synced = false;
+    let released = false;
+    const sink = {
+      add: () => 0,
+      flush: async () => undefined,
+      drain: async () => undefined,
+      digest: () => Promise.reject(new Error('sha256 worker exited (1)')),
+      release: () => (released = true),
+    };
+    const fh = await openPart(path.join(tmp, 'y.part'), 'w');
+    await assert.rejects(
+      hashAndSync(sink, fh, async () => {
+        await tick();
+        synced = true;
+      }),
+      /worker exited/,
+    );
+    assert.ok(synced && released);
+    await fh.close();
+  });
+
   it('opens a part in a folder that is not there yet, making the folder', async () => {
     const part = path.join(tmp, 'main-1', 'ch01', 'Clip_1', 'seg00000.ts.part');
     const fh = await openPart(part, 'w');

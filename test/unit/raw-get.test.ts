@@ -161,7 +161,12 @@ describe('segment fetch straight into memory (lib/raw-get, PeerClient fast path)
   });
 
   it('stops on the abort signal mid-body (EABORT), keeping the part', async () => {
-    srv.handle(segmentServer(body));
+    // the peer sends 2 MiB and holds the rest: under load the whole body could otherwise be in the
+    // socket buffer before the first read, and the abort (at the first MiB's pacing) would come after the end
+    srv.handle((req, res) => {
+      res.writeHead(200, { 'Content-Type': 'video/mp2t', 'X-Sha256': sha(body), 'Content-Length': String(body.length) });
+      res.write(body.subarray(0, 2 << 20));
+    });
     const ac = new AbortController();
     const limiter = {
       take: async () => ac.abort(),

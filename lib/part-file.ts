@@ -65,10 +65,14 @@ async function fsyncDir(dir: string): Promise<void> {
  * resolves after a job for that key that started after the call. While one job
  * runs, every caller waits for a single next one (it starts when the running one
  * ends, so it covers what they did before asking) instead of each running it in
- * turn. `job` must not throw.
+ * turn. A job that fails counts as run (its error is dropped: a folder that
+ * cannot be synced does not hold anyone).
  */
+type Waiters = { done: Promise<void>; resolve: () => void };
+
 export class GroupRun {
-  private readonly busy = new Map<string, { queued: { done: Promise<void>; resolve: () => void } | null }>();
+  /** Per key with a job running: the callers waiting for the next one. */
+  private readonly busy = new Map<string, { queued: Waiters | null }>();
   constructor(private readonly job: (key: string) => Promise<void>) {}
 
   run(key: string): Promise<void> {
@@ -76,32 +80,25 @@ export class GroupRun {
     if (busy) {
       if (!busy.queued) {
         let resolve!: () => void;
-        const done = new Promise<void>((r) => (resolve = r));
-        busy.queued = { done, resolve };
+        busy.queued = { done: new Promise<void>((r) => (resolve = r)), resolve };
       }
       return busy.queued.done;
     }
-    const st: { queued: { done: Promise<void>; resolve: () => void } | null } = { queued: null };
+    const st: { queued: Waiters | null } = { queued: null };
     this.busy.set(key, st);
-    let first!: () => void;
-    const firstDone = new Promise<void>((r) => (first = r));
-    void (async () => {
-      try {
-        await this.job(key).catch(() => undefined);
-        first();
+    return (async () => {
+      await this.job(key).catch(() => undefined);
+      // the first caller is done; those who asked meanwhile get one more run, and so on until nobody asks
+      void (async () => {
         while (st.queued) {
           const q = st.queued;
           st.queued = null;
           await this.job(key).catch(() => undefined);
           q.resolve();
         }
-      } finally {
-        first();
-        st.queued?.resolve();
         this.busy.delete(key);
-      }
+      })();
     })();
-    return firstDone;
   }
 }
 
@@ -286,25 +283,18 @@ export class StreamSink implements BodySink {
 
 /**
  * After the last write drained: the sha256 (on the hash worker) and the fsync of
- * the part (on an fsync worker, lib/fsync-worker.ts) side by side. The buffer goes back to the pool once the hash is taken, not
- * after the fsync, so a copier can have several segments waiting on the disk
- * without holding their bytes. Throws the first error (the hash's, else the fsync's).
+ * the part (on an fsync worker, lib/fsync-worker.ts) side by side. The buffer
+ * goes back to the pool once the hash is taken, not after the fsync, so a copier
+ * can have several segments waiting on the disk without holding their bytes.
+ * Throws the hash's error, else the fsync's.
  */
 export async function hashAndSync(sink: BodySink, fh: fs.promises.FileHandle, fsync: (fh: fs.promises.FileHandle) => Promise<void> = fsyncHandle): Promise<string> {
-  const synced = fsync(fh);
-  synced.catch(() => undefined); // awaited below; not "unhandled" while the hash runs
-  let sha: string;
-  try {
-    sha = await sink.digest();
-  } catch (err) {
-    sink.release();
-    // the caller closes the file next: not while a worker may still fsync its descriptor
-    await synced.catch(() => undefined);
-    throw err;
-  }
-  sink.release();
-  await synced;
-  return sha;
+  const hashed = sink.digest().finally(() => sink.release());
+  // both settle before this does: the caller closes the file next, never while a worker may still fsync it
+  const [d, f] = await Promise.allSettled([hashed, fsync(fh)]);
+  if (d.status === 'rejected') throw d.reason;
+  if (f.status === 'rejected') throw f.reason;
+  return d.value;
 }
 
 export async function restartPart(part: string): Promise<number> {

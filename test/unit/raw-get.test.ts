@@ -97,7 +97,15 @@ describe('segment fetch straight into memory (lib/raw-get, PeerClient fast path)
   });
 
   it('paces the body by the bandwidth limit (the limiter is asked per MiB and its waits are awaited)', async () => {
-    srv.handle(segmentServer(body));
+    // the peer sends 1 MiB at a time, 50 ms apart: under load the whole body could otherwise come in one read
+    srv.handle((req, res) => {
+      res.writeHead(200, { 'Content-Type': 'video/mp2t', 'X-Sha256': sha(body), 'Content-Length': String(body.length) });
+      const send = (at: number) => {
+        if (at >= body.length) return res.end();
+        res.write(body.subarray(at, at + (1 << 20)), () => setTimeout(() => send(at + (1 << 20)), 50));
+      };
+      send(0);
+    });
     const waits: number[] = [];
     // a fixed clock: the bucket never refills by itself, so each MiB past the burst is a wait
     const limiter = new RateLimiter(1 << 20, { burstBytes: 1 << 20, clock: () => 1000, sleep: async (ms) => void waits.push(ms) });

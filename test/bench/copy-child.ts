@@ -67,6 +67,26 @@ function sourceOf(client: PeerClient): PeerClient {
   return withShareMedia(client, share);
 }
 
+/** BENCH_COPY_THREADS=1: this process's CPU per thread (name: user+system s), printed to stderr. */
+function printThreadCpu(who: string): void {
+  if (process.env.BENCH_COPY_THREADS !== '1') return;
+  const byName = new Map<string, number>();
+  for (const tid of fs.readdirSync('/proc/self/task')) {
+    try {
+      const st = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const close = st.lastIndexOf(')');
+      const name = Number(tid) === process.pid ? 'main' : `${st.slice(st.indexOf('(') + 1, close)}:${tid}`;
+      const f = st.slice(close + 2).split(' ');
+      const ticks = Number(f[11]) + Number(f[12]);
+      byName.set(name, (byName.get(name) ?? 0) + ticks);
+    } catch {
+      // the thread ended
+    }
+  }
+  const parts = [...byName].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / 100).toFixed(2)}`);
+  console.error(`  [${who} CPU by thread, s: ${parts.join(', ')}]`);
+}
+
 function send(msg: unknown): Promise<void> {
   return new Promise((resolve) => {
     if (!process.send) return resolve();
@@ -94,7 +114,10 @@ async function server(storageRoot: string, catalogueFile: string, secret: string
     } as typeof res.write;
   });
   process.on('message', (m: { type: string }) => {
-    if (m.type === 'counts') void send({ type: 'counts', served, requests });
+    if (m.type === 'counts') {
+      printThreadCpu('peer API');
+      void send({ type: 'counts', served, requests });
+    }
     else if (m.type === 'reset') {
       served = {};
       requests = 0;
@@ -119,6 +142,7 @@ async function copier(destDir: string, peerUrl: string, secret: string, taskJson
   });
   c.on('done', (t) => {
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    printThreadCpu('material copy');
     void send({ type: 'done', seconds, task: t }).then(() => process.exit(0));
   });
   c.on('failed', (t) => {

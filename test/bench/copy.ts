@@ -57,6 +57,9 @@
  *     share the same is done with the bytes both children read from the share:
  *     each read is appended to a file as it is made (BENCH_SHARE_READS in
  *     copy-child.ts), so a killed child's reads are still counted.
+ *  6b. The floor of an HTTP copy here: writing, hashing and sending the same
+ *     segments, each alone in a process of its own (test/bench/copy-floor.ts),
+ *     added up as CPU time against what the cores give in the goal's time.
  *  6. BENCH_COPY_BREAKDOWN=1: where the time goes, each stage over every
  *     segment from the same peer API child (probe() in copy-child.ts).
  *
@@ -66,7 +69,7 @@
  *
  * Options (environment): BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4,
  * BENCH_COPY_KILLS=3 (for each copier), BENCH_COPY_KILL_AT=0.4,
- * BENCH_COPY_BREAKDOWN=1, BENCH_COPY_ONLY=mc,tm,mc-share,tm-share (some of the four
+ * BENCH_COPY_BREAKDOWN=1, BENCH_COPY_FLOOR=0 (skips the floor, 6b), BENCH_COPY_THREADS=1 (each copier child and the peer API child print their CPU by thread), BENCH_COPY_ONLY=mc,tm,mc-share,tm-share (some of the four
  * copies; all by default), BENCH_COPY=0 skips the section.
  */
 import { ChildProcess, execFileSync, fork } from 'node:child_process';
@@ -77,6 +80,7 @@ import path from 'node:path';
 import { Catalogue } from '../../lib/catalogue';
 import { Clip, Segment } from '../../lib/clip';
 import { CopyTask, TaskRequest } from '../../lib/copy-queue';
+import { runFloorPart } from './copy-floor';
 
 const SECRET = 'bench-copy-secret-0123456789';
 const MAIN = 'main-1';
@@ -212,7 +216,8 @@ function killChildren(): void {
 }
 
 function forkChild(args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
-  const c = fork(CHILD, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: env ? { ...process.env, ...env } : process.env });
+  const execArgv = process.env.BENCH_COPY_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_COPY_PROF}`] : [];
+  const c = fork(CHILD, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env: env ? { ...process.env, ...env } : process.env });
   children.add(c);
   c.once('exit', () => children.delete(c));
   return c;
@@ -501,6 +506,7 @@ export async function benchCopy(): Promise<void> {
       const serverTicks0 = cpuTicks(srv.child.pid);
       const r = await warmRun(async (start) => runCopier(k.kind, dest, srv, src, { share: k.share, start }));
       const serverCpuS = (cpuTicks(srv.child.pid) - serverTicks0) / CLK_TCK;
+      if (process.env.BENCH_COPY_THREADS === '1') await srv.counts(); // the peer API child prints its CPU by thread (since it started)
       const bad = checkDest(dest, src);
       fs.rmSync(dest, { recursive: true, force: true });
       const s = r.done!.seconds;
@@ -522,6 +528,29 @@ export async function benchCopy(): Promise<void> {
       const ratio = m.cpS / m.seconds;
       console.log(`  ${m.label}: ${f2(m.seconds)} s -> ${f1(mbps(src.bytes, m.seconds))} MiB/s; ratio to its cp (${f1(mbps(src.bytes, m.cpS))} MiB/s) ${f2(ratio)} -> ${ratio >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})`);
       console.log(`    ${m.cpu}`);
+    }
+    if (process.env.BENCH_COPY_FLOOR !== '0' && measured.length > 0) {
+      // the floor of an HTTP copy here: each part of the work alone (test/bench/copy-floor.ts), against the CPU the cores give in the goal's time
+      const files = src.segments.map((x) => path.join(src.storage, x.rel));
+      const cpS = Math.min(...cps);
+      const floorDest = path.join(tmp, 'floor');
+      const w = await warmRun(async (start) => {
+        await start();
+        return runFloorPart('write', { dest: floorDest, files, segBytes });
+      });
+      fs.rmSync(floorDest, { recursive: true, force: true });
+      const h = await runFloorPart('hash', { dest: floorDest, files, segBytes });
+      const t = await runFloorPart('tcp', { dest: floorDest, files, segBytes });
+      const need = w.cpuS + h.cpuS + t.cpuS + (t.senderCpuS ?? 0);
+      const goalS = cpS / RATIO_GOAL;
+      const cores = os.cpus().length;
+      console.log(`  the floor of an HTTP copy on this machine (each part alone, in a process of its own, nothing of ours; test/bench/copy-floor.ts):`);
+      console.log(`    write + fsync of every segment from memory, 8 at a time (no network, no hash): ${f2(w.seconds)} s -> ${f1(mbps(src.bytes, w.seconds))} MiB/s (${f2(cpS / w.seconds)} of the fastest cp), CPU ${f2(w.cpuS)} s`);
+      console.log(`    sha256 of every segment, one thread: CPU ${f2(h.cpuS)} s`);
+      console.log(`    TCP on 127.0.0.1, a connection per segment: sender reading each file and sending it CPU ${f2(t.senderCpuS ?? 0)} s, receiver into one buffer CPU ${f2(t.cpuS)} s (${f2(t.seconds)} s)`);
+      console.log(
+        `    together at least ${f2(need)} s of CPU; the goal (0.8 of the fastest cp, ${f2(cpS)} s) allows ${f2(goalS)} s, in which ${cores} cores give ${f2(goalS * cores)} s: the floor alone takes ${Math.round((need / (goalS * cores)) * 100)}% of them, before any overlap is lost (the copiers wait for a segment's answer and bytes one at a time, so a kill -9 re-fetches at most one)`,
+      );
     }
     if (process.env.BENCH_COPY_BREAKDOWN === '1') {
       // in-memory sha256 speed of this process (one 4 MiB buffer, 64 times)

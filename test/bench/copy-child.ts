@@ -29,6 +29,7 @@
  *
  * Not a test.
  */
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -67,23 +68,23 @@ function sourceOf(client: PeerClient): PeerClient {
   return withShareMedia(client, share);
 }
 
-/** BENCH_COPY_THREADS=1: this process's CPU per thread (name: user+system s), printed to stderr. */
+/** BENCH_COPY_THREADS=1: this process's CPU per thread (user + system, s), printed to stderr. */
 function printThreadCpu(who: string): void {
   if (process.env.BENCH_COPY_THREADS !== '1') return;
-  const byName = new Map<string, number>();
+  const clkTck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+  const threads: [string, number][] = [];
   for (const tid of fs.readdirSync('/proc/self/task')) {
     try {
       const st = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
       const close = st.lastIndexOf(')');
-      const name = Number(tid) === process.pid ? 'main' : `${st.slice(st.indexOf('(') + 1, close)}:${tid}`;
       const f = st.slice(close + 2).split(' ');
-      const ticks = Number(f[11]) + Number(f[12]);
-      byName.set(name, (byName.get(name) ?? 0) + ticks);
+      const name = Number(tid) === process.pid ? 'main' : `${st.slice(st.indexOf('(') + 1, close)}:${tid}`;
+      threads.push([name, (Number(f[11]) + Number(f[12])) / clkTck]);
     } catch {
       // the thread ended
     }
   }
-  const parts = [...byName].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / 100).toFixed(2)}`);
+  const parts = threads.filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([k, s]) => `${k} ${s.toFixed(2)}`);
   console.error(`  [${who} CPU by thread, s: ${parts.join(', ')}]`);
 }
 

@@ -31,7 +31,7 @@ import { CatalogueEvent } from './catalogue';
 import { Clip } from './clip';
 import { errorText } from './errors';
 import { hashAndSync, hashPrefix, openPart, openSink, partSize, restartPart, syncDir, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
-import { RawAnswer, RawGetError, rawGet } from './raw-get';
+import { RawAnswer, RawGetError, RawPool, rawGet } from './raw-get';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
 
 export class PeerError extends Error {
@@ -204,6 +204,8 @@ export class PeerClient {
   private readonly secret: string;
   private readonly timeoutMs: number;
   private readonly agent: http.Agent;
+  /** Kept-alive connections of the segment fast path (lib/raw-get.ts). */
+  readonly rawPool = new RawPool();
   private readonly tls: boolean;
 
   constructor(o: PeerClientOptions) {
@@ -232,6 +234,7 @@ export class PeerClient {
   /** Drop the kept-alive connections. */
   close(): void {
     this.agent.destroy();
+    this.rawPool.close();
   }
 
   private request(p: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Exchange> {
@@ -530,6 +533,7 @@ export class PeerClient {
         headers: { Authorization: `Bearer ${this.secret}`, ...headers },
         timeoutMs: this.timeoutMs,
         signal,
+        pool: this.rawPool,
       });
     } catch (err) {
       throw err instanceof RawGetError ? this.rawError(err, 'the answer') : netError(err, this.url);

@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PeerClient, PeerError, RateLimiter } from '../../lib/peer-client';
-import { rawGet, RawGetError } from '../../lib/raw-get';
+import { RawPool, rawGet, RawGetError } from '../../lib/raw-get';
 
 const SECRET = 'correct horse battery staple';
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
@@ -22,6 +22,8 @@ const SEG_PATH = '/twinrec/v1/clips/c1/segments/0';
 
 interface Seen {
   url: string;
+  /** The first header name as sent: lib/raw-get.ts sends Host first, Node's HTTP client the caller's headers first. */
+  firstHeader: string;
   connection?: string;
   range?: string;
   ifRange?: string;
@@ -33,7 +35,7 @@ async function startServer(): Promise<{ port: number; seen: Seen[]; handle: (h: 
   const seen: Seen[] = [];
   let handler: http.RequestListener = (_req, res) => res.end();
   const srv = http.createServer((req, res) => {
-    seen.push({ url: String(req.url), connection: req.headers.connection, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, auth: req.headers.authorization });
+    seen.push({ url: String(req.url), firstHeader: req.rawHeaders[0], connection: req.headers.connection, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, auth: req.headers.authorization });
     handler(req, res);
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -79,7 +81,7 @@ describe('segment fetch straight into memory (lib/raw-get, PeerClient fast path)
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('fetches a segment of known size on a connection of its own, whole, verified, through the limiter', async () => {
+  it('fetches a segment of known size, whole, verified, through the limiter, on a connection it keeps', async () => {
     srv.handle(segmentServer(body));
     const dest = path.join(tmp, 'a', 'seg.ts');
     const limiter = new RateLimiter(0);
@@ -91,7 +93,9 @@ describe('segment fetch straight into memory (lib/raw-get, PeerClient fast path)
     assert.equal(seen, body.length);
     assert.equal(limiter.taken, body.length, 'every byte went through the limiter');
     assert.equal(srv.seen.length, 1);
-    assert.equal(srv.seen[0].connection, 'close', 'the fast path asks for one request per connection');
+    assert.equal(srv.seen[0].firstHeader, 'Host', 'the fast path sent it');
+    assert.equal(srv.seen[0].connection, 'keep-alive', 'the fast path keeps its connection for the next segment');
+    assert.equal(client.rawPool.size, 1, 'the connection waits in the pool');
     assert.equal(srv.seen[0].auth, `Bearer ${SECRET}`);
     assert.equal(srv.seen[0].url, SEG_PATH);
   });
@@ -209,7 +213,8 @@ describe('segment fetch straight into memory (lib/raw-get, PeerClient fast path)
     const dest = path.join(tmp, 'chunked.ts');
     const r = await client.fetchSegment('c1', 0, dest, { expectedSha256: sha(body), expectedBytes: body.length });
     assert.equal(r.sha256, sha(body));
-    assert.deepEqual(srv.seen.map((s) => s.connection), ['close', 'keep-alive'], 'asked again with the ordinary client');
+    assert.deepEqual(srv.seen.map((s) => s.firstHeader), ['Host', 'Authorization'], 'asked by the fast path, then again by the ordinary client');
+    assert.equal(client.rawPool.size, 0, 'a connection whose answer was not read is not kept');
     await assert.rejects(client.fetchSegment('c1', 7, path.join(tmp, 'n.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'ENOENT' && /no such segment/.test(e.message));
     const wrong = new PeerClient({ url: `http://127.0.0.1:${srv.port}`, secret: 'a wrong secret, long enough' });
     try {
@@ -294,5 +299,192 @@ describe('segment fetch straight into memory (lib/raw-get, PeerClient fast path)
     assert.ok(buf.equals(body));
     assert.equal(inPlace + copied, body.length);
     assert.ok(inPlace > body.length / 2, `most of the body was read in place (${inPlace} of ${body.length} bytes)`);
+  });
+});
+
+/**
+ * A TCP server that reads HTTP requests (header only, GET) and answers each as
+ * `answer` says: with the raw bytes it returns, or by closing the connection
+ * (null). Counts connections and requests per connection.
+ */
+async function scriptedPeer(answer: (conn: number, req: number, socket: net.Socket) => Buffer | string | null) {
+  const requests: { conn: number; req: number; text: string }[] = [];
+  const sockets: net.Socket[] = [];
+  const closed: number[] = [];
+  const srv = net.createServer((s) => {
+    const conn = sockets.length;
+    sockets.push(s);
+    s.on('error', () => undefined);
+    s.on('close', () => closed.push(conn));
+    let buf = '';
+    let req = 0;
+    s.on('data', (d) => {
+      buf += d.toString('latin1');
+      let end: number;
+      while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
+        const text = buf.slice(0, end);
+        buf = buf.slice(end + 4);
+        requests.push({ conn, req, text });
+        const a = answer(conn, req++, s);
+        if (a === null) s.destroy();
+        else s.write(a);
+      }
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as net.AddressInfo).port;
+  return {
+    port,
+    requests,
+    sockets,
+    closed,
+    get: (pool: RawPool | undefined, timeoutMs = 5000) => rawGet({ host: '127.0.0.1', port, hostHeader: `127.0.0.1:${port}`, path: '/s', headers: {}, timeoutMs, pool }),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    },
+  };
+}
+
+/** A target that collects the body in one buffer. */
+function collect(size: number): { target: { reserve(n: number): Buffer; advance(n: number): number; add(c: Buffer): number }; body: () => Buffer } {
+  const buf = Buffer.alloc(size);
+  let filled = 0;
+  return {
+    target: {
+      reserve: (n) => buf.subarray(filled, filled + n),
+      advance: (n) => (filled += n),
+      add: (c) => {
+        c.copy(buf, filled);
+        return (filled += c.length);
+      },
+    },
+    body: () => buf.subarray(0, filled),
+  };
+}
+
+const ok = (b: Buffer | string, extra = '') => Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(b)}\r\n${extra}\r\n`, 'latin1'), Buffer.from(b)]);
+
+async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('kept-alive connections of the segment fetch (lib/raw-get RawPool)', () => {
+  const peers: { close(): Promise<void> }[] = [];
+  const pools: RawPool[] = [];
+  const pool = (o?: { idleMs?: number; maxIdle?: number }) => {
+    const p = new RawPool(o);
+    pools.push(p);
+    return p;
+  };
+  const peer = async (answer: Parameters<typeof scriptedPeer>[0]) => {
+    const p = await scriptedPeer(answer);
+    peers.push(p);
+    return p;
+  };
+  afterEach(async () => {
+    for (const p of pools.splice(0)) p.close();
+    for (const p of peers.splice(0)) await p.close();
+  });
+
+  it('sends the next request on the same connection, the body of each whole and in order', async () => {
+    const bodies = [crypto.randomBytes(300000), crypto.randomBytes(5), crypto.randomBytes(70000)];
+    const p = await peer((_c, req) => ok(bodies[req]));
+    const pl = pool();
+    for (const [i, b] of bodies.entries()) {
+      const a = await p.get(pl);
+      assert.equal(a.reused, i > 0);
+      const c = collect(b.length);
+      await a.receive(c.target, b.length);
+      assert.ok(c.body().equals(b), `body ${i} came whole`);
+      assert.equal(pl.size, 1, 'the connection is back in the pool');
+    }
+    assert.equal(p.sockets.length, 1, 'one connection for the three requests');
+    assert.deepEqual(p.requests.map((r) => [r.conn, r.req]), [[0, 0], [0, 1], [0, 2]]);
+    assert.ok(p.requests.every((r) => /\r\nConnection: keep-alive(\r\n|$)/.test(r.text)));
+    assert.equal(pl.opened, 1);
+    assert.equal(pl.reused, 2);
+  });
+
+  it('sends the request again on a new connection when the kept one was closed by the peer as it went', async () => {
+    // the second request on the first connection is met by a close without an answer: the peer's
+    // keep-alive timeout ran out as the request was on its way
+    const p = await peer((conn, req) => (conn === 0 && req === 1 ? null : ok(`c${conn}r${req}`)));
+    const pl = pool();
+    const first = await p.get(pl);
+    await first.receive(collect(4).target, 4);
+    const again = await p.get(pl);
+    assert.equal(again.reused, false, 'the answer came on a new connection');
+    const c = collect(4);
+    await again.receive(c.target, 4);
+    assert.equal(c.body().toString(), 'c1r0');
+    assert.deepEqual(p.requests.map((r) => [r.conn, r.req]), [[0, 0], [0, 1], [1, 0]], 'sent once more, once');
+  });
+
+  it('does not send again when a new connection closes before answering, nor after an answer began', async () => {
+    const p = await peer(() => null);
+    const pl = pool();
+    await assert.rejects(p.get(pl), (e: RawGetError) => e.code === 'ENET' && /closed the connection before answering/.test(e.message));
+    assert.equal(p.requests.length, 1, 'a new connection is not retried');
+    // on a kept connection, a close inside the header is not a stale connection: no retry
+    const q = await peer((conn, req, s) => {
+      if (conn === 0 && req === 1) {
+        s.end('HTTP/1.1 200 OK\r\nContent-Le');
+        return '';
+      }
+      return ok('x');
+    });
+    const first = await q.get(pl);
+    await first.receive(collect(1).target, 1);
+    await assert.rejects(q.get(pl), (e: RawGetError) => e.code === 'ENET');
+    assert.equal(q.requests.length, 2, 'an answer that had begun is not asked for again');
+  });
+
+  it('does not keep a connection the peer says it closes, nor an HTTP/1.0 one, nor one whose answer was not read', async () => {
+    const p = await peer((_c, req) => (req === 0 ? ok('a', 'Connection: close\r\n') : ok('b')));
+    const pl = pool();
+    const a = await p.get(pl);
+    await a.receive(collect(1).target, 1);
+    assert.equal(pl.size, 0);
+    const old = await peer(() => Buffer.from('HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nz', 'latin1'));
+    const b = await old.get(pl);
+    await b.receive(collect(1).target, 1);
+    assert.equal(pl.size, 0);
+    const notRead = await peer(() => ok('never read'));
+    const c = await notRead.get(pl);
+    c.close();
+    assert.equal(pl.size, 0);
+    await until('the peers see their connections closed', () => p.closed.length === 1 && old.closed.length === 1 && notRead.closed.length === 1);
+  });
+
+  it('drops an idle connection the peer closes or sends unasked bytes on, and closes its own after idleMs', async () => {
+    const p = await peer(() => ok('k'));
+    const pl = pool({ idleMs: 200 });
+    const take = async () => {
+      const a = await p.get(pl);
+      await a.receive(collect(1).target, 1);
+    };
+    await take();
+    p.sockets[0].destroy(); // the peer closes an idle connection
+    await until('the pool sees the close', () => pl.size === 0);
+    await take();
+    assert.equal(p.sockets.length, 2, 'the next request went on a new connection');
+    p.sockets[1].write('HTTP/1.1 200 OK\r\n'); // unasked
+    await until('the pool drops the connection with unasked bytes', () => pl.size === 0);
+    await until('the peer sees it closed', () => p.closed.includes(1));
+    await take();
+    assert.equal(pl.size, 1);
+    // nothing else closes it: the peer keeps connections open, the test sends nothing
+    await until('the client closes the connection idle for idleMs', () => p.closed.includes(2));
+    assert.equal(pl.size, 0);
+    await take();
+    pl.close();
+    await until('close() closes the idle connection', () => p.closed.includes(3));
+    await take();
+    assert.equal(pl.size, 0, 'a closed pool keeps nothing');
   });
 });

@@ -3,6 +3,7 @@
  * over real HTTP(S) on 127.0.0.1, with a real catalogue and real segment files.
  */
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -337,6 +338,23 @@ describe('peer storage API (lib, real HTTP)', function () {
       assertSentence(link, 403, /leads outside the storage root/);
       assert.ok(!link.body.includes('not yours'));
       assertSentence(await call(port, '/twinrec/v1/clips/evil4/segments/0'), 403, /leads outside the storage root/);
+    });
+
+    it('refuses a segment that is a FIFO or a folder (403) at once: the open does not wait for a writer to the FIFO', async () => {
+      const dir = path.join(root, 'main-1/ch09/f');
+      fs.mkdirSync(path.join(dir, 'folder.ts'), { recursive: true });
+      execFileSync('mkfifo', [path.join(dir, 'pipe.ts')]);
+      for (const [id, file] of [
+        ['fifo1', 'pipe.ts'],
+        ['dir1', 'folder.ts'],
+      ]) {
+        const c = mkClip(id, { channel: 9, dir: 'main-1/ch09/f', segments: [mkSeg(0, Buffer.from('x'), { file })] });
+        cat.putClip(c);
+        cat.putSegment(c.id, c.segments[0]);
+      }
+      assertSentence(await call(port, '/twinrec/v1/clips/fifo1/segments/0'), 403, /not a plain file/);
+      assertSentence(await call(port, '/twinrec/v1/clips/dir1/segments/0'), 403, /not a plain file/);
+      assert.equal((await call(port, '/twinrec/v1/info')).status, 200, 'the server answers on');
     });
 
     it('lists events by server, channel (optional) and [from, to)', async () => {

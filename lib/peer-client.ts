@@ -380,64 +380,72 @@ export class PeerClient {
     // a plain-HTTP segment of bounded size is read by the socket straight into its buffer (lib/raw-get.ts);
     // any answer but a 200 or 206 with a length is asked again of Node's HTTP client, which handles them all
     let fast = !this.tls && o.expectedBytes !== undefined && o.expectedBytes <= WHOLE_MAX;
-    for (let attempt = 0; attempt < 3 && !x && !raw; attempt++) {
-      const headers: Record<string, string> = {};
-      if (have > 0) {
-        headers.Range = `bytes=${have}-`;
-        // the peer ignores the range (200) unless it holds the very file we have a prefix of
-        if (o.expectedSha256) headers['If-Range'] = `"${o.expectedSha256}"`;
-      }
-      if (fast) {
-        const a = await this.rawRequest(p, headers, o.signal);
-        const t = rawBodyTotal(a, have);
-        if (t !== null && t <= WHOLE_MAX) {
-          raw = a;
-          total = t;
-          resumedFrom = a.status === 206 ? have : 0;
-          have = resumedFrom;
-          break;
+    // with nothing to resume, the part is opened (made empty) while the request is on its way
+    const early = have === 0 ? openPart(part, 'w') : null;
+    early?.catch(() => undefined); // awaited below
+    try {
+      for (let attempt = 0; attempt < 3 && !x && !raw; attempt++) {
+        const headers: Record<string, string> = {};
+        if (have > 0) {
+          headers.Range = `bytes=${have}-`;
+          // the peer ignores the range (200) unless it holds the very file we have a prefix of
+          if (o.expectedSha256) headers['If-Range'] = `"${o.expectedSha256}"`;
         }
-        a.close();
-        fast = false;
-        attempt--;
-        continue;
-      }
-      const r = await this.request(p, headers, o.signal);
-      const status = r.res.statusCode ?? 0;
-      if (status === 206 && have > 0) {
-        const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(r.res.headers['content-range'] ?? ''));
-        if (!m || Number(m[1]) !== have) {
-          r.res.destroy(); // not the range asked for: start over
-          r.done();
-          have = await restartPart(part);
+        if (fast) {
+          const a = await this.rawRequest(p, headers, o.signal);
+          const t = rawBodyTotal(a, have);
+          if (t !== null && t <= WHOLE_MAX) {
+            raw = a;
+            total = t;
+            resumedFrom = a.status === 206 ? have : 0;
+            have = resumedFrom;
+            break;
+          }
+          a.close();
+          fast = false;
+          attempt--;
           continue;
         }
-        total = Number(m[3]);
-        resumedFrom = have;
-        x = r;
-      } else if (status === 200) {
-        const len = r.res.headers['content-length'];
-        total = len !== undefined && /^\d+$/.test(len) ? Number(len) : null;
-        have = 0;
-        x = r;
-      } else if (status === 416 && have > 0) {
-        const m = /^bytes \*\/(\d+)$/.exec(String(r.res.headers['content-range'] ?? ''));
-        const size = m ? Number(m[1]) : -1;
-        const peerSha = typeof r.res.headers['x-sha256'] === 'string' ? r.res.headers['x-sha256'] : null;
-        r.res.resume();
-        r.done();
-        if (size === have) {
-          // the part already holds the whole segment: verify it as it is
-          const h = crypto.createHash('sha256');
-          await hashPrefix(part, have, h);
-          return this.finish(part, dest, have, h.digest('hex'), o.expectedSha256 ?? null, peerSha, have, what);
+        const r = await this.request(p, headers, o.signal);
+        const status = r.res.statusCode ?? 0;
+        if (status === 206 && have > 0) {
+          const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(String(r.res.headers['content-range'] ?? ''));
+          if (!m || Number(m[1]) !== have) {
+            r.res.destroy(); // not the range asked for: start over
+            r.done();
+            have = await restartPart(part);
+            continue;
+          }
+          total = Number(m[3]);
+          resumedFrom = have;
+          x = r;
+        } else if (status === 200) {
+          const len = r.res.headers['content-length'];
+          total = len !== undefined && /^\d+$/.test(len) ? Number(len) : null;
+          have = 0;
+          x = r;
+        } else if (status === 416 && have > 0) {
+          const m = /^bytes \*\/(\d+)$/.exec(String(r.res.headers['content-range'] ?? ''));
+          const size = m ? Number(m[1]) : -1;
+          const peerSha = typeof r.res.headers['x-sha256'] === 'string' ? r.res.headers['x-sha256'] : null;
+          r.res.resume();
+          r.done();
+          if (size === have) {
+            // the part already holds the whole segment: verify it as it is
+            const h = crypto.createHash('sha256');
+            await hashPrefix(part, have, h);
+            return this.finish(part, dest, have, h.digest('hex'), o.expectedSha256 ?? null, peerSha, have, what);
+          }
+          have = await restartPart(part);
+        } else {
+          throw await this.statusError(r, what);
         }
-        have = await restartPart(part);
-      } else {
-        throw await this.statusError(r, what);
       }
+      if (!x && !raw) throw new PeerError(`the peer at ${this.url} did not answer ${what} with the range asked for`, 'EPROTO');
+    } catch (err) {
+      if (early) await dropEarlyPart(early, part);
+      throw err;
     }
-    if (!x && !raw) throw new PeerError(`the peer at ${this.url} did not answer ${what} with the range asked for`, 'EPROTO');
 
     const sha256Header = raw ? raw.headers['x-sha256'] : x?.res.headers['x-sha256'];
     const peerSha = typeof sha256Header === 'string' ? sha256Header.toLowerCase() : null;
@@ -445,7 +453,8 @@ export class PeerClient {
     let sha = '';
     let fh: fs.promises.FileHandle;
     try {
-      fh = await openPart(part, resumedFrom > 0 ? 'a' : 'w');
+      if (early && resumedFrom > 0) await (await early).close(); // not reached: a resume needs a part with bytes
+      fh = early && resumedFrom === 0 ? await early : await openPart(part, resumedFrom > 0 ? 'a' : 'w');
     } catch (err) {
       raw?.close();
       x?.res.destroy();
@@ -572,6 +581,14 @@ export class PeerClient {
 }
 
 
+
+/** The part opened before an answer that did not come: closed and removed (it is empty). */
+async function dropEarlyPart(early: Promise<fs.promises.FileHandle>, part: string): Promise<void> {
+  const fh = await early.catch(() => null);
+  if (!fh) return;
+  await fh.close().catch(() => undefined);
+  await fs.promises.unlink(part).catch(() => undefined);
+}
 
 /**
  * The body length of a raw answer the fast path takes: a 200 with a Content-Length, or a 206

@@ -216,6 +216,7 @@ describe('segment fetch straight into memory (lib/raw-get, PeerClient fast path)
     assert.deepEqual(srv.seen.map((s) => s.firstHeader), ['Host', 'Authorization'], 'asked by the fast path, then again by the ordinary client');
     assert.equal(client.rawPool.size, 0, 'a connection whose answer was not read is not kept');
     await assert.rejects(client.fetchSegment('c1', 7, path.join(tmp, 'n.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'ENOENT' && /no such segment/.test(e.message));
+    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith('n.ts')), [], 'the part opened while the request went is removed');
     const wrong = new PeerClient({ url: `http://127.0.0.1:${srv.port}`, secret: 'a wrong secret, long enough' });
     try {
       await assert.rejects(wrong.fetchSegment('c1', 0, path.join(tmp, 'w.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'EAUTH' && e.status === 401);

@@ -125,6 +125,9 @@ export const AHEAD_BYTES = 48 << 20;
  * kill -9 leaves at most one segment's bytes in flight (in socket buffers or
  * not yet written): a resume fetches at most one segment twice.
  *
+ * The next fetch starts from the callback that says the one before has all
+ * its bytes, before that one's hash and fsync are handed to their workers.
+ *
  * A fetch that fails stops new ones; those under way are let finish (their
  * `.part` or finished file is what a resume starts from, never written by two
  * fetches at once), then the first error in index order is thrown.
@@ -148,36 +151,49 @@ export async function copySegments(
   type Flight = { seg: Segment; p: Promise<SegmentCopyResult>; receiving: boolean };
   const flights: Flight[] = [];
   let next = 0;
+  let failed = false;
   let wake: (() => void) | null = null;
+  const bytesUnderWay = () => flights.reduce((n, f) => n + (f.seg.bytes ?? 0), 0);
+  const canLaunch = () =>
+    !failed &&
+    flights.length < depth &&
+    next < segments.length &&
+    !flights.some((f) => f.receiving) &&
+    (flights.length < 3 || bytesUnderWay() + (segments[next].bytes ?? 0) <= AHEAD_BYTES);
+  /** Start what may start now; false when stopped. */
+  const pump = (): boolean => {
+    while (canLaunch()) {
+      if (o.stopped?.()) return false;
+      launch();
+    }
+    return true;
+  };
   const received = (f: Flight) => {
     if (!f.receiving) return;
     f.receiving = false;
+    // the next fetch starts here, from the callback, before the segment's own hash and fsync are handed
+    // to their workers (each hand-over costs the event loop a thread wake-up)
+    pump();
     const w = wake;
     wake = null;
     w?.();
   };
-  const launch = () => {
+  function launch() {
     const seg = segments[next++];
     const f: Flight = { seg, p: Promise.resolve() as unknown as Promise<SegmentCopyResult>, receiving: true };
     f.p = copySegment(src, storageRoot, clip, seg, { limiter: o.limiter, signal: o.signal, onBytes: o.onBytes, onReceived: () => received(f) });
     f.p.then(
       () => received(f),
-      () => received(f), // awaited below, in order; this also keeps an early failure from being "unhandled"
+      () => {
+        failed = true; // no new fetch; those under way finish, the first error in index order is thrown below
+        received(f);
+      }, // awaited below, in order; this also keeps an early failure from being "unhandled"
     );
     flights.push(f);
-  };
-  const bytesUnderWay = () => flights.reduce((n, f) => n + (f.seg.bytes ?? 0), 0);
-  const canLaunch = () =>
-    flights.length < depth &&
-    next < segments.length &&
-    !flights.some((f) => f.receiving) &&
-    (flights.length < 3 || bytesUnderWay() + (segments[next].bytes ?? 0) <= AHEAD_BYTES);
+  }
   try {
     while (flights.length > 0 || next < segments.length) {
-      while (canLaunch()) {
-        if (o.stopped?.()) throw Object.assign(new Error('stopped'), { code: 'EABORT' });
-        launch();
-      }
+      if (!pump()) throw Object.assign(new Error('stopped'), { code: 'EABORT' });
       const head = flights[0];
       // the head finished, or one under way has all its bytes (the next may start)
       const headDone = await Promise.race([head.p.then(() => true, () => true), new Promise<boolean>((r) => (wake = () => r(false)))]);
@@ -188,6 +204,7 @@ export async function copySegments(
       await o.commit(head.seg, r);
     }
   } catch (err) {
+    failed = true; // a commit that failed, or a stop: nothing new starts while those under way finish
     await Promise.allSettled(flights.map((f) => f.p));
     throw err;
   }

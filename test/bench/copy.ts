@@ -92,6 +92,18 @@ const MB = 1024 * 1024;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The whole machine's CPU time from /proc/stat (every core, every process, the kernel's own threads): busy and total ticks. */
+function machineTicks(): { busy: number; total: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3] - f[4], total };
+}
+
+/** The share of all cores busy between two machineTicks() (0-1). */
+function machineBusy(a: { busy: number; total: number }, b: { busy: number; total: number }): number {
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+}
+
 function cpuTicks(pid: number | undefined): number {
   if (!pid) return 0;
   try {
@@ -190,15 +202,16 @@ function walkAll(dir: string, out: string[] = []): string[] {
 }
 
 /** `cp -r` of the segment tree, then an fsync of every copied file and directory (coreutils sync FILE...). */
-function timeCp(src: Source, dest: string): { cpS: number; totalS: number } {
+function timeCp(src: Source, dest: string): { cpS: number; totalS: number; busy: number } {
   fs.mkdirSync(dest, { recursive: true });
+  const m0 = machineTicks();
   const t0 = process.hrtime.bigint();
   execFileSync('cp', ['-r', path.join(src.storage, MAIN), dest]);
   const t1 = process.hrtime.bigint();
   const paths = [dest, ...walkAll(dest)];
   for (let i = 0; i < paths.length; i += 500) execFileSync('sync', ['--', ...paths.slice(i, i + 500)]);
   const t2 = process.hrtime.bigint();
-  return { cpS: Number(t1 - t0) / 1e9, totalS: Number(t2 - t0) / 1e9 };
+  return { cpS: Number(t1 - t0) / 1e9, totalS: Number(t2 - t0) / 1e9, busy: machineBusy(m0, machineTicks()) };
 }
 
 /** The children of the section, killed on every way out. */
@@ -341,7 +354,7 @@ async function runCopier(
   server: ServerHandle,
   src: Source,
   o: { killAtBytes?: number; killDelayMs?: number; share?: boolean; shareReads?: string; start?: () => Promise<void> } = {},
-): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number }> {
+): Promise<{ done: CopyDone | null; killedAtBytes: number | null; copierCpuS: number; busy: number }> {
   await o.start?.();
   const child = forkChild(
     kind === 'copier'
@@ -355,6 +368,8 @@ async function runCopier(
   let lastBytes = 0;
   let killing = false;
   let ticks = 0;
+  // the machine's CPU from the first progress report (the copy under way) to the end
+  let m0: { busy: number; total: number } | null = null;
   const pollCpu = setInterval(() => {
     const t = cpuTicks(child.pid);
     if (t) ticks = t;
@@ -363,6 +378,7 @@ async function runCopier(
     return await new Promise((resolve, reject) => {
       child.on('message', (m: CopierMsg) => {
         if (m.type === 'progress') {
+          m0 ??= machineTicks();
           lastBytes = m.bytesDone;
           if (o.killAtBytes !== undefined && !killing && m.bytesDone >= o.killAtBytes) {
             killing = true;
@@ -370,12 +386,13 @@ async function runCopier(
               const at = lastBytes;
               ticks = Math.max(ticks, cpuTicks(child.pid));
               child.kill('SIGKILL');
-              void waitExit(child).then(() => resolve({ done: null, killedAtBytes: at, copierCpuS: ticks / CLK_TCK }));
+              void waitExit(child).then(() => resolve({ done: null, killedAtBytes: at, copierCpuS: ticks / CLK_TCK, busy: 0 }));
             }, o.killDelayMs ?? 0);
           }
         } else if (m.type === 'done') {
           ticks = Math.max(ticks, cpuTicks(child.pid));
-          void waitExit(child).then(() => resolve({ done: m, killedAtBytes: null, copierCpuS: ticks / CLK_TCK }));
+          const busy = m0 ? machineBusy(m0, machineTicks()) : 0;
+          void waitExit(child).then(() => resolve({ done: m, killedAtBytes: null, copierCpuS: ticks / CLK_TCK, busy }));
         } else if (m.type === 'failed') {
           reject(new Error(`the copy task failed: ${m.task.lastError}`));
         }
@@ -407,6 +424,7 @@ function checkDest(dest: string, src: Source): string | null {
 const mbps = (bytes: number, s: number) => bytes / MB / s;
 const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
+const pct = (x: number) => `${Math.round(x * 100)}%`;
 
 export async function benchCopy(): Promise<void> {
   const totalMB = Number(process.env.BENCH_COPY_MB ?? 2048);
@@ -473,7 +491,7 @@ export async function benchCopy(): Promise<void> {
       });
       fs.rmSync(dest, { recursive: true, force: true });
       cps.push(r.totalS);
-      console.log(`  cp -r + sync (${label}): ${f2(r.totalS)} s (cp ${f2(r.cpS)} s + sync ${f2(r.totalS - r.cpS)} s) -> ${f1(mbps(src.bytes, r.totalS))} MiB/s`);
+      console.log(`  cp -r + sync (${label}): ${f2(r.totalS)} s (cp ${f2(r.cpS)} s + sync ${f2(r.totalS - r.cpS)} s) -> ${f1(mbps(src.bytes, r.totalS))} MiB/s; the machine's ${os.cpus().length} cores ${pct(r.busy)} busy`);
       return r.totalS;
     };
 
@@ -516,7 +534,7 @@ export async function benchCopy(): Promise<void> {
         label: `${k.label} (${k.what})`,
         seconds: s,
         cpS,
-        cpu: `CPU: ${k.label} child ${f1(r.copierCpuS)} s (${Math.round((r.copierCpuS / s) * 100)}% of one core, process start included), peer API child ${f1(serverCpuS)} s (${Math.round((serverCpuS / s) * 100)}%)${bad ? `; WRONG RESULT: ${bad}` : ''}`,
+        cpu: `CPU: ${k.label} child ${f1(r.copierCpuS)} s (${Math.round((r.copierCpuS / s) * 100)}% of one core, process start included), peer API child ${f1(serverCpuS)} s (${Math.round((serverCpuS / s) * 100)}%); the machine's ${os.cpus().length} cores ${pct(r.busy)} busy during the copy (every process and the kernel)${bad ? `; WRONG RESULT: ${bad}` : ''}`,
       });
     }
     if (cps.length > 0) {

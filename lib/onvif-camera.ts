@@ -22,7 +22,7 @@
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import { errorText } from './errors';
-import { ClosableAgent, fmtSeconds, NETWORK_CODES as SOCKET_CODES, positive, shorten, Superseded, xmlUnescape } from './onvif-shared';
+import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibError, LibSession, NETWORK_CODES as SOCKET_CODES, positive, shorten, Superseded, watchLibrary, xmlUnescape } from './onvif-shared';
 
 export interface OnvifCameraOptions {
   host: string;
@@ -75,8 +75,6 @@ export interface OnvifCameraLog {
 // ---------------------------------------------------------------------------
 // The small part of the onvif library we use (the package's own typings do
 // not describe the fields we rely on: timeShift, media2Support, uri).
-
-type LibCallback<T = unknown> = (err: unknown, data?: T, xml?: string) => void;
 
 interface CamLike extends EventEmitter {
   timeShift?: number;
@@ -276,13 +274,9 @@ class CameraFailure extends Error {
 
 
 
-interface Session {
-  gen: number;
+interface Session extends LibSession {
   cam: CamLike;
   agent: ClosableAgent;
-  lastStatus?: number;
-  /** Settles the calls still waiting for the library (as Superseded) and clears their watchdogs. */
-  pending: Set<() => void>;
 }
 
 // ---------------------------------------------------------------------------
@@ -475,28 +469,7 @@ export class OnvifCamera extends EventEmitter {
   }
 
   private attachCamListeners(session: Session): void {
-    const { cam } = session;
-    cam.on('error', (err: unknown) => {
-      try {
-        if (session.gen === this.gen) this.debug(`ONVIF client error: ${errorText(err)}`);
-      } catch {
-        /* never escape */
-      }
-    });
-    cam.on('warning', (msg: unknown) => {
-      try {
-        if (session.gen === this.gen) this.debug(`ONVIF client warning: ${errorText(msg)}`);
-      } catch {
-        /* never escape */
-      }
-    });
-    cam.on('rawResponse', (_xml: unknown, status: unknown) => {
-      try {
-        if (typeof status === 'number') session.lastStatus = status;
-      } catch {
-        /* never escape */
-      }
-    });
+    watchLibrary(session.cam, session, { current: () => session.gen === this.gen, debug: (m) => this.debug(m), warnings: true, keepRaw: false });
   }
 
   /** The steps of the library's connect(), minus getActiveSources, plus profile choice and stream URI. */
@@ -522,7 +495,7 @@ export class OnvifCamera extends EventEmitter {
     }
 
     // 3. Profiles (Media2 when offered; Media1 when Media2 fails, as some firmwares are broken there).
-    let answer: { data: unknown; xml?: string };
+    let answer: { data: unknown; raw?: string };
     try {
       answer = await this.call(s, 'GetProfiles', (cb) => cam.getProfiles(cb));
     } catch (err) {
@@ -533,7 +506,7 @@ export class OnvifCamera extends EventEmitter {
       cam.media2Support = false;
       answer = await this.call(s, 'GetProfiles', (cb) => cam.getProfiles(cb));
     }
-    const profiles = profilesFrom(answer.data, answer.xml);
+    const profiles = profilesFrom(answer.data, answer.raw);
     let profile: OnvifProfileInfo;
     try {
       profile = pickProfile(profiles, { profileToken: this.profileToken, resolution: this.resolution });
@@ -544,7 +517,7 @@ export class OnvifCamera extends EventEmitter {
     // 4. Device information (nice to have).
     try {
       const info = await this.call(s, 'GetDeviceInformation', (cb) => cam.getDeviceInformation(cb));
-      this._deviceInfo = deviceInfoFrom(info.data, info.xml);
+      this._deviceInfo = deviceInfoFrom(info.data, info.raw);
     } catch (err) {
       if (err instanceof Superseded) throw err;
       const f = this.classify(err, s);
@@ -595,40 +568,20 @@ export class OnvifCamera extends EventEmitter {
    * twice, or never), ignores late callbacks, and throws Superseded when the
    * session was replaced or stopped meanwhile.
    */
-  private call<T = unknown>(s: Session, what: string, invoke: (cb: LibCallback<T>) => void): Promise<{ data: T | undefined; xml?: string }> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      // GetSystemDateAndTime and digest authentication may take two requests.
-      const watchdog = setTimeout(() => finish(new CameraFailure('timeout', `no answer to ${what}`)), 2 * this.timeoutMs + 1000);
-      s.lastStatus = undefined;
-      const finish = (err: unknown, data?: T, xml?: string): void => {
-        try {
-          if (settled) return;
-          settled = true;
-          clearTimeout(watchdog);
-          s.pending.delete(abandon);
-          if (s.gen !== this.gen || err instanceof Superseded) reject(new Superseded());
-          else if (err) reject(new LibError(what, err, xml));
-          else resolve({ data, xml });
-        } catch {
-          /* never escape into the library */
-        }
-      };
-      const abandon = (): void => finish(new Superseded());
-      s.pending.add(abandon);
-      try {
-        invoke((err, data, xml) => finish(err, data, xml));
-      } catch (err) {
-        finish(err ?? new Error(`${what} failed`));
-      }
-    });
+  private call<T = unknown>(s: Session, what: string, invoke: (cb: LibCallback<T>) => void): Promise<{ data: T | undefined; raw?: string }> {
+    // GetSystemDateAndTime and digest authentication may take two requests.
+    return callLibrary(
+      s,
+      { what, current: () => s.gen === this.gen, watchdogMs: 2 * this.timeoutMs + 1000, timeout: () => new CameraFailure('timeout', `no answer to ${what}`) },
+      invoke,
+    );
   }
 
   private classify(err: unknown, s: Session | undefined): CameraFailure {
     if (err instanceof CameraFailure) return err;
     const what = err instanceof LibError ? err.what : 'request';
     const cause = err instanceof LibError ? err.original : err;
-    const xml = err instanceof LibError ? (err.xml ?? '') : '';
+    const xml = err instanceof LibError ? (err.raw ?? '') : '';
     const text = errorText(cause);
     const code = String((cause as { code?: unknown } | undefined)?.code ?? '');
     const status = s?.lastStatus;
@@ -809,16 +762,6 @@ export class OnvifCamera extends EventEmitter {
   }
 }
 
-/** A library callback error, with which call failed and the raw answer (for classification). */
-class LibError extends Error {
-  constructor(
-    readonly what: string,
-    readonly original: unknown,
-    readonly xml?: string,
-  ) {
-    super(`${what}: ${errorText(original)}`);
-  }
-}
 
 
 

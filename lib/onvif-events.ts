@@ -40,7 +40,7 @@
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import { errorText } from './errors';
-import { ClosableAgent, fmtSeconds, NETWORK_CODES, positive, shorten, Superseded, xmlUnescape } from './onvif-shared';
+import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibError, LibSession, NETWORK_CODES, positive, shorten, Superseded, watchLibrary, xmlUnescape } from './onvif-shared';
 
 export interface OnvifEventsOptions {
   host: string;
@@ -362,8 +362,6 @@ function stableJson(o: Record<string, unknown>): string {
 // ---------------------------------------------------------------------------
 // The small part of the onvif library we use.
 
-type LibCallback<T = unknown> = (err: unknown, data?: T, xml?: string) => void;
-
 interface SubscriptionAddress {
   href?: string;
   agent?: http.Agent;
@@ -412,16 +410,6 @@ class EventsFailure extends Error {
   }
 }
 
-class LibError extends Error {
-  constructor(
-    readonly what: string,
-    readonly original: unknown,
-    readonly status: number | undefined,
-    readonly raw: string | undefined,
-  ) {
-    super(`${what}: ${errorText(original)}`);
-  }
-}
 
 
 
@@ -429,18 +417,14 @@ class LibError extends Error {
 
 
 
-interface Session {
-  gen: number;
+interface Session extends LibSession {
   cam: CamLike;
   agent: ClosableAgent;
-  lastStatus?: number;
-  lastRaw?: string;
   /** The subscription as the library keeps it (set once CreatePullPointSubscription succeeded). */
   address?: SubscriptionAddress;
   /** Our clock's time when the subscription ends, by the camera's last word (undefined: unknown). */
   endsAt?: number;
   lastRenew: number;
-  pending: Set<() => void>;
 }
 
 // ---------------------------------------------------------------------------
@@ -587,22 +571,7 @@ export class OnvifEvents extends EventEmitter {
   }
 
   private attachCamListeners(s: Session): void {
-    const { cam } = s;
-    cam.on('error', (err: unknown) => {
-      try {
-        if (s.gen === this.gen) this.debug(`ONVIF client error: ${errorText(err)}`);
-      } catch {
-        /* never escape */
-      }
-    });
-    cam.on('rawResponse', (xml: unknown, status: unknown) => {
-      try {
-        if (typeof status === 'number') s.lastStatus = status;
-        if (typeof xml === 'string') s.lastRaw = xml;
-      } catch {
-        /* never escape */
-      }
-    });
+    watchLibrary(s.cam, s, { current: () => s.gen === this.gen, debug: (m) => this.debug(m), warnings: false, keepRaw: true });
   }
 
   /** Clock, service addresses, then CreatePullPointSubscription. */
@@ -766,33 +735,17 @@ export class OnvifEvents extends EventEmitter {
    * session was replaced or stopped meanwhile. Returns the raw answer.
    */
   private call<T = unknown>(s: Session, what: string, invoke: (cb: LibCallback<T>) => void, waitMs = 0): Promise<{ data: T | undefined; raw?: string }> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const watchdog = setTimeout(() => finish(new EventsFailure('timeout', `no answer to ${what}`)), waitMs + 2 * this.timeoutMs + 1000);
-      s.lastStatus = undefined;
-      s.lastRaw = undefined;
-      const finish = (err: unknown, data?: T, xml?: string): void => {
-        try {
-          if (settled) return;
-          settled = true;
-          clearTimeout(watchdog);
-          s.pending.delete(abandon);
-          const raw = s.lastRaw ?? (typeof xml === 'string' ? xml : undefined);
-          if (s.gen !== this.gen || err instanceof Superseded) reject(new Superseded());
-          else if (err) reject(err instanceof EventsFailure ? err : new LibError(what, err, s.lastStatus, raw));
-          else resolve({ data, raw });
-        } catch {
-          /* never escape into the library */
-        }
-      };
-      const abandon = (): void => finish(new Superseded());
-      s.pending.add(abandon);
-      try {
-        invoke((err, data, xml) => finish(err, data, xml));
-      } catch (err) {
-        finish(err ?? new Error(`${what} failed`));
-      }
-    });
+    return callLibrary(
+      s,
+      {
+        what,
+        current: () => s.gen === this.gen,
+        watchdogMs: waitMs + 2 * this.timeoutMs + 1000,
+        timeout: () => new EventsFailure('timeout', `no answer to ${what}`),
+        passThrough: (err) => err instanceof EventsFailure,
+      },
+      invoke,
+    );
   }
 
   private classify(err: unknown): EventsFailure {

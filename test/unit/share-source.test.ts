@@ -256,6 +256,26 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     assert.deepEqual(committed, [0, 1, 2, 3, 4]);
   });
 
+  it('starts the next fetch from within the callback that says the one before has all its bytes (before that one hashes and syncs)', async () => {
+    const started: number[] = [];
+    const whenReceived: number[][] = [];
+    const src: SegmentSource = {
+      async fetchSegment(_clipId, index, dest, o) {
+        started.push(index);
+        await tick();
+        o.onReceived?.();
+        whenReceived.push([...started]); // what had started by the time the callback returned
+        fs.mkdirSync(path.dirname(dest), { recursive: true });
+        fs.writeFileSync(dest, `s${index}`);
+        return { bytes: 2, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
+      },
+    };
+    const committed: number[] = [];
+    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: (x) => void committed.push(x.index) });
+    assert.deepEqual(whenReceived, [[0, 1], [0, 1, 2], [0, 1, 2]]);
+    assert.deepEqual(committed, [0, 1, 2]);
+  });
+
   it('after a failure it starts nothing new, lets those under way end, commits none past the hole, and throws that failure', async () => {
     const g = new Gate();
     const committed: number[] = [];

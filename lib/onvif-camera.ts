@@ -20,9 +20,8 @@
  * - Credentials are never logged; the stream URI is logged only redacted.
  */
 import { EventEmitter } from 'node:events';
-import * as http from 'node:http';
 import { errorText } from './errors';
-import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibError, LibSession, NETWORK_CODES as SOCKET_CODES, positive, shorten, Superseded, watchLibrary, xmlUnescape } from './onvif-shared';
+import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibClientOptions, LibError, LibSession, LibTarget, newLibClient, NETWORK_CODES as SOCKET_CODES, positive, shorten, Superseded, watchLibrary, xmlUnescape } from './onvif-shared';
 
 export interface OnvifCameraOptions {
   host: string;
@@ -88,20 +87,8 @@ interface CamLike extends EventEmitter {
   getStreamUri(opts: { protocol?: string; stream?: string; profileToken?: string }, cb: LibCallback<{ uri?: unknown }>): void;
 }
 
-interface CamConstructorOptions {
-  hostname: string;
-  port: number;
-  path: string;
-  username?: string;
-  password?: string;
-  timeout: number;
-  autoconnect: boolean;
-  useWSSecurity: boolean;
-  agent: http.Agent;
-}
-
 interface OnvifModule {
-  Cam: new (opts: CamConstructorOptions) => CamLike;
+  Cam: new (opts: LibClientOptions) => CamLike;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -171,8 +158,6 @@ export function pickProfile(profiles: OnvifProfileInfo[], opts: { profileToken?:
   }
   return preferH264(withEncoder);
 }
-
-
 
 function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
@@ -262,7 +247,6 @@ function redact(uri: string): string {
 
 type FailureKind = 'network' | 'timeout' | 'auth' | 'clock' | 'protocol' | 'config' | 'other';
 
-
 class CameraFailure extends Error {
   constructor(
     readonly kind: FailureKind,
@@ -271,8 +255,6 @@ class CameraFailure extends Error {
     super(message);
   }
 }
-
-
 
 interface Session extends LibSession {
   cam: CamLike;
@@ -429,25 +411,13 @@ export class OnvifCamera extends EventEmitter {
     this.clearTimers();
     this.dropSession();
     const gen = ++this.gen;
-    const agent = new ClosableAgent({ keepAlive: false }, 'ONVIF camera connection stopped');
     let cam: CamLike;
+    let agent: ClosableAgent;
     try {
-      cam = new onvif.Cam({
-        hostname: this.host,
-        port: this.port,
-        path: this.path,
-        username: this.username,
-        password: this.password,
-        timeout: this.timeoutMs,
-        autoconnect: false,
-        useWSSecurity: true,
-        // Note: the library sends every service request to hostname:port given
-        // here, using only the path of the XAddr the camera advertises, so
-        // cameras that advertise an internal/NAT address still work.
-        agent,
-      });
+      // the library sends every service request to the host and port given here, with only the path of the
+      // address the camera advertises, so a camera that advertises an internal (NAT) address still works
+      ({ cam, agent } = newLibClient(onvif.Cam, this.target(), { stoppedText: 'ONVIF camera connection stopped' }));
     } catch (err) {
-      agent.close();
       this.fail(gen, new CameraFailure('config', `The ONVIF client could not be created for ${this.address}: ${errorText(err)}`));
       return;
     }
@@ -466,6 +436,10 @@ export class OnvifCamera extends EventEmitter {
         }
       },
     );
+  }
+
+  private target(): LibTarget {
+    return { host: this.host, port: this.port, path: this.path, username: this.username, password: this.password, timeoutMs: this.timeoutMs };
   }
 
   private attachCamListeners(session: Session): void {
@@ -761,10 +735,6 @@ export class OnvifCamera extends EventEmitter {
     }
   }
 }
-
-
-
-
 
 /** Accepts 'host', 'host:port', '[v6]:port' or 'http://host:port/path' in host. */
 function normaliseTarget(opts: OnvifCameraOptions): { host: string; port: number; path: string } {

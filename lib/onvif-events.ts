@@ -40,7 +40,7 @@
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import { errorText } from './errors';
-import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibError, LibSession, NETWORK_CODES, positive, shorten, Superseded, watchLibrary, xmlUnescape } from './onvif-shared';
+import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibClientOptions, LibError, LibSession, LibTarget, newLibClient, NETWORK_CODES, positive, shorten, Superseded, watchLibrary, xmlUnescape } from './onvif-shared';
 
 export interface OnvifEventsOptions {
   host: string;
@@ -125,8 +125,6 @@ const ONVIF_TOPIC_ROOTS = new Set(
     'Receiver',
   ].map((s) => s.toLowerCase()),
 );
-
-
 
 /** Attributes of a start tag's attribute text, by local name. */
 function attributes(text: string): Record<string, string> {
@@ -382,7 +380,7 @@ interface CamLike extends EventEmitter {
 }
 
 interface OnvifModule {
-  Cam: new (opts: Record<string, unknown>) => CamLike;
+  Cam: new (opts: LibClientOptions) => CamLike;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -400,7 +398,6 @@ const MIN_EMPTY_PULL_MS = 500;
 
 type FailureKind = 'network' | 'timeout' | 'auth' | 'fault' | 'unsupported' | 'protocol';
 
-
 class EventsFailure extends Error {
   constructor(
     readonly kind: FailureKind,
@@ -409,13 +406,6 @@ class EventsFailure extends Error {
     super(message);
   }
 }
-
-
-
-
-
-
-
 
 interface Session extends LibSession {
   cam: CamLike;
@@ -532,23 +522,11 @@ export class OnvifEvents extends EventEmitter {
 
   private attempt(): void {
     const gen = ++this.gen;
-    const agent = new ClosableAgent({ keepAlive: false }, 'ONVIF event subscription stopped');
     let cam: CamLike;
+    let agent: ClosableAgent;
     try {
-      cam = new onvif.Cam({
-        hostname: this.host,
-        port: this.port,
-        path: this.path,
-        username: this.username,
-        password: this.password,
-        timeout: this.timeoutMs,
-        autoconnect: false,
-        useWSSecurity: true,
-        preserveAddress: true,
-        agent,
-      });
+      ({ cam, agent } = newLibClient(onvif.Cam, this.target(), { stoppedText: 'ONVIF event subscription stopped', preserveAddress: true }));
     } catch (err) {
-      agent.close();
       this.fail(gen, new EventsFailure('protocol', `The ONVIF client could not be created for ${this.address}: ${errorText(err)}`));
       return;
     }
@@ -568,6 +546,10 @@ export class OnvifEvents extends EventEmitter {
           }
         },
       );
+  }
+
+  private target(): LibTarget {
+    return { host: this.host, port: this.port, path: this.path, username: this.username, password: this.password, timeoutMs: this.timeoutMs };
   }
 
   private attachCamListeners(s: Session): void {

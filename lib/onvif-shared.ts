@@ -143,6 +143,61 @@ export function watchLibrary(
   );
 }
 
+/** The options of the onvif library's Cam that the clients use. */
+export interface LibClientOptions {
+  hostname: string;
+  port: number;
+  path: string;
+  username?: string;
+  password?: string;
+  timeout: number;
+  autoconnect: boolean;
+  useWSSecurity: boolean;
+  preserveAddress?: boolean;
+  agent: http.Agent;
+}
+
+/** Where a library client goes and who it logs in as. */
+export interface LibTarget {
+  host: string;
+  port: number;
+  path: string;
+  username?: string;
+  password?: string;
+  timeoutMs: number;
+}
+
+/**
+ * A new onvif library client on an agent of its own (closed with the session),
+ * WS-Security on, no automatic connect. Throws (with the agent closed) when the
+ * library refuses the options.
+ */
+export function newLibClient<C>(
+  Cam: new (o: LibClientOptions) => C,
+  t: LibTarget,
+  o: { stoppedText: string; preserveAddress?: boolean },
+): { cam: C; agent: ClosableAgent } {
+  const agent = new ClosableAgent({ keepAlive: false }, o.stoppedText);
+  try {
+    const cam = new Cam({
+      hostname: t.host,
+      port: t.port,
+      path: t.path,
+      username: t.username,
+      password: t.password,
+      timeout: t.timeoutMs,
+      autoconnect: false,
+      useWSSecurity: true,
+      ...(o.preserveAddress ? { preserveAddress: true } : {}),
+      agent,
+    });
+    return { cam, agent };
+  } catch (err) {
+    agent.close();
+    throw err;
+  }
+}
+
 /** Socket errors that mean the camera cannot be reached (not a refusal by the camera). */
 export const NETWORK_CODES = new Set([
   'ECONNREFUSED',

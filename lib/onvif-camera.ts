@@ -46,14 +46,7 @@ export interface OnvifCameraOptions {
 }
 
 /** The normalised address and login of a camera (see OnvifCamera.connection). */
-export interface OnvifConnection {
-  host: string;
-  port: number;
-  path: string;
-  username?: string;
-  password?: string;
-  timeoutMs: number;
-}
+export type OnvifConnection = LibTarget;
 
 export type OnvifCameraState = 'idle' | 'connecting' | 'connected' | 'offline' | 'stopped';
 

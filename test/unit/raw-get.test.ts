@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PeerClient, PeerError, RateLimiter } from '../../lib/peer-client';
 import { RawPool, rawGet, RawGetError } from '../../lib/raw-get';
+import { until } from '../support/nr';
 
 const SECRET = 'correct horse battery staple';
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
@@ -366,14 +367,6 @@ function collect(size: number): { target: { reserve(n: number): Buffer; advance(
 
 const ok = (b: Buffer | string, extra = '') => Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(b)}\r\n${extra}\r\n`, 'latin1'), Buffer.from(b)]);
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe('kept-alive connections of the segment fetch (lib/raw-get RawPool)', () => {
   const peers: { close(): Promise<void> }[] = [];
   const pools: RawPool[] = [];
@@ -459,7 +452,7 @@ describe('kept-alive connections of the segment fetch (lib/raw-get RawPool)', ()
     const c = await notRead.get(pl);
     c.close();
     assert.equal(pl.size, 0);
-    await until('the peers see their connections closed', () => p.closed.length === 1 && old.closed.length === 1 && notRead.closed.length === 1);
+    await until(() => p.closed.length === 1 && old.closed.length === 1 && notRead.closed.length === 1, 'the peers see their connections closed');
   });
 
   it('drops an idle connection the peer closes or sends unasked bytes on, and closes its own after idleMs', async () => {
@@ -471,20 +464,20 @@ describe('kept-alive connections of the segment fetch (lib/raw-get RawPool)', ()
     };
     await take();
     p.sockets[0].destroy(); // the peer closes an idle connection
-    await until('the pool sees the close', () => pl.size === 0);
+    await until(() => pl.size === 0, 'the pool sees the close');
     await take();
     assert.equal(p.sockets.length, 2, 'the next request went on a new connection');
     p.sockets[1].write('HTTP/1.1 200 OK\r\n'); // unasked
-    await until('the pool drops the connection with unasked bytes', () => pl.size === 0);
-    await until('the peer sees it closed', () => p.closed.includes(1));
+    await until(() => pl.size === 0, 'the pool drops the connection with unasked bytes');
+    await until(() => p.closed.includes(1), 'the peer sees it closed');
     await take();
     assert.equal(pl.size, 1);
     // nothing else closes it: the peer keeps connections open, the test sends nothing
-    await until('the client closes the connection idle for idleMs', () => p.closed.includes(2));
+    await until(() => p.closed.includes(2), 'the client closes the connection idle for idleMs');
     assert.equal(pl.size, 0);
     await take();
     pl.close();
-    await until('close() closes the idle connection', () => p.closed.includes(3));
+    await until(() => p.closed.includes(3), 'close() closes the idle connection');
     await take();
     assert.equal(pl.size, 0, 'a closed pool keeps nothing');
   });

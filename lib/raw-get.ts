@@ -97,8 +97,6 @@ export interface RawAnswer {
 }
 
 const HEADER_MAX = 16 * 1024;
-/** A read lands here when no target is set (between the header and receive()). */
-const SPARE = 64 * 1024;
 export const PACE_BATCH = 1 << 20;
 const CRLF2 = Buffer.from('\r\n\r\n');
 
@@ -193,7 +191,7 @@ class RawConn {
   ex: Exchange | null = null;
   private socketError: unknown = null;
   private ended = false;
-  private spare: Buffer | null = null;
+  private spareBuf: Buffer | null = null;
 
   constructor(
     r: RawGetRequest,
@@ -206,8 +204,8 @@ class RawConn {
       port: r.port,
       onread: {
         // the buffer for a read is asked for after the read before it: the first read of a request on
-        // a kept (or new) connection lands in this spare, no larger than the header buffer it is copied to
-        buffer: () => (this.ex ? this.ex.nextBuffer() : (this.spare ??= Buffer.allocUnsafe(HEADER_MAX))),
+        // a kept (or new) connection lands in the spare, no larger than the header buffer it is copied to
+        buffer: () => (this.ex ? this.ex.nextBuffer() : this.spare()),
         callback: (n: number, buf: Uint8Array): boolean => {
           if (this.ex) return this.ex.onRead(n, buf as Buffer);
           // idle: the peer sent something nobody asked for, the connection is not trusted again
@@ -231,6 +229,11 @@ class RawConn {
       this.ex = null;
       ex?.onClose(this.socketError);
     });
+  }
+
+  /** Where a read goes when nobody has a place for it (idle, or between the header and receive()). */
+  spare(): Buffer {
+    return (this.spareBuf ??= Buffer.allocUnsafe(HEADER_MAX));
   }
 
   alive(): boolean {
@@ -297,9 +300,6 @@ function exchange(r: RawGetRequest, conn: RawConn, reused: boolean): Promise<Raw
     let headLen = 0;
     /** The part of `head` the socket was last given to read into. */
     let headLent: Buffer | null = null;
-    /** Bytes of the first read that did not fit the header buffer (after the header, so body). */
-    let overflow: Buffer | null = null;
-    let spare: Buffer | null = null;
     /** 'head': reading the header; 'held': header parsed, paused; 'body': receiving; 'over': settled. */
     let phase: 'head' | 'held' | 'body' | 'over' = 'head';
     /** The peer keeps the connection open after this answer (HTTP/1.1 without `Connection: close`). */
@@ -402,8 +402,7 @@ function exchange(r: RawGetRequest, conn: RawConn, reused: boolean): Promise<Raw
       }
       persistent = m[1] === '1' && !/(^|,)\s*close\s*(,|$)/i.test(headers.connection ?? '');
       // what came after the header is the start of the body: kept until receive() has a target
-      let early: Buffer | null = overflow ? Buffer.concat([head.subarray(end + 4, headLen), overflow]) : Buffer.from(head.subarray(end + 4, headLen));
-      overflow = null;
+      let early: Buffer | null = Buffer.from(head.subarray(end + 4, headLen));
       phase = 'held';
       const answer: RawAnswer = {
         status: Number(m[2]),
@@ -454,19 +453,18 @@ function exchange(r: RawGetRequest, conn: RawConn, reused: boolean): Promise<Raw
             return lent;
           }
           lent = null;
-          spare ??= Buffer.allocUnsafe(SPARE);
-          return spare;
+          return conn.spare();
         },
         onRead(n: number, b: Buffer): boolean {
           if (phase === 'over') return false;
           if (phase === 'head') {
             if (b !== headLent) {
-              // the first read of this request lands in the buffer the connection was last given (a spare
-              // of its own or of the request before): the header part is copied, the rest is body
-              const fit = Math.min(n, HEADER_MAX - headLen);
-              b.copy(head, headLen, 0, fit);
-              if (n > fit) overflow = Buffer.from(b.subarray(fit, n));
-              return onHead(fit);
+              // the first read of this request lands in the connection's spare, the size of `head`: copied
+              if (n > HEADER_MAX - headLen) {
+                fail(new RawGetError(`the answer's header is longer than ${HEADER_MAX} bytes`, 'EPROTO'));
+                return false;
+              }
+              b.copy(head, headLen, 0, n);
             }
             return onHead(n);
           }

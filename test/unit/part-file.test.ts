@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fsyncHandle, fsyncPath, stopFsyncWorkers } from '../../lib/fsync-worker';
-import { GroupRun, hashAndSync, openPart, openSink, syncDir } from '../../lib/part-file';
+import { DIRECT_SLOW_MS, directWrites, GroupRun, hashAndSync, noteDirectWrite, openPart, openSink, resetDirectWrites, syncDir, WholeSink } from '../../lib/part-file';
 
 const tick = () => new Promise((r) => setTimeout(r, 20));
 
@@ -134,6 +134,78 @@ describe('part files (lib)', () => {
     );
     assert.ok(synced && released);
     await fh.close();
+  });
+
+  describe('writes of a segment held whole', () => {
+    afterEach(() => resetDirectWrites());
+
+    async function wholeSink(part: string, total: number): Promise<WholeSink> {
+      const sink = await openSink(part, total, 0);
+      assert.ok(sink instanceof WholeSink);
+      return sink;
+    }
+
+    it('on quick storage, a flush has written its bytes when it returns, in order, and the part is the segment', async () => {
+      const part = path.join(tmp, 'a.part');
+      const body = crypto.randomBytes(3 << 20);
+      const sink = await wholeSink(part, body.length);
+      const fh = await openPart(part, 'w');
+      try {
+        assert.equal(directWrites(), true);
+        for (let off = 0; off < body.length; off += 1 << 20) {
+          sink.add(body.subarray(off, off + (1 << 20)));
+          void sink.flush(fh);
+          // no await between the flush and the look: the write was made on the spot
+          assert.equal(fs.fstatSync(fh.fd).size, off + (1 << 20));
+        }
+        await sink.drain();
+        assert.ok(fs.readFileSync(part).equals(body));
+      } finally {
+        sink.release();
+        await fh.close();
+      }
+    });
+
+    it('a write that fails is kept and thrown by drain(), not by flush(); nothing more is written after it', async () => {
+      const part = path.join(tmp, 'b.part');
+      fs.writeFileSync(part, '');
+      const sink = await wholeSink(part, 2048);
+      const ro = await fs.promises.open(part, 'r'); // a descriptor that cannot be written: EBADF
+      try {
+        sink.add(Buffer.alloc(1024, 1));
+        await sink.flush(ro);
+        sink.add(Buffer.alloc(1024, 2));
+        await sink.flush(ro);
+        await assert.rejects(sink.drain(), (err: NodeJS.ErrnoException) => err.code === 'EBADF');
+        assert.equal(fs.statSync(part).size, 0);
+      } finally {
+        sink.release();
+        await ro.close();
+      }
+    });
+
+    it('after a slow write, the writes go to the thread pool (the flush returns before its bytes are written) and still land in order', async () => {
+      noteDirectWrite(DIRECT_SLOW_MS / 2);
+      assert.equal(directWrites(), true, 'a quick write changes nothing');
+      noteDirectWrite(DIRECT_SLOW_MS + 1);
+      assert.equal(directWrites(), false);
+      const part = path.join(tmp, 'c.part');
+      const body = crypto.randomBytes(2 << 20);
+      const sink = await wholeSink(part, body.length);
+      const fh = await openPart(part, 'w');
+      try {
+        sink.add(body.subarray(0, 1 << 20));
+        void sink.flush(fh);
+        assert.equal(fs.fstatSync(fh.fd).size, 0, 'not written on the spot');
+        sink.add(body.subarray(1 << 20));
+        void sink.flush(fh);
+        await sink.drain();
+        assert.ok(fs.readFileSync(part).equals(body));
+      } finally {
+        sink.release();
+        await fh.close();
+      }
+    });
   });
 
   it('opens a part in a folder that is not there yet, making the folder', async () => {

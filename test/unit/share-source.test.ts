@@ -276,6 +276,69 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     assert.deepEqual(committed, [0, 1, 2]);
   });
 
+  it('starts the next fetch when the one receiving says its end is near, and no third while that next one receives', async () => {
+    const started: number[] = [];
+    const gates = new Map<number, { near: () => void; rx: () => void }>();
+    const src: SegmentSource = {
+      async fetchSegment(_clipId, index, dest, o) {
+        started.push(index);
+        await new Promise<void>((near) => gates.set(index, { near, rx: () => undefined }));
+        o.onNearlyReceived?.();
+        await new Promise<void>((rx) => (gates.get(index)!.rx = rx));
+        o.onReceived?.();
+        fs.mkdirSync(path.dirname(dest), { recursive: true });
+        fs.writeFileSync(dest, `s${index}`);
+        return { bytes: 2, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
+      },
+    };
+    const committed: number[] = [];
+    const p = copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(4), { depth: 8, commit: (x) => void committed.push(x.index) });
+    await until(() => gates.has(0));
+    assert.deepEqual(started, [0]);
+    gates.get(0)!.near();
+    await until(() => started.length === 2);
+    await tick();
+    assert.deepEqual(started, [0, 1], 'segment 1 starts while 0 ends; 2 waits while 1 has more than its end to come');
+    gates.get(0)!.rx();
+    await tick();
+    assert.deepEqual(started, [0, 1], 'segment 0 done receiving: 1 is receiving, nothing more starts');
+    await until(() => gates.has(1));
+    gates.get(1)!.near();
+    await until(() => started.length === 3);
+    for (const i of [1, 2, 3]) {
+      await until(() => gates.has(i));
+      gates.get(i)!.near();
+      await tick();
+      gates.get(i)!.rx();
+    }
+    await p;
+    assert.deepEqual(committed, [0, 1, 2, 3]);
+  });
+
+  it('lists the clip folder once: a segment already there and identical is kept, one there but different is fetched again, the rest fetched', async () => {
+    const fetched: number[] = [];
+    const src: SegmentSource = {
+      async fetchSegment(_clipId, index, dest, o) {
+        fetched.push(index);
+        o.onReceived?.();
+        fs.writeFileSync(dest, `s${index}`);
+        return { bytes: 2, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
+      },
+    };
+    fs.mkdirSync(path.join(tmp, 'd'));
+    fs.writeFileSync(path.join(tmp, 'd', 's0.ts'), 's0'); // a resume: renamed into place before the kill, not committed
+    fs.writeFileSync(path.join(tmp, 'd', 's1.ts'), 'something else');
+    const done: [number, number][] = [];
+    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: (x, r) => void done.push([x.index, r.skipped]) });
+    assert.deepEqual(fetched, [1, 2]);
+    assert.deepEqual(done, [
+      [0, 1],
+      [1, 0],
+      [2, 0],
+    ]);
+    assert.equal(fs.readFileSync(path.join(tmp, 'd', 's1.ts'), 'utf8'), 's1');
+  });
+
   it('after a failure it starts nothing new, lets those under way end, commits none past the hole, and throws that failure', async () => {
     const g = new Gate();
     const committed: number[] = [];

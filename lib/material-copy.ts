@@ -21,7 +21,7 @@ import { Catalogue, CatalogueEvent } from './catalogue';
 import { Clip, Segment } from './clip';
 import { ChannelProgress, CopyQueue, CopyTask, TaskRequest } from './copy-queue';
 import { errorText } from './errors';
-import { CopyRefused, copySegments, retryable, SegmentSource } from './segment-copy';
+import { CopyRefused, copySegments, retryable, SegmentSource, sumCounts } from './segment-copy';
 import { writeSidecar } from './storage';
 
 export { CopyRefused };
@@ -255,18 +255,17 @@ export class MaterialCopier extends EventEmitter {
         limiter: this.o.limiter,
         signal: this.abort?.signal,
         stopped: () => this.stopped,
-        commit: (seg, { bytes, copied, skipped }) => {
-          // registered at once: it plays during the copy; the segment says where it was recorded
-          const mine: Segment & { recordedBy?: string } = { ...seg, recordedBy: t.failoverServer };
+        commit: (done) => {
+          // registered at once: it plays during the copy; each segment says where it was recorded
           this.catalogue.transaction(() => {
-            this.catalogue.putSegment(clip.id, mine);
+            for (const { seg } of done) this.catalogue.putSegment(clip.id, { ...seg, recordedBy: t.failoverServer } as Segment & { recordedBy?: string });
             this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
           });
-          const end = segEnd(seg);
+          const last = done[done.length - 1].seg;
           this.queue.advance(
             t.id,
-            { channel, kind: 'media', lastTime: end, lastClip: remote.id, lastIndex: seg.index, done: false },
-            { bytes, copied, skipped },
+            { channel, kind: 'media', lastTime: segEnd(last), lastClip: remote.id, lastIndex: last.index, done: false },
+            sumCounts(done),
           );
           this.emit('progress', this.progressOf(t, channel, 'media', startedAt, bytesAtStart));
         },

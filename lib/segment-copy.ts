@@ -63,6 +63,12 @@ export function segmentDest(storageRoot: string, clipDir: string, file: string):
   }
 }
 
+/** A segment on disk and verified, handed to a copier's commit. */
+export interface SegmentDone {
+  seg: Segment;
+  r: SegmentCopyResult;
+}
+
 export interface SegmentCopyResult {
   /** 1 when fetched, 0 when found here already. */
   copied: number;
@@ -132,7 +138,7 @@ export const AHEAD_BYTES = 64 << 20;
 /**
  * Copy the segments of one clip, handing each to `commit` in index order once
  * it is on disk and verified (the catalogue registers segments in order, so a
- * resume point is never past a hole).
+ * resume point is never past a hole); the segments done at once go in one call.
  *
  * Up to `depth` segments are under way at once (and past the first three no
  * more than AHEAD_BYTES of them), but only one is receiving:
@@ -164,7 +170,8 @@ export async function copySegments(
     signal?: AbortSignal;
     onBytes?: (n: number) => void;
     stopped?: () => boolean;
-    commit: (seg: Segment, r: SegmentCopyResult) => void | Promise<void>;
+    /** Segments done, in index order, in one call when several are ready at once (one database commit for them all). */
+    commit: (done: SegmentDone[]) => void | Promise<void>;
   },
 ): Promise<void> {
   const depth = Math.max(1, Math.floor(o.depth ?? FETCH_AHEAD));
@@ -181,17 +188,22 @@ export async function copySegments(
     }
   }
   /** receiving: bytes still to come; ending: those are few (the next fetch may start) */
-  type Flight = { seg: Segment; p: Promise<SegmentCopyResult>; receiving: boolean; ending: boolean };
+  type Flight = { seg: Segment; p: Promise<SegmentCopyResult>; receiving: boolean; ending: boolean; result?: SegmentCopyResult };
   const flights: Flight[] = [];
   let next = 0;
   let failed = false;
   let wake: (() => void) | null = null;
   const bytesUnderWay = () => flights.reduce((n, f) => n + (f.seg.bytes ?? 0), 0);
+  /** None receiving, or one whose end is near (never two receiving and a third asked for: short segments are all "near"). */
+  const receivingAllows = () => {
+    const r = flights.filter((f) => f.receiving);
+    return r.length === 0 || (r.length === 1 && r[0].ending);
+  };
   const canLaunch = () =>
     !failed &&
     flights.length < depth &&
     next < segments.length &&
-    !flights.some((f) => f.receiving && !f.ending) &&
+    receivingAllows() &&
     (flights.length < 3 || bytesUnderWay() + (segments[next].bytes ?? 0) <= AHEAD_BYTES);
   /** Start what may start now; false when stopped. */
   const pump = (): boolean => {
@@ -219,6 +231,8 @@ export async function copySegments(
   function launch() {
     const seg = segments[next++];
     const f: Flight = { seg, p: Promise.resolve() as unknown as Promise<SegmentCopyResult>, receiving: true, ending: false };
+    // counted before its fetch begins: a source may call back before it first waits
+    flights.push(f);
     f.p = copySegment(src, storageRoot, clip, seg, {
       limiter: o.limiter,
       signal: o.signal,
@@ -228,13 +242,15 @@ export async function copySegments(
       present,
     });
     f.p.then(
-      () => received(f),
+      (r) => {
+        f.result = r;
+        received(f);
+      },
       () => {
         failed = true; // no new fetch; those under way finish, the first error in index order is thrown below
         received(f);
       }, // awaited below, in order; this also keeps an early failure from being "unhandled"
     );
-    flights.push(f);
   }
   try {
     while (flights.length > 0 || next < segments.length) {
@@ -246,13 +262,30 @@ export async function copySegments(
       if (!headDone) continue;
       const r = await head.p;
       flights.shift();
-      await o.commit(head.seg, r);
+      // with it, those right behind it that are done too (the fsyncs of several segments often end together)
+      const done: SegmentDone[] = [{ seg: head.seg, r }];
+      while (flights.length > 0 && flights[0].result) {
+        const f = flights.shift()!;
+        done.push({ seg: f.seg, r: f.result! });
+      }
+      await o.commit(done);
     }
   } catch (err) {
     failed = true; // a commit that failed, or a stop: nothing new starts while those under way finish
     await Promise.allSettled(flights.map((f) => f.p));
     throw err;
   }
+}
+
+/** The counters of segments committed together. */
+export function sumCounts(done: SegmentDone[]): { bytes: number; copied: number; skipped: number } {
+  const c = { bytes: 0, copied: 0, skipped: 0 };
+  for (const { r } of done) {
+    c.bytes += r.bytes;
+    c.copied += r.copied;
+    c.skipped += r.skipped;
+  }
+  return c;
 }
 
 /** A pause that `wake()` ends early. */

@@ -33,7 +33,7 @@ import Database from 'better-sqlite3';
 import { Catalogue } from './catalogue';
 import { Clip } from './clip';
 import { CommandError, errorText } from './errors';
-import { CopyRefused, copySegments, retryable, SegmentSource, Sleeper } from './segment-copy';
+import { CopyRefused, copySegments, retryable, SegmentSource, Sleeper, sumCounts } from './segment-copy';
 import { openDatabase, Transactions } from './sqlite';
 import { insideRoot, SIDECAR_NAME, writeSidecar } from './storage';
 
@@ -582,13 +582,14 @@ export class TransferManager extends EventEmitter {
           const cur = { ...t, bytesDone: t.bytesDone + inFlight };
           this.emit('progress', this.progressOf(cur, 'copying', ((cur.bytesDone - bytesAtStart) * 1000) / Math.max(1, now - began)));
         },
-        commit: (seg, r) => {
+        commit: (done) => {
           // registered at once (it plays while the rest comes), then the progress: a kill between the two re-verifies it
           this.catalogue.transaction(() => {
-            this.catalogue.putSegment(clip.id, { ...seg });
+            for (const { seg } of done) this.catalogue.putSegment(clip.id, { ...seg });
             this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
           });
-          this.queue.advance(t.clipId, seg.index, r);
+          const r = sumCounts(done);
+          this.queue.advance(t.clipId, done[done.length - 1].seg.index, r);
           inFlight = Math.max(0, inFlight - r.bytes);
           t = this.queue.get(t.clipId)!;
           this.emit('progress', this.progressOf(t, 'copying', ((t.bytesDone - bytesAtStart) * 1000) / Math.max(1, this.clock() - began)));

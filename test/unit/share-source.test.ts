@@ -12,7 +12,7 @@ import { Clip, Segment } from '../../lib/clip';
 import { CopyQueue } from '../../lib/copy-queue';
 import { CopySource, MaterialCopier } from '../../lib/material-copy';
 import { PeerError } from '../../lib/peer-client';
-import { CopyRefused, copySegment, copySegments, retryable, SegmentCopyResult, SegmentSource } from '../../lib/segment-copy';
+import { CopyRefused, copySegment, copySegments, retryable, SegmentDone, SegmentSource } from '../../lib/segment-copy';
 import { shareFolderFor, ShareSource, withShareMedia } from '../../lib/share-source';
 
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
@@ -234,7 +234,14 @@ describe('fetch-ahead copy of a clip (lib)', () => {
   it('has one segment receiving at a time, up to depth under way, and commits in index order whatever order they finish in', async () => {
     const g = new Gate();
     const committed: number[] = [];
-    const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(5), { depth: 3, commit: (s) => void committed.push(s.index) });
+    const calls: number[][] = [];
+    const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(5), {
+      depth: 3,
+      commit: (done) => {
+        calls.push(done.map((d) => d.seg.index));
+        done.forEach((d) => committed.push(d.seg.index));
+      },
+    });
     await tick();
     assert.deepEqual(g.started, [0], 'one at a time while it receives');
     await g.receive(0);
@@ -254,6 +261,7 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     await g.finish(3);
     await p;
     assert.deepEqual(committed, [0, 1, 2, 3, 4]);
+    assert.deepEqual(calls, [[0, 1, 2], [3, 4]], 'those done when the one before them ends are committed with it, in one call');
   });
 
   it('starts the next fetch from within the callback that says the one before has all its bytes (before that one hashes and syncs)', async () => {
@@ -271,7 +279,7 @@ describe('fetch-ahead copy of a clip (lib)', () => {
       },
     };
     const committed: number[] = [];
-    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: (x) => void committed.push(x.index) });
+    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: (done) => done.forEach((d) => committed.push(d.seg.index)) });
     assert.deepEqual(whenReceived, [[0, 1], [0, 1, 2], [0, 1, 2]]);
     assert.deepEqual(committed, [0, 1, 2]);
   });
@@ -292,7 +300,7 @@ describe('fetch-ahead copy of a clip (lib)', () => {
       },
     };
     const committed: number[] = [];
-    const p = copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(4), { depth: 8, commit: (x) => void committed.push(x.index) });
+    const p = copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(4), { depth: 8, commit: (done) => done.forEach((d) => committed.push(d.seg.index)) });
     await until(() => gates.has(0));
     assert.deepEqual(started, [0]);
     gates.get(0)!.near();
@@ -315,6 +323,28 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     assert.deepEqual(committed, [0, 1, 2, 3]);
   });
 
+  it('with segments short enough to be near their end at once, still no more than two receive at a time', async () => {
+    let receiving = 0;
+    let most = 0;
+    const src: SegmentSource = {
+      async fetchSegment(_clipId, index, dest, o) {
+        receiving++;
+        most = Math.max(most, receiving);
+        o.onNearlyReceived?.(); // the whole body is shorter than the lead
+        await tick();
+        receiving--;
+        o.onReceived?.();
+        fs.mkdirSync(path.dirname(dest), { recursive: true });
+        fs.writeFileSync(dest, `s${index}`);
+        return { bytes: 2, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
+      },
+    };
+    const committed: number[] = [];
+    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(8), { depth: 8, commit: (done) => done.forEach((d) => committed.push(d.seg.index)) });
+    assert.equal(most, 2);
+    assert.deepEqual(committed, [0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
   it('lists the clip folder once: a segment already there and identical is kept, one there but different is fetched again, the rest fetched', async () => {
     const fetched: number[] = [];
     const src: SegmentSource = {
@@ -329,7 +359,7 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     fs.writeFileSync(path.join(tmp, 'd', 's0.ts'), 's0'); // a resume: renamed into place before the kill, not committed
     fs.writeFileSync(path.join(tmp, 'd', 's1.ts'), 'something else');
     const done: [number, number][] = [];
-    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: (x, r) => void done.push([x.index, r.skipped]) });
+    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: (batch) => batch.forEach((d) => done.push([d.seg.index, d.r.skipped])) });
     assert.deepEqual(fetched, [1, 2]);
     assert.deepEqual(done, [
       [0, 1],
@@ -343,7 +373,7 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     const g = new Gate();
     const committed: number[] = [];
     let settled = false;
-    const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(6), { depth: 3, commit: (s: Segment, _r: SegmentCopyResult) => void committed.push(s.index) }).finally(() => (settled = true));
+    const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(6), { depth: 3, commit: (done: SegmentDone[]) => done.forEach((d) => committed.push(d.seg.index)) }).finally(() => (settled = true));
     p.catch(() => undefined);
     await g.receive(0);
     await g.receive(1);

@@ -83,24 +83,7 @@ export interface FetchOptions {
   where?: { dir: string; file: string };
   /** Called once every byte is in the part file, before its fsync and hash (a copier may start the next fetch). */
   onReceived?: () => void;
-  /**
-   * Called once when at most NEAR_END_BYTES of the body are still to come (at
-   * once when the whole body is that short): a copier may ask for the next
-   * segment now, so the peer's answer is on its way as this one ends.
-   */
-  onNearlyReceived?: () => void;
 }
-
-/**
- * The tail of a segment's body during which the next segment is asked for: on
- * a busy 2-core pair the wait from request to the answer's first byte was 2-3 ms,
- * about 1.2-1.8 MB at the rate of a copy, and with the request sent only after
- * the last byte the link stood idle for all of it. Asking earlier would let the
- * peer put more of the next segment on the wire while this one still arrives
- * (what a kill -9 loses is fetched again), so the lead is a small part of a
- * segment.
- */
-export const NEAR_END_BYTES = 1 << 20;
 
 export interface FetchResult {
   bytes: number;
@@ -488,21 +471,10 @@ export class PeerClient {
             if (raw) {
               if (!(sink instanceof WholeSink) || total === null) throw new PeerError(`${what} has no bounded size to receive whole`, 'EPROTO');
               const onBytes = o.onBytes;
-              const body = total - resumedFrom;
-              let near = o.onNearlyReceived;
-              if (near && body <= NEAR_END_BYTES) {
-                near = undefined;
-                o.onNearlyReceived!();
-              }
-              await raw.receive(sink, body, {
+              await raw.receive(sink, total - resumedFrom, {
                 onBytes: (n) => {
                   written += n;
                   onBytes?.(n);
-                  if (near && body - written <= NEAR_END_BYTES) {
-                    const f = near;
-                    near = undefined;
-                    f();
-                  }
                 },
                 onData: (unwritten) => {
                   if (unwritten >= WRITE_BATCH) void sink.flush(fh);

@@ -30,8 +30,6 @@ export interface SegmentSource {
       where?: { dir: string; file: string };
       /** called once every byte of the segment is in its part file (before its fsync and hash) */
       onReceived?: () => void;
-      /** called once when the rest of the segment's body is short (lib/peer-client.ts NEAR_END_BYTES); a source may never call it */
-      onNearlyReceived?: () => void;
     },
   ): Promise<{ bytes: number; sha256: string; resumedFrom: number }>;
 }
@@ -91,7 +89,6 @@ export async function copySegment(
     signal?: AbortSignal;
     onBytes?: (n: number) => void;
     onReceived?: () => void;
-    onNearlyReceived?: () => void;
     /** The names in the clip's folder (made already), listed before this copy began: a segment not among them is not looked for on disk. */
     present?: ReadonlySet<string>;
   } = {},
@@ -109,7 +106,6 @@ export async function copySegment(
       signal: o.signal,
       onBytes: o.onBytes,
       onReceived: o.onReceived,
-      onNearlyReceived: o.onNearlyReceived,
       where: { dir: clip.dir, file: seg.file },
     });
     return { copied: 1, skipped: 0, bytes: r.bytes - r.resumedFrom };
@@ -143,16 +139,15 @@ export const AHEAD_BYTES = 64 << 20;
  * Up to `depth` segments are under way at once (and past the first three no
  * more than AHEAD_BYTES of them), but only one is receiving:
  * the next fetch starts when the one before has every byte in its part file,
- * so its fsync, hash, rename and commit overlap the next one's transfer, or
- * a little earlier, when the source says that one's end is near (a peer
- * client does so for the last NEAR_END_BYTES, so the next answer's header is on
- * its way as the body ends). So a kill -9 leaves about one segment's bytes in
- * flight (in socket buffers or not yet written): one segment's and the start
- * of the next.
+ * so its fsync, hash, rename and commit overlap the next one's transfer. So a
+ * kill -9 leaves at most one segment's bytes in flight (in socket buffers or
+ * not yet written): a resume fetches at most one segment twice. (Asking for the
+ * next segment when the one receiving had 1 MiB left, to hide the peer's 2-3 ms
+ * answer time, was tried: a kill -9 then found two segments pushed into the
+ * socket buffers and fetched up to two again, and the copy was no faster.)
  *
  * The next fetch starts from the callback that says the one before has all
- * its bytes (or is nearly done), before that one's hash and fsync are handed
- * to their workers.
+ * its bytes, before that one's hash and fsync are handed to their workers.
  *
  * A fetch that fails stops new ones; those under way are let finish (their
  * `.part` or finished file is what a resume starts from, never written by two
@@ -187,23 +182,18 @@ export async function copySegments(
       present = undefined; // each segment then looks for itself (and refuses a bad name or place with its own error)
     }
   }
-  /** receiving: bytes still to come; ending: those are few (the next fetch may start) */
-  type Flight = { seg: Segment; p: Promise<SegmentCopyResult>; receiving: boolean; ending: boolean; result?: SegmentCopyResult };
+  /** receiving: bytes still to come; result: done and verified */
+  type Flight = { seg: Segment; p: Promise<SegmentCopyResult>; receiving: boolean; result?: SegmentCopyResult };
   const flights: Flight[] = [];
   let next = 0;
   let failed = false;
   let wake: (() => void) | null = null;
   const bytesUnderWay = () => flights.reduce((n, f) => n + (f.seg.bytes ?? 0), 0);
-  /** None receiving, or one whose end is near (never two receiving and a third asked for: short segments are all "near"). */
-  const receivingAllows = () => {
-    const r = flights.filter((f) => f.receiving);
-    return r.length === 0 || (r.length === 1 && r[0].ending);
-  };
   const canLaunch = () =>
     !failed &&
     flights.length < depth &&
     next < segments.length &&
-    receivingAllows() &&
+    !flights.some((f) => f.receiving) &&
     (flights.length < 3 || bytesUnderWay() + (segments[next].bytes ?? 0) <= AHEAD_BYTES);
   /** Start what may start now; false when stopped. */
   const pump = (): boolean => {
@@ -212,11 +202,6 @@ export async function copySegments(
       launch();
     }
     return true;
-  };
-  const ending = (f: Flight) => {
-    if (!f.receiving || f.ending) return;
-    f.ending = true;
-    pump();
   };
   const received = (f: Flight) => {
     if (!f.receiving) return;
@@ -230,7 +215,7 @@ export async function copySegments(
   };
   function launch() {
     const seg = segments[next++];
-    const f: Flight = { seg, p: Promise.resolve() as unknown as Promise<SegmentCopyResult>, receiving: true, ending: false };
+    const f: Flight = { seg, p: Promise.resolve() as unknown as Promise<SegmentCopyResult>, receiving: true };
     // counted before its fetch begins: a source may call back before it first waits
     flights.push(f);
     f.p = copySegment(src, storageRoot, clip, seg, {
@@ -238,7 +223,6 @@ export async function copySegments(
       signal: o.signal,
       onBytes: o.onBytes,
       onReceived: () => received(f),
-      onNearlyReceived: () => ending(f),
       present,
     });
     f.p.then(

@@ -14,7 +14,7 @@ import { Catalogue } from '../../lib/catalogue';
 import { Clip, Segment } from '../../lib/clip';
 import { validateServerState } from '../../lib/link-schemas';
 import { PeerApiServer, parseRange } from '../../lib/peer-api';
-import { NEAR_END_BYTES, PeerClient, PeerError, RateLimiter } from '../../lib/peer-client';
+import { PeerClient, PeerError, RateLimiter } from '../../lib/peer-client';
 import { resolveIdentity } from '../../lib/server-identity';
 import { ServerLink } from '../../lib/server-link';
 import { writeSidecar } from '../../lib/storage';
@@ -438,69 +438,6 @@ describe('peer storage API (lib, real HTTP)', function () {
       // a segment still being written: no sha256 anywhere, taken as it is
       const open = await client.fetchSegment('c1', 3, path.join(tmp, 'local', 'open.ts'), {});
       assert.equal(open.sha256, sha(growing));
-    });
-
-    it('says once when at most NEAR_END_BYTES of a segment are still to come (at once for a short one), before all its bytes are in', async () => {
-      const body = crypto.randomBytes(NEAR_END_BYTES * 3 + 12345);
-      // a peer that sends the body in steps, each when the test says
-      const steps: Buffer[] = [body.subarray(0, NEAR_END_BYTES * 2), body.subarray(NEAR_END_BYTES * 2, NEAR_END_BYTES * 2 + 20000), body.subarray(NEAR_END_BYTES * 2 + 20000)];
-      const st: { sendNext: (() => void) | null } = { sendNext: null };
-      const stepper = http.createServer((req, res) => {
-        const small = req.url!.endsWith('/9');
-        const b = small ? body.subarray(0, 1000) : body;
-        res.writeHead(200, { 'Content-Length': String(b.length), 'X-Sha256': sha(b) });
-        if (small) return res.end(b);
-        let k = 0;
-        st.sendNext = () => {
-          res.write(steps[k++]);
-          if (k === steps.length) res.end();
-        };
-      });
-      await new Promise<void>((r) => stepper.listen(0, '127.0.0.1', () => r()));
-      const via = new PeerClient({ url: `http://127.0.0.1:${(stepper.address() as net.AddressInfo).port}`, secret: SECRET });
-      try {
-        let seen = 0;
-        const log: string[] = [];
-        const p = via.fetchSegment('c1', 0, path.join(tmp, 'local', 'near.ts'), {
-          expectedSha256: sha(body),
-          expectedBytes: body.length,
-          onBytes: (n) => (seen += n),
-          onNearlyReceived: () => log.push(`near at ${seen}`),
-          onReceived: () => log.push(`received at ${seen}`),
-        });
-        const waitSeen = async (n: number) => {
-          const end = Date.now() + 5000;
-          while (seen < n) {
-            if (Date.now() > end) throw new Error(`only ${seen} of ${n} bytes came`);
-            await new Promise((r) => setTimeout(r, 5));
-          }
-          await new Promise((r) => setTimeout(r, 20));
-        };
-        while (!st.sendNext) await new Promise((r) => setTimeout(r, 5));
-        st.sendNext();
-        await waitSeen(steps[0].length);
-        assert.deepEqual(log, [], `more than NEAR_END_BYTES still to come (${body.length - seen})`);
-        st.sendNext();
-        await waitSeen(steps[0].length + steps[1].length);
-        assert.deepEqual(log, [`near at ${steps[0].length + steps[1].length}`]);
-        st.sendNext();
-        const r = await p;
-        assert.equal(r.sha256, sha(body));
-        assert.deepEqual(log, [`near at ${steps[0].length + steps[1].length}`, `received at ${body.length}`]);
-        // a segment shorter than the lead: said at once, before any byte
-        const small: string[] = [];
-        let smallSeen = 0;
-        await via.fetchSegment('c1', 9, path.join(tmp, 'local', 'small.ts'), {
-          expectedBytes: 1000,
-          onBytes: (n) => (smallSeen += n),
-          onNearlyReceived: () => small.push(`near at ${smallSeen}`),
-        });
-        assert.deepEqual(small, ['near at 0']);
-      } finally {
-        via.close();
-        stepper.closeAllConnections();
-        await new Promise<void>((r) => stepper.close(() => r()));
-      }
     });
 
     it('verifies a part that already holds the whole segment without fetching it again', async () => {

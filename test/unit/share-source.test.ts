@@ -284,67 +284,6 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     assert.deepEqual(committed, [0, 1, 2]);
   });
 
-  it('starts the next fetch when the one receiving says its end is near, and no third while that next one receives', async () => {
-    const started: number[] = [];
-    const gates = new Map<number, { near: () => void; rx: () => void }>();
-    const src: SegmentSource = {
-      async fetchSegment(_clipId, index, dest, o) {
-        started.push(index);
-        await new Promise<void>((near) => gates.set(index, { near, rx: () => undefined }));
-        o.onNearlyReceived?.();
-        await new Promise<void>((rx) => (gates.get(index)!.rx = rx));
-        o.onReceived?.();
-        fs.mkdirSync(path.dirname(dest), { recursive: true });
-        fs.writeFileSync(dest, `s${index}`);
-        return { bytes: 2, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
-      },
-    };
-    const committed: number[] = [];
-    const p = copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(4), { depth: 8, commit: (done) => done.forEach((d) => committed.push(d.seg.index)) });
-    await until(() => gates.has(0));
-    assert.deepEqual(started, [0]);
-    gates.get(0)!.near();
-    await until(() => started.length === 2);
-    await tick();
-    assert.deepEqual(started, [0, 1], 'segment 1 starts while 0 ends; 2 waits while 1 has more than its end to come');
-    gates.get(0)!.rx();
-    await tick();
-    assert.deepEqual(started, [0, 1], 'segment 0 done receiving: 1 is receiving, nothing more starts');
-    await until(() => gates.has(1));
-    gates.get(1)!.near();
-    await until(() => started.length === 3);
-    for (const i of [1, 2, 3]) {
-      await until(() => gates.has(i));
-      gates.get(i)!.near();
-      await tick();
-      gates.get(i)!.rx();
-    }
-    await p;
-    assert.deepEqual(committed, [0, 1, 2, 3]);
-  });
-
-  it('with segments short enough to be near their end at once, still no more than two receive at a time', async () => {
-    let receiving = 0;
-    let most = 0;
-    const src: SegmentSource = {
-      async fetchSegment(_clipId, index, dest, o) {
-        receiving++;
-        most = Math.max(most, receiving);
-        o.onNearlyReceived?.(); // the whole body is shorter than the lead
-        await tick();
-        receiving--;
-        o.onReceived?.();
-        fs.mkdirSync(path.dirname(dest), { recursive: true });
-        fs.writeFileSync(dest, `s${index}`);
-        return { bytes: 2, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
-      },
-    };
-    const committed: number[] = [];
-    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(8), { depth: 8, commit: (done) => done.forEach((d) => committed.push(d.seg.index)) });
-    assert.equal(most, 2);
-    assert.deepEqual(committed, [0, 1, 2, 3, 4, 5, 6, 7]);
-  });
-
   it('lists the clip folder once: a segment already there and identical is kept, one there but different is fetched again, the rest fetched', async () => {
     const fetched: number[] = [];
     const src: SegmentSource = {

@@ -1,7 +1,8 @@
 /** sha256 on the worker thread: the same digest as node:crypto, on any range of shared memory, many at once, and after a restart of the worker. */
 import { strict as assert } from 'node:assert';
 import crypto from 'node:crypto';
-import { sharedDigest, stopHashWorker } from '../../lib/hash-worker';
+import fs from 'node:fs';
+import { HASH_NICE, sharedDigest, stopHashWorker } from '../../lib/hash-worker';
 import { giveBuffer, takeBuffer } from '../../lib/part-file';
 
 const sha = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
@@ -29,6 +30,22 @@ describe('hash worker', () => {
     });
     const got = await Promise.all(bufs.map((b) => sharedDigest(b)));
     assert.deepEqual(got, bufs.map(sha));
+  });
+
+  it('runs at a lower priority than the process (nice + HASH_NICE on its own thread), the other threads untouched', async () => {
+    /** nice of each thread of this process (field 19 of /proc/self/task/<tid>/stat) */
+    const nices = () =>
+      fs.readdirSync('/proc/self/task').map((tid) => {
+        const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+      });
+    const mine = nices()[0]; // the first task is the main thread
+    const want = Math.min(19, mine + HASH_NICE);
+    await stopHashWorker();
+    const before = nices().filter((n) => n === want).length;
+    assert.equal(await sharedDigest(new Uint8Array(new SharedArrayBuffer(16))), sha(new Uint8Array(16)));
+    assert.equal(nices().filter((n) => n === want).length, before + 1, 'one thread more at the lower priority: the worker');
+    assert.equal(nices()[0], mine, 'the main thread keeps its priority');
   });
 
   it('refuses memory that is not shared and a length beyond the view, without starting anything', async () => {

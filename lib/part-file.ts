@@ -113,6 +113,21 @@ export function syncDir(dir: string): Promise<void> {
   return dirSyncs.run(path.resolve(dir));
 }
 
+/**
+ * The end of a verified segment copy, once the part is hashed and fsynced:
+ * with a `wrong` sha256 (a sentence saying which and against what) the part is
+ * deleted and `refuse(sentence)` is thrown; else the part is renamed into place
+ * and its folder's fsync (shared with the renames made meanwhile) awaited.
+ */
+export async function settlePart(part: string, dest: string, wrong: string | null, refuse: (sentence: string) => Error): Promise<void> {
+  if (wrong) {
+    await fs.promises.unlink(part).catch(() => undefined);
+    throw refuse(`${wrong}; the copy was deleted`);
+  }
+  await fs.promises.rename(part, dest);
+  await syncDir(path.dirname(dest));
+}
+
 /** Bytes gathered before one write to the .part file. */
 export const WRITE_BATCH = 1 << 20;
 /** Segments up to this size are held whole while they arrive and hashed in one go off the event loop. */

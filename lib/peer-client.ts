@@ -26,11 +26,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import path from 'node:path';
 import { CatalogueEvent } from './catalogue';
 import { Clip } from './clip';
 import { errorText } from './errors';
-import { hashAndSync, hashPrefix, openPart, openSink, partSize, restartPart, syncDir, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
+import { hashAndSync, hashPrefix, openPart, openSink, partSize, restartPart, settlePart, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
 import { RawAnswer, RawGetError, RawPool, rawGet } from './raw-get';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
 
@@ -570,12 +569,7 @@ export class PeerClient {
     let wrong: string | null = null;
     if (expected && sha !== expected.toLowerCase()) wrong = `${what} from ${this.url} has sha256 ${sha}, not ${expected} as the catalogue says`;
     else if (peerSha && sha !== peerSha.toLowerCase()) wrong = `${what} from ${this.url} has sha256 ${sha}, not ${peerSha} as the peer announced`;
-    if (wrong) {
-      await fs.promises.unlink(part).catch(() => undefined);
-      throw new PeerError(`${wrong}; the copy was deleted`, 'EHASH');
-    }
-    await fs.promises.rename(part, dest);
-    await syncDir(path.dirname(dest));
+    await settlePart(part, dest, wrong, (sentence) => new PeerError(sentence, 'EHASH'));
     return { bytes: size, sha256: sha, resumedFrom };
   }
 }

@@ -25,7 +25,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorText } from './errors';
-import { hashAndSync, openPart, openSink, partSize, restartPart, syncDir, WholeSink } from './part-file';
+import { hashAndSync, openPart, openSink, partSize, restartPart, settlePart, WholeSink } from './part-file';
 import { PeerError } from './peer-client';
 import type { SegmentSource } from './segment-copy';
 import { insideRoot } from './storage';
@@ -161,12 +161,8 @@ export class ShareSource implements SegmentSource {
         await out.close().catch(() => undefined);
       }
       const expected = o.expectedSha256?.toLowerCase() ?? null;
-      if (expected && sha !== expected) {
-        await fs.promises.unlink(part).catch(() => undefined);
-        throw new PeerError(`${what} on the share ${this.root} has sha256 ${sha}, not ${expected} as the catalogue says; the copy was deleted`, 'EHASH');
-      }
-      await fs.promises.rename(part, dest);
-      await syncDir(path.dirname(dest));
+      const wrong = expected && sha !== expected ? `${what} on the share ${this.root} has sha256 ${sha}, not ${expected} as the catalogue says` : null;
+      await settlePart(part, dest, wrong, (sentence) => new PeerError(sentence, 'EHASH'));
       return { bytes: total, sha256: sha, resumedFrom };
     } finally {
       await fh.close().catch(() => undefined);

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fsyncHandle, fsyncPath, stopFsyncWorkers } from '../../lib/fsync-worker';
-import { DIRECT_SLOW_MS, directWrites, GroupRun, hashAndSync, noteDirectWrite, openPart, openSink, resetDirectWrites, syncDir, WholeSink } from '../../lib/part-file';
+import { DIRECT_SLOW_MS, directWrites, GroupRun, hashAndSync, noteDirectWrite, openPart, openSink, resetDirectWrites, settlePart, syncDir, WholeSink } from '../../lib/part-file';
 
 const tick = () => new Promise((r) => setTimeout(r, 20));
 
@@ -206,6 +206,21 @@ describe('part files (lib)', () => {
         await fh.close();
       }
     });
+  });
+
+  it('settles a part: with a wrong sha256 deleted and refused with the sentence, else renamed into place', async () => {
+    const part = path.join(tmp, 's.ts.part');
+    const dest = path.join(tmp, 's.ts');
+    fs.writeFileSync(part, 'abc');
+    await assert.rejects(
+      settlePart(part, dest, 'segment 3 has sha256 x, not y', (sentence) => Object.assign(new Error(sentence), { code: 'EHASH' })),
+      (err: NodeJS.ErrnoException) => err.code === 'EHASH' && err.message === 'segment 3 has sha256 x, not y; the copy was deleted',
+    );
+    assert.ok(!fs.existsSync(part) && !fs.existsSync(dest));
+    fs.writeFileSync(part, 'abc');
+    await settlePart(part, dest, null, () => new Error('not called'));
+    assert.ok(!fs.existsSync(part));
+    assert.equal(fs.readFileSync(dest, 'utf8'), 'abc');
   });
 
   it('opens a part in a folder that is not there yet, making the folder', async () => {

@@ -16,7 +16,7 @@ import { RtspServerHandle, startRtspServer } from '../support/rtsp';
 describe('backup-link: main and backup Node-RED processes with mosquitto', function () {
   this.timeout(180000);
   let broker: Broker;
-  let rtsp: RtspServerHandle;
+  let rtsp: RtspServerHandle & { drops: number };
   let dirA: string;
   let dirB: string;
   let main: NodeRedProcess | null = null;
@@ -70,40 +70,56 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
 
   it('records a Backup=On line on both servers: start and stop together, same name, attributes and frames', async function () {
     await startBoth();
-    const add = await main!.request('POST', '/cmd/1', { command: 'add', line: { id: 'prog', title: 'Evening Live', backup: 'on', attributes: { house: 'EL-7' } } });
-    assert.equal(add.status, 200, JSON.stringify(add.body));
-    const aux = await (async () => {
-      for (let i = 0; i < 100; i++) {
-        const l = await lineOn(backup!, 'prog');
-        if (l) return l;
-        await sleep(100);
+    const clipOf = async (p: NodeRedProcess, dir: string, lineId: string) => {
+      const root = path.join(dir, 'store', p === main ? 'main-1' : 'backup-1', 'ch01');
+      for (const day of fs.readdirSync(root)) {
+        for (const clipDir of fs.readdirSync(path.join(root, day))) {
+          const full = path.join(root, day, clipDir);
+          const sidecar = JSON.parse(fs.readFileSync(path.join(full, 'clip.json'), 'utf8'));
+          if (sidecar.lineId === lineId) return { full, clipDir, sidecar };
+        }
       }
-      throw new Error('the Aux line did not appear on the backup');
-    })();
-    assert.equal(aux.backup, 'aux');
-    const edit = await backup!.request('POST', '/cmd/1', { command: 'update', line: { id: 'prog', title: 'x' } });
-    assert.equal(edit.status, 400);
-    assert.match(edit.body.error, /Aux line kept by backup-link/);
-
-    const start = await main!.request('POST', '/cmd/1', { command: 'start', line: { id: 'prog' } });
-    assert.equal(start.status, 200, JSON.stringify(start.body));
-    await waitStatus(main!, 'prog', 'recording');
-    await waitStatus(backup!, 'prog', 'recording');
-    await sleep(5000);
-    const stop = await main!.request('POST', '/cmd/1', { command: 'stop', line: { id: 'prog' } });
-    assert.equal(stop.status, 200, JSON.stringify(stop.body));
-    await waitStatus(main!, 'prog', 'stopped');
-    await waitStatus(backup!, 'prog', 'stopped');
-    const clipOf = async (p: NodeRedProcess, dir: string) => {
-      const l = await lineOn(p, 'prog');
-      const files = fs.readdirSync(path.join(dir, 'store', p === main ? 'main-1' : 'backup-1', 'ch01'));
-      const day = files[0];
-      const clipDir = fs.readdirSync(path.join(dir, 'store', p === main ? 'main-1' : 'backup-1', 'ch01', day))[0];
-      const full = path.join(dir, 'store', p === main ? 'main-1' : 'backup-1', 'ch01', day, clipDir);
-      return { line: l!, full, clipDir, sidecar: JSON.parse(fs.readFileSync(path.join(full, 'clip.json'), 'utf8')) };
+      throw new Error(`no clip of line ${lineId} on ${p.url}`);
     };
-    const a = await clipOf(main!, dirA);
-    const b = await clipOf(backup!, dirB);
+    // GStreamer's test camera sometimes aborts and is restarted (see support/rtsp):
+    // a clip with that hole is, by design, not cut frame-exact. Such a take is
+    // recorded again on a new line; the camera must stay up through one take.
+    let take: { id: string; a: Awaited<ReturnType<typeof clipOf>>; b: Awaited<ReturnType<typeof clipOf>> } | null = null;
+    for (let attempt = 1; attempt <= 3 && !take; attempt++) {
+      const id = attempt === 1 ? 'prog' : `prog${attempt}`;
+      const restartsBefore = rtsp.drops;
+      const add = await main!.request('POST', '/cmd/1', { command: 'add', line: { id, title: 'Evening Live', backup: 'on', attributes: { house: 'EL-7' } } });
+      assert.equal(add.status, 200, JSON.stringify(add.body));
+      const aux = await (async () => {
+        for (let i = 0; i < 100; i++) {
+          const l = await lineOn(backup!, id);
+          if (l) return l;
+          await sleep(100);
+        }
+        throw new Error('the Aux line did not appear on the backup');
+      })();
+      assert.equal(aux.backup, 'aux');
+      const edit = await backup!.request('POST', '/cmd/1', { command: 'update', line: { id, title: 'x' } });
+      assert.equal(edit.status, 400);
+      assert.match(edit.body.error, /Aux line kept by backup-link/);
+
+      const start = await main!.request('POST', '/cmd/1', { command: 'start', line: { id } });
+      assert.equal(start.status, 200, JSON.stringify(start.body));
+      await waitStatus(main!, id, 'recording');
+      await waitStatus(backup!, id, 'recording');
+      await sleep(5000);
+      const stop = await main!.request('POST', '/cmd/1', { command: 'stop', line: { id } });
+      assert.equal(stop.status, 200, JSON.stringify(stop.body));
+      await waitStatus(main!, id, 'stopped');
+      await waitStatus(backup!, id, 'stopped');
+      if (rtsp.drops !== restartsBefore) {
+        process.stderr.write(`  (the test camera restarted during take ${attempt}; recording it again on a new line)\n`);
+        continue;
+      }
+      take = { id, a: await clipOf(main!, dirA, id), b: await clipOf(backup!, dirB, id) };
+    }
+    assert.ok(take, 'the test camera restarted during each of 3 takes');
+    const { a, b } = take;
     assert.equal(b.clipDir, a.clipDir, 'same clip folder name');
     assert.equal(b.sidecar.name, a.sidecar.name);
     assert.deepEqual(b.sidecar.attributes, a.sidecar.attributes);

@@ -182,7 +182,7 @@ async function launchRtspServer(opts: RtspServerOptions = {}): Promise<RtspServe
  * the same port, like a camera that reboots (the recorders reconnect by
  * themselves). stop() and kill9() end it for good.
  */
-export async function startRtspServer(opts: RtspServerOptions = {}): Promise<RtspServerHandle & { restarts: number }> {
+export async function startRtspServer(opts: RtspServerOptions = {}): Promise<RtspServerHandle & { restarts: number; drops: number }> {
   let current = await launchRtspServer(opts);
   const port = current.port;
   let ended = false;
@@ -191,6 +191,8 @@ export async function startRtspServer(opts: RtspServerOptions = {}): Promise<Rts
     urls: current.urls,
     port,
     restarts: 0,
+    /** times the camera died without being asked to (counted at once, before the restart) */
+    drops: 0,
     get pid() {
       return current.pid;
     },
@@ -206,6 +208,7 @@ export async function startRtspServer(opts: RtspServerOptions = {}): Promise<Rts
   const watch = (h: typeof current) => {
     h.exited.then(async ({ code, signal }) => {
       if (ended || h !== current) return;
+      handle.drops++;
       process.stderr.write(`  (test camera on port ${port} died: code ${code}, signal ${signal}; restarting it)\n`);
       for (let attempt = 0; attempt < 5 && !ended; attempt++) {
         try {

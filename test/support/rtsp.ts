@@ -226,3 +226,21 @@ export async function startRtspServer(opts: RtspServerOptions = {}): Promise<Rts
   watch(current);
   return handle;
 }
+
+/**
+ * Run one take against the test camera; when it fails and the camera aborted
+ * during it (a GStreamer 1.22 assertion, see startRtspServer), run it again,
+ * up to `attempts` takes in all. A failure while the camera stayed up is
+ * never retried.
+ */
+export async function onSteadyCamera<T>(camera: { drops: number }, attempts: number, take: (attempt: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const drops = camera.drops;
+    try {
+      return await take(attempt);
+    } catch (err) {
+      if (camera.drops === drops || attempt >= attempts) throw err;
+      process.stderr.write(`  (the test camera aborted during take ${attempt}, which failed: ${(err as Error).message.split('\n')[0]}; taking it again)\n`);
+    }
+  }
+}

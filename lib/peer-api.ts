@@ -8,6 +8,9 @@
  *   GET      /twinrec/v1/clips/<clipId>/sidecar                 the clip.json file
  *   GET|HEAD /twinrec/v1/clips/<clipId>/segments/<index>        the segment bytes (Range)
  *   GET      /twinrec/v1/events?server=&channel=&from=&to=       {events: CatalogueEvent[]}
+ *   GET      /twinrec/v1/clips/<clipId>/stream  (Upgrade: twinrec-segments/1)
+ *            segments of a clip one after the other on one connection, the bytes
+ *            in flight bounded by the copier's acknowledgements (lib/segment-stream.ts)
  *
  * Every request carries `Authorization: Bearer <shared secret>` (401 without
  * it). Time ranges are UTC ms, half-open [from, to). Every error is a JSON
@@ -30,6 +33,7 @@ import { Catalogue } from './catalogue';
 import { Clip, Segment } from './clip';
 import { errorText } from './errors';
 import { NAME_PATTERN } from './link-schemas';
+import { OpenedSegment, serveSegmentStream, STREAM_PROTOCOL } from './segment-stream';
 import { giveBuffer, takeBuffer } from './part-file';
 import { SIDECAR_NAME, insideRoot } from './storage';
 
@@ -49,7 +53,7 @@ const SEND_CHUNK = 1 << 20;
  * socket has taken its bytes; when the client goes away mid-stream the
  * answer is destroyed and its buffers are left to the garbage collector.
  */
-async function sendFileRange(fd: number, start: number, end: number, res: http.ServerResponse): Promise<void> {
+async function sendFileRange(fd: number, start: number, end: number, res: http.ServerResponse, onServed?: (n: number) => void): Promise<void> {
   let gone = false;
   let onGone: () => void = () => undefined;
   const goneP = new Promise<false>((resolve) => {
@@ -78,6 +82,7 @@ async function sendFileRange(fd: number, start: number, end: number, res: http.S
       }
       if (gone) return;
       writing[k] = Promise.race([new Promise<boolean>((resolve) => res.write(b.subarray(0, n), (err) => resolve(!err))), goneP]);
+      onServed?.(n);
       pos += n;
     }
     const [a, b] = await Promise.all(writing.map((w) => w ?? true));
@@ -124,6 +129,8 @@ export interface PeerApiOptions {
   /** This server's id: the default `server` of a query. */
   serverId: string;
   log?: { warn(m: string): void };
+  /** Body bytes of a segment handed to a connection (a GET or a stream): for counters and the benchmark. */
+  onServed?: (clipId: string, index: number, bytes: number) => void;
 }
 
 /** An answer other than 200, with the sentence that goes into {error}. */
@@ -306,6 +313,7 @@ export class PeerApiServer {
       else socket.destroy();
     });
     server.on('tlsClientError', (_err: Error, s: net.Socket) => s.destroy());
+    server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     this.server = server;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
@@ -348,6 +356,64 @@ export class PeerApiServer {
       this.server = null;
       this.closing = null;
     });
+  }
+
+  /**
+   * A segment stream (lib/segment-stream.ts): checked like a GET (secret, clip
+   * id, the clip in the catalogue), then the connection is the stream's. Any
+   * other upgrade, or a refusal, gets an ordinary JSON error answer and the
+   * connection is closed.
+   */
+  private onUpgrade(req: http.IncomingMessage, socket: net.Socket, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const refuse = (err: HttpError) => {
+      const body = JSON.stringify({ error: err.message });
+      const extra = Object.entries(err.headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      socket.end(
+        `HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n${extra}\r\n${body}`,
+      );
+    };
+    try {
+      if (!this.authorised(req)) {
+        throw new HttpError(401, 'the shared secret is missing or wrong: send Authorization: Bearer <the group secret>', { 'WWW-Authenticate': 'Bearer realm="twinrec"' });
+      }
+      const m = /^\/twinrec\/v1\/clips\/([^/?]*)\/stream$/.exec(String(req.url ?? ''));
+      if (req.method !== 'GET' || !m) throw new HttpError(404, 'no such stream: the peer API streams segments at GET /twinrec/v1/clips/<clipId>/stream');
+      if (String(req.headers.upgrade ?? '').trim().toLowerCase() !== STREAM_PROTOCOL) {
+        throw new HttpError(400, `the peer API speaks ${STREAM_PROTOCOL} on an upgraded connection, not "${String(req.headers.upgrade).slice(0, 40)}"`);
+      }
+      const clipId = decodeSegment(m[1]);
+      if (!CLIP_ID_PATTERN.test(clipId)) {
+        throw new HttpError(400, `"${clipId.slice(0, 70)}" is not a clip id: 1 to 64 letters, digits or '-', starting with a letter or digit`);
+      }
+      if (!this.o.catalogue.clip(clipId)) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${STREAM_PROTOCOL}\r\n\r\n`);
+      const onServed = this.o.onServed;
+      void serveSegmentStream(socket, head, {
+        open: (index) => this.openForStream(clipId, index),
+        onServed: onServed ? (index, n) => onServed(clipId, index, n) : undefined,
+        warn: (msg) => this.o.log?.warn(`peer API: ${msg}`),
+      });
+    } catch (err) {
+      if (err instanceof HttpError) refuse(err);
+      else {
+        this.o.log?.warn(`peer API: stream ${String(req.url).slice(0, 200)} failed: ${errorText(err)}`);
+        refuse(new HttpError(500, `the server could not answer: ${errorText(err)}`));
+      }
+    }
+  }
+
+  /** A segment for a stream, found and checked as for a GET (throws an HttpError with its status). */
+  private openForStream(clipId: string, index: number): OpenedSegment {
+    const found = this.o.catalogue.clipAndSegment(clipId, index);
+    if (!found) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
+    if (!found.segment) throw new HttpError(404, `clip ${clipId} has no segment ${index}`);
+    const what = `segment ${index}`;
+    const file = this.resolve(found.clip, found.segment.file, what);
+    const { fd, size } = this.open(file, found.clip, what);
+    return { fd, size, sha256: found.segment.sha256 ?? null, complete: !!found.segment.complete };
   }
 
   private authorised(req: http.IncomingMessage): boolean {
@@ -573,7 +639,8 @@ export class PeerApiServer {
       res.flushHeaders();
       // the size at open time: a segment still being written is served as it is now
       handedOver = true;
-      void sendFileRange(fd, start, end, res).catch(() => {
+      const onServed = this.o.onServed;
+      void sendFileRange(fd, start, end, res, onServed ? (n) => onServed(clip.id, seg.index, n) : undefined).catch(() => {
         // a read error or a client that went away mid-stream: the answer was cut, the file is closed
       });
     } finally {

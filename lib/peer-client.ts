@@ -32,6 +32,7 @@ import { errorText } from './errors';
 import { hashAndSync, hashPrefix, openPart, openSink, partSize, restartPart, settlePart, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
 import { RawAnswer, RawGetError, RawPool, rawGet } from './raw-get';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
+import { PlanItem, StreamClient, StreamError, windowFor } from './segment-stream';
 
 export class PeerError extends Error {
   readonly code: string;
@@ -206,6 +207,12 @@ export class PeerClient {
   /** Kept-alive connections of the segment fast path (lib/raw-get.ts). */
   readonly rawPool = new RawPool();
   private readonly tls: boolean;
+  /** Segment streams by clip id (lib/segment-stream.ts), opened by planStream(). */
+  private readonly streams = new Map<string, Promise<StreamClient | null>>();
+  /** The peer answered a stream request with 404/400 (an older peer API): segments go one GET at a time. */
+  private noStreams = false;
+  /** Streams opened, and segments received through them (for tests and the benchmark). */
+  readonly streamStats = { opened: 0, segments: 0 };
 
   constructor(o: PeerClientOptions) {
     let u: URL;
@@ -230,10 +237,71 @@ export class PeerClient {
       : new http.Agent({ keepAlive: true, maxSockets: 8 });
   }
 
-  /** Drop the kept-alive connections. */
+  /** Drop the kept-alive connections and the open streams. */
   close(): void {
     this.agent.destroy();
     this.rawPool.close();
+    for (const id of [...this.streams.keys()]) this.endStream(id);
+  }
+
+  /**
+   * The segments of a clip the caller is about to fetch, in the order it will
+   * fetch them ([index, bytes already in its part, sha256]): over plain HTTP
+   * they then come on one segment stream (lib/segment-stream.ts), the next
+   * read and sent while the one before is written. fetchSegment() takes a
+   * segment from the stream when it is the next planned one with the part as
+   * planned, and asks for anything else with a GET; a stream that fails is let
+   * go and the rest come by GET. endStream() closes it. Under a bandwidth
+   * limit (`bytesPerSecond`) the window is a quarter of a second of it.
+   */
+  planStream(clipId: string, plan: PlanItem[], o: { bytesPerSecond?: number } = {}): void {
+    this.endStream(clipId);
+    if (this.tls || this.noStreams || plan.length < 2 || /[\r\n\0]/.test(this.secret)) return;
+    this.checkClipId(clipId);
+    const opening = StreamClient.open({
+      host: this.base.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(this.base.port || 80),
+      hostHeader: this.base.host,
+      path: `${PEER_API_PREFIX}/clips/${encodeURIComponent(clipId)}/stream`,
+      secret: this.secret,
+      plan,
+      window: windowFor(o.bytesPerSecond),
+      timeoutMs: this.timeoutMs,
+    }).then(
+      (c) => {
+        this.streamStats.opened++;
+        return c;
+      },
+      (err: unknown) => {
+        // an older peer without streams: not asked again; anything else: this clip's segments come by GET
+        if (err instanceof StreamError && err.code === 'ENOSTREAM' && (err.status === 404 || err.status === 400)) this.noStreams = true;
+        return null;
+      },
+    );
+    this.streams.set(clipId, opening);
+  }
+
+  endStream(clipId: string): void {
+    const st = this.streams.get(clipId);
+    if (!st) return;
+    this.streams.delete(clipId);
+    void st.then((c) => c?.close());
+  }
+
+  /** The clip's stream when segment `index`, with `have` bytes in its part, is the next it brings; null: ask with a GET. */
+  private async streamFor(clipId: string, index: number, have: number): Promise<StreamClient | null> {
+    const st = this.streams.get(clipId);
+    if (!st) return null;
+    const c = await st;
+    if (!c || c.next === null) {
+      this.endStream(clipId);
+      return null;
+    }
+    if (c.next === index && c.nextFrom === have) return c;
+    // a segment not in the plan comes by GET and the stream waits; one planned before it was not asked for, or
+    // its part is not as planned: the stream cannot go on in order
+    if (c.next <= index) this.endStream(clipId);
+    return null;
   }
 
   private request(p: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Exchange> {
@@ -371,6 +439,11 @@ export class PeerClient {
     const part = `${dest}.part`;
     let have = partSize(part);
     if (o.expectedBytes !== undefined && have > o.expectedBytes) have = await restartPart(part);
+    if (!this.tls && this.streams.has(clipId)) {
+      const c = await this.streamFor(clipId, index, have);
+      const r = c ? await this.fromStream(c, clipId, index, dest, have, o, what) : null;
+      if (r) return r;
+    }
 
     let x: Exchange | null = null;
     let raw: RawAnswer | null = null;
@@ -528,6 +601,91 @@ export class PeerClient {
       throw new PeerError(`the connection to ${this.url} closed after ${size} of ${total} bytes of ${what}`, 'ETRUNC');
     }
     return this.finish(part, dest, size, sha, o.expectedSha256 ?? null, peerSha, resumedFrom, what);
+  }
+
+  /**
+   * Segment `index` from the clip's stream: null when the stream failed before
+   * its frame came (the stream is let go; the caller asks with a GET), else as
+   * fetchSegment. Bytes are acknowledged to the peer once they are written to
+   * the part, so a kill -9 here costs at most the stream's window sent twice.
+   */
+  private async fromStream(c: StreamClient, clipId: string, index: number, dest: string, have: number, o: FetchOptions, what: string): Promise<FetchResult | null> {
+    const part = `${dest}.part`;
+    let ans;
+    try {
+      ans = await c.take(index, o.signal);
+    } catch (err) {
+      this.endStream(clipId);
+      if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
+      return null;
+    }
+    const h = ans.head;
+    if (h.size > WHOLE_MAX || (h.start !== have && h.start !== 0)) {
+      // not a segment this receives whole, or not from where its part is: by GET
+      this.endStream(clipId);
+      return null;
+    }
+    const resumedFrom = h.start;
+    const fh = await openPart(part, resumedFrom > 0 ? 'a' : 'w').catch((err: unknown) => {
+      this.endStream(clipId);
+      throw err;
+    });
+    let written = 0;
+    let sha = '';
+    try {
+      const sink = (await openSink(part, h.size, resumedFrom)) as WholeSink;
+      try {
+        const ackWritten = () => {
+          const mark = c.received;
+          void sink.written().then(() => c.ack(mark));
+        };
+        try {
+          await ans.receive(sink, {
+            onBytes: (n) => {
+              written += n;
+              o.onBytes?.(n);
+            },
+            onData: (unwritten) => {
+              if (unwritten >= c.flushAt) {
+                void sink.flush(fh);
+                ackWritten();
+              }
+            },
+            pace: o.limiter ? paceWith(o.limiter) : undefined,
+            signal: o.signal,
+          });
+        } catch (err) {
+          this.endStream(clipId);
+          throw this.streamError(err as StreamError, what, resumedFrom + written, h.size);
+        } finally {
+          // what arrived is kept in the .part, also when the connection broke (a resume starts after it)
+          await sink.flush(fh);
+          await sink.drain();
+          ackWritten();
+        }
+        this.streamStats.segments++;
+        o.onReceived?.();
+        sha = await hashAndSync(sink, fh);
+      } finally {
+        sink.release();
+      }
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+    return this.finish(part, dest, h.size, sha, o.expectedSha256 ?? null, h.sha256, resumedFrom, what);
+  }
+
+  private streamError(err: StreamError, what: string, got: number, total: number): PeerError {
+    switch (err.code) {
+      case 'EABORT':
+        return new PeerError('the transfer was stopped', 'EABORT');
+      case 'ETIMEOUT':
+        return this.silentError();
+      case 'EPROTO':
+        return new PeerError(`the peer at ${this.url} streamed something this does not read (${what}): ${err.message}`, 'EPROTO');
+      default:
+        return new PeerError(`the connection to ${this.url} closed after ${got} of ${total} bytes of ${what}${err.cause !== undefined ? `: ${errorText(err.cause)}` : ''}`, 'ETRUNC');
+    }
   }
 
   /** A GET through lib/raw-get.ts, its header read and the body held; errors as PeerError. */

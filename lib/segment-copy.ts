@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Segment } from './clip';
 import { errorText } from './errors';
+import { partSize } from './part-file';
 import { hashFile, insideRoot } from './storage';
 
 /** What a copier needs to fetch one segment (lib/peer-client.ts PeerClient has it). */
@@ -32,6 +33,12 @@ export interface SegmentSource {
       onReceived?: () => void;
     },
   ): Promise<{ bytes: number; sha256: string; resumedFrom: number }>;
+  /**
+   * Optional: the segments about to be fetched, in order ([index, bytes in its part, sha256]), so
+   * they may come on one stream (lib/peer-client.ts); endStream() after the last.
+   */
+  planStream?(clipId: string, plan: [index: number, from: number, sha256: string | null][], o?: { bytesPerSecond?: number }): void;
+  endStream?(clipId: string): void;
 }
 
 /** An error that fails the copy at once (no retry): the peer lied or the data cannot be stored. */
@@ -182,6 +189,23 @@ export async function copySegments(
       present = undefined; // each segment then looks for itself (and refuses a bad name or place with its own error)
     }
   }
+  // the segments to fetch, in the order they will be, for a source that streams them: those not in the
+  // folder, each from what its part holds (a part already whole is verified by a GET's 416 instead)
+  if (src.planStream && present && segments.length > 1) {
+    const plan: [number, number, string | null][] = [];
+    for (const seg of segments) {
+      if (present.has(seg.file)) continue;
+      let from: number;
+      try {
+        from = present.has(`${seg.file}.part`) ? partSize(`${segmentDest(storageRoot, clip.dir, seg.file)}.part`) : 0;
+      } catch {
+        continue; // a name refused: its own fetch says why
+      }
+      if (!(from < seg.bytes)) continue;
+      plan.push([seg.index, from, seg.sha256 ?? null]);
+    }
+    src.planStream(clip.id, plan, { bytesPerSecond: (o.limiter as { bytesPerSecond?: number } | undefined)?.bytesPerSecond });
+  }
   /** receiving: bytes still to come; result: done and verified */
   type Flight = { seg: Segment; p: Promise<SegmentCopyResult>; receiving: boolean; result?: SegmentCopyResult };
   const flights: Flight[] = [];
@@ -258,6 +282,8 @@ export async function copySegments(
     failed = true; // a commit that failed, or a stop: nothing new starts while those under way finish
     await Promise.allSettled(flights.map((f) => f.p));
     throw err;
+  } finally {
+    src.endStream?.(clip.id);
   }
 }
 

@@ -187,6 +187,8 @@ export function withShareMedia<T extends SegmentSource>(meta: T, share: ShareSou
   return new Proxy(meta, {
     get(target, prop, receiver) {
       if (prop === 'fetchSegment') return share.fetchSegment.bind(share);
+      // media come from the share: no segment stream is opened to the peer
+      if (prop === 'planStream' || prop === 'endStream') return undefined;
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },

@@ -160,7 +160,12 @@ describe('mounted share as a segment source (lib)', () => {
         apiFetches++;
         throw new Error('the API is not asked for bytes');
       },
+      planStream: () => {
+        apiFetches++;
+        throw new Error('no segment stream is opened to the API');
+      },
     };
+    assert.equal(withShareMedia(api, new ShareSource(share)).planStream, undefined, 'media from the share: no stream to plan');
     const cat = new Catalogue(path.join(tmp, 'cat.sqlite'));
     const queue = new CopyQueue(path.join(tmp, 'queue.sqlite'));
     try {

@@ -4,9 +4,10 @@
  *   node copy-child.js server <storageRoot> <catalogue.sqlite> <secret>
  *     the failover server's side: a PeerApiServer (lib/peer-api.ts) on
  *     127.0.0.1, any free port, serving the source storage and catalogue.
- *     It counts the body bytes it hands to each segment response (res.write),
- *     per URL, so the bench can see what was served twice. Messages from the
- *     parent: {type: 'counts'} -> {type: 'counts', served: {url: bytes}, requests},
+ *     It counts the body bytes it hands to a connection for each segment (the
+ *     API's onServed: by GET or on a segment stream), keyed by the segment's
+ *     GET URL, so the bench can see what was served twice. Messages from the
+ *     parent: {type: 'counts'} -> {type: 'counts', served: {url: bytes}, requests, streams},
  *     {type: 'reset'} -> {type: 'reset'}. Sends {type: 'listening', url} first.
  *
  *   node copy-child.js copier <destDir> <peerUrl> <secret> <taskJson>
@@ -97,31 +98,33 @@ function send(msg: unknown): Promise<void> {
 
 async function server(storageRoot: string, catalogueFile: string, secret: string): Promise<void> {
   const catalogue = new Catalogue(catalogueFile);
-  const api = new PeerApiServer({ host: '127.0.0.1', port: 0, secret, storageRoot, catalogue, serverId: 'fo-1' });
-  const { url } = await api.start();
   let served: Record<string, number> = {};
   let requests = 0;
-  // a second 'request' listener, after the API's own: it wraps res.write before the API streams the body
+  let streams = 0;
+  // body bytes handed to a connection, per segment, by GET or on a segment stream
+  const onServed = (clipId: string, index: number, n: number) => {
+    const url = `/twinrec/v1/clips/${clipId}/segments/${index}`;
+    served[url] = (served[url] ?? 0) + n;
+  };
+  const api = new PeerApiServer({ host: '127.0.0.1', port: 0, secret, storageRoot, catalogue, serverId: 'fo-1', onServed });
+  const { url } = await api.start();
+  // a second 'request' listener, after the API's own: it counts the segment GETs; 'upgrade' counts the streams
   const httpServer = (api as unknown as { server: http.Server }).server;
-  httpServer.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const url = String(req.url ?? '');
-    if (!/\/segments\/\d+$/.test(url)) return;
-    requests++;
-    const write = res.write;
-    res.write = function (this: http.ServerResponse, chunk: unknown, ...rest: unknown[]): boolean {
-      const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
-      served[url] = (served[url] ?? 0) + n;
-      return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-    } as typeof res.write;
+  httpServer.on('request', (req: http.IncomingMessage) => {
+    if (/\/segments\/\d+$/.test(String(req.url ?? ''))) requests++;
+  });
+  httpServer.on('upgrade', () => {
+    streams++;
   });
   process.on('message', (m: { type: string }) => {
     if (m.type === 'counts') {
       printThreadCpu('peer API');
-      void send({ type: 'counts', served, requests });
+      void send({ type: 'counts', served, requests, streams });
     }
     else if (m.type === 'reset') {
       served = {};
       requests = 0;
+      streams = 0;
       void send({ type: 'reset' });
     } else if (m.type === 'stop') void api.close().then(() => process.exit(0));
   });

@@ -313,7 +313,7 @@ function startKeeper(dir: string, totalMB: number): Keeper {
 interface ServerHandle {
   child: ChildProcess;
   url: string;
-  counts(): Promise<{ served: Record<string, number>; requests: number }>;
+  counts(): Promise<{ served: Record<string, number>; requests: number; streams: number }>;
   reset(): Promise<void>;
 }
 
@@ -324,7 +324,7 @@ async function startServer(src: Source): Promise<ServerHandle> {
     child,
     url: m.url,
     counts: async () => {
-      const p = waitMessage<{ type: string; served: Record<string, number>; requests: number }>(child, (x) => x.type === 'counts', 10000, 'server counts');
+      const p = waitMessage<{ type: string; served: Record<string, number>; requests: number; streams: number }>(child, (x) => x.type === 'counts', 10000, 'server counts');
       child.send({ type: 'counts' });
       return p;
     },
@@ -617,7 +617,8 @@ export async function benchCopy(): Promise<void> {
           const parts = fs.existsSync(path.join(dest, 'store')) ? walkAll(path.join(dest, 'store')).filter((f) => f.endsWith('.part')) : [];
           const left = parts.length ? parts.map((f) => `a .part of ${f2(fs.statSync(f).size / MB)} MiB`).join(', ') : 'no .part file';
           const second = first.done ? first : await runCopier(m.kind, dest, srv, src, { share: m.share, shareReads });
-          let { served, requests } = await srv.counts();
+          const counts = await srv.counts();
+          let { served, requests } = counts;
           if (shareReads) {
             // per segment as the server counts it: its URL
             const urlOf = new Map(src.segments.map((x) => [`${x.clipId}/${x.index}`, x.url]));
@@ -652,7 +653,7 @@ export async function benchCopy(): Promise<void> {
               ? 'not killed (the copy ended first)'
               : `killed ${delay} ms after ${f1(first.killedAtBytes / MB)} MiB were reported (${Math.round((first.killedAtBytes / src.bytes) * 100)}%), leaving ${left}`;
           console.log(
-            `    run ${k + 1}: ${killed}; resumed in ${f2(second.done!.seconds)} s; ${m.share ? 'read' : 'served'} twice ${dup} bytes (${f2(dup / segBytes)} segment) over ${dupSegs} segment(s); ${m.share ? `${requests} segments read from` : `${requests} segment requests for`} ${n} segments; ${notServed} segment(s) not ${m.share ? 'read' : 'served'} whole (found complete on disk after the kill); ${t.segmentsCopied} copied + ${t.segmentsSkipped} skipped, ${t.attempts} attempts${wrong ? `; WRONG RESULT: ${wrong}` : ''}`,
+            `    run ${k + 1}: ${killed}; resumed in ${f2(second.done!.seconds)} s; ${m.share ? 'read' : 'served'} twice ${dup} bytes (${f2(dup / segBytes)} segment) over ${dupSegs} segment(s); ${m.share ? `${requests} segments read from` : `${counts.streams} segment streams and ${requests} segment GETs for`} ${n} segments; ${notServed} segment(s) not ${m.share ? 'read' : 'served'} whole (found complete on disk after the kill); ${t.segmentsCopied} copied + ${t.segmentsSkipped} skipped, ${t.attempts} attempts${wrong ? `; WRONG RESULT: ${wrong}` : ''}`,
           );
         }
         const worst = Math.max(...dups);

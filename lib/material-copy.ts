@@ -77,12 +77,16 @@ function segEnd(seg: Segment, fps = 25): number | null {
 
 /** How far past the failover period's end the takeover's own events are still taken. */
 export const EVENT_GRACE_MS = 60000;
+/** Media progress is told at most this often while segments come (and at the end of each clip). */
+export const PROGRESS_EVERY_MS = 250;
 
 export class MaterialCopier extends EventEmitter {
   private readonly clock: () => number;
   private running: Promise<void> | null = null;
   private kickAgain = false;
   private stopped = false;
+  /** When media progress was last told (clock ms). */
+  private progressAt = Number.NEGATIVE_INFINITY;
   private abort: AbortController | null = null;
   private wake: (() => void) | null = null;
 
@@ -267,9 +271,16 @@ export class MaterialCopier extends EventEmitter {
             { channel, kind: 'media', lastTime: segEnd(last), lastClip: remote.id, lastIndex: last.index, done: false },
             sumCounts(done),
           );
+          // at most every PROGRESS_EVERY_MS (a fast copy commits a few hundred times a second; each progress is a
+          // queue read here and a message through the flow), and at the end of each clip below
+          const now = this.clock();
+          if (now - this.progressAt < PROGRESS_EVERY_MS) return;
+          this.progressAt = now;
           this.emit('progress', this.progressOf(t, channel, 'media', startedAt, bytesAtStart));
         },
       });
+      this.progressAt = this.clock();
+      this.emit('progress', this.progressOf(t, channel, 'media', startedAt, bytesAtStart));
       skipping = false;
       // the clip is complete here: its sidecar, with the copy noted
       const done: Clip = { ...clip, attributes: { ...clip.attributes, copyState: 'copied' }, segments: segments.map((s) => ({ ...s })), updatedAt: this.clock() };

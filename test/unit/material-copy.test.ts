@@ -127,6 +127,29 @@ describe('material copy (lib)', () => {
     assert.equal(queue.list().length, 1);
   });
 
+  it('tells media progress at most every 250 ms while segments come, and at the end of each clip', async () => {
+    const { clip, data } = makeClip(remoteRoot, 'c1', 'main-1/ch01/2026-11-22/News_120000', 20, t0);
+    const peer = new FakePeer(remoteRoot, [clip], events);
+    let now = t0;
+    // one segment at a time, so each is its own commit; the clock moves 100 ms per segment fetched
+    const fetch = peer.fetchSegment.bind(peer);
+    peer.fetchSegment = async (...a: Parameters<FakePeer['fetchSegment']>) => {
+      now += 100;
+      return fetch(...a);
+    };
+    const c = new MaterialCopier(queue, cat, { serverId: 'main-1', storageRoot: localRoot, source: () => peer, retryMinMs: 5, retryMaxMs: 20, fetchAhead: 1, clock: () => now });
+    const media: { bytesDone: number; at: number }[] = [];
+    c.on('progress', (p: { phase: string; bytesDone: number }) => {
+      if (p.phase === 'media') media.push({ bytesDone: p.bytesDone, at: now });
+    });
+    c.request(request);
+    assert.equal(await finished(c), 'done');
+    // 20 commits over 2 s: the first, then one per 250 ms (every third segment), and the clip's end
+    assert.ok(media.length >= 7 && media.length <= 9, `${media.length} media progress events`);
+    for (let i = 1; i < media.length - 1; i++) assert.ok(media[i].at - media[i - 1].at >= 250, 'not more often than every 250 ms');
+    assert.equal(media[media.length - 1].bytesDone, data.reduce((n, b) => n + b.length, 0), 'the clip end tells every byte');
+  });
+
   it('waits for a peer that went away mid-copy and goes on where it stopped, with nothing copied twice', async () => {
     const { clip } = makeClip(remoteRoot, 'c1', 'main-1/ch01/2026-11-22/News_120000', 4, t0);
     const peer = new FakePeer(remoteRoot, [clip], events);

@@ -567,7 +567,7 @@ export async function benchCopy(): Promise<void> {
       console.log(`    sha256 of every segment, one thread: CPU ${f2(h.cpuS)} s`);
       console.log(`    TCP on 127.0.0.1, a connection per segment: sender reading each file and sending it CPU ${f2(t.senderCpuS ?? 0)} s, receiver into one buffer CPU ${f2(t.cpuS)} s (${f2(t.seconds)} s)`);
       console.log(
-        `    together at least ${f2(need)} s of CPU; the goal (0.8 of the fastest cp, ${f2(cpS)} s) allows ${f2(goalS)} s, in which ${cores} cores give ${f2(goalS * cores)} s: the floor alone takes ${Math.round((need / (goalS * cores)) * 100)}% of them, before any overlap is lost (the copiers wait for a segment's answer and bytes one at a time, so a kill -9 re-fetches at most one)`,
+        `    together at least ${f2(need)} s of CPU; the goal (0.8 of the fastest cp, ${f2(cpS)} s) allows ${f2(goalS)} s, in which ${cores} cores give ${f2(goalS * cores)} s: the floor alone takes ${Math.round((need / (goalS * cores)) * 100)}% of them, before any overlap is lost (over HTTP the copiers take one segment at a time, on a stream whose peer stays at most a window ahead, so a kill -9 re-fetches at most the window)`,
       );
     }
     if (process.env.BENCH_COPY_BREAKDOWN === '1') {
@@ -602,7 +602,7 @@ export async function benchCopy(): Promise<void> {
         const name = `${m.kind === 'copier' ? 'material copy' : 'transfer manager'}${m.share ? ', media from a share' : ''}`;
         const counted = m.share
           ? 'bytes read twice from the share (every read of both children, appended to a file as it is made, per segment, over its size)'
-          : 'bytes served twice by the peer API (body bytes handed to segment responses, per segment, over its size)';
+          : 'bytes served twice by the peer API (body bytes handed to a connection for each segment, by GET or on a stream, over its size)';
         console.log(
           `  ${name}, kill -9 of its child once it reported ${Math.round(killAt * 100)}% of the bytes (material copy: committed segments; transfer manager: also bytes of the segment in flight, every 250 ms), plus a random 0-${Math.round(segTimeMs)} ms (about one segment's transfer), then a new child on the same queue, catalogue and storage; ${counted}:`,
         );

@@ -675,17 +675,11 @@ export class PeerClient {
     return this.finish(part, dest, h.size, sha, o.expectedSha256 ?? null, h.sha256, resumedFrom, what);
   }
 
+  /** A stream's failure while a segment's body came, as the GET path says it (the part keeps what came). */
   private streamError(err: StreamError, what: string, got: number, total: number): PeerError {
-    switch (err.code) {
-      case 'EABORT':
-        return new PeerError('the transfer was stopped', 'EABORT');
-      case 'ETIMEOUT':
-        return this.silentError();
-      case 'EPROTO':
-        return new PeerError(`the peer at ${this.url} streamed something this does not read (${what}): ${err.message}`, 'EPROTO');
-      default:
-        return new PeerError(`the connection to ${this.url} closed after ${got} of ${total} bytes of ${what}${err.cause !== undefined ? `: ${errorText(err.cause)}` : ''}`, 'ETRUNC');
-    }
+    if (err.code === 'EABORT' || err.code === 'ETIMEOUT') return this.rawError(new RawGetError(err.message, err.code), what);
+    if (err.code === 'EPROTO') return new PeerError(`the peer at ${this.url} streamed something this does not read (${what}): ${err.message}`, 'EPROTO');
+    return new PeerError(`the connection to ${this.url} closed after ${got} of ${total} bytes of ${what}${err.cause !== undefined ? `: ${errorText(err.cause)}` : ''}`, 'ETRUNC');
   }
 
   /** A GET through lib/raw-get.ts, its header read and the body held; errors as PeerError. */

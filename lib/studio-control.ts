@@ -385,6 +385,35 @@ export interface Outgoing {
   payload: object;
   retain: boolean;
   qos: 0 | 1 | 2;
+  /** MQTT v5: the request's correlation data, sent back with a reply to its response topic. */
+  correlationData?: Buffer;
+}
+
+/** Longest MQTT topic and binary property (a two-byte length). */
+const MQTT_MAX = 65535;
+
+/**
+ * MQTT v5 request/response: where a request asked to be answered (its Response
+ * Topic, with its Correlation Data to send back), or null when it did not ask.
+ * Throws StudioError EINVAL (without a reply topic: the caller supplies the
+ * request's own) for a topic that cannot be published to, or that is one of
+ * studio-control's own (a reply there would pose as state or as a request).
+ */
+export function responseTarget(prefix: string, responseTopic: unknown, correlationData: unknown): { topic: string; correlationData?: Buffer } | null {
+  if (responseTopic === undefined || responseTopic === null || responseTopic === '') return null;
+  const bad = (why: string): never => {
+    throw new StudioError(`the MQTT v5 response topic ${typeof responseTopic === 'string' ? `"${clip(responseTopic)}"` : 'given'} ${why}; nothing was done`, 'EINVAL', null);
+  };
+  if (typeof responseTopic !== 'string') bad('is not text');
+  const topic = responseTopic as string;
+  if (Buffer.byteLength(topic) > MQTT_MAX || /[+#\0]/.test(topic)) bad('is not a topic to publish to (no wildcards + or #)');
+  const own = topic === errorTopic(prefix) || (topic.startsWith(`${prefix}/`) && /^[^/]+\/[^/]+\/(cmd|reclist|status|event)(\/|$)/.test(topic.slice(prefix.length + 1)));
+  if (own) bad("is one of studio-control's own topics (requests, state, events)");
+  if (correlationData === undefined || correlationData === null) return { topic };
+  const cd = Buffer.isBuffer(correlationData) ? correlationData : typeof correlationData === 'string' ? Buffer.from(correlationData) : null;
+  if (!cd) throw new StudioError('the MQTT v5 correlation data is not bytes (a Buffer or text); nothing was done', 'EINVAL', null);
+  if (cd.length > MQTT_MAX) throw new StudioError(`the MQTT v5 correlation data is ${cd.length} bytes; at most ${MQTT_MAX}; nothing was done`, 'EINVAL', null);
+  return { topic, correlationData: cd };
 }
 
 export interface StudioOptions {
@@ -459,8 +488,26 @@ export class StudioControl {
     return [...this.watched.keys()];
   }
 
-  /** Answer one request. Never throws: a refusal comes back as `refused` with the reply to send. */
-  async handle(topic: unknown, payload: unknown, meta: { retained?: boolean } = {}): Promise<HandleResult> {
+  /**
+   * Answer one request. Never throws: a refusal comes back as `refused` with the reply to send.
+   * An MQTT v5 request with a response topic (`meta.responseTopic`, `meta.correlationData` as
+   * Node-RED's mqtt in node gives them) is answered there, its correlation data sent back;
+   * a response topic that cannot be answered on refuses the request (EINVAL) on the usual reply topic.
+   */
+  async handle(topic: unknown, payload: unknown, meta: { retained?: boolean; responseTopic?: unknown; correlationData?: unknown } = {}): Promise<HandleResult> {
+    let target: ReturnType<typeof responseTarget> = null;
+    let badTarget: StudioError | null = null;
+    try {
+      target = responseTarget(this.prefix, meta.responseTopic, meta.correlationData);
+    } catch (err) {
+      badTarget = err as StudioError;
+    }
+    const r = await this.answer(topic, payload, meta, badTarget);
+    if (target && r.kind !== 'ignored' && r.reply) r.reply = { ...r.reply, topic: target.topic, ...(target.correlationData ? { correlationData: target.correlationData } : {}) };
+    return r;
+  }
+
+  private async answer(topic: unknown, payload: unknown, meta: { retained?: boolean }, badTarget: StudioError | null): Promise<HandleResult> {
     let req: StudioRequest;
     try {
       if (this.closed) throw new StudioError('studio-control is closing; try again when it has restarted', 'ECLOSED', null);
@@ -475,6 +522,7 @@ export class StudioControl {
     } catch (err) {
       return this.refused(err, null, payload);
     }
+    if (badTarget) return this.refused(new StudioError(badTarget.message, 'EINVAL', req.replyTopic, req.requestId, req.command), req);
     const ctl = this.registry.get(req.server, req.channel);
     if (!ctl) {
       return this.refused(new StudioError(this.whyNoChannel(req.server, req.channel), 'ENOCHANNEL', req.replyTopic, req.requestId, req.command), req);

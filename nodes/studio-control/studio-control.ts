@@ -34,7 +34,7 @@ export = function (RED: NodeAPI): void {
     let statusTimer: NodeJS.Timeout | null = null;
     let lastShown = '';
 
-    const toMsg = (o: Outgoing): NodeMessage => ({ topic: o.topic, payload: o.payload, retain: o.retain, qos: o.qos }) as NodeMessage;
+    const toMsg = (o: Outgoing): NodeMessage => ({ topic: o.topic, payload: o.payload, retain: o.retain, qos: o.qos, ...(o.correlationData ? { correlationData: o.correlationData } : {}) }) as NodeMessage;
 
     try {
       const value = (v: string, type: string | undefined, fallback: string): string => {
@@ -77,9 +77,9 @@ export = function (RED: NodeAPI): void {
         done(err);
         return;
       }
-      const m = msg as NodeMessage & { retain?: unknown };
+      const m = msg as NodeMessage & { retain?: unknown; responseTopic?: unknown; correlationData?: unknown };
       control
-        .handle(m.topic, m.payload, { retained: m.retain === true })
+        .handle(m.topic, m.payload, { retained: m.retain === true, responseTopic: m.responseTopic, correlationData: m.correlationData })
         .then((r) => {
           if (r.kind === 'ignored') {
             node.debug(r.why);

@@ -12,6 +12,7 @@ import { strict as assert } from 'node:assert';
 import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import mqtt from 'mqtt';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
@@ -88,13 +89,13 @@ function walk(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? walk(path.join(dir, d.name)) : [path.join(dir, d.name)]));
 }
 
-function panelFlow(brokerUrl: string, storageRoot: string): object[] {
+function panelFlow(brokerUrl: string, storageRoot: string, protocolVersion = '4'): object[] {
   const site = recorderSiteFlow({ serverId: 'main-1', storageRoot, recorders: [{ channel: 1 }] });
   return [
     ...site,
     {
       id: 'mb', type: 'mqtt-broker', name: 'site broker', broker: brokerUrl, port: '', clientid: '', autoConnect: true, usetls: false,
-      protocolVersion: '4', keepalive: '15', cleansession: true, autoUnsubscribe: true, birthTopic: '', closeTopic: '', willTopic: '',
+      protocolVersion, keepalive: '15', cleansession: true, autoUnsubscribe: true, birthTopic: '', closeTopic: '', willTopic: '',
     },
     { id: 'min', type: 'mqtt in', z: 'tab1', name: 'panel requests', topic: `${P}/+/+/cmd/#`, qos: '1', datatype: 'auto-detect', broker: 'mb', nl: false, rap: true, rh: 0, inputs: 0, wires: [['sc']] },
     { id: 'sc', type: 'studio-control', z: 'tab1', name: '', prefix: P, prefixType: 'str', server: '', serverType: 'str', wires: [['mout']] },
@@ -128,6 +129,47 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     for (const pid of ffmpegPidsFor(userDir)) process.kill(pid, 'SIGKILL');
     fs.rmSync(userDir, { recursive: true, force: true });
     await broker.stop();
+  });
+
+  it('answers an MQTT v5 panel on its response topic with its correlation data (mqtt in/out at protocol 5), and refuses a wildcard response topic', async function () {
+    nr = await startNodeRed({ userDir, flows: panelFlow(broker.url, 'store', '5') });
+    const panel = await mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: 'panel-v5', reconnectPeriod: 0 });
+    try {
+      const got: { topic: string; payload: { ok: boolean; requestId: string; command: string; error?: { code: string; message: string } }; correlationData?: Buffer }[] = [];
+      panel.on('message', (topic, payload, packet) => got.push({ topic, payload: JSON.parse(payload.toString()), correlationData: packet.properties?.correlationData as Buffer | undefined }));
+      await panel.subscribeAsync(['panels/desk-5/answers', `${CH}/reply`], { qos: 1 });
+      const waitFor = async (pred: (m: (typeof got)[number]) => boolean, what: string) => {
+        for (let i = 0; i < 300; i++) {
+          const m = got.find(pred);
+          if (m) return m;
+          await sleep(50);
+        }
+        throw new Error(`no ${what}: ${JSON.stringify(got)}`);
+      };
+      // the recorder comes up with the flow; ask until it answers
+      const cd = Buffer.from('desk-5#17');
+      let answer: (typeof got)[number] | undefined;
+      for (let i = 0; i < 40 && !answer; i++) {
+        await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'add', line: { id: 'v5', title: 'Panel V5' }, requestId: `v5-${i}` }), { qos: 1, properties: { responseTopic: 'panels/desk-5/answers', correlationData: cd } });
+        await sleep(250);
+        answer = got.find((m) => m.topic === 'panels/desk-5/answers' && m.payload.ok === true);
+      }
+      assert.ok(answer, `an answer on the response topic: ${JSON.stringify(got)}`);
+      assert.equal(answer.payload.command, 'add');
+      assert.deepEqual(answer.correlationData, cd, 'its correlation data came back');
+      assert.equal(got.filter((m) => m.topic === `${CH}/reply`).length, 0, 'not on the usual reply topic');
+      // a wildcard response topic: refused on the usual reply topic, and nothing added
+      await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'add', line: { id: 'never', title: 'Never' }, requestId: 'bad-rt' }), { qos: 1, properties: { responseTopic: 'panels/+/answers' } });
+      const refused = await waitFor((m) => m.topic === `${CH}/reply` && m.payload.requestId === 'bad-rt', 'the refusal');
+      assert.equal(refused.payload.ok, false);
+      assert.equal(refused.payload.error!.code, 'EINVAL');
+      assert.match(refused.payload.error!.message, /not a topic to publish to/);
+      await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'list', requestId: 'list-v5' }), { qos: 1, properties: { responseTopic: 'panels/desk-5/answers', correlationData: cd } });
+      const list = (await waitFor((m) => m.payload.requestId === 'list-v5', 'the list')) as unknown as { payload: { reclist: { id: string }[] } };
+      assert.deepEqual(list.payload.reclist.map((l) => l.id), ['v5']);
+    } finally {
+      await panel.endAsync(true);
+    }
   });
 
   it('adds, starts (a clip records), lists, reads status and stops; malformed requests are answered with errors and change nothing', async function () {

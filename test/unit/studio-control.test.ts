@@ -275,6 +275,49 @@ describe('studio-control controller over a real recorder channel', function () {
     assert.equal(blank.kind === 'refused' && blank.error.code, 'EJSON');
   });
 
+  it('answers an MQTT v5 request on its response topic with its correlation data; refuses a response topic it cannot answer on, changing nothing', async function () {
+    const ch = await addChannel('main-1', 1);
+    const c = start();
+    const cd = Buffer.from([0, 1, 2, 250]);
+    const r = await c.handle(T, { command: 'add', line: { id: 'v5', title: 'V5' }, requestId: 'q' }, { responseTopic: 'panels/desk-2/answers', correlationData: cd });
+    assert.equal(r.kind, 'ok');
+    if (r.kind === 'ok') {
+      assert.equal(r.reply.topic, 'panels/desk-2/answers');
+      assert.deepEqual(r.reply.correlationData, cd);
+      assert.equal((r.reply.payload as { requestId: string }).requestId, 'q');
+    }
+    // a refusal goes there too
+    const no = await c.handle(T, { command: 'start', line: { id: 'nope' } }, { responseTopic: 'panels/desk-2/answers', correlationData: 'text' });
+    assert.equal(no.kind === 'refused' && no.reply?.topic, 'panels/desk-2/answers');
+    assert.deepEqual(no.kind === 'refused' && no.reply?.correlationData, Buffer.from('text'));
+    const before = JSON.stringify(ch.lines());
+    const bad: [unknown, unknown, RegExp][] = [
+      ['panels/+/answers', undefined, /not a topic to publish to/],
+      ['panels/#', undefined, /not a topic to publish to/],
+      [`${P}/main-1/1/status`, undefined, /studio-control's own topics/],
+      [`${P}/main-1/1/cmd/start`, undefined, /studio-control's own topics/],
+      [`${P}/error`, undefined, /studio-control's own topics/],
+      [42, undefined, /is not text/],
+      ['panels/ok', { not: 'bytes' }, /correlation data is not bytes/],
+      ['panels/ok', Buffer.alloc(70000), /at most 65535/],
+    ];
+    for (const [responseTopic, correlationData, re] of bad) {
+      const x = await c.handle(T, { command: 'add', line: { id: 'never', title: 'Never' }, requestId: 'b' }, { responseTopic, correlationData });
+      assert.equal(x.kind, 'refused', String(responseTopic));
+      if (x.kind !== 'refused') continue;
+      assert.equal(x.error.code, 'EINVAL');
+      assert.match(x.error.message, re);
+      assert.equal(x.reply?.topic, `${P}/main-1/1/reply`, 'told on the usual reply topic');
+      assert.equal(x.reply?.correlationData, undefined);
+      assert.equal((x.reply?.payload as { requestId: string }).requestId, 'b');
+    }
+    assert.equal(JSON.stringify(ch.lines()), before, 'the rec-list did not change');
+    // no response topic: the usual reply topic, no correlation data
+    const plain = await c.handle(T, { command: 'list' }, { responseTopic: '', correlationData: cd });
+    assert.equal(plain.kind === 'ok' && plain.reply.topic, `${P}/main-1/1/reply`);
+    assert.equal(plain.kind === 'ok' && plain.reply.correlationData, undefined);
+  });
+
   it('with a server filter, requests for other servers are left alone; channels of other servers are not published', async function () {
     await addChannel('main-1', 1);
     await addChannel('main-2', 1);

@@ -251,6 +251,7 @@ export class ServerLink extends EventEmitter {
     if (err.code === 5 || /Not authorized/i.test(text)) text = 'the broker refused the user name or password (not authorized)';
     else if (err.code === 4 || /Bad username or password/i.test(text)) text = 'the broker refused the user name or password';
     else if (/ECONNREFUSED/.test(text)) text = `nothing answers at ${redactUrl(this.o.url)} (connection refused)`;
+    else if (/alert certificate required/i.test(text)) text = 'the broker requires a client certificate: give one (certificate and private key) in the TLS configuration';
     this._lastError = text;
   }
 

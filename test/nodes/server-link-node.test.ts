@@ -135,4 +135,29 @@ describe('redundancy-server link (node, mosquitto)', function () {
     srv = helper.getNode('srv');
     await until(() => srv.link.state === 'reconnecting' && /certificate|self[- ]signed|verify/i.test(srv.link.lastError ?? ''), 'the unverifiable broker refused');
   });
+
+  it('links to a broker that requires a client certificate with the one of its tls-config node, and is refused without one', async function () {
+    await broker.stop();
+    broker = await startMosquitto({ tls: true, requireClientCert: true });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const tlsNode = require('@node-red/nodes/core/network/05-tls.js');
+    helper.settings({ userDir });
+    const nodes = (tls: string) => [
+      { id: 'f1', type: 'tab', label: 'mutual tls' },
+      { id: 'tlscert', type: 'tls-config', name: '', cert: broker.clientCert!.certfile, key: broker.clientCert!.keyfile, ca: broker.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
+      { id: 'tlsca', type: 'tls-config', name: '', cert: '', key: '', ca: broker.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
+      { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store', brokerUrl: broker.url, keepalive: 1, heartbeatMs: 200, tls },
+      { id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 1, frameRate: '25', sourceType: 'testpattern', segmentSeconds: 2, container: 'ts', wires: [[]] },
+    ];
+    await helper.load([tlsNode, serverNode, recorderNode], nodes('tlscert'));
+    let srv = helper.getNode('srv');
+    await until(() => srv.link.state === 'connected', 'connected with the client certificate');
+    assert.match(broker.log(), /New client connected from 127\.0\.0\.1/);
+    await helper.unload();
+    await helper.load([tlsNode, serverNode, recorderNode], nodes('tlsca'));
+    srv = helper.getNode('srv');
+    await until(() => srv.link.state === 'reconnecting' && !!srv.link.lastError, 'refused without a client certificate');
+    assert.equal(srv.link.lastError, 'the broker requires a client certificate: give one (certificate and private key) in the TLS configuration');
+    assert.equal(srv.linkSummary(), 'no link: broker wants a client certificate');
+  });
 });

@@ -15,6 +15,8 @@ export interface Broker {
   dir: string;
   /** The CA certificate of a TLS broker (null without TLS). */
   cafile: string | null;
+  /** A client certificate the broker accepts (with requireClientCert), else null. */
+  clientCert: { certfile: string; keyfile: string } | null;
   /** Stop (SIGTERM, SIGKILL after 3 s). */
   stop(): Promise<void>;
   /** Stop and start again on the same port (a broker restart). */
@@ -46,6 +48,15 @@ function waitPort(port: number, timeoutMs: number): Promise<void> {
 }
 
 /** A CA and a server certificate for 127.0.0.1 made with openssl, for a TLS listener. */
+/** A client certificate and key signed by the CA of makeTlsFiles (for a broker that requires one). */
+export function makeClientCert(dir: string, cn = 'twinrec client'): { certfile: string; keyfile: string } {
+  const f = (n: string) => path.join(dir, n);
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', f('client.key'), '-out', f('client.csr')]);
+  run(['x509', '-req', '-in', f('client.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-out', f('client.crt')]);
+  return { certfile: f('client.crt'), keyfile: f('client.key') };
+}
+
 export function makeTlsFiles(dir: string): { cafile: string; certfile: string; keyfile: string } {
   const f = (n: string) => path.join(dir, n);
   const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
@@ -61,6 +72,8 @@ export async function startMosquitto(
     users?: Record<string, string>;
     port?: number;
     tls?: boolean;
+    /** With tls: every client must present a certificate signed by the test CA (mutual TLS); broker.clientCert has one. */
+    requireClientCert?: boolean;
     /** More addresses to listen on (same port, no TLS), besides 127.0.0.1: e.g. the host end of a veth pair. */
     listen?: string[];
   } = {},
@@ -74,7 +87,9 @@ export async function startMosquitto(
   if (opts.tls) {
     tlsFiles = makeTlsFiles(dir);
     lines.push(`cafile ${tlsFiles.cafile}`, `certfile ${tlsFiles.certfile}`, `keyfile ${tlsFiles.keyfile}`, 'tls_version tlsv1.2');
+    if (opts.requireClientCert) lines.push('require_certificate true');
   }
+  const clientCert = opts.tls && opts.requireClientCert ? makeClientCert(dir) : null;
   if (opts.users) {
     const pw = path.join(dir, 'passwd');
     fs.writeFileSync(pw, '');
@@ -109,6 +124,7 @@ export async function startMosquitto(
   const broker: Broker = {
     url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     cafile: tlsFiles?.cafile ?? null,
+    clientCert,
     port,
     get pid() {
       return child.pid!;

@@ -297,6 +297,8 @@ export class StreamClient {
         },
       };
       this.phase = 'head';
+      // the silence is timed from now: a timeout while the stream sat paused (waiting on the copier) was let pass
+      this.socket.setTimeout(this.o.timeoutMs);
       // a head read already (after the body before it) is parsed from what is held
       if (this.headLen > 0 && !this.parseHead()) return;
       this.socket.resume();
@@ -467,6 +469,7 @@ export class StreamClient {
         },
       };
       this.phase = 'body';
+      this.socket.setTimeout(this.o.timeoutMs);
       if (this.body.want === 0) {
         this.completeBody();
         return;

@@ -308,6 +308,26 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
     assert.equal(client.streamStats.segments, 0);
   });
 
+  it('times a peer that goes silent from when the copier waits, also after the stream sat idle longer than the timeout', async () => {
+    // a peer that opens the stream and then says nothing
+    const silent = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: twinrec-segments/1\r\n\r\n'));
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const sp = (silent.address() as net.AddressInfo).port;
+    try {
+      const c = await StreamClient.open({ host: '127.0.0.1', port: sp, hostHeader: `127.0.0.1:${sp}`, path: '/twinrec/v1/clips/c1/stream', secret: SECRET, plan: [[0, 0, null], [1, 0, null]], timeoutMs: 200 });
+      await sleep(500); // idle: the copier is busy elsewhere; not a fault of the peer
+      assert.equal(c.failure, null);
+      const t0 = Date.now();
+      await assert.rejects(c.take(0), (err: Error & { code?: string }) => err.code === 'ETIMEOUT' && /silent for 0\.2 s/.test(err.message));
+      assert.ok(Date.now() - t0 < 5000);
+    } finally {
+      silent.close();
+    }
+  });
+
   it('reads a plan and refuses one that names too much', () => {
     assert.deepEqual(parsePlan(JSON.stringify({ segments: [[1, 2, 'A'.repeat(64)]] })), { window: STREAM_WINDOW, segments: [[1, 2, 'a'.repeat(64)]] });
     assert.throws(() => parsePlan(JSON.stringify({ segments: Array.from({ length: 100001 }, (_, i) => [i, 0, null]) })), /at most 100000/);

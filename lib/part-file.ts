@@ -361,6 +361,56 @@ export async function hashAndSync(sink: BodySink, fh: fs.promises.FileHandle, fs
   return d.value;
 }
 
+/**
+ * Fill `b` with the `b.length` bytes of an open file at `pos` (a read may give
+ * fewer; it is asked again). A file that ends first became shorter while it was
+ * sent: an error. The reads of the peer API's GET and of the segment stream.
+ */
+export function readFull(fd: number, b: Buffer, pos: number): Promise<Buffer> {
+  const len = b.length;
+  return new Promise((resolve, reject) => {
+    let off = 0;
+    const step = () =>
+      fs.read(fd, b, off, len - off, pos + off, (err, n) => {
+        if (err) return reject(err);
+        if (n === 0) return reject(new Error('the file became shorter while it was sent'));
+        off += n;
+        if (off < len) step();
+        else resolve(b);
+      });
+    step();
+  });
+}
+
+/**
+ * A segment's body into its part through `sink`: `receive` fills it (flushing
+ * as it goes, its own errors said in its words); what came is written and
+ * drained also when `receive` fails, so the part stays a prefix a resume starts
+ * after (`kept` is called then), and a write's error is thrown as it is. Then
+ * `received`, and the sha256 and the fsync side by side (hashAndSync). The sink
+ * is released in every case. One lifecycle for the GET, the stream and the share.
+ */
+export async function receiveIntoPart(
+  sink: BodySink,
+  fh: fs.promises.FileHandle,
+  receive: () => Promise<void>,
+  o: { kept?: () => void; received?: () => void } = {},
+): Promise<string> {
+  try {
+    try {
+      await receive();
+    } finally {
+      await sink.flush(fh);
+      await sink.drain();
+      o.kept?.();
+    }
+    o.received?.();
+    return await hashAndSync(sink, fh);
+  } finally {
+    sink.release();
+  }
+}
+
 export async function restartPart(part: string): Promise<number> {
   await fs.promises.unlink(part).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;

@@ -29,7 +29,7 @@ import https from 'node:https';
 import { CatalogueEvent } from './catalogue';
 import { Clip } from './clip';
 import { errorText } from './errors';
-import { hashAndSync, hashPrefix, openPart, openSink, partSize, restartPart, settlePart, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
+import { hashPrefix, openPart, openSink, partSize, receiveIntoPart, restartPart, settlePart, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
 import { RawAnswer, RawGetError, RawPool, rawGet } from './raw-get';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
 import { PlanItem, StreamClient, StreamError, windowFor } from './segment-stream';
@@ -537,8 +537,10 @@ export class PeerClient {
       // a segment of known, bounded size is gathered whole and hashed in one go on the thread pool
       // (the event loop only receives and writes); a larger or unannounced one is hashed as it comes
       const sink = await openSink(part, total, resumedFrom);
-      try {
-        try {
+      sha = await receiveIntoPart(
+        sink,
+        fh,
+        async () => {
           try {
             if (raw) {
               if (!(sink instanceof WholeSink) || total === null) throw new PeerError(`${what} has no bounded size to receive whole`, 'EPROTO');
@@ -568,29 +570,12 @@ export class PeerClient {
                 o.onBytes?.(chunk.length);
               }
             }
-          } finally {
-            // what arrived is kept in the .part, also when the connection broke (a resume starts after it)
-            await sink.flush(fh);
-            await sink.drain();
+          } catch (err) {
+            throw this.getError(err, x, o.signal, what, resumedFrom + written, total);
           }
-        } catch (err) {
-          if (err instanceof PeerError) throw err;
-          if (err instanceof RawGetError && err.code === 'ETRUNC') {
-            const why = err.cause !== undefined ? `: ${errorText(err.cause)}` : '';
-            throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total} bytes of ${what}${why}`, 'ETRUNC');
-          }
-          if (err instanceof RawGetError) throw this.rawError(err, what);
-          const cause = x?.cause();
-          if (cause) throw cause;
-          if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
-          throw new PeerError(`the connection to ${this.url} closed after ${resumedFrom + written} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
-        }
-        o.onReceived?.();
-        // the hash (worker) and the fsync side by side; the buffer is let go once hashed
-        sha = await hashAndSync(sink, fh);
-      } finally {
-        sink.release();
-      }
+        },
+        { received: o.onReceived },
+      );
     } finally {
       raw?.close();
       x?.done();
@@ -634,45 +619,60 @@ export class PeerClient {
     let sha = '';
     try {
       const sink = (await openSink(part, h.size, resumedFrom)) as WholeSink;
-      try {
-        const ackWritten = () => {
-          const mark = c.received;
-          void sink.written().then(() => c.ack(mark));
-        };
-        try {
-          await ans.receive(sink, {
-            onBytes: (n) => {
-              written += n;
-              o.onBytes?.(n);
-            },
-            onData: (unwritten) => {
-              if (unwritten >= c.flushAt) {
-                void sink.flush(fh);
-                ackWritten();
-              }
-            },
-            pace: o.limiter ? paceWith(o.limiter) : undefined,
-            signal: o.signal,
-          });
-        } catch (err) {
-          this.endStream(clipId);
-          throw this.streamError(err as StreamError, what, resumedFrom + written, h.size);
-        } finally {
-          // what arrived is kept in the .part, also when the connection broke (a resume starts after it)
-          await sink.flush(fh);
-          await sink.drain();
-          ackWritten();
-        }
-        this.streamStats.segments++;
-        o.onReceived?.();
-        sha = await hashAndSync(sink, fh);
-      } finally {
-        sink.release();
-      }
+      const ackWritten = () => {
+        const mark = c.received;
+        void sink.written().then(() => c.ack(mark));
+      };
+      sha = await receiveIntoPart(
+        sink,
+        fh,
+        async () => {
+          try {
+            await ans.receive(sink, {
+              onBytes: (n) => {
+                written += n;
+                o.onBytes?.(n);
+              },
+              onData: (unwritten) => {
+                if (unwritten >= c.flushAt) {
+                  void sink.flush(fh);
+                  ackWritten();
+                }
+              },
+              pace: o.limiter ? paceWith(o.limiter) : undefined,
+              signal: o.signal,
+            });
+          } catch (err) {
+            this.endStream(clipId);
+            throw this.streamError(err as StreamError, what, resumedFrom + written, h.size);
+          }
+        },
+        {
+          kept: ackWritten,
+          received: () => {
+            this.streamStats.segments++;
+            o.onReceived?.();
+          },
+        },
+      );
     } finally {
       await fh.close().catch(() => undefined);
     }
     return this.finish(part, dest, h.size, sha, o.expectedSha256 ?? null, h.sha256, resumedFrom, what);
+  }
+
+  /** A GET's failure while a segment's body came, in words (the part keeps what came). */
+  private getError(err: unknown, x: Exchange | null, signal: AbortSignal | undefined, what: string, got: number, total: number | null): Error {
+    if (err instanceof PeerError) return err;
+    if (err instanceof RawGetError && err.code === 'ETRUNC') {
+      const why = err.cause !== undefined ? `: ${errorText(err.cause)}` : '';
+      return new PeerError(`the connection to ${this.url} closed after ${got} of ${total} bytes of ${what}${why}`, 'ETRUNC');
+    }
+    if (err instanceof RawGetError) return this.rawError(err, what);
+    const cause = x?.cause();
+    if (cause) return cause;
+    if (signal?.aborted) return new PeerError('the transfer was stopped', 'EABORT');
+    return new PeerError(`the connection to ${this.url} closed after ${got} of ${total ?? '?'} bytes of ${what}: ${errorText(err)}`, 'ETRUNC');
   }
 
   /** A stream's failure while a segment's body came, as the GET path says it (the part keeps what came). */

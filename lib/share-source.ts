@@ -25,7 +25,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorText } from './errors';
-import { hashAndSync, openPart, openSink, partSize, restartPart, settlePart, WholeSink } from './part-file';
+import { openPart, openSink, partSize, receiveIntoPart, restartPart, settlePart, WholeSink } from './part-file';
 import { PeerError } from './peer-client';
 import type { SegmentSource } from './segment-copy';
 import { insideRoot } from './storage';
@@ -123,41 +123,40 @@ export class ShareSource implements SegmentSource {
       try {
         let pos = resumedFrom;
         const writes: Promise<void>[] = [];
-        try {
-          while (pos < total) {
-            if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
-            const n = Math.min(READ_CHUNK, total - pos);
-            if (o.limiter) await o.limiter.take(n);
-            // straight into the segment's buffer when it is held whole (no copy of the bytes on the event loop)
-            const whole = sink instanceof WholeSink ? sink : null;
-            const chunk = whole ? whole.reserve(n) : Buffer.allocUnsafe(n);
-            let got = 0;
-            while (got < n) {
-              const { bytesRead } = await fh.read(chunk, got, n - got, pos + got).catch((err: unknown) => {
-                throw this.ioError(err, what, src);
-              });
-              if (bytesRead === 0) throw new PeerError(`${what} on the share is ${pos + got} bytes, not ${total} as the catalogue says`, 'ETRUNC');
-              got += bytesRead;
+        // every byte read is written before `received` (a kill then loses no byte read from the share): the next segment may be read
+        sha = await receiveIntoPart(
+          sink,
+          out,
+          async () => {
+            while (pos < total) {
+              if (o.signal?.aborted) throw new PeerError('the transfer was stopped', 'EABORT');
+              const n = Math.min(READ_CHUNK, total - pos);
+              if (o.limiter) await o.limiter.take(n);
+              // straight into the segment's buffer when it is held whole (no copy of the bytes on the event loop)
+              const whole = sink instanceof WholeSink ? sink : null;
+              const chunk = whole ? whole.reserve(n) : Buffer.allocUnsafe(n);
+              let got = 0;
+              while (got < n) {
+                const { bytesRead } = await fh.read(chunk, got, n - got, pos + got).catch((err: unknown) => {
+                  throw this.ioError(err, what, src);
+                });
+                if (bytesRead === 0) throw new PeerError(`${what} on the share is ${pos + got} bytes, not ${total} as the catalogue says`, 'ETRUNC');
+                got += bytesRead;
+              }
+              if (whole) whole.advance(n);
+              else sink.add(chunk);
+              await sink.flush(out);
+              pos += n;
+              o.onBytes?.(n);
+              if (whole) {
+                writes.push(whole.written());
+                if (writes.length > 1) await writes.shift();
+              }
             }
-            if (whole) whole.advance(n);
-            else sink.add(chunk);
-            await sink.flush(out);
-            pos += n;
-            o.onBytes?.(n);
-            if (whole) {
-              writes.push(whole.written());
-              if (writes.length > 1) await writes.shift();
-            }
-          }
-        } finally {
-          await sink.flush(out);
-          await sink.drain();
-        }
-        // every byte read is written (a kill now loses no byte read from the share): the next segment may be read
-        o.onReceived?.();
-        sha = await hashAndSync(sink, out);
+          },
+          { received: o.onReceived },
+        );
       } finally {
-        sink.release();
         await out.close().catch(() => undefined);
       }
       const expected = o.expectedSha256?.toLowerCase() ?? null;

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fsyncHandle, fsyncPath, stopFsyncWorkers } from '../../lib/fsync-worker';
-import { DIRECT_SLOW_MS, directWrites, GroupRun, hashAndSync, noteDirectWrite, openPart, openSink, resetDirectWrites, settlePart, syncDir, WholeSink } from '../../lib/part-file';
+import { DIRECT_SLOW_MS, directWrites, GroupRun, hashAndSync, noteDirectWrite, openPart, openSink, readFull, receiveIntoPart, resetDirectWrites, settlePart, syncDir, WholeSink } from '../../lib/part-file';
 
 const tick = () => new Promise((r) => setTimeout(r, 20));
 
@@ -233,6 +233,86 @@ describe('part files (lib)', () => {
     await again.write(Buffer.from('d'));
     await again.close();
     assert.equal(fs.readFileSync(part, 'utf8'), 'abcd');
+  });
+  it('a body received into its part: the sha256 of all of it, a resumed prefix included; `received` before the hash, the sink let go', async () => {
+    const body = crypto.randomBytes(300_000);
+    const part = path.join(tmp, 's.part');
+    fs.writeFileSync(part, body.subarray(0, 1000));
+    const fh = await openPart(part, 'a');
+    const sink = await openSink(part, body.length, 1000);
+    const order: string[] = [];
+    let released = 0;
+    const release = sink.release.bind(sink);
+    sink.release = () => {
+      released++;
+      release();
+    };
+    const sha = await receiveIntoPart(
+      sink,
+      fh,
+      async () => {
+        sink.add(body.subarray(1000, 200_000));
+        await sink.flush(fh);
+        sink.add(body.subarray(200_000));
+        order.push('receive');
+      },
+      { kept: () => order.push('kept'), received: () => order.push('received') },
+    );
+    await fh.close();
+    assert.equal(sha, crypto.createHash('sha256').update(body).digest('hex'));
+    assert.deepEqual(order, ['receive', 'kept', 'received']);
+    assert.ok(released >= 1, 'the sink was let go');
+    assert.deepEqual(fs.readFileSync(part), body, 'the last bytes were written without the receiver flushing them');
+  });
+
+  it('a body that breaks off keeps what came in its part and throws the receiver\'s error; no hash, no `received`', async () => {
+    const part = path.join(tmp, 'b.part');
+    const fh = await openPart(part, 'w');
+    const sink = await openSink(part, 100_000, 0);
+    const order: string[] = [];
+    await assert.rejects(
+      receiveIntoPart(
+        sink,
+        fh,
+        async () => {
+          sink.add(Buffer.alloc(4000, 7));
+          throw Object.assign(new Error('the connection closed after 4000 of 100000 bytes'), { code: 'ETRUNC' });
+        },
+        { kept: () => order.push('kept'), received: () => order.push('received') },
+      ),
+      (err: NodeJS.ErrnoException) => err.code === 'ETRUNC',
+    );
+    await fh.close();
+    assert.deepEqual(order, ['kept']);
+    assert.deepEqual(fs.readFileSync(part), Buffer.alloc(4000, 7), 'the prefix that came is in the part, for a resume');
+  });
+
+  it('a write that fails is thrown as the disk\'s error, not as the receiver\'s', async () => {
+    const part = path.join(tmp, 'w.part');
+    fs.writeFileSync(part, '');
+    const fh = await fs.promises.open(part, 'r'); // writes to it fail (EBADF)
+    const sink = await openSink(part, 10_000, 0);
+    await assert.rejects(
+      receiveIntoPart(sink, fh, async () => {
+        sink.add(Buffer.alloc(10_000, 1));
+      }),
+      (err: NodeJS.ErrnoException) => err.code === 'EBADF',
+    );
+    await fh.close();
+    assert.equal(fs.statSync(part).size, 0);
+  });
+
+  it('reads a file range whole, and says so when the file is shorter than asked', async () => {
+    const f = path.join(tmp, 'r.bin');
+    const data = crypto.randomBytes(50_000);
+    fs.writeFileSync(f, data);
+    const fd = fs.openSync(f, 'r');
+    try {
+      assert.deepEqual(await readFull(fd, Buffer.alloc(20_000), 30_000), data.subarray(30_000));
+      await assert.rejects(readFull(fd, Buffer.alloc(20_001), 30_000), /became shorter while it was sent/);
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 });
 

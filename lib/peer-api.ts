@@ -34,7 +34,7 @@ import { Clip, Segment } from './clip';
 import { errorText } from './errors';
 import { NAME_PATTERN } from './link-schemas';
 import { OpenedSegment, serveSegmentStream, STREAM_PROTOCOL } from './segment-stream';
-import { giveBuffer, takeBuffer } from './part-file';
+import { giveBuffer, readFull, takeBuffer } from './part-file';
 import { SIDECAR_NAME, insideRoot } from './storage';
 
 export const PEER_API_VERSION = 1;
@@ -73,13 +73,8 @@ async function sendFileRange(fd: number, start: number, end: number, res: http.S
       const w = writing[k];
       if (w && !(await w)) return;
       const b = bufs[k];
-      const want = Math.min(SEND_CHUNK, end - pos + 1);
-      let n = 0;
-      while (n < want) {
-        const bytesRead = await readAt(fd, b, n, want - n, pos + n);
-        if (bytesRead === 0) throw new Error('the file became shorter while it was sent');
-        n += bytesRead;
-      }
+      const n = Math.min(SEND_CHUNK, end - pos + 1);
+      await readFull(fd, b.subarray(0, n), pos);
       if (gone) return;
       writing[k] = Promise.race([new Promise<boolean>((resolve) => res.write(b.subarray(0, n), (err) => resolve(!err))), goneP]);
       onServed?.(n);
@@ -98,10 +93,6 @@ async function sendFileRange(fd: number, start: number, end: number, res: http.S
     if (!clean && !res.destroyed) res.destroy();
     closeFd(fd);
   }
-}
-
-function readAt(fd: number, b: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, b, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 function closeFd(fd: number): void {

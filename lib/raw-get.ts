@@ -108,6 +108,21 @@ function headerSafe(v: string): boolean {
 export const IDLE_MS = 4000;
 
 /**
+ * A body's socket held while a pacing wait runs (the caller returned false, so
+ * it reads no more): the silence timeout is off meanwhile (the wait is ours, not
+ * the peer's); after it, if `receiving()` still holds, the timeout is on again
+ * and reading goes on. Used by the GET (here) and by the segment stream.
+ */
+export function holdForPacing(socket: net.Socket, wait: Promise<void>, timeoutMs: number, receiving: () => boolean, fail: (err: unknown) => void): void {
+  socket.setTimeout(0);
+  wait.then(() => {
+    if (!receiving()) return;
+    socket.setTimeout(timeoutMs);
+    socket.resume();
+  }, fail);
+}
+
+/**
  * Connections kept open between requests, by host and port. An idle one keeps
  * reading: the peer closing it, or sending anything unasked, drops it from the
  * pool at once. Idle connections do not keep the process alive (unref) and
@@ -361,15 +376,7 @@ function exchange(r: RawGetRequest, conn: RawConn, reused: boolean): Promise<Raw
         const wait = ro.pace(unpaced);
         unpaced = 0;
         if (wait) {
-          socket.setTimeout(0);
-          wait.then(
-            () => {
-              if (phase !== 'body') return;
-              socket.setTimeout(r.timeoutMs);
-              socket.resume();
-            },
-            (err: unknown) => fail(new RawGetError(`pacing failed: ${String(err)}`, 'EABORT')),
-          );
+          holdForPacing(socket, wait, r.timeoutMs, () => phase === 'body', (err) => fail(new RawGetError(`pacing failed: ${String(err)}`, 'EABORT')));
           return false;
         }
       }

@@ -38,8 +38,8 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { giveBuffer, takeBuffer, WRITE_BATCH } from './part-file';
-import { PACE_BATCH, RawReceiveOptions, RawTarget } from './raw-get';
+import { giveBuffer, readFull, takeBuffer, WRITE_BATCH } from './part-file';
+import { holdForPacing, PACE_BATCH, RawReceiveOptions, RawTarget } from './raw-get';
 
 export const STREAM_PROTOCOL = 'twinrec-segments/1';
 /**
@@ -511,15 +511,7 @@ export class StreamClient {
       const wait = b.o.pace(b.unpaced);
       b.unpaced = 0;
       if (wait) {
-        this.socket.setTimeout(0);
-        wait.then(
-          () => {
-            if (this.phase !== 'body') return;
-            this.socket.setTimeout(this.o.timeoutMs);
-            this.socket.resume();
-          },
-          (err: unknown) => this.fail(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')),
-        );
+        holdForPacing(this.socket, wait, this.o.timeoutMs, () => this.phase === 'body', (err) => this.fail(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')));
         return false;
       }
     }
@@ -725,16 +717,5 @@ class StreamServer {
 function readChunk(fd: number, pos: number, len: number): Promise<Buffer & { mem: Buffer }> {
   const mem = takeBuffer(len);
   const b = Object.assign(mem.subarray(0, len), { mem });
-  return new Promise((resolve, reject) => {
-    let off = 0;
-    const step = () =>
-      fs.read(fd, b, off, len - off, pos + off, (err, n) => {
-        if (err) return reject(err);
-        if (n === 0) return reject(new Error('the file became shorter while it was sent'));
-        off += n;
-        if (off < len) step();
-        else resolve(b);
-      });
-    step();
-  });
+  return readFull(fd, b, pos).then(() => b);
 }

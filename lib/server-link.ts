@@ -72,6 +72,9 @@ export function topicMatches(pattern: string, topic: string): boolean {
   return p.length === t.length;
 }
 
+/** TLS alerts a broker sends when it does not accept the client certificate it was given (OpenSSL's words). */
+const CERT_REFUSED = /alert (unknown ca|decrypt error|bad certificate|certificate unknown|certificate expired|certificate revoked|unsupported certificate)/i;
+
 export class ServerLink extends EventEmitter {
   private client: MqttClient | null = null;
   private _state: LinkState = 'idle';
@@ -252,6 +255,10 @@ export class ServerLink extends EventEmitter {
     else if (err.code === 4 || /Bad username or password/i.test(text)) text = 'the broker refused the user name or password';
     else if (/ECONNREFUSED/.test(text)) text = `nothing answers at ${redactUrl(this.o.url)} (connection refused)`;
     else if (/alert certificate required/i.test(text)) text = 'the broker requires a client certificate: give one (certificate and private key) in the TLS configuration';
+    else if (CERT_REFUSED.test(text)) {
+      const alert = CERT_REFUSED.exec(text)![1].toLowerCase();
+      text = `the broker refused the client certificate (${alert}): give one signed by a CA the broker trusts, and still valid`;
+    }
     this._lastError = text;
   }
 

@@ -81,6 +81,7 @@ export = function (RED: NodeAPI): void {
       const e = l.lastError ?? '';
       if (/user name or password|not authorized/i.test(e)) return 'no link: broker refused the login';
       if (/connection refused|ECONNREFUSED/i.test(e)) return 'no link: broker unreachable';
+      if (/refused the client certificate/i.test(e)) return 'no link: broker refused the client certificate';
       if (/client certificate/i.test(e)) return 'no link: broker wants a client certificate';
       return `no link (${l.state})`;
     };

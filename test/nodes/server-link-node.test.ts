@@ -7,8 +7,11 @@
 import { strict as assert } from 'node:assert';
 import mqtt, { MqttClient } from 'mqtt';
 import { Collector, helper, sleep, tmpDir, until } from '../support/nr';
-import { Broker, startMosquitto } from '../support/mosquitto';
+import { Broker, makeClientCert, startMosquitto } from '../support/mosquitto';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const serverNode = require('../../nodes/redundancy-server/redundancy-server');
@@ -136,7 +139,7 @@ describe('redundancy-server link (node, mosquitto)', function () {
     await until(() => srv.link.state === 'reconnecting' && /certificate|self[- ]signed|verify/i.test(srv.link.lastError ?? ''), 'the unverifiable broker refused');
   });
 
-  it('links to a broker that requires a client certificate with the one of its tls-config node, and is refused without one', async function () {
+  it('links to a broker that requires a client certificate with the one of its tls-config node; is refused without one, and with one of another CA, each said in words', async function () {
     await broker.stop();
     broker = await startMosquitto({ tls: true, requireClientCert: true });
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -159,5 +162,22 @@ describe('redundancy-server link (node, mosquitto)', function () {
     await until(() => srv.link.state === 'reconnecting' && !!srv.link.lastError, 'refused without a client certificate');
     assert.equal(srv.link.lastError, 'the broker requires a client certificate: give one (certificate and private key) in the TLS configuration');
     assert.equal(srv.linkSummary(), 'no link: broker wants a client certificate');
+    // a certificate the broker does not trust (signed by another CA): refused, and said so
+    await helper.unload();
+    const other = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-otherca-'));
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=another CA', '-keyout', path.join(other, 'ca.key'), '-out', path.join(other, 'ca.crt')], { stdio: 'pipe' });
+      const stranger = makeClientCert(other, 'stranger');
+      const flow = nodes('tlsstranger');
+      flow.splice(2, 0, { id: 'tlsstranger', type: 'tls-config', name: '', cert: stranger.certfile, key: stranger.keyfile, ca: broker.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true });
+      await helper.load([tlsNode, serverNode, recorderNode], flow);
+      srv = helper.getNode('srv');
+      await until(() => srv.link.state === 'reconnecting' && /client certificate/.test(srv.link.lastError ?? ''), 'refused with a certificate of another CA');
+      assert.equal(srv.link.lastError, 'the broker refused the client certificate (unknown ca): give one signed by a CA the broker trusts, and still valid');
+      assert.equal(srv.linkSummary(), 'no link: broker refused the client certificate');
+      assert.match(broker.log(), /certificate verify failed/);
+    } finally {
+      fs.rmSync(other, { recursive: true, force: true });
+    }
   });
 });

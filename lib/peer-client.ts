@@ -30,6 +30,7 @@ import { CatalogueEvent } from './catalogue';
 import { Clip } from './clip';
 import { errorText } from './errors';
 import { hashPrefix, openPart, openSink, partSize, receiveIntoPart, restartPart, settlePart, WHOLE_MAX, WholeSink, WRITE_BATCH } from './part-file';
+import type { SegmentFetchOptions } from './segment-copy';
 import { RawAnswer, RawGetError, RawPool, rawGet } from './raw-get';
 import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './peer-api';
 import { PlanItem, StreamClient, StreamError, windowFor } from './segment-stream';
@@ -71,19 +72,7 @@ export interface EventQuery {
   to?: number;
 }
 
-export interface FetchOptions {
-  /** sha256 the segment must have (the catalogue's); null/undefined: the peer's X-Sha256 only. */
-  expectedSha256?: string | null;
-  /** A part file longer than this cannot be a prefix of the segment and is started over. */
-  expectedBytes?: number;
-  limiter?: { take(bytes: number): Promise<void> };
-  signal?: AbortSignal;
-  onBytes?: (n: number) => void;
-  /** The clip folder and file name (used by a share source; the API finds them by clip id and index). */
-  where?: { dir: string; file: string };
-  /** Called once every byte is in the part file, before its fsync and hash (a copier may start the next fetch). */
-  onReceived?: () => void;
-}
+export type FetchOptions = SegmentFetchOptions;
 
 export interface FetchResult {
   bytes: number;
@@ -437,7 +426,7 @@ export class PeerClient {
     const what = `segment ${index} of clip ${clipId}`;
     const p = `${PEER_API_PREFIX}/clips/${encodeURIComponent(clipId)}/segments/${index}`;
     const part = `${dest}.part`;
-    let have = partSize(part);
+    let have = o.partBytes ?? partSize(part);
     if (o.expectedBytes !== undefined && have > o.expectedBytes) have = await restartPart(part);
     if (!this.tls && this.streams.has(clipId)) {
       const c = await this.streamFor(clipId, index, have);

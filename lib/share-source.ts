@@ -27,7 +27,7 @@ import path from 'node:path';
 import { errorText } from './errors';
 import { openPart, openSink, partSize, receiveIntoPart, restartPart, settlePart, WholeSink } from './part-file';
 import { PeerError } from './peer-client';
-import type { SegmentSource } from './segment-copy';
+import type { SegmentFetchOptions, SegmentSource } from './segment-copy';
 import { insideRoot } from './storage';
 
 /**
@@ -75,15 +75,7 @@ export class ShareSource implements SegmentSource {
     clipId: string,
     index: number,
     dest: string,
-    o: {
-      expectedSha256?: string | null;
-      expectedBytes?: number;
-      limiter?: { take(bytes: number): Promise<void> };
-      signal?: AbortSignal;
-      onBytes?: (n: number) => void;
-      where?: { dir: string; file: string };
-      onReceived?: () => void;
-    } = {},
+    o: SegmentFetchOptions = {},
   ): Promise<{ bytes: number; sha256: string; resumedFrom: number }> {
     const what = `segment ${index} of clip ${clipId}`;
     if (!o.where) throw new PeerError(`${what}: a share needs the clip folder and file name`, 'EINVAL');
@@ -111,7 +103,7 @@ export class ShareSource implements SegmentSource {
     try {
       // the catalogue's size when it gives one (a shorter file ends the reads early: ETRUNC), else the file's
       const total = o.expectedBytes ?? (await fh.stat()).size;
-      let have = partSize(part);
+      let have = o.partBytes ?? partSize(part);
       if (have > total) have = await restartPart(part);
       const resumedFrom = have;
       const out = await openPart(part, resumedFrom > 0 ? 'a' : 'w');

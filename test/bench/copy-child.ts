@@ -69,24 +69,27 @@ function sourceOf(client: PeerClient): PeerClient {
   return withShareMedia(client, share);
 }
 
-/** BENCH_COPY_THREADS=1: this process's CPU per thread (user + system, s), printed to stderr. */
+/** BENCH_COPY_THREADS=1: this process's CPU per thread (user + system = total, s), printed to stderr. */
 function printThreadCpu(who: string): void {
   if (process.env.BENCH_COPY_THREADS !== '1') return;
   const clkTck = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
-  const threads: [string, number][] = [];
+  const threads: [string, number, number][] = [];
   for (const tid of fs.readdirSync('/proc/self/task')) {
     try {
       const st = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
       const close = st.lastIndexOf(')');
       const f = st.slice(close + 2).split(' ');
       const name = Number(tid) === process.pid ? 'main' : `${st.slice(st.indexOf('(') + 1, close)}:${tid}`;
-      threads.push([name, (Number(f[11]) + Number(f[12])) / clkTck]);
+      threads.push([name, Number(f[11]) / clkTck, Number(f[12]) / clkTck]);
     } catch {
       // the thread ended
     }
   }
-  const parts = threads.filter(([, s]) => s > 0).sort((a, b) => b[1] - a[1]).map(([k, s]) => `${k} ${s.toFixed(2)}`);
-  console.error(`  [${who} CPU by thread, s: ${parts.join(', ')}]`);
+  const parts = threads
+    .filter(([, u, s]) => u + s > 0)
+    .sort((a, b) => b[1] + b[2] - (a[1] + a[2]))
+    .map(([k, u, s]) => `${k} ${u.toFixed(2)}+${s.toFixed(2)}=${(u + s).toFixed(2)}`);
+  console.error(`  [${who} CPU by thread, user+system=total s: ${parts.join(', ')}]`);
 }
 
 function send(msg: unknown): Promise<void> {

@@ -82,6 +82,19 @@ describe('mounted share as a segment source (lib)', () => {
     assert.ok(fs.readFileSync(dest).equals(data));
   });
 
+  it('told there is no part file (partBytes 0) while a stale one is there, starts the part over and still gives the segment whole', async () => {
+    const dest = path.join(local, dir, file);
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    fs.writeFileSync(`${dest}.part`, crypto.randomBytes(2 * 1024 * 1024)); // not a prefix of the segment
+    let read = 0;
+    const r = await new ShareSource(share).fetchSegment('c1', 0, dest, { expectedSha256: seg.sha256, expectedBytes: seg.bytes, where: { dir, file }, partBytes: 0, onBytes: (n) => (read += n) });
+    assert.equal(r.resumedFrom, 0);
+    assert.equal(read, data.length, 'every byte read from the share, none taken from the stale part');
+    assert.equal(r.sha256, seg.sha256);
+    assert.ok(fs.readFileSync(dest).equals(data));
+    assert.equal(fs.existsSync(`${dest}.part`), false);
+  });
+
   it('refuses a segment whose bytes are not what the catalogue says, and deletes the copy', async () => {
     const bad = { ...seg, sha256: sha(Buffer.from('something else')) };
     await assert.rejects(copySegment(new ShareSource(share), local, clip, bad), (err: Error) => {
@@ -311,6 +324,59 @@ describe('fetch-ahead copy of a clip (lib)', () => {
       [2, 0],
     ]);
     assert.equal(fs.readFileSync(path.join(tmp, 'd', 's1.ts'), 'utf8'), 's1');
+  });
+
+  it('says from its one listing which segments have no part file (partBytes 0); a segment with one is left to look, and resumes from it', async () => {
+    const told = new Map<number, number | undefined>();
+    const src: SegmentSource = {
+      async fetchSegment(_clipId, index, dest, o) {
+        told.set(index, o.partBytes);
+        o.onReceived?.();
+        fs.writeFileSync(dest, `s${index}`);
+        return { bytes: 2, sha256: sha(Buffer.from(`s${index}`)), resumedFrom: 0 };
+      },
+    };
+    fs.mkdirSync(path.join(tmp, 'd'));
+    fs.writeFileSync(path.join(tmp, 'd', 's1.ts.part'), 's'); // a kill -9 left a part
+    await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: () => undefined });
+    assert.deepEqual([...told.entries()].sort((a, b) => a[0] - b[0]), [
+      [0, 0],
+      [1, undefined],
+      [2, 0],
+    ]);
+    // and without a listing (the folder could not be read) every fetch looks for itself
+    told.clear();
+    await copySegment(src, path.join(tmp, 'other'), { id: 'c', name: 'C', dir: 'd' }, segs(1)[0]);
+    assert.deepEqual([...told.entries()], [[0, undefined]]);
+  });
+
+  it('from a real share: the segment a kill -9 left a part of is resumed from it, the others are read whole, all verified', async () => {
+    const share = path.join(tmp, 'share');
+    const local = path.join(tmp, 'local');
+    const dir = 'main-1/ch01/2026-11-22/News_120000';
+    fs.mkdirSync(path.join(share, dir), { recursive: true });
+    fs.mkdirSync(path.join(local, dir), { recursive: true });
+    const datas = [0, 1, 2].map(() => crypto.randomBytes(3 * 1024 * 1024 + 17));
+    const list: Segment[] = datas.map((d, i) => {
+      fs.writeFileSync(path.join(share, dir, `s${i}.ts`), d);
+      return { index: i, file: `s${i}.ts`, run: 1, startSec: i, endSec: i + 1, frames: 25, bytes: d.length, sha256: sha(d), complete: true, wallStart: i };
+    });
+    const cut = 1024 * 1024 + 5;
+    fs.writeFileSync(path.join(local, dir, 's1.ts.part'), datas[1].subarray(0, cut));
+    let read = 0;
+    const done: [number, number][] = [];
+    await copySegments(new ShareSource(share), local, { id: 'c1', name: 'News', dir }, list, {
+      onBytes: (n) => (read += n),
+      commit: (batch) => batch.forEach((d) => done.push([d.seg.index, d.r.bytes])),
+    });
+    assert.deepEqual(done, [
+      [0, datas[0].length],
+      [1, datas[1].length - cut],
+      [2, datas[2].length],
+    ]);
+    assert.equal(read, datas[0].length + datas[1].length - cut + datas[2].length, 'only the rest of the part was read');
+    datas.forEach((d, i) => assert.ok(fs.readFileSync(path.join(local, dir, `s${i}.ts`)).equals(d), `segment ${i} is whole`));
+    assert.deepEqual(fs.readdirSync(path.join(local, dir)).filter((f) => f.endsWith('.part')), []);
   });
 
   it('after a failure it starts nothing new, lets those under way end, commits none past the hole, and throws that failure', async () => {

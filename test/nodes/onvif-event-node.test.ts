@@ -99,9 +99,12 @@ describe('onvif-event node', function () {
   this.timeout(60000);
   let device: FakeOnvifDevice | null = null;
   let out: Collector;
+  const userDirs: string[] = []; // one per load (some tests load twice), removed after each test
 
   async function load(port: number, ev: Record<string, unknown> = {}, cam: Record<string, unknown> = {}): Promise<void> {
-    helper.settings({ userDir: tmpDir('onvif-event') });
+    const userDir = tmpDir('onvif-event');
+    userDirs.push(userDir);
+    helper.settings({ userDir });
     await helper.load(
       MODULES,
       [
@@ -125,6 +128,7 @@ describe('onvif-event node', function () {
     await helper.unload();
     if (device) await device.stop();
     device = null;
+    for (const d of userDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   });
 
   it('sends the camera events that pass the filter, with msg.topic the event topic and msg.payload the event', async () => {

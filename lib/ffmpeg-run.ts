@@ -35,7 +35,8 @@ export interface RunOptions extends RunArgsOptions {
   /**
    * With clockAnchorMs in the future: ffmpeg starts early (pre-roll) and its
    * first segment, which ends at the first keyframe after the anchor, is not
-   * part of the clip. The clip's first frame is that keyframe.
+   * part of the clip (nor are later ones opened before the anchor, when segments
+   * are shorter than the pre-roll). The clip's first frame is that keyframe.
    */
   prerollDiscard?: boolean;
   /** No progress for this long while running: the source is stalled; kill and report. */
@@ -134,9 +135,14 @@ export class FfmpegRun extends EventEmitter {
       const m = this.segPattern.exec(line);
       if (!m) continue;
       const open: SegmentOpen = { file: path.basename(m[1]), index: Number(m[2]), at: now };
-      if (this.opts.prerollDiscard && this.prerollFile === null) {
-        // the pre-roll segment: recorded only to be connected and cut at the anchor
+      const anchor = this.opts.clockAnchorMs;
+      if (this.opts.prerollDiscard && this.firstFrameAt === null && (this.prerollFile === null || (anchor !== undefined && now < anchor))) {
+        // the pre-roll: recorded only to be connected and cut at the anchor. Segments shorter than the
+        // pre-roll are cut at anchor - k x length too: each one opened before the anchor is pre-roll,
+        // and the one before it (closed now) is deleted
+        const older = this.prerollFile;
         this.prerollFile = open.file;
+        if (older) fs.promises.unlink(path.join(this.opts.outDir, older)).catch(() => undefined);
         this.emit('preroll', open);
         continue;
       }

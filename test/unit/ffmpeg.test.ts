@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FfmpegInfo, RunArgsOptions, buildRunArgs, ffmpegInfo, findFont, lastFrameCount, parseSegmentList } from '../../lib/ffmpeg';
-import { reasonFromStderr } from '../../lib/ffmpeg-run';
+import { FfmpegRun, reasonFromStderr } from '../../lib/ffmpeg-run';
 import { frameRate } from '../../lib/timecode';
 
 const INFO: FfmpegInfo = { path: '/usr/bin/ffmpeg', version: '5.1.9', rtspTimeoutOption: '-timeout', hasDrawtext: true, hasLibx264: true, hasStatsPeriod: true };
@@ -403,5 +403,41 @@ describe('ffmpeg (pure parts)', () => {
       assert.ok(lastFrameCount(progress.replace(/\n/g, ' ')) !== null);
       assert.equal(reasonFromStderr(stderr), null, 'a clean run has no failure reason');
     });
+  });
+});
+
+describe('ffmpeg run with a pre-roll (real ffmpeg, test pattern)', function () {
+  this.timeout(30000);
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-preroll-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('with segments shorter than the pre-roll, every segment opened before the anchor is pre-roll: the clip begins at the anchor, one pre-roll file at a time', async () => {
+    const anchor = Date.now() + 2600;
+    const run = new FfmpegRun(ffmpegInfo(), {
+      ...opts({ outDir: dir, listFile: path.join(dir, '.run-1.csv'), segmentSeconds: 1, clockAnchorMs: anchor }),
+      prerollDiscard: true,
+      stallTimeoutMs: 10000,
+    });
+    const prerolls: { file: string; at: number; present: string[] }[] = [];
+    const opened: { file: string; at: number }[] = [];
+    run.on('preroll', (o: { file: string; at: number }) => prerolls.push({ ...o, present: fs.readdirSync(dir).filter((f) => f.endsWith('.ts')) }));
+    run.on('segment-open', (o: { file: string; at: number }) => opened.push(o));
+    const first = new Promise<number>((resolve) => run.once('first-frame', resolve));
+    run.start();
+    try {
+      const at = await first;
+      assert.ok(at >= anchor, `the clip's first segment opened ${anchor - at} ms before the anchor`);
+      assert.ok(prerolls.length >= 2, `segments of 1 s in a 2.6 s pre-roll: ${prerolls.length} pre-roll segment(s)`);
+      for (const p of prerolls.slice(0, -1)) assert.ok(p.at < anchor, `${p.file} opened before the anchor`);
+      assert.equal(run.prerollFile, prerolls[prerolls.length - 1].file);
+      assert.equal(opened[0].file, `News_${String(prerolls.length).padStart(5, '0')}.ts`, 'the clip numbers on after the pre-roll');
+      // the older pre-roll files are deleted as the next one opens (the last one by the recorder, at the first frame)
+      await new Promise((r) => setTimeout(r, 100));
+      const left = fs.readdirSync(dir).filter((f) => f.endsWith('.ts'));
+      for (const p of prerolls.slice(0, -1)) assert.ok(!left.includes(p.file), `${p.file} deleted`);
+    } finally {
+      await run.stop();
+    }
   });
 });

@@ -162,6 +162,16 @@ export class RecorderChannel extends EventEmitter {
   private readonly rate;
   private list: RecList;
   private activeRec: Active | null = null;
+  /**
+   * Back-to-back: the next timed line, its ffmpeg started ahead (pre-roll) while
+   * the active line still records. At its first frame it takes the channel and
+   * the active line is cut there (handOver), so no frame falls between the two.
+   */
+  private incoming: Active | null = null;
+  /** Lines stopping after a hand-over, until their tail is cut (close() waits for them). */
+  private handovers = new Map<Active, Promise<void>>();
+  /** A line whose pre-roll failed or came too late: it takes the channel at its start instead. */
+  private noPreroll: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private lastFailure: string | null = null;
@@ -237,6 +247,8 @@ export class RecorderChannel extends EventEmitter {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    await this.cancelIncoming();
+    await Promise.all([...this.handovers.values()]);
     const a = this.active;
     if (!a) return;
     if (removed) {
@@ -293,7 +305,13 @@ export class RecorderChannel extends EventEmitter {
       case 'update': {
         if (cmd.line?.source !== undefined) this.checkSource(cmd.line.source);
         const before = cmd.line ? this.list.find(cmd.line, 'update') : undefined;
-        const { line, renumbered } = this.list.planUpdate(cmd.line ?? {}, now);
+        let plan = this.list.planUpdate(cmd.line ?? {}, now);
+        if (before && this.incoming && this.incoming.line.id === before.id) {
+          // a line pre-rolling to take over: its pre-roll is given up (the schedule starts a new one if still in time)
+          await this.cancelIncoming();
+          plan = this.list.planUpdate(cmd.line ?? {}, this.clock());
+        }
+        const { line, renumbered } = plan;
         const evs = this.cat.transaction(() => {
           this.commitList(renumbered);
           if (this.active && this.active.line.id === line.id) {
@@ -312,7 +330,13 @@ export class RecorderChannel extends EventEmitter {
         return evs;
       }
       case 'remove': {
-        const { line, renumbered } = this.list.planRemove(cmd.line ?? {});
+        let plan = this.list.planRemove(cmd.line ?? {});
+        if (this.handingOver(plan.line.id)) throw new CommandError(`${lineName(plan.line)} is stopping at the start of the next line; remove it once it has stopped`, 'EBUSY');
+        if (this.incoming && this.incoming.line.id === plan.line.id) {
+          await this.cancelIncoming();
+          plan = this.list.planRemove(cmd.line ?? {});
+        }
+        const { line, renumbered } = plan;
         const ev = this.cat.transaction(() => {
           this.cat.putLines(this.s.serverId, this.s.channel, this.list.changedIn(renumbered), line.id);
           this.list.commit(renumbered);
@@ -336,6 +360,11 @@ export class RecorderChannel extends EventEmitter {
           if (orphan && cmd.force) by = 'link';
           else if (orphan) throw new CommandError(`${lineName(named)} is an Aux line of ${named.origin.server}, which is offline: send the stop with "force": true to stop this orphan here`, 'EPERM');
         }
+        if (named && this.handingOver(named.id)) {
+          return [this.lineEvent('updated', named, { requestId: rid, reason: 'stop already under way (the next line has taken the channel)' })];
+        }
+        // a line pre-rolling to take over: its pre-roll is given up, then it is disarmed below
+        if (named && this.incoming && this.incoming.line.id === named.id) await this.cancelIncoming();
         const line = this.list.checkStop(cmd.line, by);
         const a = this.active;
         if (a && a.line.id === line.id) {
@@ -389,11 +418,12 @@ export class RecorderChannel extends EventEmitter {
     if (m.removed || !m.line) {
       if (!aux) return evs;
       const a = this.active;
-      if (a && a.line.id === aux.id) {
+      if ((a && a.line.id === aux.id) || this.handingOver(aux.id)) {
         // the main removed a line we record: keep recording until its stop time, keep the line
         this.saveLine({ ...aux, origin, updatedAt: now });
         return evs;
       }
+      if (this.incoming && this.incoming.line.id === aux.id) await this.cancelIncoming();
       const { line, renumbered } = this.list.planRemove({ id: aux.id }, 'link');
       this.cat.transaction(() => {
         this.cat.putLines(this.s.serverId, this.s.channel, this.list.changedIn(renumbered), line.id);
@@ -419,7 +449,8 @@ export class RecorderChannel extends EventEmitter {
       });
       line = added;
     }
-    const active = this.active && this.active.line.id === line.id ? this.active : null;
+    // a twin pre-rolling to take over is as good as started: it begins at the main's planned instant
+    const active = this.active && this.active.line.id === line.id ? this.active : this.incoming && this.incoming.line.id === line.id ? this.incoming : null;
     const change: LineInput = { id: line.id, title: ml.title, group: ml.group, attributes: mergeAttributes(line.attributes, ml.attributes) };
     const timedAhead = ml.start === 'time' && ml.status === 'armed' && ml.startTime !== null && ml.startTime > now;
     if (!active && line.status !== 'stopped') {
@@ -466,12 +497,12 @@ export class RecorderChannel extends EventEmitter {
           this.saveLine(next);
         }
       } else {
-        evs.push(await this.stopActive(`stopped with its main line on ${m.from.server}`));
+        evs.push(await this.stopActive(`stopped with its main line on ${m.from.server}`, undefined, undefined, active));
       }
     }
     if (m.clip && ml.status === 'stopped') {
       const main = { server: m.from.server, channel: m.from.channel, lineId: m.lineId };
-      const still = this.active && this.active.line.id === line.id ? this.active : null;
+      const still = this.active && this.active.line.id === line.id ? this.active : (this.handingOver(line.id) ?? null);
       if (still) still.twinPending = { summary: m.clip, main };
       else {
         const auxLine = this.list.byId(line.id)!;
@@ -600,7 +631,7 @@ export class RecorderChannel extends EventEmitter {
    * With anchorMs, the clip begins at the first keyframe after that instant and its
    * segments are cut at anchor + k x segment length (twins of one source match).
    */
-  private async startLine(line: Line, requestId?: string, anchorMs?: number): Promise<ChannelEvent> {
+  private async startLine(line: Line, requestId?: string, anchorMs?: number, incoming = false): Promise<ChannelEvent> {
     const now = this.clock();
     // claim the channel synchronously, so a second start cannot race this one
     const clipId = randomUUID();
@@ -664,15 +695,25 @@ export class RecorderChannel extends EventEmitter {
       followers: new Map(),
       mainStartedAt: null,
     };
-    this.active = a;
+    const holds = () => (incoming ? this.incoming === a : this.active === a);
+    const release = () => {
+      if (incoming && this.incoming === a) this.incoming = null;
+      else if (!incoming && this.active === a) this.active = null;
+    };
+    if (incoming) this.incoming = a;
+    else this.active = a;
+    if (!incoming && this.noPreroll === line.id) this.noPreroll = null;
     let input: InputSpec;
     try {
       input = await this.inputFor(line);
     } catch (err) {
-      this.active = null;
+      release();
       throw new CommandError(`${lineName(line)} cannot start: ${errorText(err)}`, 'ESOURCE');
     }
-    if (this.active !== a || this.closed) throw new CommandError(`${lineName(line)} cannot start: the recorder is closing`, 'ECLOSED');
+    if (!holds() || this.closed) {
+      release();
+      throw new CommandError(`${lineName(line)} cannot start: the recorder is closing`, 'ECLOSED');
+    }
     if (input.kind === 'testpattern' && this.s.tcMode === 'tod') input = { ...input, tcStart: timeOfDayTimecode(this.clock(), this.rate) };
     a.input = input;
     try {
@@ -683,7 +724,7 @@ export class RecorderChannel extends EventEmitter {
       });
       writeSidecar(this.s.storageRoot, clip);
     } catch (err) {
-      this.active = null;
+      release();
       this.lastFailure = `cannot write to storage: ${errorText(err)}`;
       throw new CommandError(`${lineName(line)} cannot start: the storage root ${this.s.storageRoot} is not writable (${errorText(err)})`, 'ESTORAGE');
     }
@@ -756,6 +797,7 @@ export class RecorderChannel extends EventEmitter {
   }
 
   private onFirstFrame(a: Active, run: FfmpegRun, at: number): void {
+    if (this.incoming === a && a.run === run) this.promote(a, at);
     if (this.active !== a || a.run !== run) return;
     a.backoffMs = this.s.restartMinMs;
     const gap = a.clip.gaps.find((g) => g.toMs === null);
@@ -879,6 +921,13 @@ export class RecorderChannel extends EventEmitter {
       this.enqueue(a, () => this.finishSegment(a, run, last.index, frames, complete));
     }
     if (a.run === run) a.run = null;
+    if (!end.requested && !a.stopping && this.incoming === a) {
+      // the pre-roll of the next line broke: it takes the channel at its start instead, from a fresh ffmpeg
+      this.log.warn(`channel ${this.s.channel}: the pre-roll of ${lineName(a.line)} ended (${end.reason ?? 'ffmpeg ended'}); it starts at its start time instead`);
+      this.noPreroll = a.line.id;
+      this.enqueue(a, () => this.cancelIncoming());
+      return;
+    }
     if (end.requested || a.stopping || this.active !== a) return;
     const now = this.clock();
     const reason = end.reason ?? 'ffmpeg ended';
@@ -939,9 +988,71 @@ export class RecorderChannel extends EventEmitter {
     this.schedule();
   }
 
+  /**
+   * The pre-rolled next line takes the channel: at its first frame (at), or at
+   * its start + stopTailMs when no frame came. The line recording until then is
+   * cut at that instant (handOver); one stopping already is left to its stop.
+   */
+  private promote(b: Active, at: number | null): void {
+    if (this.incoming !== b) return;
+    this.incoming = null;
+    const a = this.active;
+    this.active = b;
+    if (a && !a.stopping) this.handOver(a, at ?? b.anchorMs ?? this.clock(), b.line);
+  }
+
+  /**
+   * Stop a line that handed the channel over at `at`: it records on until the frame
+   * at `at` is on disk (or stopTailMs), then is cut there, frame-exact where it can
+   * be. A planned stop of its own that comes first is kept.
+   */
+  private handOver(a: Active, at: number, next: Line): void {
+    a.stopping = true;
+    if (a.restartTimer) clearTimeout(a.restartTimer);
+    a.restartTimer = null;
+    const own = a.clip.startedAt === null ? null : plannedStop(a.line, this.s.frameRate);
+    const stopAt = own !== null && own <= at ? own : at;
+    const byInstant = stopAt !== own;
+    const reason = byInstant ? `stopped at the start of ${lineName(next)}` : null;
+    const done = (async () => {
+      while (!(await this.stopFrameOnDisk(a, stopAt, this.clock(), byInstant))) await new Promise((r) => setTimeout(r, STOP_POLL_MS));
+      this.emitEvent(await this.stopActive(reason, undefined, stopAt, a, byInstant));
+    })()
+      .catch((err) => this.log.error(`channel ${this.s.channel}: stopping ${lineName(a.line)} at the start of ${lineName(next)} failed: ${errorText(err)}`))
+      .finally(() => this.handovers.delete(a));
+    this.handovers.set(a, done);
+  }
+
+  /** The line that handed the channel over and is stopping, if `lineId` is one. */
+  private handingOver(lineId: string): Active | undefined {
+    for (const a of this.handovers.keys()) if (a.line.id === lineId) return a;
+    return undefined;
+  }
+
+  /** Give up the pre-roll of the next line: its ffmpeg is stopped, its empty clip closed as failed, the line armed as before. */
+  private async cancelIncoming(): Promise<void> {
+    const b = this.incoming;
+    if (!b) return;
+    this.incoming = null;
+    b.stopping = true;
+    if (b.restartTimer) clearTimeout(b.restartTimer);
+    b.restartTimer = null;
+    if (b.run) await b.run.kill();
+    await b.chain;
+    const now = this.clock();
+    b.clip.state = 'failed';
+    b.clip.reason = 'pre-roll given up before the line started';
+    b.clip.updatedAt = now;
+    this.persistClip(b.clip);
+    this.writeSidecarSafe(b.clip);
+    const cur = this.list.byId(b.line.id);
+    if (cur && cur.clipId === b.clip.id) this.saveLine({ ...cur, status: 'armed', clipId: null, updatedAt: now });
+    this.schedule();
+  }
+
   /** Stop the active recording and close its clip. */
-  private async stopActive(reason: string | null, requestId?: string, plannedAt?: number): Promise<ChannelEvent> {
-    const a = this.active!;
+  private async stopActive(reason: string | null, requestId?: string, plannedAt?: number, target?: Active, byInstant = false): Promise<ChannelEvent> {
+    const a = target ?? this.active!;
     let stopAt = this.clock();
     a.stopping = true;
     if (a.restartTimer) clearTimeout(a.restartTimer);
@@ -949,10 +1060,11 @@ export class RecorderChannel extends EventEmitter {
     if (a.run) await a.run.stop();
     await a.chain;
     if (plannedAt !== undefined) {
-      const keep = this.exactStopFrames(a, plannedAt);
+      const keep = this.exactStopFrames(a, plannedAt, byInstant);
       if (keep !== null && (await this.cutClip(a.clip, keep))) stopAt = plannedAt;
     }
-    this.active = null;
+    if (this.active === a) this.active = null;
+    if (this.incoming === a) this.incoming = null;
     this.closeOpenGap(a.clip, stopAt);
     this.totals(a.clip);
     const recorded = a.clip.startedAt !== null && a.clip.frames > 0;
@@ -999,11 +1111,11 @@ export class RecorderChannel extends EventEmitter {
    * A duration gives them directly; a stop time counts from the timecode in
    * (an Aux twin has the main's), or from the first frame without one.
    */
-  private exactStopFrames(a: Active, stopAt: number): number | null {
+  private exactStopFrames(a: Active, stopAt: number, byInstant = false): number | null {
     const c = a.clip;
     if (this.s.stopTailMs <= 0 || c.container !== 'ts' || c.startedAt === null || c.runs !== 1 || c.gaps.length > 0) return null;
     let frames: number;
-    if (a.line.stopTime === null && a.line.duration) {
+    if (!byInstant && a.line.stopTime === null && a.line.duration) {
       frames = timecodeToFrames(a.line.duration, this.rate);
     } else if (this.s.tcMode === 'tod' && c.tcIn !== null) {
       const day = msToFrames(86400000, this.rate);
@@ -1022,8 +1134,8 @@ export class RecorderChannel extends EventEmitter {
    * its last one is on disk (frame-exact stop), it cannot be cut frame-exact, or
    * it has waited stopTailMs for that frame.
    */
-  private async stopFrameOnDisk(a: Active, stopAt: number, now: number): Promise<boolean> {
-    const keep = this.exactStopFrames(a, stopAt);
+  private async stopFrameOnDisk(a: Active, stopAt: number, now: number, byInstant = false): Promise<boolean> {
+    const keep = this.exactStopFrames(a, stopAt, byInstant);
     if (keep === null || now >= stopAt + this.s.stopTailMs) return true;
     let frames = 0;
     for (const seg of a.clip.segments) {
@@ -1271,19 +1383,36 @@ export class RecorderChannel extends EventEmitter {
     }
   }
 
+  /**
+   * When a timed line's ffmpeg is started: ahead by the pre-roll on a free channel, and
+   * on a busy one too (back-to-back: it takes over at its first frame); at its start
+   * when the line recording is stopping, a pre-roll is under way for another line, or
+   * its own pre-roll failed or came too late.
+   */
+  private startDue(line: Line & { startTime: number }): number {
+    const a = this.active;
+    if (!a) return line.startTime - this.s.prerollMs;
+    if (a.stopping || this.incoming || this.noPreroll === line.id) return line.startTime;
+    return line.startTime - this.s.prerollMs;
+  }
+
   private schedule(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.closed) return;
+    // the line recording stopped (or failed) while the next one was pre-rolling: that one has the channel now
+    if (!this.active && this.incoming) this.promote(this.incoming, null);
     const now = this.clock();
     let due = Infinity;
     const a = this.active;
     for (const line of this.list.all()) {
       if (line.status === 'armed' && line.clipId === null && line.start === 'time' && line.startTime !== null) {
-        // start ffmpeg ahead (pre-roll) when the channel is free; take it over at the planned instant otherwise
-        due = Math.min(due, a ? line.startTime : line.startTime - this.s.prerollMs);
+        due = Math.min(due, this.startDue(line as Line & { startTime: number }));
       }
     }
+    // a pre-rolled line whose first frame has not come takes the channel at its start + the tail
+    const b = this.incoming;
+    if (b && b.anchorMs !== null) due = Math.min(due, b.anchorMs + this.s.stopTailMs);
     if (a && a.clip.startedAt !== null) {
       const stop = plannedStop(a.line, this.s.frameRate);
       // past the planned stop, a frame-exact stop looks for its last frame on disk every STOP_POLL_MS
@@ -1304,15 +1433,29 @@ export class RecorderChannel extends EventEmitter {
         if (this.active === a && !a.stopping) this.emitEvent(await this.stopActive(null, undefined, stop));
       }
     }
+    const b = this.incoming;
+    if (b && b.anchorMs !== null && b.anchorMs + this.s.stopTailMs <= now + 5) this.promote(b, b.anchorMs);
     const busy = this.active !== null && !this.active.stopping;
     const due = this.list
       .all()
       .filter(
         (l) =>
-          l.status === 'armed' && l.clipId === null && l.start === 'time' && l.startTime !== null && l.startTime - (busy ? 0 : this.s.prerollMs) <= now + 5,
+          l.status === 'armed' && l.clipId === null && l.start === 'time' && l.startTime !== null && this.startDue(l as Line & { startTime: number }) <= now + 5,
       )
       .sort((x, y) => x.startTime! - y.startTime!)[0];
-    if (due) {
+    if (due && busy && !this.incoming && this.noPreroll !== due.id && due.startTime! > now + 5) {
+      if (due.startTime! - now >= MIN_PREROLL_MS) {
+        // back-to-back: the next line's ffmpeg starts now, while this one records; it takes over at its first frame
+        try {
+          this.emitEvent(await this.startLine(this.list.byId(due.id)!, undefined, due.startTime!, true));
+        } catch (err) {
+          this.log.warn(`channel ${this.s.channel}: the pre-roll of ${lineName(due)} could not start (${errorText(err)}); it starts at its start time instead`);
+          this.noPreroll = due.id;
+        }
+      } else {
+        this.noPreroll = due.id; // too late to pre-roll: it takes the channel at its start
+      }
+    } else if (due && (!busy || due.startTime! <= now + 5)) {
       if (this.active && !this.active.stopping) {
         // a timed line takes the channel from the one still recording (back-to-back schedule);
         // one whose planned end has come (its tail still running) ends there, frame-exact

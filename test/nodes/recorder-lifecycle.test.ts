@@ -115,6 +115,45 @@ describe('recorder lifecycle', function () {
     assert.equal(clip.runs, 2, 'two ffmpeg runs wrote the clip');
   });
 
+  it('a redeploy while the next line pre-rolls stops that pre-roll, resumes the line recording, and the next line still takes over at its start', async function () {
+    helper.settings({ userDir });
+    await helper.load([serverNode, recorderNode], flow('store'));
+    let out = new Collector(helper.getNode('out'));
+    const rec1 = helper.getNode('rec');
+    rec1.receive({ payload: { command: 'add', line: { id: 'a', title: 'First' } } });
+    rec1.receive({ payload: { command: 'start', line: { id: 'a' } } });
+    const first = await out.event('recording', 15000);
+    const T = Date.now() + 6000;
+    rec1.receive({ payload: { command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: 2 } } });
+    const preroll = await out.event('armed', 10000, (m) => m.payload.line.id === 'b' && !!m.payload.clip);
+    await until(() => (ffmpegPidsFor(userDir).length === 2 ? true : undefined), 'the pre-roll ffmpeg');
+
+    await deploy(flow('store', true, 'Studio A (changed)'));
+    await until(() => {
+      const n = helper.getNode('rec');
+      return n && n !== rec1 ? n : undefined;
+    }, 'the redeployed recorder');
+    out = new Collector(helper.getNode('out'));
+    const resumed = await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    assert.equal(resumed.payload.clip.id, first.payload.clip.id, 'line 1 goes on in its clip');
+    const recB = await out.event('recording', 15000, (m) => m.payload.line.id === 'b');
+    assert.notEqual(recB.payload.clip.id, preroll.payload.clip.id, 'a new pre-roll, in a clip of its own');
+    assert.ok(recB.payload.clip.startedAt >= T, `line 2 began ${T - recB.payload.clip.startedAt} ms before its start; ${JSON.stringify(out.msgs.map((m) => [m.payload?.event, m.payload?.line?.id, m.payload?.line?.status, m.payload?.clip?.id?.slice(0, 8)]))}`);
+    const stoppedA = await out.event('stopped', 15000, (m) => m.payload.line.id === 'a');
+    assert.match(stoppedA.payload.line.reason, /stopped at the start of line 2/);
+    await out.event('stopped', 15000, (m) => m.payload.line.id === 'b');
+    await until(() => (ffmpegPidsFor(userDir).length === 0 ? true : undefined), 'every ffmpeg to end');
+    // the pre-roll given up at the redeploy is a failed clip with nothing in it, held by no line
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const Database = require('better-sqlite3');
+    const db = new Database(path.join(userDir, 'twinrec', 'catalogue.sqlite'), { readonly: true });
+    const given = JSON.parse(db.prepare('SELECT data FROM clips WHERE id = ?').get(preroll.payload.clip.id).data);
+    db.close();
+    assert.equal(given.state, 'failed');
+    assert.equal(given.frames, 0);
+    assert.equal(given.reason, 'pre-roll given up before the line started');
+  });
+
   it('fails the line with "storage full" on a full disk, and Node-RED keeps running', async function () {
     if (process.getuid?.() !== 0) throw new Error('this test mounts a 2 MB tmpfs and must run as root (CI does)');
     const mnt = path.join(userDir, 'small');

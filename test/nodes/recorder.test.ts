@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { scanSegment } from '../../lib/mpegts';
-import { Collector, helper, Msg, sleep, tmpDir } from '../support/nr';
+import { ffmpegPidsFor } from '../support/nodered';
+import { Collector, helper, Msg, sleep, tmpDir, until } from '../support/nr';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const serverNode = require('../../nodes/redundancy-server/redundancy-server');
@@ -211,6 +212,112 @@ describe('recorder node', function () {
     let onDisk = 0;
     for (const sg of stopped.payload.clip.segments) onDisk += (await scanSegment(path.join(userDir, 'store', stopped.payload.clip.dir, sg.file), true)).frames!;
     assert.equal(onDisk, 50, 'the segment files hold 50 frames');
+  });
+
+  it('back-to-back: the next timed line pre-rolls while the one before records and takes over at its first frame, the two clips meeting there', async function () {
+    await load({ tcMode: 'tod' });
+    send({ command: 'add', line: { id: 'a', title: 'First' } });
+    await out.event('added');
+    send({ command: 'start', line: { id: 'a' } });
+    const startedA = await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    const T = Date.now() + 4000;
+    send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: '00:00:02:00' } });
+    // armed with a clip: its ffmpeg is running, while line 1 still records
+    const preroll = await out.event('armed', 10000, (m) => m.payload.line.id === 'b' && !!m.payload.clip);
+    const prerolledAt = Date.now();
+    assert.ok(prerolledAt <= T - 1000, `the pre-roll began ${T - prerolledAt} ms before the start`);
+    const during = await lines();
+    assert.deepEqual(
+      during.map((x: Record<string, unknown>) => [x.id, x.status]),
+      [
+        ['a', 'recording'],
+        ['b', 'armed'],
+      ],
+      'line 1 records on while line 2 pre-rolls',
+    );
+    const recB = await out.event('recording', 15000, (m) => m.payload.line.id === 'b');
+    const stoppedA = await out.event('stopped', 15000, (m) => m.payload.line.id === 'a');
+    const stoppedB = await out.event('stopped', 15000, (m) => m.payload.line.id === 'b');
+    assert.equal(preroll.payload.clip.id, recB.payload.clip.id, 'the pre-rolled clip is the one that records');
+    // the second clip begins at its first keyframe at or after its start (the test pattern has one a second)
+    const lateBy = recB.payload.clip.startedAt - T;
+    assert.ok(lateBy >= 0 && lateBy <= 1200, `line 2's first frame came ${lateBy} ms after its start`);
+    // line 1 is cut at that frame: its out point is line 2's in point, nothing between them, nothing twice
+    assert.equal(stoppedA.payload.clip.stoppedAt, recB.payload.clip.startedAt);
+    assert.equal(stoppedA.payload.line.outPoint, recB.payload.line.inPoint);
+    assert.match(stoppedA.payload.line.reason, /stopped at the start of line 2 \("Second"\)/);
+    assert.ok(stoppedA.payload.clip.frames > startedA.payload.clip.frames, 'line 1 recorded');
+    let onDisk = 0;
+    for (const sg of stoppedA.payload.clip.segments) onDisk += (await scanSegment(path.join(userDir, 'store', stoppedA.payload.clip.dir, sg.file), true)).frames!;
+    assert.equal(onDisk, stoppedA.payload.clip.frames, "line 1's files hold the frames its clip says, its tail past the hand-over cut off");
+    // line 2 keeps its planned duration, frame-exact
+    assert.equal(stoppedB.payload.clip.frames, 50);
+    assert.equal(stoppedB.payload.line.duration, '00:00:02:00');
+    const l = await lines();
+    assert.deepEqual(
+      l.map((x: Record<string, unknown>) => [x.id, x.status]),
+      [
+        ['a', 'stopped'],
+        ['b', 'stopped'],
+      ],
+    );
+  });
+
+  it('back-to-back: a stop of the line that pre-rolls gives its pre-roll up (its ffmpeg ends, the line is disarmed), and the line recording goes on', async function () {
+    await load();
+    send({ command: 'add', line: { id: 'a', title: 'First' } });
+    await out.event('added');
+    send({ command: 'start', line: { id: 'a' } });
+    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    assert.equal(ffmpegPidsFor(userDir).length, 1);
+    send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: Date.now() + 3500, duration: 2 } });
+    const preroll = await out.event('armed', 10000, (m) => m.payload.line.id === 'b' && !!m.payload.clip);
+    await until(() => ffmpegPidsFor(userDir).length === 2, 'the pre-roll ffmpeg');
+    send({ command: 'stop', line: { id: 'b' } });
+    const disarmed = await out.event('updated', 10000, (m) => m.payload.line.id === 'b');
+    assert.equal(disarmed.payload.reason, 'timed start cancelled');
+    assert.equal(disarmed.payload.line.status, 'ready');
+    assert.equal(disarmed.payload.line.clipId, null);
+    assert.equal(ffmpegPidsFor(userDir).length, 1, 'the pre-roll ffmpeg has ended');
+    await sleep(3000); // past line 2's start
+    const l = await lines();
+    assert.deepEqual(
+      l.map((x: Record<string, unknown>) => [x.id, x.status]),
+      [
+        ['a', 'recording'],
+        ['b', 'ready'],
+      ],
+    );
+    const given = preroll.payload.clip.id;
+    send({ command: 'stop', line: { id: 'a' } });
+    await out.event('stopped', 15000, (m) => m.payload.line.id === 'a');
+    assert.equal(ffmpegPidsFor(userDir).length, 0);
+    assert.ok(!l.some((x: Record<string, unknown>) => x.clipId === given), 'no line holds the given-up clip');
+  });
+
+  it('back-to-back: when the line recording is stopped while the next one pre-rolls, the next one has the channel at once and records at its start', async function () {
+    await load();
+    send({ command: 'add', line: { id: 'a', title: 'First' } });
+    await out.event('added');
+    send({ command: 'start', line: { id: 'a' } });
+    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    const T = Date.now() + 3500;
+    send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: 2 } });
+    const preroll = await out.event('armed', 10000, (m) => m.payload.line.id === 'b' && !!m.payload.clip);
+    send({ command: 'stop', line: { id: 'a' } });
+    const stoppedA = await out.event('stopped', 15000, (m) => m.payload.line.id === 'a');
+    assert.equal(stoppedA.payload.line.reason, null, 'stopped by the command, not by the hand-over');
+    // line 2 is the channel's line now: a start of another line is refused because of it
+    await refused({ command: 'start', line: { id: 'a' } }, /already recorded/);
+    send({ command: 'add', line: { id: 'c', title: 'Third' } });
+    await out.event('added', 10000, (m) => m.payload.line.id === 'c');
+    await refused({ command: 'start', line: { id: 'c' } }, /line 2 \("Second"\) is recording on this channel/);
+    const recB = await out.event('recording', 15000, (m) => m.payload.line.id === 'b');
+    assert.equal(recB.payload.clip.id, preroll.payload.clip.id);
+    assert.ok(recB.payload.clip.startedAt >= T, 'it began at its start, not when the channel became free');
+    const stoppedB = await out.event('stopped', 15000, (m) => m.payload.line.id === 'b');
+    assert.equal(stoppedB.payload.clip.frames, 50);
+    assert.equal(ffmpegPidsFor(userDir).length, 0);
   });
 
   it('keeps the rec-list across a restart of the flows', async function () {

@@ -148,6 +148,13 @@ function takeScan(seg: Segment, r: Awaited<ReturnType<typeof scanSegment>>): num
   return r.frames;
 }
 
+type TimedLine = Line & { startTime: number };
+
+/** A timed line waiting for its start (armed, no clip yet). */
+function waitingTimed(l: Line): l is TimedLine {
+  return l.status === 'armed' && l.clipId === null && l.start === 'time' && l.startTime !== null;
+}
+
 /** Shortest pre-roll worth discarding: a later anchor than this gets a clean cut. */
 const MIN_PREROLL_MS = 500;
 /** How often a frame-exact stop looks for its last frame on disk. */
@@ -306,7 +313,7 @@ export class RecorderChannel extends EventEmitter {
         if (cmd.line?.source !== undefined) this.checkSource(cmd.line.source);
         const before = cmd.line ? this.list.find(cmd.line, 'update') : undefined;
         let plan = this.list.planUpdate(cmd.line ?? {}, now);
-        if (before && this.incoming && this.incoming.line.id === before.id) {
+        if (before && this.isIncoming(before.id)) {
           // a line pre-rolling to take over: its pre-roll is given up (the schedule starts a new one if still in time)
           await this.cancelIncoming();
           plan = this.list.planUpdate(cmd.line ?? {}, this.clock());
@@ -332,7 +339,7 @@ export class RecorderChannel extends EventEmitter {
       case 'remove': {
         let plan = this.list.planRemove(cmd.line ?? {});
         if (this.handingOver(plan.line.id)) throw new CommandError(`${lineName(plan.line)} is stopping at the start of the next line; remove it once it has stopped`, 'EBUSY');
-        if (this.incoming && this.incoming.line.id === plan.line.id) {
+        if (this.isIncoming(plan.line.id)) {
           await this.cancelIncoming();
           plan = this.list.planRemove(cmd.line ?? {});
         }
@@ -364,7 +371,7 @@ export class RecorderChannel extends EventEmitter {
           return [this.lineEvent('updated', named, { requestId: rid, reason: 'stop already under way (the next line has taken the channel)' })];
         }
         // a line pre-rolling to take over: its pre-roll is given up, then it is disarmed below
-        if (named && this.incoming && this.incoming.line.id === named.id) await this.cancelIncoming();
+        if (named && this.isIncoming(named.id)) await this.cancelIncoming();
         const line = this.list.checkStop(cmd.line, by);
         const a = this.active;
         if (a && a.line.id === line.id) {
@@ -423,7 +430,7 @@ export class RecorderChannel extends EventEmitter {
         this.saveLine({ ...aux, origin, updatedAt: now });
         return evs;
       }
-      if (this.incoming && this.incoming.line.id === aux.id) await this.cancelIncoming();
+      if (this.isIncoming(aux.id)) await this.cancelIncoming();
       const { line, renumbered } = this.list.planRemove({ id: aux.id }, 'link');
       this.cat.transaction(() => {
         this.cat.putLines(this.s.serverId, this.s.channel, this.list.changedIn(renumbered), line.id);
@@ -450,7 +457,7 @@ export class RecorderChannel extends EventEmitter {
       line = added;
     }
     // a twin pre-rolling to take over is as good as started: it begins at the main's planned instant
-    const active = this.active && this.active.line.id === line.id ? this.active : this.incoming && this.incoming.line.id === line.id ? this.incoming : null;
+    const active = this.active && this.active.line.id === line.id ? this.active : this.isIncoming(line.id);
     const change: LineInput = { id: line.id, title: ml.title, group: ml.group, attributes: mergeAttributes(line.attributes, ml.attributes) };
     const timedAhead = ml.start === 'time' && ml.status === 'armed' && ml.startTime !== null && ml.startTime > now;
     if (!active && line.status !== 'stopped') {
@@ -1389,11 +1396,15 @@ export class RecorderChannel extends EventEmitter {
    * when the line recording is stopping, a pre-roll is under way for another line, or
    * its own pre-roll failed or came too late.
    */
-  private startDue(line: Line & { startTime: number }): number {
+  private startDue(line: TimedLine): number {
     const a = this.active;
-    if (!a) return line.startTime - this.s.prerollMs;
-    if (a.stopping || this.incoming || this.noPreroll === line.id) return line.startTime;
+    if (a && (a.stopping || this.incoming || this.noPreroll === line.id)) return line.startTime;
     return line.startTime - this.s.prerollMs;
+  }
+
+  /** The pre-rolling next line, if `lineId` is it. */
+  private isIncoming(lineId: string): Active | null {
+    return this.incoming && this.incoming.line.id === lineId ? this.incoming : null;
   }
 
   private schedule(): void {
@@ -1406,9 +1417,7 @@ export class RecorderChannel extends EventEmitter {
     let due = Infinity;
     const a = this.active;
     for (const line of this.list.all()) {
-      if (line.status === 'armed' && line.clipId === null && line.start === 'time' && line.startTime !== null) {
-        due = Math.min(due, this.startDue(line as Line & { startTime: number }));
-      }
+      if (waitingTimed(line)) due = Math.min(due, this.startDue(line));
     }
     // a pre-rolled line whose first frame has not come takes the channel at its start + the tail
     const b = this.incoming;
@@ -1438,16 +1447,14 @@ export class RecorderChannel extends EventEmitter {
     const busy = this.active !== null && !this.active.stopping;
     const due = this.list
       .all()
-      .filter(
-        (l) =>
-          l.status === 'armed' && l.clipId === null && l.start === 'time' && l.startTime !== null && this.startDue(l as Line & { startTime: number }) <= now + 5,
-      )
-      .sort((x, y) => x.startTime! - y.startTime!)[0];
-    if (due && busy && !this.incoming && this.noPreroll !== due.id && due.startTime! > now + 5) {
-      if (due.startTime! - now >= MIN_PREROLL_MS) {
+      .filter(waitingTimed)
+      .filter((l) => this.startDue(l) <= now + 5)
+      .sort((x, y) => x.startTime - y.startTime)[0];
+    if (due && busy && !this.incoming && this.noPreroll !== due.id && due.startTime > now + 5) {
+      if (due.startTime - now >= MIN_PREROLL_MS) {
         // back-to-back: the next line's ffmpeg starts now, while this one records; it takes over at its first frame
         try {
-          this.emitEvent(await this.startLine(this.list.byId(due.id)!, undefined, due.startTime!, true));
+          this.emitEvent(await this.startLine(this.list.byId(due.id)!, undefined, due.startTime, true));
         } catch (err) {
           this.log.warn(`channel ${this.s.channel}: the pre-roll of ${lineName(due)} could not start (${errorText(err)}); it starts at its start time instead`);
           this.noPreroll = due.id;
@@ -1455,7 +1462,7 @@ export class RecorderChannel extends EventEmitter {
       } else {
         this.noPreroll = due.id; // too late to pre-roll: it takes the channel at its start
       }
-    } else if (due && (!busy || due.startTime! <= now + 5)) {
+    } else if (due && (!busy || due.startTime <= now + 5)) {
       if (this.active && !this.active.stopping) {
         // a timed line takes the channel from the one still recording (back-to-back schedule);
         // one whose planned end has come (its tail still running) ends there, frame-exact
@@ -1465,7 +1472,7 @@ export class RecorderChannel extends EventEmitter {
       }
       if (!this.active) {
         try {
-          this.emitEvent(await this.startLine(this.list.byId(due.id)!, undefined, due.startTime!));
+          this.emitEvent(await this.startLine(this.list.byId(due.id)!, undefined, due.startTime));
         } catch (err) {
           const l: Line = { ...this.list.byId(due.id)!, status: 'failed', reason: errorText(err), updatedAt: this.clock() };
           this.saveLine(l);

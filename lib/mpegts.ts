@@ -47,8 +47,19 @@ export class TsFrameCounter {
    * Nothing after it is read.
    */
   cutAt: number | null = null;
+  /**
+   * With perFrame: one digest per video frame, of what the elementary-stream
+   * digest takes of it (for H.264/HEVC its picture NAL units only), in order.
+   * The same frame of a source recorded by two ffmpeg runs (stream copy) has the
+   * same digest; a back-to-back cut finds the next clip's first frame with it.
+   */
+  readonly frameDigests: string[] = [];
+  private frameHash: crypto.Hash | null = null;
 
-  constructor(private readonly limit: number | null = null) {}
+  constructor(
+    private readonly limit: number | null = null,
+    private readonly perFrame = false,
+  ) {}
 
   push(chunk: Buffer): void {
     if (!this.valid || this.cutAt !== null) return;
@@ -99,12 +110,20 @@ export class TsFrameCounter {
     if (payload >= PACKET) return;
     if (pid === this.videoPid) {
       let from = o + payload;
-      if (pusi) this.digestUnits(false);
+      if (pusi && this.perFrame) {
+        // one PES is one frame (ffmpeg's muxer): the frame before ends here
+        this.digestUnits(true);
+        this.closeFrame();
+        this.frameHash = crypto.createHash('sha1');
+      } else if (pusi) this.digestUnits(false);
       // at a PES start, skip its header (start code, stream id, length, flags, header data)
       if (pusi && b[from] === 0 && b[from + 1] === 0 && b[from + 2] === 1) from += 9 + b[from + 8];
       if (from < o + PACKET) {
         if (this.codec) this.frame.push(Buffer.from(b.subarray(from, o + PACKET)));
-        else this.es.update(b.subarray(from, o + PACKET));
+        else {
+          this.es.update(b.subarray(from, o + PACKET));
+          this.frameHash?.update(b.subarray(from, o + PACKET));
+        }
       }
     }
     if (!pusi) return; // only starts of PES packets and of PSI sections are counted
@@ -159,6 +178,18 @@ export class TsFrameCounter {
     return this.pusiByPid.get(this.videoPid) ?? 0;
   }
 
+  private closeFrame(): void {
+    if (this.frameHash) this.frameDigests.push(this.frameHash.digest('hex'));
+    this.frameHash = null;
+  }
+
+  /** perFrame: the digests of all frames, the last one closed at the end of the data. */
+  finishFrames(): string[] {
+    this.digestUnits(true);
+    this.closeFrame();
+    return this.frameDigests;
+  }
+
   esDigest(): string | null {
     if (!this.valid || this.videoPid === null) return null;
     this.digestUnits(true);
@@ -180,7 +211,9 @@ export class TsFrameCounter {
       while (end > start && f[end - 1] === 0) end--;
       if (end <= start) return;
       const type = this.codec === 'h264' ? f[start] & 0x1f : (f[start] >> 1) & 0x3f;
-      if (!skip.has(type)) this.es.update(f.subarray(start, end));
+      if (skip.has(type)) return;
+      this.es.update(f.subarray(start, end));
+      this.frameHash?.update(f.subarray(start, end));
     };
     let at = f.indexOf(START_CODE);
     if (at < 0) {
@@ -260,6 +293,30 @@ export async function truncateTsAfterFrames(file: string, frames: number): Promi
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * The digest of each video frame of an MPEG-TS file (see
+ * TsFrameCounter.frameDigests), or null when it is not MPEG-TS with video.
+ * `closed` false: the file is still being written and its last frame may be
+ * incomplete, so it is left out.
+ */
+export async function videoFrameDigests(file: string, closed: boolean): Promise<string[] | null> {
+  const counter = new TsFrameCounter(null, true);
+  const buf = Buffer.allocUnsafe(SCAN_CHUNK);
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, SCAN_CHUNK, null);
+      if (bytesRead === 0) break;
+      counter.push(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
+  if (counter.frames() === null) return null;
+  const all = counter.finishFrames();
+  return closed ? all : all.slice(0, -1);
 }
 
 /**

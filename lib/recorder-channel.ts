@@ -17,7 +17,8 @@ import { AttributeValue, Line, LineOrigin, LineStatus, plannedStop, RecList } fr
 import { Command, LineInput, parseCommand } from './schemas';
 import { MirrorMessage } from './mirror';
 import { SOURCE_URL } from './recorder-config';
-import { scanSegment, TsFileFollower, truncateTsAfterFrames } from './mpegts';
+import { scanSegment, TsFileFollower, truncateTsAfterFrames, videoFrameDigests } from './mpegts';
+import { HANDOVER_WINDOW_FRAMES, handoverKeep } from './handover-cut';
 import { insideRoot, newClipDir, sanitizeName, writeSidecar } from './storage';
 import { addFrames, frameRate, FrameRateId, framesToMs, framesToTimecode, msToFrames, timecodeToFrames, timeOfDayTimecode } from './timecode';
 
@@ -159,6 +160,8 @@ function waitingTimed(l: Line): l is TimedLine {
 const MIN_PREROLL_MS = 500;
 /** How often a frame-exact stop looks for its last frame on disk. */
 const STOP_POLL_MS = 100;
+/** A handed-over line records this many frames past the clocks' cut before it stops (see cutByContent). */
+const HANDOVER_EXTRA_FRAMES = 4;
 
 export class RecorderChannel extends EventEmitter {
   readonly s: Required<Omit<ChannelSettings, 'backup'>> & { backup: ChannelSettings['backup'] };
@@ -1005,15 +1008,17 @@ export class RecorderChannel extends EventEmitter {
     this.incoming = null;
     const a = this.active;
     this.active = b;
-    if (a && !a.stopping) this.handOver(a, at ?? b.anchorMs ?? this.clock(), b.line);
+    if (a && !a.stopping) this.handOver(a, at ?? b.anchorMs ?? this.clock(), b);
   }
 
   /**
    * Stop a line that handed the channel over at `at`: it records on until the frame
    * at `at` is on disk (or stopTailMs), then is cut there, frame-exact where it can
-   * be. A planned stop of its own that comes first is kept.
+   * be: at the next clip's first frame when it is found in this clip's tail
+   * (cutByContent), else by the clocks. A planned stop of its own that comes first is kept.
    */
-  private handOver(a: Active, at: number, next: Line): void {
+  private handOver(a: Active, at: number, b: Active): void {
+    const next = b.line;
     a.stopping = true;
     if (a.restartTimer) clearTimeout(a.restartTimer);
     a.restartTimer = null;
@@ -1022,8 +1027,10 @@ export class RecorderChannel extends EventEmitter {
     const byInstant = stopAt !== own;
     const reason = byInstant ? `stopped at the start of ${lineName(next)}` : null;
     const done = (async () => {
-      while (!(await this.stopFrameOnDisk(a, stopAt, this.clock(), byInstant))) await new Promise((r) => setTimeout(r, STOP_POLL_MS));
-      this.emitEvent(await this.stopActive(reason, undefined, stopAt, a, byInstant));
+      // a few frames past the clocks' cut, so the next clip's first frame is in this one's tail even if the clocks cut late
+      const extra = byInstant ? HANDOVER_EXTRA_FRAMES : 0;
+      while (!(await this.stopFrameOnDisk(a, stopAt, this.clock(), byInstant, extra))) await new Promise((r) => setTimeout(r, STOP_POLL_MS));
+      this.emitEvent(await this.stopActive(reason, undefined, stopAt, a, byInstant ? b : undefined));
     })()
       .catch((err) => this.log.error(`channel ${this.s.channel}: stopping ${lineName(a.line)} at the start of ${lineName(next)} failed: ${errorText(err)}`))
       .finally(() => this.handovers.delete(a));
@@ -1058,8 +1065,14 @@ export class RecorderChannel extends EventEmitter {
   }
 
   /** Stop the active recording and close its clip. */
-  private async stopActive(reason: string | null, requestId?: string, plannedAt?: number, target?: Active, byInstant = false): Promise<ChannelEvent> {
+  /**
+   * Stop a recording and close its clip (the active one unless `target`). With
+   * `plannedAt`, it is cut frame-exact at that instant where it can be; `next`:
+   * it was handed over to that line at `plannedAt`.
+   */
+  private async stopActive(reason: string | null, requestId?: string, plannedAt?: number, target?: Active, next?: Active): Promise<ChannelEvent> {
     const a = target ?? this.active!;
+    const byInstant = next !== undefined;
     let stopAt = this.clock();
     a.stopping = true;
     if (a.restartTimer) clearTimeout(a.restartTimer);
@@ -1067,7 +1080,14 @@ export class RecorderChannel extends EventEmitter {
     if (a.run) await a.run.stop();
     await a.chain;
     if (plannedAt !== undefined) {
-      const keep = this.exactStopFrames(a, plannedAt, byInstant);
+      let keep = this.exactStopFrames(a, plannedAt, byInstant);
+      if (keep !== null && next) {
+        const found = await this.cutByContent(a, next, keep);
+        if (found !== null) {
+          keep = found;
+          plannedAt = this.alignNext(a, next, found);
+        }
+      }
       if (keep !== null && (await this.cutClip(a.clip, keep))) stopAt = plannedAt;
     }
     if (this.active === a) this.active = null;
@@ -1113,6 +1133,70 @@ export class RecorderChannel extends EventEmitter {
   }
 
   /**
+   * Where the clip of `a` ends when `b` took the channel: the frames before b's
+   * first frame, found in a's tail by content (handoverKeep), or null when it is
+   * not found there (another encoding, a source that differs per client, files
+   * gone). `a` has stopped; b records on, so its first segment is read while open.
+   */
+  private async cutByContent(a: Active, b: Active, clockKeep: number): Promise<number | null> {
+    try {
+      const first = [...b.clip.segments].sort((x, y) => x.index - y.index)[0];
+      if (!first || b.clip.container !== 'ts') return null;
+      const bFile = path.join(insideRoot(this.s.storageRoot, b.clip.dir), first.file);
+      const deadline = this.clock() + this.s.stopTailMs;
+      let head = await videoFrameDigests(bFile, first.complete);
+      while (head !== null && head.length < 3 && !first.complete && this.clock() < deadline) {
+        await new Promise((r) => setTimeout(r, STOP_POLL_MS));
+        head = await videoFrameDigests(bFile, first.complete);
+      }
+      if (head === null) return null;
+      const aDir = insideRoot(this.s.storageRoot, a.clip.dir);
+      const lo = clockKeep - HANDOVER_WINDOW_FRAMES;
+      const hi = clockKeep + HANDOVER_WINDOW_FRAMES + 2;
+      const tail: string[] = [];
+      let tailStart: number | null = null;
+      let at = 0;
+      for (const seg of [...a.clip.segments].sort((x, y) => x.index - y.index)) {
+        if (seg.frames === null) return null;
+        const end = at + seg.frames;
+        if (end > lo && at <= hi) {
+          const d = await videoFrameDigests(path.join(aDir, seg.file), true);
+          if (d === null || d.length !== seg.frames) return null;
+          if (tailStart === null) tailStart = at;
+          tail.push(...d);
+        }
+        at = end;
+      }
+      if (tailStart === null) return null;
+      return handoverKeep(tail, tailStart, head.slice(0, 3), clockKeep);
+    } catch (err) {
+      this.log.warn(`channel ${this.s.channel}: the cut at the start of ${lineName(b.line)} is read off the clocks (${errorText(err)})`);
+      return null;
+    }
+  }
+
+  /**
+   * After a cut by content: the next clip begins at frame `keep` of the one
+   * before, so its start (and, by time of day, its timecode in) is taken from
+   * there, and the one's out point is the other's in point. Returns that instant.
+   * An Aux twin keeps its main's in point.
+   */
+  private alignNext(a: Active, b: Active, keep: number): number {
+    const at = Math.round(a.clip.startedAt! + framesToMs(keep, this.rate));
+    const c = b.clip;
+    if (c.startedAt === null || c.runs !== 1 || c.gaps.length > 0 || c.state !== 'recording' || b.mainInPoint !== null) return at;
+    c.startedAt = at;
+    if (this.s.tcMode === 'tod' && a.clip.tcIn !== null) c.tcIn = addFrames(a.clip.tcIn, keep, this.rate);
+    const cur = this.list.byId(b.line.id);
+    b.line = { ...b.line, startTime: at, inPoint: c.tcIn };
+    this.cat.transaction(() => {
+      this.persistClip(c);
+      if (cur && cur.clipId === c.id) this.saveLine({ ...cur, startTime: at, inPoint: c.tcIn });
+    });
+    return at;
+  }
+
+  /**
    * The frames a clip stopped at `stopAt` holds, when its stop can be made
    * frame-exact: MPEG-TS, one unbroken run, and a tail to cut (stopTailMs).
    * A duration gives them directly; a stop time counts from the timecode in
@@ -1141,7 +1225,7 @@ export class RecorderChannel extends EventEmitter {
    * its last one is on disk (frame-exact stop), it cannot be cut frame-exact, or
    * it has waited stopTailMs for that frame.
    */
-  private async stopFrameOnDisk(a: Active, stopAt: number, now: number, byInstant = false): Promise<boolean> {
+  private async stopFrameOnDisk(a: Active, stopAt: number, now: number, byInstant = false, extra = 0): Promise<boolean> {
     const keep = this.exactStopFrames(a, stopAt, byInstant);
     if (keep === null || now >= stopAt + this.s.stopTailMs) return true;
     let frames = 0;
@@ -1154,7 +1238,7 @@ export class RecorderChannel extends EventEmitter {
       if (!f) a.followers.set(seg.file, (f = new TsFileFollower(path.join(insideRoot(this.s.storageRoot, a.clip.dir), seg.file))));
       frames += (await f.frames()) ?? 0;
     }
-    return frames > keep;
+    return frames > keep + extra;
   }
 
   /**

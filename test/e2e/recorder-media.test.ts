@@ -9,7 +9,7 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import { concatDuration, concatFrameCount, countFrames, maxFrameGapSec } from '../support/media';
+import { concatDuration, concatFrameCount, countFrames, framemd5, maxFrameGapSec } from '../support/media';
 import { Collector, helper, Msg, sleep, tmpDir } from '../support/nr';
 import { startOnvifDevice } from '../support/onvif-device';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';
@@ -104,6 +104,48 @@ describe('recorder media (real ffmpeg, real RTSP server, ffprobe)', function () 
     const { sidecar } = await checkClip(stopped);
     assert.ok(sidecar.frames >= 100, `${sidecar.frames} frames in about 5 s`);
     assert.equal(sidecar.gaps.length, 0);
+  });
+
+  it('back-to-back timed lines on a live camera: the second clip\'s first picture is the one right after the first clip\'s last, as a third recording of the camera shows', async function () {
+    rtsp = await startRtspServer({ fps: '25', gop: 25 });
+    const reference = {
+      id: 'ref', type: 'recorder', z: 'f1', server: 'srv', channel: 2, channelName: 'Reference', frameRate: '25', sourceType: 'url', url: rtsp.url,
+      segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'tod', startTimeout: 15, stallTimeout: 4, wires: [['outref']],
+    };
+    await load({ sourceType: 'url', url: rtsp.url }, [reference, { id: 'outref', type: 'helper', z: 'f1' }]);
+    const ref = helper.getNode('ref');
+    const outRef = new Collector(helper.getNode('outref'));
+    ref.receive({ payload: { command: 'add', line: { id: 'r', title: 'Reference' } } });
+    ref.receive({ payload: { command: 'start', line: { id: 'r' } } });
+    await outRef.event('recording', 20000);
+    rec.receive({ payload: { command: 'add', line: { id: 'a', title: 'First' } } });
+    rec.receive({ payload: { command: 'start', line: { id: 'a' } } });
+    await out.event('recording', 20000, (m) => m.payload.line.id === 'a');
+    const T = Date.now() + 4000;
+    rec.receive({ payload: { command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: '00:00:03:00' } } });
+    const stoppedA = await out.event('stopped', 20000, (m) => m.payload.line.id === 'a');
+    const stoppedB = await out.event('stopped', 20000, (m) => m.payload.line.id === 'b');
+    ref.receive({ payload: { command: 'stop', line: { id: 'r' } } });
+    const stoppedRef = await outRef.event('stopped', 20000);
+
+    // the packets as stored (stream copy): every recording of the shared stream holds the same bytes per frame,
+    // but for a first keyframe, which may carry the parameter sets in-band for one client only
+    const frames = async (clip: { dir: string; segments: { file: string }[] }) => {
+      const all: string[] = [];
+      for (const sg of clip.segments) all.push(...(await framemd5(path.join(userDir, 'store', clip.dir, sg.file))).map((f) => f.hash));
+      return all;
+    };
+    const [a, b, r] = [await frames(stoppedA.payload.clip), await frames(stoppedB.payload.clip), await frames(stoppedRef.payload.clip)];
+    assert.equal(a.length, stoppedA.payload.clip.frames, 'the first clip holds the frames it says');
+    assert.equal(b.length, 75, 'the second clip holds its 3 s');
+    const lastA = r.indexOf(a[a.length - 1]);
+    const secondB = r.indexOf(b[1]);
+    assert.ok(lastA > 0 && secondB > 0, 'both ends are in the reference recording');
+    assert.equal(r.lastIndexOf(a[a.length - 1]), lastA, 'frames are unique (the camera overlays its running time)');
+    assert.equal(secondB - 1, lastA + 1, `the second clip begins ${secondB - 1 - lastA - 1} frame(s) after the first one ends`);
+    assert.deepEqual(r.slice(secondB, secondB + b.length - 1), b.slice(1), "the second clip is the camera's frames from there on, none missing");
+    assert.deepEqual(r.slice(lastA - a.length + 2, lastA + 1), a.slice(1), "the first clip is the camera's frames up to there, none missing");
+    assert.equal(stoppedA.payload.line.outPoint, stoppedB.payload.line.inPoint);
   });
 
   it('records the test pattern: duration within 2 frames of stop-start, frame count as in the sidecar', async function () {

@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { scanSegment, truncateTsAfterFrames } from '../../lib/mpegts';
+import { scanSegment, truncateTsAfterFrames, videoFrameDigests } from '../../lib/mpegts';
+import { handoverKeep } from '../../lib/handover-cut';
 
 const FFMPEG = '/usr/bin/ffmpeg';
 const ff = (...args: string[]) => execFileSync(FFMPEG, ['-nostdin', '-hide_banner', '-v', 'error', '-y', ...args]);
@@ -94,5 +95,31 @@ describe('MPEG-TS reader: frames, sha256 and the picture digest', function () {
     assert.equal(fs.statSync(junk).size, 4000);
     await assert.rejects(truncateTsAfterFrames(cut, -1), /whole number/);
     await assert.rejects(truncateTsAfterFrames(cut, 2.5), /whole number/);
+  });
+
+  it('a digest per frame: a second recording of the same stream from a later keyframe (other muxing, parameter sets in-band) has the same frames, and the back-to-back cut finds its first one', async () => {
+    const raw = path.join(tmp, 'pf.h264');
+    ff('-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25', '-frames:v', '50', '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-x264-params', 'keyint=10:min-keyint=10:scenecut=0', '-bf', '0', '-f', 'h264', raw);
+    const whole = path.join(tmp, 'pf-whole.ts');
+    ff('-i', raw, '-c', 'copy', '-f', 'mpegts', whole);
+    const later = path.join(tmp, 'pf-later.ts');
+    // from 0.8 s (frame 20, a keyframe) on, every keyframe with its parameter sets and a delimiter per picture
+    ff('-i', whole, '-ss', '0.8', '-c', 'copy', '-bsf:v', 'h264_metadata=aud=insert,dump_extra=freq=keyframe', '-mpegts_start_pid', '0x200', '-f', 'mpegts', later);
+
+    const a = await videoFrameDigests(whole, true);
+    const b = await videoFrameDigests(later, true);
+    assert.ok(a && b);
+    assert.equal(a.length, 50);
+    assert.equal(new Set(a).size, 50, 'every picture of the test pattern differs');
+    assert.equal(b.length, 30);
+    assert.deepEqual(b, a.slice(20), 'the same pictures, whatever the muxing and in-band units');
+    assert.notEqual(fs.readFileSync(later).subarray(0, 4000).toString('hex'), fs.readFileSync(whole).subarray(0, 4000).toString('hex'));
+    // the clip before, cut where the clocks say (one frame late, one early, or right): 20 frames, by content
+    for (const clock of [19, 20, 21]) assert.equal(handoverKeep(a, 0, b.slice(0, 3), clock), 20);
+    // a file still being written: its last frame may be incomplete and is left out
+    assert.deepEqual(await videoFrameDigests(whole, false), a.slice(0, 49));
+    const junk = path.join(tmp, 'pf-junk.bin');
+    fs.writeFileSync(junk, Buffer.alloc(2000, 3));
+    assert.equal(await videoFrameDigests(junk, true), null);
   });
 });

@@ -320,6 +320,50 @@ describe('recorder node', function () {
     assert.equal(ffmpegPidsFor(userDir).length, 0);
   });
 
+  it('back-to-back: while the line before is being cut at the next line\'s start, its remove is refused (nothing changed) and its stop answers that the stop is under way', async function () {
+    await load({ tcMode: 'tod' });
+    send({ command: 'add', line: { id: 'a', title: 'First' } });
+    await out.event('added');
+    send({ command: 'start', line: { id: 'a' } });
+    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    const [pidA] = ffmpegPidsFor(userDir);
+    const T = Date.now() + 4000;
+    send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: 2 } });
+    await out.event('armed', 10000, (m) => m.payload.line.id === 'b' && !!m.payload.clip);
+    // line 1's ffmpeg held just before line 2's start: the cut waits for frames that do not come (up to 3 s),
+    // which keeps the hand-over open long enough to send commands into it
+    await sleep(Math.max(0, T - 300 - Date.now()));
+    process.kill(pidA, 'SIGSTOP');
+    try {
+      await out.event('recording', 15000, (m) => m.payload.line.id === 'b');
+      assert.equal(out.msgs.filter((m) => m.payload.event === 'stopped').length, 0, 'line 1 is still being cut');
+      await refused({ command: 'remove', line: { id: 'a' } }, /line 1 \("First"\) is stopping at the start of the next line; remove it once it has stopped/);
+      out.clear();
+      send({ command: 'stop', line: { id: 'a' } });
+      const answer = await out.event('updated', 5000, (m) => m.payload.line.id === 'a');
+      assert.equal(answer.payload.reason, 'stop already under way (the next line has taken the channel)');
+      assert.equal(answer.payload.line.status, 'recording');
+    } finally {
+      process.kill(pidA, 'SIGCONT');
+    }
+    const stoppedA = await out.event('stopped', 15000, (m) => m.payload.line.id === 'a');
+    assert.match(stoppedA.payload.line.reason, /stopped at the start of line 2/, 'stopped by the hand-over, once');
+    const stoppedB = await out.event('stopped', 15000, (m) => m.payload.line.id === 'b');
+    assert.equal(stoppedB.payload.clip.frames, 50);
+    assert.equal(out.msgs.filter((m) => m.payload.event === 'stopped' && m.payload.line.id === 'a').length, 1);
+    const l = await lines();
+    assert.deepEqual(
+      l.map((x: Record<string, unknown>) => [x.id, x.status]),
+      [
+        ['a', 'stopped'],
+        ['b', 'stopped'],
+      ],
+      'line 1 is still there',
+    );
+    send({ command: 'remove', line: { id: 'a' } });
+    await out.event('removed', 5000, (m) => m.payload.line.id === 'a');
+  });
+
   it('keeps the rec-list across a restart of the flows', async function () {
     await load();
     send({ command: 'add', line: { id: 'keep', title: 'Keep me', attributes: { k: 'v' } } });

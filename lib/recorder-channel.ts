@@ -1185,14 +1185,19 @@ export class RecorderChannel extends EventEmitter {
     const at = Math.round(a.clip.startedAt! + framesToMs(keep, this.rate));
     const c = b.clip;
     if (c.startedAt === null || c.runs !== 1 || c.gaps.length > 0 || c.state !== 'recording' || b.mainInPoint !== null) return at;
+    const tcIn = this.s.tcMode === 'tod' && a.clip.tcIn !== null ? addFrames(a.clip.tcIn, keep, this.rate) : c.tcIn;
+    if (at === c.startedAt && tcIn === c.tcIn) return at;
     c.startedAt = at;
-    if (this.s.tcMode === 'tod' && a.clip.tcIn !== null) c.tcIn = addFrames(a.clip.tcIn, keep, this.rate);
-    const cur = this.list.byId(b.line.id);
-    b.line = { ...b.line, startTime: at, inPoint: c.tcIn };
+    c.tcIn = tcIn;
+    c.updatedAt = this.clock();
+    b.line = { ...b.line, startTime: at, inPoint: tcIn, updatedAt: c.updatedAt };
     this.cat.transaction(() => {
       this.persistClip(c);
-      if (cur && cur.clipId === c.id) this.saveLine({ ...cur, startTime: at, inPoint: c.tcIn });
+      this.saveLine(b.line);
     });
+    this.writeSidecarSafe(c);
+    // told, so a Backup=On line's Aux twin takes the corrected in point (backup-link mirrors it)
+    this.emitEvent(this.lineEvent('updated', b.line, { clip: c, reason: `in point taken from the cut of ${lineName(a.line)}` }));
     return at;
   }
 

@@ -13,7 +13,7 @@ import { ffmpegInfo } from '../../lib/ffmpeg';
 import { makeMirror, MirrorMessage, SeqSource, validateMirror } from '../../lib/mirror';
 import { ChannelEvent, RecorderChannel } from '../../lib/recorder-channel';
 import { Line } from '../../lib/reclist';
-import { scanSegment } from '../../lib/mpegts';
+import { scanSegment, videoFrameDigests } from '../../lib/mpegts';
 import { timeOfDayTimecode } from '../../lib/timecode';
 import { compareTwins, twinSummaryOf } from '../../lib/twin';
 import { framemd5 } from '../support/media';
@@ -153,6 +153,79 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
       assert.equal(verdict.event, 'verified', verdict.reason);
       assert.equal(verdict.clip!.twin!.state, 'verified');
       assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'backup-1', bClip.dir, 'clip.json'), 'utf8')).twin.state, 'verified');
+    });
+  });
+
+  it('Backup=On lines back to back: on both servers the second line pre-rolls and takes over at the same frame, and both twins verify', async function () {
+    await onSteadyCamera(rtsp, 3, async (attempt) => {
+      if (attempt > 1) {
+        await cleanup();
+        fresh();
+      }
+      const main = channel('main-1', catA, { server: 'backup-1', channel: 1 });
+      const backup = channel('backup-1', catB, null);
+      await main.open();
+      await backup.open();
+      const seq = new SeqSource();
+      const mainEvents: ChannelEvent[] = [];
+      const backupEvents: ChannelEvent[] = [];
+      backup.on('event', (e: ChannelEvent) => backupEvents.push(e));
+      // what backup-link does on the main, in order (a chain: mirror messages are applied one after the other)
+      let chain = Promise.resolve();
+      const forward = (e: ChannelEvent) => {
+        mainEvents.push(e);
+        if (!e.line || e.line.backup !== 'on' || e.event === 'verified' || e.event === 'mismatch') return;
+        const m = makeMirror({ from: { server: 'main-1', channel: 1 }, to: e.backupTarget!, seq: seq.next(), epoch: 0, ts: Date.now() }, e.line as Line, e.line.id);
+        if (e.event === 'stopped' && e.clip) m.clip = twinSummaryOf(e.clip);
+        chain = chain.then(async () => void backupEvents.push(...(await backup.applyMirror(m))));
+      };
+      main.on('event', forward);
+      const run = async (cmd: Parameters<RecorderChannel['execute']>[0]) => {
+        for (const e of await main.execute(cmd)) forward(e);
+        await chain;
+      };
+      const waitFor = async (what: string, ok: () => boolean, ms = 30000) => {
+        for (let t = 0; !ok(); t += 50) {
+          if (t > ms) throw new Error(`timed out waiting for ${what}: main ${JSON.stringify(mainEvents.map((e) => [e.event, e.line?.id]))} backup ${JSON.stringify(backupEvents.map((e) => [e.event, e.line?.id]))}`);
+          await sleep(50);
+        }
+      };
+      const seen = (evs: ChannelEvent[], ev: string, id: string) => evs.find((e) => e.event === ev && e.line?.id === id);
+
+      await run({ command: 'add', line: { id: 'a', title: 'First', backup: 'on' } });
+      await run({ command: 'start', line: { id: 'a' } });
+      await waitFor('line a recording on both', () => !!seen(mainEvents, 'recording', 'a') && !!seen(backupEvents, 'recording', 'a'));
+      await run({ command: 'add', line: { id: 'b', title: 'Second', backup: 'on', start: 'time', startTime: Date.now() + 4500, duration: '00:00:03:00' } });
+      await waitFor('both lines stopped on both, and both verdicts', () =>
+        ['a', 'b'].every((id) => !!seen(mainEvents, 'stopped', id) && !!seen(backupEvents, 'stopped', id)) &&
+        ['a', 'b'].every((id) => backupEvents.some((e) => (e.event === 'verified' || e.event === 'mismatch') && e.line?.id === id)),
+      );
+      for (const id of ['a', 'b']) {
+        const verdict = backupEvents.find((e) => (e.event === 'verified' || e.event === 'mismatch') && e.line?.id === id)!;
+        assert.equal(verdict.event, 'verified', `line ${id}: ${verdict.reason}`);
+      }
+      const clip = (evs: ChannelEvent[], id: string) => seen(evs, 'stopped', id)!.clip!;
+      const [ma, mb, xa, xb] = [clip(mainEvents, 'a'), clip(mainEvents, 'b'), clip(backupEvents, 'a'), clip(backupEvents, 'b')];
+      assert.match(seen(mainEvents, 'stopped', 'a')!.reason ?? '', /stopped at the start of line 2/);
+      assert.match(seen(backupEvents, 'stopped', 'a')!.reason ?? '', /stopped at the start of line 2/, 'the Aux line before is cut by its own hand-over');
+      // on each server the first clip ends where the second begins; the two servers agree on every figure
+      assert.equal(ma.tcOut, mb.tcIn, 'main: out of the first = in of the second');
+      assert.equal(xa.tcOut, xb.tcIn, 'backup: out of the first = in of the second');
+      assert.equal(xb.tcIn, mb.tcIn);
+      assert.equal(xa.frames, ma.frames, `first clip: ${ma.frames} frames on the main, ${xa.frames} on the backup`);
+      assert.equal(mb.frames, 75);
+      assert.equal(xb.frames, 75);
+      // and the pictures: the last of the first clip and the first of the second are the same on both servers, and not the same picture
+      const digests = async (root: string, c: typeof ma) => {
+        const all: string[] = [];
+        for (const sg of c.segments) all.push(...(await videoFrameDigests(path.join(dir, root, c.dir, sg.file), true))!);
+        return all;
+      };
+      const [dma, dmb, dxa, dxb] = [await digests('main-1', ma), await digests('main-1', mb), await digests('backup-1', xa), await digests('backup-1', xb)];
+      assert.equal(dma.length, ma.frames);
+      assert.equal(dma.at(-1), dxa.at(-1), 'the first clips end on the same picture');
+      assert.equal(dmb[1], dxb[1], 'the second clips begin with the same pictures');
+      assert.ok(!dma.includes(dmb[1]) && !dxa.includes(dxb[1]), 'no picture of the second clip is in the first');
     });
   });
 

@@ -296,6 +296,24 @@ export async function truncateTsAfterFrames(file: string, frames: number): Promi
 }
 
 /**
+ * Read a whole file in order into one reused buffer (no stream, no garbage per
+ * chunk): `fn` must be done with each chunk when it returns.
+ */
+async function eachChunk(file: string, fn: (chunk: Buffer) => void): Promise<void> {
+  const buf = Buffer.allocUnsafe(SCAN_CHUNK);
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, SCAN_CHUNK, null);
+      if (bytesRead === 0) break;
+      fn(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * The digest of each video frame of an MPEG-TS file (see
  * TsFrameCounter.frameDigests), or null when it is not MPEG-TS with video.
  * `closed` false: the file is still being written and its last frame may be
@@ -303,17 +321,7 @@ export async function truncateTsAfterFrames(file: string, frames: number): Promi
  */
 export async function videoFrameDigests(file: string, closed: boolean): Promise<string[] | null> {
   const counter = new TsFrameCounter(null, true);
-  const buf = Buffer.allocUnsafe(SCAN_CHUNK);
-  const fh = await fs.promises.open(file, 'r');
-  try {
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, SCAN_CHUNK, null);
-      if (bytesRead === 0) break;
-      counter.push(buf.subarray(0, bytesRead));
-    }
-  } finally {
-    await fh.close();
-  }
+  await eachChunk(file, (chunk) => counter.push(chunk));
   if (counter.frames() === null) return null;
   const all = counter.finishFrames();
   return closed ? all : all.slice(0, -1);
@@ -327,20 +335,11 @@ export async function videoFrameDigests(file: string, closed: boolean): Promise<
 export async function scanSegment(file: string, isTs: boolean): Promise<{ sha256: string; bytes: number; frames: number | null; esDigest: string | null }> {
   const h = crypto.createHash('sha256');
   const counter = isTs ? new TsFrameCounter() : null;
-  const buf = Buffer.allocUnsafe(SCAN_CHUNK);
-  const fh = await fs.promises.open(file, 'r');
   let bytes = 0;
-  try {
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, SCAN_CHUNK, null);
-      if (bytesRead === 0) break;
-      const chunk = buf.subarray(0, bytesRead);
-      h.update(chunk);
-      counter?.push(chunk);
-      bytes += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
+  await eachChunk(file, (chunk) => {
+    h.update(chunk);
+    counter?.push(chunk);
+    bytes += chunk.length;
+  });
   return { sha256: h.digest('hex'), bytes, frames: counter ? counter.frames() : null, esDigest: counter ? counter.esDigest() : null };
 }

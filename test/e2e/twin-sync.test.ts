@@ -62,9 +62,12 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
     return ch;
   }
 
-  it('records the same frames on main and backup, named and attributed alike', async function () {
-    // a take during which GStreamer's test camera aborted is taken again from scratch
-    await onSteadyCamera(rtsp, 3, async (attempt) => {
+  /**
+   * A main channel with Backup=On to a backup channel, both open, for one take; a take during
+   * which GStreamer's test camera aborted is taken again from scratch.
+   */
+  const onSteadyPair = (take: (main: RecorderChannel, backup: RecorderChannel) => Promise<void>) =>
+    onSteadyCamera(rtsp, 3, async (attempt) => {
       if (attempt > 1) {
         await cleanup();
         fresh();
@@ -73,6 +76,11 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
       const backup = channel('backup-1', catB, null);
       await main.open();
       await backup.open();
+      await take(main, backup);
+    });
+
+  it('records the same frames on main and backup, named and attributed alike', async function () {
+    await onSteadyPair(async (main, backup) => {
       const seq = new SeqSource();
       const sent: MirrorMessage[] = [];
       const backupEvents: ChannelEvent[] = [];
@@ -157,15 +165,7 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
   });
 
   it('Backup=On lines back to back: on both servers the second line pre-rolls and takes over at the same frame, and both twins verify', async function () {
-    await onSteadyCamera(rtsp, 3, async (attempt) => {
-      if (attempt > 1) {
-        await cleanup();
-        fresh();
-      }
-      const main = channel('main-1', catA, { server: 'backup-1', channel: 1 });
-      const backup = channel('backup-1', catB, null);
-      await main.open();
-      await backup.open();
+    await onSteadyPair(async (main, backup) => {
       const seq = new SeqSource();
       const mainEvents: ChannelEvent[] = [];
       const backupEvents: ChannelEvent[] = [];

@@ -1064,7 +1064,6 @@ export class RecorderChannel extends EventEmitter {
     this.schedule();
   }
 
-  /** Stop the active recording and close its clip. */
   /**
    * Stop a recording and close its clip (the active one unless `target`). With
    * `plannedAt`, it is cut frame-exact at that instant where it can be; `next`:

@@ -1015,7 +1015,9 @@ export class RecorderChannel extends EventEmitter {
    * Stop a line that handed the channel over at `at`: it records on until the frame
    * at `at` is on disk (or stopTailMs), then is cut there, frame-exact where it can
    * be: at the next clip's first frame when it is found in this clip's tail
-   * (cutByContent), else by the clocks. A planned stop of its own that comes first is kept.
+   * (cutByContent), else by the clocks. A planned stop of its own that comes first
+   * is kept, unless the next line continues this one (continues): then nothing
+   * may fall between them, and it records on to the next one's first frame.
    */
   private handOver(a: Active, at: number, b: Active): void {
     const next = b.line;
@@ -1023,7 +1025,7 @@ export class RecorderChannel extends EventEmitter {
     if (a.restartTimer) clearTimeout(a.restartTimer);
     a.restartTimer = null;
     const own = a.clip.startedAt === null ? null : plannedStop(a.line, this.s.frameRate);
-    const stopAt = own !== null && own <= at ? own : at;
+    const stopAt = own !== null && own <= at && !this.continues(b, own) ? own : at;
     const byInstant = stopAt !== own;
     const reason = byInstant ? `stopped at the start of ${lineName(next)}` : null;
     const done = (async () => {
@@ -1035,6 +1037,17 @@ export class RecorderChannel extends EventEmitter {
       .catch((err) => this.log.error(`channel ${this.s.channel}: stopping ${lineName(a.line)} at the start of ${lineName(next)} failed: ${errorText(err)}`))
       .finally(() => this.handovers.delete(a));
     this.handovers.set(a, done);
+  }
+
+  /**
+   * Whether the pre-rolling line `b` continues a line planned to stop at `own`:
+   * it is to start at that instant (a frame later at most) or before. A stream
+   * copy begins at a keyframe, up to a keyframe interval after the start time;
+   * the line before then records on to that frame rather than stop at its plan
+   * and leave the frames between in neither clip.
+   */
+  private continues(b: Active, own: number | null): boolean {
+    return own !== null && b.anchorMs !== null && b.anchorMs <= own + framesToMs(1, this.rate);
   }
 
   /** The line that handed the channel over and is stopping, if `lineId` is one. */
@@ -1526,7 +1539,9 @@ export class RecorderChannel extends EventEmitter {
     const a = this.active;
     if (a && a.clip.startedAt !== null && !a.stopping) {
       const stop = plannedStop(a.line, this.s.frameRate);
-      if (stop !== null && stop <= now + 5 && (await this.stopFrameOnDisk(a, stop, now))) {
+      // a line the pre-rolling one continues is stopped by the hand-over, at that one's first frame
+      const continued = this.incoming !== null && this.continues(this.incoming, stop);
+      if (stop !== null && !continued && stop <= now + 5 && (await this.stopFrameOnDisk(a, stop, now))) {
         if (this.active === a && !a.stopping) this.emitEvent(await this.stopActive(null, undefined, stop));
       }
     }

@@ -106,7 +106,7 @@ describe('recorder media (real ffmpeg, real RTSP server, ffprobe)', function () 
     assert.equal(sidecar.gaps.length, 0);
   });
 
-  it('back-to-back timed lines on a live camera: the second clip\'s first picture is the one right after the first clip\'s last, as a third recording of the camera shows', async function () {
+  it('back-to-back lines on a live camera (a timed line after a manual one, then one planned to start at the stop time of the one before): each clip\'s first picture is the one right after the last of the clip before, as a third recording of the camera shows', async function () {
     rtsp = await startRtspServer({ fps: '25', gop: 25 });
     const reference = {
       id: 'ref', type: 'recorder', z: 'f1', server: 'srv', channel: 2, channelName: 'Reference', frameRate: '25', sourceType: 'url', url: rtsp.url,
@@ -121,10 +121,12 @@ describe('recorder media (real ffmpeg, real RTSP server, ffprobe)', function () 
     rec.receive({ payload: { command: 'add', line: { id: 'a', title: 'First' } } });
     rec.receive({ payload: { command: 'start', line: { id: 'a' } } });
     await out.event('recording', 20000, (m) => m.payload.line.id === 'a');
+    // the second line's stop is a time of day, the third starts then: the third's first keyframe comes up to a second later
     const T = Date.now() + 4000;
-    rec.receive({ payload: { command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: '00:00:03:00' } } });
-    const stoppedA = await out.event('stopped', 20000, (m) => m.payload.line.id === 'a');
-    const stoppedB = await out.event('stopped', 20000, (m) => m.payload.line.id === 'b');
+    rec.receive({ payload: { command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, stopTime: T + 3000 } } });
+    rec.receive({ payload: { command: 'add', line: { id: 'c', title: 'Third', start: 'time', startTime: T + 3000, duration: '00:00:02:00' } } });
+    const stopped: Msg[] = [];
+    for (const id of ['a', 'b', 'c']) stopped.push(await out.event('stopped', 20000, (m) => m.payload.line.id === id));
     ref.receive({ payload: { command: 'stop', line: { id: 'r' } } });
     const stoppedRef = await outRef.event('stopped', 20000);
 
@@ -135,17 +137,24 @@ describe('recorder media (real ffmpeg, real RTSP server, ffprobe)', function () 
       for (const sg of clip.segments) all.push(...(await framemd5(path.join(userDir, 'store', clip.dir, sg.file))).map((f) => f.hash));
       return all;
     };
-    const [a, b, r] = [await frames(stoppedA.payload.clip), await frames(stoppedB.payload.clip), await frames(stoppedRef.payload.clip)];
-    assert.equal(a.length, stoppedA.payload.clip.frames, 'the first clip holds the frames it says');
-    assert.equal(b.length, 75, 'the second clip holds its 3 s');
-    const lastA = r.indexOf(a[a.length - 1]);
-    const secondB = r.indexOf(b[1]);
-    assert.ok(lastA > 0 && secondB > 0, 'both ends are in the reference recording');
-    assert.equal(r.lastIndexOf(a[a.length - 1]), lastA, 'frames are unique (the camera overlays its running time)');
-    assert.equal(secondB - 1, lastA + 1, `the second clip begins ${secondB - 1 - lastA - 1} frame(s) after the first one ends`);
-    assert.deepEqual(r.slice(secondB, secondB + b.length - 1), b.slice(1), "the second clip is the camera's frames from there on, none missing");
-    assert.deepEqual(r.slice(lastA - a.length + 2, lastA + 1), a.slice(1), "the first clip is the camera's frames up to there, none missing");
-    assert.equal(stoppedA.payload.line.outPoint, stoppedB.payload.line.inPoint);
+    const r = await frames(stoppedRef.payload.clip);
+    const clips: string[][] = [];
+    for (const st of stopped) clips.push(await frames(st.payload.clip));
+    clips.forEach((c, i) => assert.equal(c.length, stopped[i].payload.clip.frames, `clip ${i + 1} holds the frames it says`));
+    assert.equal(clips[2].length, 50, 'the third clip holds its 2 s');
+    for (let i = 0; i < 3; i++) {
+      const c = clips[i];
+      const at = r.indexOf(c[1]) - 1; // where the clip begins in the reference (its second frame: see above)
+      assert.ok(at > 0, `clip ${i + 1} is in the reference recording`);
+      assert.equal(r.lastIndexOf(c[1]), at + 1, 'frames are unique (the camera overlays its running time)');
+      assert.deepEqual(r.slice(at + 1, at + c.length), c.slice(1), `clip ${i + 1} is the camera's frames from there on, none missing`);
+      if (i === 0) continue;
+      const before = clips[i - 1];
+      const lastBefore = r.indexOf(before[before.length - 1]);
+      assert.equal(at, lastBefore + 1, `clip ${i + 1} begins ${at - lastBefore - 1} frame(s) after clip ${i} ends`);
+      assert.equal(stopped[i - 1].payload.line.outPoint, stopped[i].payload.line.inPoint);
+      assert.match(stopped[i - 1].payload.line.reason, new RegExp(`stopped at the start of line ${i + 1}`));
+    }
   });
 
   it('records the test pattern: duration within 2 frames of stop-start, frame count as in the sidecar', async function () {

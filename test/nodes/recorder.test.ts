@@ -263,6 +263,48 @@ describe('recorder node', function () {
     );
   });
 
+  it('back-to-back: a line planned to stop where the next one starts records on to that one\'s first frame (a keyframe after the start), so nothing falls between them', async function () {
+    await load({ tcMode: 'tod' });
+    send({ command: 'add', line: { id: 'a', title: 'First' } });
+    await out.event('added');
+    send({ command: 'start', line: { id: 'a' } });
+    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    const T = Date.now() + 4000;
+    send({ command: 'update', line: { id: 'a', stopTime: T } });
+    await out.event('updated', 5000, (m) => m.payload.line.id === 'a' && m.payload.line.stopTime === T);
+    send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: '00:00:02:00' } });
+    const recB = await out.event('recording', 15000, (m) => m.payload.line.id === 'b');
+    const stoppedA = await out.event('stopped', 15000, (m) => m.payload.line.id === 'a');
+    const stoppedB = await out.event('stopped', 15000, (m) => m.payload.line.id === 'b');
+    const lateBy = recB.payload.clip.startedAt - T;
+    assert.ok(lateBy >= 0 && lateBy <= 1200, `line 2's first frame came ${lateBy} ms after its start`);
+    assert.equal(stoppedA.payload.clip.stoppedAt, recB.payload.clip.startedAt, `line 1 ends at line 2's first frame, ${lateBy} ms past its planned stop`);
+    assert.equal(stoppedA.payload.line.outPoint, stoppedB.payload.line.inPoint);
+    assert.match(stoppedA.payload.line.reason, /stopped at the start of line 2/);
+    let onDisk = 0;
+    for (const sg of stoppedA.payload.clip.segments) onDisk += (await scanSegment(path.join(userDir, 'store', stoppedA.payload.clip.dir, sg.file), true)).frames!;
+    assert.equal(onDisk, stoppedA.payload.clip.frames);
+    assert.equal(stoppedB.payload.clip.frames, 50, 'line 2 keeps its planned duration');
+  });
+
+  it('back-to-back: a line planned to stop before the next one starts stops at its plan (a gap in the schedule is kept)', async function () {
+    await load({ tcMode: 'tod' });
+    send({ command: 'add', line: { id: 'a', title: 'First' } });
+    await out.event('added');
+    send({ command: 'start', line: { id: 'a' } });
+    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    const T = Date.now() + 4000;
+    send({ command: 'update', line: { id: 'a', stopTime: T - 600 } });
+    await out.event('updated', 5000, (m) => m.payload.line.id === 'a' && m.payload.line.stopTime === T - 600);
+    send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: 1 } });
+    const stoppedA = await out.event('stopped', 15000, (m) => m.payload.line.id === 'a');
+    assert.equal(stoppedA.payload.clip.stoppedAt, T - 600, 'at its planned stop');
+    assert.equal(stoppedA.payload.line.reason, null);
+    const recB = await out.event('recording', 15000, (m) => m.payload.line.id === 'b');
+    assert.ok(recB.payload.clip.startedAt >= T);
+    await out.event('stopped', 15000, (m) => m.payload.line.id === 'b');
+  });
+
   it('back-to-back: a stop of the line that pre-rolls gives its pre-roll up (its ffmpeg ends, the line is disarmed), and the line recording goes on', async function () {
     await load();
     send({ command: 'add', line: { id: 'a', title: 'First' } });

@@ -1191,12 +1191,14 @@ export class RecorderChannel extends EventEmitter {
    * After a cut by content: the next clip begins at frame `keep` of the one
    * before, so its start (and, by time of day, its timecode in) is taken from
    * there, and the one's out point is the other's in point. Returns that instant.
-   * An Aux twin keeps its main's in point.
+   * An Aux twin does the same from its own clip before, whose in point is its
+   * main's: the two servers find the same frame, so they reach the same in point
+   * (its main's corrected one, when it comes, is within two frames and taken).
    */
   private alignNext(a: Active, b: Active, keep: number): number {
     const at = Math.round(a.clip.startedAt! + framesToMs(keep, this.rate));
     const c = b.clip;
-    if (c.startedAt === null || c.runs !== 1 || c.gaps.length > 0 || c.state !== 'recording' || b.mainInPoint !== null) return at;
+    if (c.startedAt === null || c.runs !== 1 || c.gaps.length > 0 || c.state !== 'recording') return at;
     const tcIn = this.s.tcMode === 'tod' && a.clip.tcIn !== null ? addFrames(a.clip.tcIn, keep, this.rate) : c.tcIn;
     if (at === c.startedAt && tcIn === c.tcIn) return at;
     c.startedAt = at;

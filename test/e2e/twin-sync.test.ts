@@ -164,7 +164,7 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
     });
   });
 
-  it('Backup=On lines back to back: on both servers the second line pre-rolls and takes over at the same frame, and both twins verify', async function () {
+  it('Backup=On lines back to back (after a manual line, and at the stop time of the line before): on both servers each next line pre-rolls and takes over at the same frame, and every twin verifies', async function () {
     await onSteadyPair(async (main, backup) => {
       const seq = new SeqSource();
       const mainEvents: ChannelEvent[] = [];
@@ -195,37 +195,44 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
       await run({ command: 'add', line: { id: 'a', title: 'First', backup: 'on' } });
       await run({ command: 'start', line: { id: 'a' } });
       await waitFor('line a recording on both', () => !!seen(mainEvents, 'recording', 'a') && !!seen(backupEvents, 'recording', 'a'));
-      await run({ command: 'add', line: { id: 'b', title: 'Second', backup: 'on', start: 'time', startTime: Date.now() + 4500, duration: '00:00:03:00' } });
-      await waitFor('both lines stopped on both, and both verdicts', () =>
-        ['a', 'b'].every((id) => !!seen(mainEvents, 'stopped', id) && !!seen(backupEvents, 'stopped', id)) &&
-        ['a', 'b'].every((id) => backupEvents.some((e) => (e.event === 'verified' || e.event === 'mismatch') && e.line?.id === id)),
+      // the second line stops at a time of day, where the third starts: both servers record on to the third's first frame
+      const T = Date.now() + 4500;
+      await run({ command: 'add', line: { id: 'b', title: 'Second', backup: 'on', start: 'time', startTime: T, stopTime: T + 3000 } });
+      await run({ command: 'add', line: { id: 'c', title: 'Third', backup: 'on', start: 'time', startTime: T + 3000, duration: '00:00:02:00' } });
+      const ids = ['a', 'b', 'c'];
+      await waitFor('every line stopped on both, and every verdict', () =>
+        ids.every((id) => !!seen(mainEvents, 'stopped', id) && !!seen(backupEvents, 'stopped', id)) &&
+        ids.every((id) => backupEvents.some((e) => (e.event === 'verified' || e.event === 'mismatch') && e.line?.id === id)),
       );
-      for (const id of ['a', 'b']) {
+      for (const id of ids) {
         const verdict = backupEvents.find((e) => (e.event === 'verified' || e.event === 'mismatch') && e.line?.id === id)!;
         assert.equal(verdict.event, 'verified', `line ${id}: ${verdict.reason}`);
       }
       const clip = (evs: ChannelEvent[], id: string) => seen(evs, 'stopped', id)!.clip!;
-      const [ma, mb, xa, xb] = [clip(mainEvents, 'a'), clip(mainEvents, 'b'), clip(backupEvents, 'a'), clip(backupEvents, 'b')];
-      assert.match(seen(mainEvents, 'stopped', 'a')!.reason ?? '', /stopped at the start of line 2/);
-      assert.match(seen(backupEvents, 'stopped', 'a')!.reason ?? '', /stopped at the start of line 2/, 'the Aux line before is cut by its own hand-over');
-      // on each server the first clip ends where the second begins; the two servers agree on every figure
-      assert.equal(ma.tcOut, mb.tcIn, 'main: out of the first = in of the second');
-      assert.equal(xa.tcOut, xb.tcIn, 'backup: out of the first = in of the second');
-      assert.equal(xb.tcIn, mb.tcIn);
-      assert.equal(xa.frames, ma.frames, `first clip: ${ma.frames} frames on the main, ${xa.frames} on the backup`);
-      assert.equal(mb.frames, 75);
-      assert.equal(xb.frames, 75);
-      // and the pictures: the last of the first clip and the first of the second are the same on both servers, and not the same picture
-      const digests = async (root: string, c: typeof ma) => {
+      const digests = async (root: string, c: ReturnType<typeof clip>) => {
         const all: string[] = [];
         for (const sg of c.segments) all.push(...(await videoFrameDigests(path.join(dir, root, c.dir, sg.file), true))!);
         return all;
       };
-      const [dma, dmb, dxa, dxb] = [await digests('main-1', ma), await digests('main-1', mb), await digests('backup-1', xa), await digests('backup-1', xb)];
-      assert.equal(dma.length, ma.frames);
-      assert.equal(dma.at(-1), dxa.at(-1), 'the first clips end on the same picture');
-      assert.equal(dmb[1], dxb[1], 'the second clips begin with the same pictures');
-      assert.ok(!dma.includes(dmb[1]) && !dxa.includes(dxb[1]), 'no picture of the second clip is in the first');
+      for (let i = 1; i < ids.length; i++) {
+        const [mPrev, mNext, xPrev, xNext] = [clip(mainEvents, ids[i - 1]), clip(mainEvents, ids[i]), clip(backupEvents, ids[i - 1]), clip(backupEvents, ids[i])];
+        const joint = `between lines ${i} and ${i + 1}`;
+        assert.match(seen(mainEvents, 'stopped', ids[i - 1])!.reason ?? '', new RegExp(`stopped at the start of line ${i + 1}`));
+        assert.match(seen(backupEvents, 'stopped', ids[i - 1])!.reason ?? '', new RegExp(`stopped at the start of line ${i + 1}`), 'the Aux line before is cut by its own hand-over');
+        // on each server a clip ends where the next begins; the two servers agree on every figure
+        assert.equal(mPrev.tcOut, mNext.tcIn, `main: out = in ${joint}`);
+        assert.equal(xPrev.tcOut, xNext.tcIn, `backup: out = in ${joint}`);
+        assert.equal(xNext.tcIn, mNext.tcIn, joint);
+        assert.equal(xPrev.frames, mPrev.frames, `line ${i}: ${mPrev.frames} frames on the main, ${xPrev.frames} on the backup`);
+        // and the pictures: the same last one before the joint and first one after it on both servers, none in both clips
+        const [dmp, dmn, dxp, dxn] = [await digests('main-1', mPrev), await digests('main-1', mNext), await digests('backup-1', xPrev), await digests('backup-1', xNext)];
+        assert.equal(dmp.length, mPrev.frames);
+        assert.equal(dmp.at(-1), dxp.at(-1), `the same last picture before the joint ${joint}`);
+        assert.equal(dmn[1], dxn[1], `the same pictures after the joint ${joint}`);
+        assert.ok(!dmp.includes(dmn[1]) && !dxp.includes(dxn[1]), `no picture in both clips ${joint}`);
+      }
+      assert.equal(clip(mainEvents, 'c').frames, 50);
+      assert.equal(clip(backupEvents, 'c').frames, 50);
     });
   });
 

@@ -160,8 +160,13 @@ function waitingTimed(l: Line): l is TimedLine {
 const MIN_PREROLL_MS = 500;
 /** How often a frame-exact stop looks for its last frame on disk. */
 const STOP_POLL_MS = 100;
-/** A handed-over line records this many frames past the clocks' cut before it stops (see cutByContent). */
-const HANDOVER_EXTRA_FRAMES = 4;
+/**
+ * A handed-over line records this many frames past the clocks' cut before it
+ * stops, so that the whole window cutByContent looks in is on disk: the clocks'
+ * cut was measured up to 7 frames off under load (a pre-rolled line's start is
+ * the time its first segment was noticed, which lags with the machine's load).
+ */
+const HANDOVER_EXTRA_FRAMES = HANDOVER_WINDOW_FRAMES;
 
 export class RecorderChannel extends EventEmitter {
   readonly s: Required<Omit<ChannelSettings, 'backup'>> & { backup: ChannelSettings['backup'] };

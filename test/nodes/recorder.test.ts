@@ -77,6 +77,14 @@ describe('recorder node', function () {
     assert.equal(still(await lines()), before, 'the rec-list did not change');
   }
 
+  /** Line 1 (id "a", "First") added and recording: the line a back-to-back test hands over from. */
+  async function firstLineRecording(): Promise<Msg> {
+    send({ command: 'add', line: { id: 'a', title: 'First' } });
+    await out.event('added');
+    send({ command: 'start', line: { id: 'a' } });
+    return out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+  }
+
   before(function (done) {
     helper.startServer(done);
   });
@@ -216,10 +224,7 @@ describe('recorder node', function () {
 
   it('back-to-back: the next timed line pre-rolls while the one before records and takes over at its first frame, the two clips meeting there', async function () {
     await load({ tcMode: 'tod' });
-    send({ command: 'add', line: { id: 'a', title: 'First' } });
-    await out.event('added');
-    send({ command: 'start', line: { id: 'a' } });
-    const startedA = await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    const startedA = await firstLineRecording();
     const T = Date.now() + 4000;
     send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: '00:00:02:00' } });
     // armed with a clip: its ffmpeg is running, while line 1 still records
@@ -265,10 +270,7 @@ describe('recorder node', function () {
 
   it('back-to-back: a line planned to stop where the next one starts records on to that one\'s first frame (a keyframe after the start), so nothing falls between them', async function () {
     await load({ tcMode: 'tod' });
-    send({ command: 'add', line: { id: 'a', title: 'First' } });
-    await out.event('added');
-    send({ command: 'start', line: { id: 'a' } });
-    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    await firstLineRecording();
     const T = Date.now() + 4000;
     send({ command: 'update', line: { id: 'a', stopTime: T } });
     await out.event('updated', 5000, (m) => m.payload.line.id === 'a' && m.payload.line.stopTime === T);
@@ -289,10 +291,7 @@ describe('recorder node', function () {
 
   it('back-to-back: a line planned to stop before the next one starts stops at its plan (a gap in the schedule is kept)', async function () {
     await load({ tcMode: 'tod' });
-    send({ command: 'add', line: { id: 'a', title: 'First' } });
-    await out.event('added');
-    send({ command: 'start', line: { id: 'a' } });
-    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    await firstLineRecording();
     const T = Date.now() + 4000;
     send({ command: 'update', line: { id: 'a', stopTime: T - 600 } });
     await out.event('updated', 5000, (m) => m.payload.line.id === 'a' && m.payload.line.stopTime === T - 600);
@@ -307,10 +306,7 @@ describe('recorder node', function () {
 
   it('back-to-back: a stop of the line that pre-rolls gives its pre-roll up (its ffmpeg ends, the line is disarmed), and the line recording goes on', async function () {
     await load();
-    send({ command: 'add', line: { id: 'a', title: 'First' } });
-    await out.event('added');
-    send({ command: 'start', line: { id: 'a' } });
-    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    await firstLineRecording();
     assert.equal(ffmpegPidsFor(userDir).length, 1);
     send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: Date.now() + 3500, duration: 2 } });
     const preroll = await out.event('armed', 10000, (m) => m.payload.line.id === 'b' && !!m.payload.clip);
@@ -339,10 +335,7 @@ describe('recorder node', function () {
 
   it('back-to-back: when the line recording is stopped while the next one pre-rolls, the next one has the channel at once and records at its start', async function () {
     await load();
-    send({ command: 'add', line: { id: 'a', title: 'First' } });
-    await out.event('added');
-    send({ command: 'start', line: { id: 'a' } });
-    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    await firstLineRecording();
     const T = Date.now() + 3500;
     send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: 2 } });
     const preroll = await out.event('armed', 10000, (m) => m.payload.line.id === 'b' && !!m.payload.clip);
@@ -364,10 +357,7 @@ describe('recorder node', function () {
 
   it('back-to-back: while the line before is being cut at the next line\'s start, its remove is refused (nothing changed) and its stop answers that the stop is under way', async function () {
     await load({ tcMode: 'tod' });
-    send({ command: 'add', line: { id: 'a', title: 'First' } });
-    await out.event('added');
-    send({ command: 'start', line: { id: 'a' } });
-    await out.event('recording', 15000, (m) => m.payload.line.id === 'a');
+    await firstLineRecording();
     const [pidA] = ffmpegPidsFor(userDir);
     const T = Date.now() + 4000;
     send({ command: 'add', line: { id: 'b', title: 'Second', start: 'time', startTime: T, duration: 2 } });

@@ -160,13 +160,12 @@ function waitingTimed(l: Line): l is TimedLine {
 const MIN_PREROLL_MS = 500;
 /** How often a frame-exact stop looks for its last frame on disk. */
 const STOP_POLL_MS = 100;
-/**
- * A handed-over line records this many frames past the clocks' cut before it
- * stops, so that the whole window cutByContent looks in is on disk: the clocks'
- * cut was measured up to 7 frames off under load (a pre-rolled line's start is
- * the time its first segment was noticed, which lags with the machine's load).
- */
-const HANDOVER_EXTRA_FRAMES = HANDOVER_WINDOW_FRAMES;
+/** A clip's segments in recording order. */
+function inOrder(segments: Segment[]): Segment[] {
+  return [...segments].sort((x, y) => x.index - y.index);
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class RecorderChannel extends EventEmitter {
   readonly s: Required<Omit<ChannelSettings, 'backup'>> & { backup: ChannelSettings['backup'] };
@@ -1034,9 +1033,10 @@ export class RecorderChannel extends EventEmitter {
     const byInstant = stopAt !== own;
     const reason = byInstant ? `stopped at the start of ${lineName(next)}` : null;
     const done = (async () => {
-      // a few frames past the clocks' cut, so the next clip's first frame is in this one's tail even if the clocks cut late
-      const extra = byInstant ? HANDOVER_EXTRA_FRAMES : 0;
-      while (!(await this.stopFrameOnDisk(a, stopAt, this.clock(), byInstant, extra))) await new Promise((r) => setTimeout(r, STOP_POLL_MS));
+      // the whole window cutByContent looks in is recorded past the clocks' cut before the stop: that cut was
+      // measured up to 7 frames off under load (a pre-rolled line's start is when its first segment was noticed)
+      const extra = byInstant ? HANDOVER_WINDOW_FRAMES : 0;
+      while (!(await this.stopFrameOnDisk(a, stopAt, this.clock(), byInstant, extra))) await pause(STOP_POLL_MS);
       this.emitEvent(await this.stopActive(reason, undefined, stopAt, a, byInstant ? b : undefined));
     })()
       .catch((err) => this.log.error(`channel ${this.s.channel}: stopping ${lineName(a.line)} at the start of ${lineName(next)} failed: ${errorText(err)}`))
@@ -1157,14 +1157,14 @@ export class RecorderChannel extends EventEmitter {
    */
   private async cutByContent(a: Active, b: Active, clockKeep: number): Promise<number | null> {
     try {
-      const first = [...b.clip.segments].sort((x, y) => x.index - y.index)[0];
+      const first = inOrder(b.clip.segments)[0];
       if (!first || b.clip.container !== 'ts') return null;
       const bFile = path.join(insideRoot(this.s.storageRoot, b.clip.dir), first.file);
       const deadline = this.clock() + this.s.stopTailMs;
-      let head = await videoFrameDigests(bFile, first.complete);
-      while (head !== null && head.length < 3 && !first.complete && this.clock() < deadline) {
-        await new Promise((r) => setTimeout(r, STOP_POLL_MS));
-        head = await videoFrameDigests(bFile, first.complete);
+      let head: string[] | null;
+      // its first three frames, once written (the segment is still open)
+      while ((head = await videoFrameDigests(bFile, first.complete)) !== null && head.length < 3 && !first.complete && this.clock() < deadline) {
+        await pause(STOP_POLL_MS);
       }
       if (head === null) return null;
       const aDir = insideRoot(this.s.storageRoot, a.clip.dir);
@@ -1173,7 +1173,7 @@ export class RecorderChannel extends EventEmitter {
       const tail: string[] = [];
       let tailStart: number | null = null;
       let at = 0;
-      for (const seg of [...a.clip.segments].sort((x, y) => x.index - y.index)) {
+      for (const seg of inOrder(a.clip.segments)) {
         if (seg.frames === null) return null;
         const end = at + seg.frames;
         if (end > lo && at <= hi) {
@@ -1274,7 +1274,7 @@ export class RecorderChannel extends EventEmitter {
   private async cutClip(clip: Clip, keep: number): Promise<boolean> {
     if (clip.frames <= keep) return false;
     const dir = insideRoot(this.s.storageRoot, clip.dir);
-    const segs = [...clip.segments].sort((x, y) => x.index - y.index);
+    const segs = inOrder(clip.segments);
     let before = 0;
     const dropped: Segment[] = [];
     for (const seg of segs) {

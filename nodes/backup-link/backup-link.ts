@@ -1,8 +1,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { asRecorderEvent, BackupLinkBackup, BackupLinkMain } from '../../lib/backup-link';
-import { CommandError, errorText } from '../../lib/errors';
-import { MirrorMessage } from '../../lib/mirror';
-import { ChannelEvent } from '../../lib/recorder-channel';
+import { asRecorderEvent, BackupLinkBackup, BackupLinkMain } from '../../lib/backup/backup-link';
+import { CommandError, errorText } from '../../lib/model/errors';
+import { MirrorMessage } from '../../lib/backup/mirror';
+import { ChannelEvent } from '../../lib/recorder/channel';
 import { recorderChannels } from '../shared/registry';
 import type { RedundancyServerNode } from '../shared/types';
 

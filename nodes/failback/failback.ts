@@ -1,9 +1,9 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { Request, Response } from 'express';
-import { CommandError, errorText } from '../../lib/errors';
-import { FailbackRefused, FailbackStepFailed } from '../../lib/failback';
-import { FailbackDone, FailoverController } from '../../lib/failover-controller';
-import { parseFailbackCommand } from '../../lib/failover-commands';
+import { CommandError, errorText } from '../../lib/model/errors';
+import { FailbackRefused, FailbackStepFailed } from '../../lib/failover/failback';
+import { FailbackDone, FailoverController } from '../../lib/failover/controller';
+import { parseFailbackCommand } from '../../lib/failover/commands';
 import { failoverControllers } from '../shared/registry';
 import type { RedundancyServerNode } from '../shared/types';
 

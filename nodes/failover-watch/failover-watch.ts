@@ -1,12 +1,12 @@
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { Request, Response } from 'express';
-import { Catalogue, openCatalogue } from '../../lib/catalogue';
-import { CommandError, errorText } from '../../lib/errors';
-import { FailbackDone, FailoverController, FailoverStarted } from '../../lib/failover-controller';
-import { parseWatchCommand, parseWatched } from '../../lib/failover-commands';
-import { FailoverEntry } from '../../lib/failover-log';
-import { ffmpegInfo } from '../../lib/ffmpeg';
+import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
+import { CommandError, errorText } from '../../lib/model/errors';
+import { FailbackDone, FailoverController, FailoverStarted } from '../../lib/failover/controller';
+import { parseWatchCommand, parseWatched } from '../../lib/failover/commands';
+import { FailoverEntry } from '../../lib/store/failover-log';
+import { ffmpegInfo } from '../../lib/media/ffmpeg';
 import { failoverControllers } from '../shared/registry';
 import { linkedServer } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';

@@ -1,12 +1,12 @@
 /**
- * gpio-device: the config node that owns one Modbus connection (lib/gpio-device.ts).
+ * gpio-device: the config node that owns one Modbus connection (lib/studio/gpio-device.ts).
  * gpio-in and gpio-out use its device and listen to its 'state' events; they
  * remove their listeners on close, so a partial deploy leaks nothing.
  */
 import type { NodeAPI, NodeDef } from 'node-red';
 import type { Request, Response } from 'express';
-import { GpioDevice, GpioDeviceOptions, GpioState } from '../../lib/gpio-device';
-import { errorText } from '../../lib/errors';
+import { GpioDevice, GpioDeviceOptions, GpioState } from '../../lib/studio/gpio-device';
+import { errorText } from '../../lib/model/errors';
 import { resolveEnvFields } from '../shared/env-field';
 import type { GpioDeviceNode } from '../shared/types';
 

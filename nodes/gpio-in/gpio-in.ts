@@ -3,9 +3,9 @@
  * a register or one bit of a register of a gpio-device.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { errorText } from '../../lib/errors';
-import { GpioState, pointKey } from '../../lib/gpio-device';
-import { DebouncedInput, EdgeFilter, InputChange, parsePoint } from '../../lib/gpio-signal';
+import { errorText } from '../../lib/model/errors';
+import { GpioState, pointKey } from '../../lib/studio/gpio-device';
+import { DebouncedInput, EdgeFilter, InputChange, parsePoint } from '../../lib/studio/gpio-signal';
 import { linkStatus } from '../shared/gpio-status';
 import type { GpioDeviceNode } from '../shared/types';
 

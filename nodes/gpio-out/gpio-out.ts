@@ -4,9 +4,9 @@
  * standby lamp, fault alarm).
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { errorText } from '../../lib/errors';
-import { GpioError, GpioState } from '../../lib/gpio-device';
-import { FOLLOW_MODES, FollowMode, outputValue, parsePoint, RecorderFollower } from '../../lib/gpio-signal';
+import { errorText } from '../../lib/model/errors';
+import { GpioError, GpioState } from '../../lib/studio/gpio-device';
+import { FOLLOW_MODES, FollowMode, outputValue, parsePoint, RecorderFollower } from '../../lib/studio/gpio-signal';
 import { linkStatus } from '../shared/gpio-status';
 import { recorderChannels } from '../shared/registry';
 import type { GpioDeviceNode, RedundancyServerNode } from '../shared/types';

@@ -1,5 +1,5 @@
 import type { NodeAPI, NodeDef } from 'node-red';
-import { OnvifCamera, OnvifCameraState } from '../../lib/onvif-camera';
+import { OnvifCamera, OnvifCameraState } from '../../lib/onvif/camera';
 import { resolveEnvFields } from '../shared/env-field';
 import type { OnvifCameraNode } from '../shared/types';
 

@@ -1,13 +1,13 @@
 /**
  * onvif-event: the events of an onvif-camera (motion, digital inputs,
  * tampering...) as messages, through the pull-point subscription of
- * lib/onvif-events.ts. Thin: reads the config, maps events to messages and
+ * lib/onvif/events.ts. Thin: reads the config, maps events to messages and
  * the subscription's state to the node status.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { errorText } from '../../lib/errors';
-import type { OnvifCameraState } from '../../lib/onvif-camera';
-import { OnvifEvent, OnvifEvents, OnvifEventsState } from '../../lib/onvif-events';
+import { errorText } from '../../lib/model/errors';
+import type { OnvifCameraState } from '../../lib/onvif/camera';
+import { OnvifEvent, OnvifEvents, OnvifEventsState } from '../../lib/onvif/events';
 import type { OnvifCameraNode } from '../shared/types';
 
 interface EventDef extends NodeDef {

@@ -1,10 +1,10 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { Catalogue, openCatalogue } from '../../lib/catalogue';
-import { CommandError, errorText, redactUrl, stripLogin } from '../../lib/errors';
-import { ffmpegInfo } from '../../lib/ffmpeg';
-import { ChannelEvent, ChannelStatus, RecorderChannel, SourceProvider } from '../../lib/recorder-channel';
-import { RecorderNodeConfig, resolveRecorderSettings } from '../../lib/recorder-config';
-import { channelRegistry } from '../../lib/server-identity';
+import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
+import { CommandError, errorText, redactUrl, stripLogin } from '../../lib/model/errors';
+import { ffmpegInfo } from '../../lib/media/ffmpeg';
+import { ChannelEvent, ChannelStatus, RecorderChannel, SourceProvider } from '../../lib/recorder/channel';
+import { RecorderNodeConfig, resolveRecorderSettings } from '../../lib/recorder/config';
+import { channelRegistry } from '../../lib/link/server-identity';
 import { recorderChannels } from '../shared/registry';
 import type { OnvifCameraNode, RedundancyServerNode } from '../shared/types';
 

@@ -2,13 +2,13 @@
  * The editor's "Redundancy" sidebar, runtime side (a Node-RED plugin): one
  * admin route, GET /twinrec/overview, with what the sidebar shows, and change
  * notices on the editor's comms topic twinrec/redundancy, at most two a second.
- * The data shaping and the notifier live in lib/redundancy-overview.ts; here we
+ * The data shaping and the notifier live in lib/failover/overview.ts; here we
  * only find the live parts (redundancy-server nodes and the registries) and
  * follow their events.
  */
 import type { NodeAPI } from 'node-red';
 import type { Request, Response } from 'express';
-import { errorText } from '../../lib/errors';
+import { errorText } from '../../lib/model/errors';
 import {
   buildOverview,
   ChangeNotice,
@@ -21,7 +21,7 @@ import {
   LocalServerSource,
   TRANSFER_EVENTS,
   watchEvents,
-} from '../../lib/redundancy-overview';
+} from '../../lib/failover/overview';
 import { failoverControllers, materialCopyServices, transferManagers } from '../shared/registry';
 import type { RedundancyServerNode } from '../shared/types';
 

@@ -1,6 +1,6 @@
 /** The status a gpio-in / gpio-out shows for its device's link state. */
 import type { NodeStatus } from 'node-red';
-import type { GpioDevice } from '../../lib/gpio-device';
+import type { GpioDevice } from '../../lib/studio/gpio-device';
 
 type Translate = (key: string, sub?: Record<string, string | number>) => string;
 

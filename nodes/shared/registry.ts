@@ -1,12 +1,12 @@
 /** Process-wide registry of recorder channels, so backup-link can feed the Aux lines of a recorder. */
-import { ControllerRegistry } from '../../lib/server-identity';
-import type { RecorderChannel } from '../../lib/recorder-channel';
+import { ControllerRegistry } from '../../lib/link/server-identity';
+import type { RecorderChannel } from '../../lib/recorder/channel';
 
 export const recorderChannels = new ControllerRegistry<RecorderChannel>();
 
 /** The failover controller of each failover server in this process (its failover-watch node), for failback and the admin routes. */
 import { EventEmitter } from 'node:events';
-import type { FailoverController } from '../../lib/failover-controller';
+import type { FailoverController } from '../../lib/failover/controller';
 
 class FailoverRegistry extends EventEmitter {
   private byServer = new Map<string, FailoverController>();
@@ -34,7 +34,7 @@ export const failoverControllers = new FailoverRegistry();
 failoverControllers.setMaxListeners(0);
 
 /** The material-copy service of each server in this process (its material-copy node), for the admin routes. */
-import type { MaterialCopyService } from '../../lib/material-copy-service';
+import type { MaterialCopyService } from '../../lib/copy/material-copy-service';
 
 class ServiceRegistry<T> {
   private byServer = new Map<string, T>();
@@ -57,6 +57,6 @@ class ServiceRegistry<T> {
 export const materialCopyServices = new ServiceRegistry<MaterialCopyService>();
 
 /** The transfer manager of each (backup) server in this process (its transfer-manager node), for the admin route. */
-import type { TransferManager } from '../../lib/transfer-manager';
+import type { TransferManager } from '../../lib/copy/transfer-manager';
 
 export const transferManagers = new ServiceRegistry<TransferManager>('transfer-manager');

@@ -1,6 +1,6 @@
 /** What the nodes that need the group's link ask of their redundancy-server. */
-import type { ServerIdentity } from '../../lib/server-identity';
-import type { ServerLink } from '../../lib/server-link';
+import type { ServerIdentity } from '../../lib/link/server-identity';
+import type { ServerLink } from '../../lib/link/server-link';
 import type { RedundancyServerNode } from './types';
 
 type Translate = (key: string, sub?: Record<string, string | number>) => string;

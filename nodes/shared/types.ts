@@ -1,10 +1,10 @@
 /** Types shared by the node adapters (config nodes as their users see them). */
 import type { EventEmitter } from 'node:events';
 import type { Node } from 'node-red';
-import type { OnvifCamera } from '../../lib/onvif-camera';
-import type { PeerApiServer } from '../../lib/peer-api';
-import type { ServerIdentity } from '../../lib/server-identity';
-import type { ServerLink } from '../../lib/server-link';
+import type { OnvifCamera } from '../../lib/onvif/camera';
+import type { PeerApiServer } from '../../lib/peer/api';
+import type { ServerIdentity } from '../../lib/link/server-identity';
+import type { ServerLink } from '../../lib/link/server-link';
 
 export interface RedundancyServerNode extends Node {
   identity: ServerIdentity | null;
@@ -39,7 +39,7 @@ export interface OnvifCameraNode extends Node<OnvifCameraCredentials> {
 }
 
 export interface GpioDeviceNode extends Node {
-  device: import('../../lib/gpio-device').GpioDevice | null;
+  device: import('../../lib/studio/gpio-device').GpioDevice | null;
   label: string;
   configError: string | null;
 }

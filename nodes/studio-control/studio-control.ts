@@ -2,12 +2,12 @@
  * studio-control: studio control panels over MQTT. Between Node-RED's own
  * `mqtt in` (requests) and `mqtt out` (replies and retained state), it drives
  * the recorders of this Node-RED. The topic layout, schemas and the work are in
- * lib/studio-control.ts; this node reads its config and maps results to
+ * lib/studio/studio-control.ts; this node reads its config and maps results to
  * send/status/done.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { errorText } from '../../lib/errors';
-import { DEFAULT_PREFIX, Outgoing, StudioControl, subscription } from '../../lib/studio-control';
+import { errorText } from '../../lib/model/errors';
+import { DEFAULT_PREFIX, Outgoing, StudioControl, subscription } from '../../lib/studio/studio-control';
 import { recorderChannels } from '../shared/registry';
 
 interface StudioDef extends NodeDef {

@@ -13,7 +13,7 @@ import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Page } from 'playwright-core';
-import { PACKAGE_NAME, PACKAGE_ROOT } from '../../flows/site';
+import { PACKAGE_NAME, PACKAGE_ROOT } from '../../demo/site';
 import {
   deploy,
   EditorSession,

@@ -2,7 +2,7 @@
  * `npm run screenshots`: pictures of the editor for the README's user guide,
  * written to docs/images/ (1280x800, PNG).
  *
- * 1. The demo site (flows/demo.json, as `npm start` runs it) on a real
+ * 1. The demo site (demo/demo.json, as `npm start` runs it) on a real
  *    Node-RED with a mosquitto broker: the palette with the redundancy
  *    category open, the recorder's edit dialog, and the Redundancy sidebar
  *    (when the package has it).
@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Page } from 'playwright-core';
-import { PACKAGE_ROOT } from '../../flows/site';
+import { PACKAGE_ROOT } from '../../demo/site';
 import { EditorSession, openEditor, openNodeDialog, waitForTrayIdle } from '../support/browser';
 import { startModbusServer, ModbusServer } from '../support/modbus';
 import { Broker, startMosquitto } from '../support/mosquitto';
@@ -86,7 +86,7 @@ async function siteShots(): Promise<void> {
   try {
     broker = await startMosquitto();
     process.env.TWINREC_BROKER_URL = broker.url;
-    const demo = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'flows', 'demo.json'), 'utf8')) as any[];
+    const demo = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'demo', 'demo.json'), 'utf8')) as any[];
     p = await startNodeRed({ userDir: dir, flows: demo, settings: SETTINGS });
     // the demo's timed Backup=On line starts 3 s after deploy: let both recorders show it
     await sleep(6000);

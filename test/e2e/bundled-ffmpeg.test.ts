@@ -7,10 +7,10 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import { openCatalogue, Catalogue } from '../../lib/catalogue';
-import { locateFfmpeg, probeFfmpeg } from '../../lib/ffmpeg';
-import { ChannelEvent, RecorderChannel } from '../../lib/recorder-channel';
-import { InputSpec } from '../../lib/ffmpeg';
+import { openCatalogue, Catalogue } from '../../lib/store/catalogue';
+import { locateFfmpeg, probeFfmpeg } from '../../lib/media/ffmpeg';
+import { ChannelEvent, RecorderChannel } from '../../lib/recorder/channel';
+import { InputSpec } from '../../lib/media/ffmpeg';
 import { concatDuration, concatFrameCount } from '../support/media';
 import { sleep, tmpDir } from '../support/nr';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';

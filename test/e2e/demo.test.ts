@@ -17,7 +17,7 @@ describe('npm start (the demo site)', function () {
     const dir = tmpDir('demo');
     const port = await freePort();
     const brokerPort = await freePort();
-    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'flows', 'start.js')], {
+    const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'demo', 'start.js')], {
       env: { ...process.env, PORT: String(port), TWINREC_BROKER_PORT: String(brokerPort), TWINREC_DEMO_DIR: dir, TWINREC_BROKER_URL: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -6,7 +6,7 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../../flows/site';
+import { PACKAGE_ROOT } from '../../demo/site';
 import { NodeRedProcess, startNodeRed } from '../support/nodered';
 import { tmpDir } from '../support/nr';
 

@@ -6,7 +6,7 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../../flows/site';
+import { PACKAGE_ROOT } from '../../demo/site';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { ffmpegPidsFor, NodeRedProcess, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';

@@ -7,7 +7,7 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import { FailoverLog } from '../../lib/failover-log';
+import { FailoverLog } from '../../lib/store/failover-log';
 import { events, retainedState, waitCachedLine, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';

@@ -8,7 +8,7 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
-import { PACKAGE_ROOT } from '../../flows/site';
+import { PACKAGE_ROOT } from '../../demo/site';
 import { Collector, helper, sleep, tmpDir } from '../support/nr';
 import { FakeOnvifDevice, startOnvifDevice } from '../support/onvif-device';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';

@@ -7,9 +7,9 @@ import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import mqtt, { MqttClient } from 'mqtt';
-import { compileSchema } from '../../lib/schemas';
-import { ServerLink, topicMatches, RateLimitedLog } from '../../lib/server-link';
-import { validateServerState } from '../../lib/link-schemas';
+import { compileSchema } from '../../lib/model/commands';
+import { ServerLink, topicMatches, RateLimitedLog } from '../../lib/link/server-link';
+import { validateServerState } from '../../lib/link/schemas';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { sleep, until } from '../support/nr';
 
@@ -71,7 +71,7 @@ describe('server link (MQTT) against mosquitto', function () {
     const w = await watcher(broker.url, 'twinrec/studio/main-2/state');
     cleanup.push(() => w.client.endAsync());
     const script = `
-      const { ServerLink } = require(${JSON.stringify(path.resolve(__dirname, '../../lib/server-link.js'))});
+      const { ServerLink } = require(${JSON.stringify(path.resolve(__dirname, '../../lib/link/server-link.js'))});
       const l = new ServerLink({ url: ${JSON.stringify(broker.url)}, group: 'studio', serverId: 'main-2', role: 'main', keepaliveS: 1 }, { info() {}, warn() {} });
       l.on('connected', () => console.log('CONNECTED'));
       l.start();`;

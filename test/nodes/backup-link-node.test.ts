@@ -7,8 +7,8 @@
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import mqtt, { MqttClient } from 'mqtt';
-import { LINK_VERSION } from '../../lib/link-schemas';
-import { MirrorMessage, mirrorTopic } from '../../lib/mirror';
+import { LINK_VERSION } from '../../lib/link/schemas';
+import { MirrorMessage, mirrorTopic } from '../../lib/backup/mirror';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { Collector, helper, sleep, tmpDir } from '../support/nr';
 

@@ -10,7 +10,7 @@ import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import path from 'node:path';
 import mqtt, { MqttClient } from 'mqtt';
-import { LINK_VERSION, topicFor } from '../../lib/link-schemas';
+import { LINK_VERSION, topicFor } from '../../lib/link/schemas';
 import { walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { ffmpegPidsFor } from '../support/nodered';

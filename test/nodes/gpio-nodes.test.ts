@@ -8,7 +8,7 @@ import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import { helper, sleep, tmpDir, until } from '../support/nr';
 import { ModbusServer, startModbusServer } from '../support/modbus';
-import type { GpioDevice } from '../../lib/gpio-device';
+import type { GpioDevice } from '../../lib/studio/gpio-device';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const deviceNode = require('../../nodes/gpio-device/gpio-device');

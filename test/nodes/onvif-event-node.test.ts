@@ -188,7 +188,7 @@ describe('onvif-event node', function () {
       init(id, type) {
         if (type !== 'Timeout' && type !== 'TCPWRAP') return;
         const stack = new Error().stack ?? '';
-        if (/onvif-events\.js|onvif-event\.js|node_modules[\\/]onvif[\\/]/.test(stack)) live.set(id, type);
+        if (/lib[\\/]onvif[\\/]events\.js|onvif-event\.js|node_modules[\\/]onvif[\\/]/.test(stack)) live.set(id, type);
       },
       destroy(id) {
         live.delete(id);

@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { scanSegment } from '../../lib/mpegts';
+import { scanSegment } from '../../lib/media/mpegts';
 import { ffmpegPidsFor } from '../support/nodered';
 import { Collector, helper, Msg, sleep, tmpDir, until } from '../support/nr';
 

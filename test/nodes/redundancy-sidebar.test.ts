@@ -13,7 +13,7 @@ import { CommsClient, CommsMessage } from '../support/comms';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
-import type { Overview } from '../../lib/redundancy-overview';
+import type { Overview } from '../../lib/failover/overview';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const bcrypt = require('bcryptjs') as { hashSync(s: string, rounds: number): string };

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Browser, chromium, Page } from 'playwright-core';
-import { PACKAGE_ROOT } from '../../flows/site';
+import { PACKAGE_ROOT } from '../../demo/site';
 
 export const CHROMIUM_PATH = process.env.TWINREC_CHROMIUM ?? '/usr/bin/chromium';
 export const CHROMIUM_ARGS = [

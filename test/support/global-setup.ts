@@ -8,7 +8,7 @@ import { ensureSystem } from './ensure-system';
 export function mochaGlobalSetup(): void {
   ensureSystem();
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { ffmpegInfo } = require('../../lib/ffmpeg') as typeof import('../../lib/ffmpeg');
+  const { ffmpegInfo } = require('../../lib/media/ffmpeg') as typeof import('../../lib/media/ffmpeg');
   const info = ffmpegInfo();
   console.log(`  ffmpeg ${info.version} at ${info.path} (rtsp timeout option ${info.rtspTimeoutOption}, drawtext ${info.hasDrawtext}, libx264 ${info.hasLibx264})`);
 }

@@ -2,7 +2,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
 import { freePort } from './ports';
-import { prepareUserDir, redJs, SiteOptions, spawnNodeRed, waitForHttp } from '../../flows/site';
+import { prepareUserDir, redJs, SiteOptions, spawnNodeRed, waitForHttp } from '../../demo/site';
 
 export interface NodeRedProcess {
   pid: number;

@@ -1,7 +1,7 @@
 /**
  * A minimal ONVIF device for tests: SOAP 1.2 over plain HTTP (node:http),
  * bound to 127.0.0.1 only. It answers the device and media (ver10) requests
- * that the `onvif` library and lib/onvif-camera.ts send while connecting and
+ * that the `onvif` library and lib/onvif/camera.ts send while connecting and
  * afterwards, and checks WS-Security UsernameToken PasswordDigest when a
  * username is configured.
  *

@@ -34,7 +34,7 @@ describe('the npm package contents (npm pack --dry-run)', function () {
       assert.ok(files.has(js.replace(/^\.\//, '')), `${js}`);
       assert.ok(files.has(js.replace(/^\.\//, '').replace(/\.js$/, '.html')), `${js} html`);
     }
-    assert.ok(files.has('lib/segment-stream.js'));
+    assert.ok(files.has('lib/peer/segment-stream.js'));
     assert.ok([...files].some((f) => f.startsWith('examples/') && f.endsWith('.json')), 'example flows');
     assert.ok(![...files].some((f) => f.startsWith('test/') || f.startsWith('.ci/')), 'no tests');
   });

@@ -1,0 +1,702 @@
+/**
+ * The transfer manager: in normal running, the backup server copies the
+ * finished clips of its main server into its own storage (pull, through the
+ * main's peer storage API), so a clip recorded on the main alone survives the
+ * loss of the main's storage.
+ *
+ * - Finished clips only (closed or interrupted); a clip still recording, or
+ *   suspended, waits for the next scan.
+ * - Clips of Backup=On lines are not copied: backup-link recorded them here as
+ *   Aux twins already. They are noted as skipped, once.
+ * - Order: clips with an `onAir` attribute (UTC ms or ISO time when it is needed
+ *   on air) first, soonest first; then the newest first.
+ * - Each segment is verified by sha256 and written at the same place under this
+ *   server's storage root; the clip is registered in this server's catalogue
+ *   (serverId the main's, `attributes.transferredFrom`) with its sidecar.
+ * - The queue is durable (SQLite); progress is committed after every segment:
+ *   a restart copies nothing again, and a segment cut off resumes from its
+ *   `.part`. The main going away waits with growing pauses and goes on when it
+ *   returns; a hash that does not match fails that clip with the reason, and
+ *   the queue goes on.
+ * - Retention (retentionDays > 0): a transferred copy whose recording ended
+ *   longer ago than that is deleted from this server's storage and catalogue.
+ *   Nothing else is ever deleted: not twins, not this server's own recordings,
+ *   not material-copied clips, not a clip being transferred or in use, and
+ *   nothing on the main. A clip already older than the retention is not copied.
+ *
+ * No Node-RED import.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { Catalogue } from '../store/catalogue';
+import { Clip } from '../model/clip';
+import { CommandError, errorText } from '../model/errors';
+import { CopyRefused, copySegments, retryable, SegmentSource, Sleeper, sumCounts } from './segment-copy';
+import { openDatabase, Transactions } from '../store/sqlite';
+import { insideRoot, SIDECAR_NAME, writeSidecar } from '../store/clip-files';
+
+/** What the transfer manager needs of the main (lib/peer/client.ts PeerClient has it). */
+export interface TransferSource extends SegmentSource {
+  clips(q: { server?: string; channel: number; from?: number; to?: number }): Promise<Clip[]>;
+  /** One clip (a peer without it is asked for the channel's list). */
+  clip?(id: string): Promise<Clip>;
+}
+
+export type TransferState = 'queued' | 'running' | 'done' | 'failed' | 'skipped' | 'deleted';
+
+export interface Transfer {
+  clipId: string;
+  mainServer: string;
+  channel: number;
+  name: string;
+  dir: string;
+  state: TransferState;
+  /** Why it failed, was skipped or deleted. */
+  reason: string | null;
+  /** When it is needed on air (UTC ms), from the clip's `onAir` attribute. */
+  onAir: number | null;
+  startedAt: number | null;
+  stoppedAt: number | null;
+  bytesTotal: number;
+  bytesDone: number;
+  segmentsTotal: number;
+  segmentsCopied: number;
+  segmentsSkipped: number;
+  /** Index of the last segment committed here (null: none yet). */
+  lastIndex: number | null;
+  attempts: number;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt: number | null;
+}
+
+export interface TransferProgress {
+  clipId: string;
+  name: string;
+  channel: number;
+  phase: 'copying' | 'waiting' | 'done' | 'failed';
+  bytesDone: number;
+  bytesTotal: number;
+  segmentsDone: number;
+  segmentsTotal: number;
+  /** Clips still to copy after this one. */
+  queued: number;
+  /** Bytes per second for this clip so far. */
+  rate: number;
+  etaS: number | null;
+  detail?: string;
+}
+
+export interface TransferManagerOptions {
+  /** This (backup) server. */
+  serverId: string;
+  /** The main server whose clips are copied here. */
+  mainServer: string;
+  channels: number[];
+  storageRoot: string;
+  /** The main's peer storage API (throws, code EUNAVAILABLE, while its address is not known). */
+  source(): TransferSource;
+  limiter?: { take(bytes: number): Promise<void> };
+  /** Segments fetched at once (default FETCH_AHEAD, 1 = one after another). */
+  fetchAhead?: number;
+  /** Time between two scans of the main's clip lists. */
+  pollMs?: number;
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** 0 = keep transferred copies for ever. */
+  retentionDays?: number;
+  /** A clip that is being played or otherwise used here (never deleted then). */
+  inUse?(clipId: string): boolean;
+  clock?: () => number;
+  log?: { info(m: string): void; warn(m: string): void };
+}
+
+const FINISHED = new Set(['closed', 'interrupted']);
+const DAY_MS = 86400000;
+
+/** "1-4,7" -> [1, 2, 3, 4, 7]; throws a CommandError that says what is wrong. */
+export function parseChannels(spec: unknown): number[] {
+  const text = typeof spec === 'number' ? String(spec) : typeof spec === 'string' ? spec.trim() : '';
+  const usage = 'give the channels of the main to copy as numbers and ranges from 1 to 999, e.g. "1-4,7"';
+  if (!text) throw new CommandError(`No channels: ${usage}`);
+  const out = new Set<number>();
+  for (const part of text.split(',').map((p) => p.trim())) {
+    const m = /^(\d{1,3})(?:\s*-\s*(\d{1,3}))?$/.exec(part);
+    if (!m) throw new CommandError(`"${part.slice(0, 40)}" is not a channel or a range: ${usage}`);
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (a < 1 || b < a || b > 999) throw new CommandError(`"${part}" is not a channel range from 1 to 999: ${usage}`);
+    for (let c = a; c <= b; c++) out.add(c);
+  }
+  return [...out].sort((x, y) => x - y);
+}
+
+/** The `onAir` attribute as UTC ms (number, or an ISO time); null when absent or not a time. */
+export function onAirOf(clip: Pick<Clip, 'attributes'>): number | null {
+  const v = (clip.attributes ?? {})['onAir'] as unknown;
+  if (typeof v === 'number' && Number.isFinite(v) && v > 0) return v;
+  if (typeof v === 'string' && v.trim()) {
+    const t = /^\d+$/.test(v.trim()) ? Number(v) : Date.parse(v);
+    return Number.isFinite(t) && t > 0 ? t : null;
+  }
+  return null;
+}
+
+const MIGRATIONS = [
+  `CREATE TABLE IF NOT EXISTS transfers (
+     clip_id TEXT PRIMARY KEY,
+     main_server TEXT NOT NULL,
+     channel INTEGER NOT NULL,
+     name TEXT NOT NULL,
+     dir TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'skipped', 'deleted')),
+     reason TEXT,
+     on_air INTEGER,
+     started_at INTEGER,
+     stopped_at INTEGER,
+     bytes_total INTEGER NOT NULL DEFAULT 0,
+     bytes_done INTEGER NOT NULL DEFAULT 0,
+     segments_total INTEGER NOT NULL DEFAULT 0,
+     segments_copied INTEGER NOT NULL DEFAULT 0,
+     segments_skipped INTEGER NOT NULL DEFAULT 0,
+     last_index INTEGER,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     finished_at INTEGER
+   );
+   CREATE INDEX IF NOT EXISTS transfers_by_state ON transfers(state);`,
+];
+
+interface Row {
+  clip_id: string;
+  main_server: string;
+  channel: number;
+  name: string;
+  dir: string;
+  state: TransferState;
+  reason: string | null;
+  on_air: number | null;
+  started_at: number | null;
+  stopped_at: number | null;
+  bytes_total: number;
+  bytes_done: number;
+  segments_total: number;
+  segments_copied: number;
+  segments_skipped: number;
+  last_index: number | null;
+  attempts: number;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+}
+
+function toTransfer(r: Row): Transfer {
+  return {
+    clipId: r.clip_id,
+    mainServer: r.main_server,
+    channel: r.channel,
+    name: r.name,
+    dir: r.dir,
+    state: r.state,
+    reason: r.reason,
+    onAir: r.on_air,
+    startedAt: r.started_at,
+    stoppedAt: r.stopped_at,
+    bytesTotal: r.bytes_total,
+    bytesDone: r.bytes_done,
+    segmentsTotal: r.segments_total,
+    segmentsCopied: r.segments_copied,
+    segmentsSkipped: r.segments_skipped,
+    lastIndex: r.last_index,
+    attempts: r.attempts,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    finishedAt: r.finished_at,
+  };
+}
+
+/** The durable transfer queue: one row per clip of the main, with its state and progress. */
+export class TransferQueue {
+  private readonly db: Database.Database;
+  private readonly tx: Transactions;
+  private readonly st: ReturnType<TransferQueue['prepare']>;
+
+  constructor(
+    file: string,
+    private readonly clock: () => number = Date.now,
+    opts: { synchronous?: 'NORMAL' | 'FULL' } = {},
+  ) {
+    this.db = openDatabase(path.resolve(file), MIGRATIONS, { synchronous: opts.synchronous });
+    this.tx = new Transactions(this.db);
+    this.st = this.prepare();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      get: db.prepare('SELECT * FROM transfers WHERE clip_id = ?'),
+      insert: db.prepare(
+        'INSERT INTO transfers (clip_id, main_server, channel, name, dir, state, reason, on_air, started_at, stopped_at, bytes_total, segments_total, created_at, updated_at, finished_at) ' +
+          'VALUES (@clip, @main, @channel, @name, @dir, @state, @reason, @onAir, @started, @stopped, @bytes, @segments, @now, @now, @finished)',
+      ),
+      // priority: one left running first, then needed on air soonest, then the newest
+      next: db.prepare(
+        "SELECT * FROM transfers WHERE state IN ('running', 'queued') ORDER BY CASE state WHEN 'running' THEN 0 ELSE 1 END, on_air IS NULL, on_air, started_at DESC, clip_id LIMIT 1",
+      ),
+      ordered: db.prepare(
+        "SELECT * FROM transfers ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END, on_air IS NULL, on_air, started_at DESC, clip_id LIMIT ?",
+      ),
+      depth: db.prepare("SELECT COUNT(*) AS n FROM transfers WHERE state IN ('running', 'queued')"),
+      inState: db.prepare('SELECT * FROM transfers WHERE state = ?'),
+      begin: db.prepare("UPDATE transfers SET state = 'running', attempts = attempts + 1, reason = NULL, updated_at = ?, bytes_total = ?, segments_total = ?, on_air = ? WHERE clip_id = ?"),
+      advance: db.prepare(
+        'UPDATE transfers SET last_index = ?, bytes_done = bytes_done + ?, segments_copied = segments_copied + ?, segments_skipped = segments_skipped + ?, updated_at = ? WHERE clip_id = ?',
+      ),
+      setState: db.prepare('UPDATE transfers SET state = ?, reason = ?, updated_at = ?, finished_at = ? WHERE clip_id = ?'),
+      requeue: db.prepare("UPDATE transfers SET state = 'queued', updated_at = ? WHERE clip_id = ? AND state IN ('failed', 'running')"),
+    };
+  }
+
+  get(clipId: string): Transfer | undefined {
+    const r = this.st.get.get(clipId) as Row | undefined;
+    return r ? toTransfer(r) : undefined;
+  }
+
+  /** A clip of the main seen for the first time: queued, or noted as skipped with the reason. Known clips are left as they are. */
+  add(clip: Clip, state: 'queued' | 'skipped', reason: string | null = null): { transfer: Transfer; created: boolean } {
+    return this.tx.run(() => {
+      const old = this.get(clip.id);
+      if (old) return { transfer: old, created: false };
+      const now = this.clock();
+      this.st.insert.run({
+        clip: clip.id,
+        main: clip.serverId,
+        channel: clip.channel,
+        name: clip.name,
+        dir: clip.dir,
+        state,
+        reason,
+        onAir: onAirOf(clip),
+        started: clip.startedAt,
+        stopped: clip.stoppedAt,
+        bytes: clip.segments.reduce((n, s) => n + (s.bytes || 0), 0),
+        segments: clip.segments.length,
+        now,
+        finished: state === 'skipped' ? now : null,
+      });
+      return { transfer: this.get(clip.id)!, created: true };
+    });
+  }
+
+  /** The clip to copy now: one left running (a stop or a crash), else by priority. */
+  next(): Transfer | undefined {
+    const r = this.st.next.get() as Row | undefined;
+    return r ? toTransfer(r) : undefined;
+  }
+
+  /** Queued and running clips. */
+  depth(): number {
+    return (this.st.depth.get() as { n: number }).n;
+  }
+
+  list(limit = 500): Transfer[] {
+    return (this.st.ordered.all(limit) as Row[]).map(toTransfer);
+  }
+
+  inState(state: TransferState): Transfer[] {
+    return (this.st.inState.all(state) as Row[]).map(toTransfer);
+  }
+
+  begin(clip: Clip): Transfer {
+    this.st.begin.run(this.clock(), clip.segments.reduce((n, s) => n + (s.bytes || 0), 0), clip.segments.length, onAirOf(clip), clip.id);
+    return this.get(clip.id)!;
+  }
+
+  /** One segment committed here (copied, or found here already). */
+  advance(clipId: string, index: number, c: { bytes: number; copied: number; skipped: number }): void {
+    this.st.advance.run(index, c.bytes, c.copied, c.skipped, this.clock(), clipId);
+  }
+
+  finish(clipId: string, state: 'done' | 'failed' | 'deleted', reason: string | null = null): Transfer {
+    const now = this.clock();
+    this.st.setState.run(state, reason, now, state === 'failed' ? null : now, clipId);
+    return this.get(clipId)!;
+  }
+
+  /** A failed (or stopped) clip queued again; it resumes from its progress. */
+  retry(clipId: string): Transfer {
+    const t = this.get(clipId);
+    if (!t) throw new CommandError(`There is no transfer of clip ${clipId}; see {"command": "list"}.`, 'ENOENT');
+    if (t.state !== 'failed' && t.state !== 'running' && t.state !== 'queued') {
+      throw new CommandError(`The transfer of clip ${clipId} is ${t.state}; only a failed transfer can be started again.`, 'ESTATE');
+    }
+    this.st.requeue.run(this.clock(), clipId);
+    return this.get(clipId)!;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+export interface ScanResult {
+  queued: number;
+  skipped: number;
+  /** Not finished yet (recording, suspended) or already past the retention. */
+  waiting: number;
+}
+
+export class TransferManager extends EventEmitter {
+  private readonly clock: () => number;
+  private readonly sleeper = new Sleeper();
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  private paused = false;
+  private abort: AbortController | null = null;
+  private current: string | null = null;
+  private scanAsked = false;
+  /** The state of the link to the main: 'ok', or 'waiting' with the reason. */
+  peer: { state: 'ok' | 'waiting'; detail: string | null } = { state: 'ok', detail: null };
+
+  constructor(
+    readonly queue: TransferQueue,
+    private readonly catalogue: Catalogue,
+    readonly o: TransferManagerOptions,
+  ) {
+    super();
+    this.clock = o.clock ?? Date.now;
+    if (!o.channels.length) throw new CommandError('The transfer manager needs the channels of the main to copy.');
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** The clip being copied now (null when idle). */
+  get currentClip(): string | null {
+    return this.current;
+  }
+
+  /** Run: scan, copy what is queued, apply the retention, sleep pollMs; again until stopped. */
+  start(): void {
+    if (this.running || this.stopped) return;
+    this.running = this.loop().finally(() => {
+      this.running = null;
+    });
+  }
+
+  /** Scan now (and copy what it finds). */
+  scanNow(): void {
+    this.scanAsked = true;
+    this.sleeper.wake();
+  }
+
+  /** Stop copying (the clip in flight keeps its part and resumes later). */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.abort?.abort();
+    this.sleeper.wake();
+    this.emit('paused');
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.sleeper.wake();
+    this.emit('resumed');
+  }
+
+  retry(clipId: string): Transfer {
+    const t = this.queue.retry(clipId);
+    this.sleeper.wake();
+    return t;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort?.abort();
+    this.sleeper.wake();
+    await this.running;
+  }
+
+  private halted(): boolean {
+    return this.stopped || this.paused;
+  }
+
+  private async loop(): Promise<void> {
+    let pause = this.o.retryMinMs ?? 1000;
+    while (!this.stopped) {
+      if (this.paused) {
+        await this.sleeper.sleep(3600000);
+        continue;
+      }
+      this.scanAsked = false;
+      try {
+        await this.scan();
+        await this.drain();
+        this.applyRetention();
+        pause = this.o.retryMinMs ?? 1000;
+        this.setPeer('ok', null);
+      } catch (err) {
+        if (this.stopped) return;
+        if (this.paused || (err as { code?: string }).code === 'EABORT') continue;
+        if (retryable(err)) {
+          this.setPeer('waiting', errorText(err));
+          const cur = this.current ? this.queue.get(this.current) : undefined;
+          this.emit('progress', this.progressOf(cur, 'waiting', 0, `waiting for ${this.o.mainServer}: ${errorText(err)}`));
+          this.o.log?.warn(`transfer manager: ${this.o.mainServer} is away (${errorText(err)}); trying again in ${Math.round(pause / 1000)} s`);
+          this.current = null;
+          await this.sleeper.sleep(pause);
+          pause = Math.min(this.o.retryMaxMs ?? 30000, pause * 2);
+          continue;
+        }
+        this.o.log?.warn(`transfer manager: ${errorText(err)}`);
+        this.emit('error-report', err);
+      } finally {
+        this.current = null;
+      }
+      if (!this.stopped && !this.scanAsked) await this.sleeper.sleep(this.o.pollMs ?? 10000);
+    }
+  }
+
+  private setPeer(state: 'ok' | 'waiting', detail: string | null): void {
+    if (this.peer.state === state && this.peer.detail === detail) return;
+    this.peer = { state, detail };
+    this.emit('peer', this.peer);
+  }
+
+  /** List the main's clips of every channel; queue the new finished ones, note new twins as skipped. */
+  async scan(): Promise<ScanResult> {
+    const src = this.o.source();
+    const res: ScanResult = { queued: 0, skipped: 0, waiting: 0 };
+    const keepMs = (this.o.retentionDays ?? 0) * DAY_MS;
+    for (const ch of this.o.channels) {
+      const clips = (await src.clips({ server: this.o.mainServer, channel: ch })).filter((c) => c.serverId === this.o.mainServer && c.channel === ch);
+      for (const c of clips) {
+        if (this.queue.get(c.id)) continue;
+        if (c.backup === 'on') {
+          const { transfer, created } = this.queue.add(c, 'skipped', this.twinReason(c));
+          if (created) {
+            res.skipped++;
+            this.emit('skipped', transfer, c);
+          }
+          continue;
+        }
+        if (c.backup === 'aux' || !FINISHED.has(c.state)) {
+          if (c.backup !== 'aux') res.waiting++;
+          continue;
+        }
+        const end = c.stoppedAt ?? c.startedAt ?? this.clock();
+        if (keepMs > 0 && this.clock() - end > keepMs) {
+          res.waiting++; // older than the retention: it would be deleted at once
+          continue;
+        }
+        if (this.queue.add(c, 'queued').created) res.queued++;
+      }
+    }
+    if (res.queued) this.o.log?.info(`transfer manager: ${res.queued} clip(s) of ${this.o.mainServer} queued`);
+    this.emit('scanned', res);
+    return res;
+  }
+
+  private twinReason(c: Clip): string {
+    const aux = c.twin?.auxServer === this.o.serverId && c.twin.auxClip ? this.catalogue.clip(c.twin.auxClip) : undefined;
+    if (aux) return `Backup=On: backup-link recorded its twin here (clip ${aux.id}${c.twin?.state ? `, ${c.twin.state}` : ''})`;
+    return 'Backup=On: backup-link records its twin on the backup; not copied again';
+  }
+
+  /** Copy queued clips, by priority, until none is left. */
+  private async drain(): Promise<void> {
+    for (;;) {
+      if (this.halted()) return;
+      const t = this.queue.next();
+      if (!t) return;
+      await this.transfer(t);
+    }
+  }
+
+  private progressOf(t: Transfer | undefined, phase: TransferProgress['phase'], rate: number, detail?: string): TransferProgress {
+    const left = t ? Math.max(0, t.bytesTotal - t.bytesDone) : 0;
+    return {
+      clipId: t?.clipId ?? '',
+      name: t?.name ?? '',
+      channel: t?.channel ?? 0,
+      phase,
+      bytesDone: t?.bytesDone ?? 0,
+      bytesTotal: t?.bytesTotal ?? 0,
+      segmentsDone: t ? t.segmentsCopied + t.segmentsSkipped : 0,
+      segmentsTotal: t?.segmentsTotal ?? 0,
+      queued: Math.max(0, this.queue.depth() - (t && (t.state === 'running' || t.state === 'queued') ? 1 : 0)),
+      rate: Math.round(rate),
+      etaS: rate > 0 ? Math.round(left / rate) : null,
+      ...(detail ? { detail } : {}),
+    };
+  }
+
+  /** Copy one clip. Throws a retryable error (the main is away) to the loop; fails the clip for anything else. */
+  private async transfer(t0: Transfer): Promise<void> {
+    const src = this.o.source();
+    this.current = t0.clipId;
+    let remote: Clip | undefined;
+    try {
+      // the clip as the main holds it now (its segments and hashes)
+      if (src.clip) remote = await src.clip(t0.clipId);
+      else remote = (await src.clips({ server: this.o.mainServer, channel: t0.channel })).find((c) => c.id === t0.clipId);
+    } catch (err) {
+      if (retryable(err)) throw err;
+      if ((err as { code?: string }).code === 'ENOENT') remote = undefined;
+      else {
+        this.failClip(t0, errorText(err));
+        return;
+      }
+    }
+    if (!remote) {
+      this.failClip(t0, `the clip is no longer on ${this.o.mainServer}`);
+      return;
+    }
+    let t = this.queue.begin(remote);
+    if (t.attempts === 1) this.emit('started', t);
+    const began = this.clock();
+    const bytesAtStart = t.bytesDone;
+    try {
+      if (remote.serverId !== this.o.mainServer) throw new CopyRefused(`the main listed clip ${remote.id} of ${remote.serverId}, not of ${this.o.mainServer}`);
+      const clip = this.register(remote);
+      const segments = [...remote.segments].sort((a, b) => a.index - b.index);
+      let lastEmit = 0;
+      let inFlight = 0;
+      this.abort = new AbortController();
+      await copySegments(src, this.o.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, segments.filter((seg) => t.lastIndex === null || seg.index > t.lastIndex), {
+        depth: this.o.fetchAhead,
+        limiter: this.o.limiter,
+        signal: this.abort.signal,
+        stopped: () => this.halted(),
+        onBytes: (n) => {
+          inFlight += n;
+          const now = this.clock();
+          if (now - lastEmit < 250) return;
+          lastEmit = now;
+          const cur = { ...t, bytesDone: t.bytesDone + inFlight };
+          this.emit('progress', this.progressOf(cur, 'copying', ((cur.bytesDone - bytesAtStart) * 1000) / Math.max(1, now - began)));
+        },
+        commit: (done) => {
+          // registered at once (it plays while the rest comes), then the progress: a kill between the two re-verifies it
+          this.catalogue.transaction(() => {
+            for (const { seg } of done) this.catalogue.putSegment(clip.id, { ...seg });
+            this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
+          });
+          const r = sumCounts(done);
+          this.queue.advance(t.clipId, done[done.length - 1].seg.index, r);
+          inFlight = Math.max(0, inFlight - r.bytes);
+          t = this.queue.get(t.clipId)!;
+          this.emit('progress', this.progressOf(t, 'copying', ((t.bytesDone - bytesAtStart) * 1000) / Math.max(1, this.clock() - began)));
+        },
+      });
+      this.abort = null;
+      const done: Clip = { ...clip, attributes: { ...clip.attributes, transferState: 'transferred' }, updatedAt: this.clock() };
+      this.catalogue.putClip(done);
+      try {
+        writeSidecar(this.o.storageRoot, this.catalogue.clip(done.id) ?? { ...done, segments });
+      } catch (err) {
+        this.o.log?.warn(`transfer manager: sidecar of ${done.name} not written: ${errorText(err)}`);
+      }
+      t = this.queue.finish(t.clipId, 'done');
+      this.emit('progress', this.progressOf(t, 'done', ((t.bytesDone - bytesAtStart) * 1000) / Math.max(1, this.clock() - began)));
+      this.emit('transferred', t);
+    } catch (err) {
+      this.abort = null;
+      if (this.halted()) return; // stays running: resumes from its progress (and the segment from its part)
+      if (retryable(err)) throw err;
+      this.failClip(t, errorText(err));
+    }
+  }
+
+  private failClip(t: Transfer, reason: string): void {
+    const f = this.queue.finish(t.clipId, 'failed', reason);
+    this.o.log?.warn(`transfer manager: clip "${t.name}" (${t.clipId}) failed: ${reason}`);
+    this.emit('progress', this.progressOf(f, 'failed', 0, reason));
+    this.emit('failed', f);
+  }
+
+  /** The clip in this server's catalogue, as the main recorded it, marked as transferred from the main. */
+  private register(remote: Clip): Clip {
+    const existing = this.catalogue.clip(remote.id);
+    if (existing && existing.attributes?.transferredFrom !== this.o.mainServer) {
+      throw new CopyRefused(`clip ${remote.id} is already in this server's catalogue and was not transferred from ${this.o.mainServer}; it is left as it is`);
+    }
+    const clip: Clip = {
+      ...remote,
+      segments: existing?.segments ?? [],
+      attributes: { ...remote.attributes, transferredFrom: this.o.mainServer, transferState: existing?.attributes?.transferState === 'transferred' ? 'transferred' : 'copying' },
+      updatedAt: this.clock(),
+    };
+    insideRoot(this.o.storageRoot, clip.dir); // throws for a folder outside the storage
+    this.catalogue.putClip(clip);
+    return clip;
+  }
+
+  /**
+   * The retention policy: transferred copies whose recording ended more than
+   * retentionDays ago are deleted here (files and catalogue); the queue keeps
+   * them as 'deleted' so they are not copied again. Returns the deleted clip ids.
+   */
+  applyRetention(): string[] {
+    const days = this.o.retentionDays ?? 0;
+    if (!(days > 0)) return [];
+    const limit = this.clock() - days * DAY_MS;
+    const deleted: string[] = [];
+    for (const t of this.queue.inState('done')) {
+      const end = t.stoppedAt ?? t.startedAt ?? t.finishedAt ?? this.clock();
+      if (end > limit || t.clipId === this.current || this.o.inUse?.(t.clipId)) continue;
+      const clip = this.catalogue.clip(t.clipId);
+      // only our own copies: a clip that is not marked as transferred from the main is never touched
+      if (clip && (clip.attributes?.transferredFrom !== this.o.mainServer || clip.serverId === this.o.serverId || clip.backup !== 'off')) continue;
+      try {
+        if (clip) this.deleteFiles(clip);
+        this.catalogue.deleteClip(t.clipId);
+        const gone = this.queue.finish(t.clipId, 'deleted', `retention: recording ended more than ${spanText(days)} ago`);
+        deleted.push(t.clipId);
+        this.emit('deleted', gone);
+      } catch (err) {
+        this.o.log?.warn(`transfer manager: copy of "${t.name}" (${t.clipId}) not deleted: ${errorText(err)}`);
+      }
+    }
+    if (deleted.length) this.o.log?.info(`transfer manager: retention deleted ${deleted.length} transferred clip(s) older than ${spanText(days)}`);
+    return deleted;
+  }
+
+  /** The clip's own files (its segments, their parts, its sidecar) and its folder when that is left empty. */
+  private deleteFiles(clip: Clip): void {
+    const dir = insideRoot(this.o.storageRoot, clip.dir);
+    const names = new Set<string>([SIDECAR_NAME, `${SIDECAR_NAME}.tmp`]);
+    for (const s of clip.segments) {
+      names.add(s.file);
+      names.add(`${s.file}.part`);
+    }
+    for (const n of names) {
+      const f = path.join(dir, n);
+      if (path.dirname(f) !== dir) continue;
+      fs.rmSync(f, { force: true });
+    }
+    try {
+      fs.rmdirSync(dir); // only when empty: anything else there is not ours
+    } catch {
+      /* not empty or gone */
+    }
+  }
+}
+
+/** A retention in days as a person reads it: "7 days", "1 day", "12 h", "30 s". */
+export function spanText(days: number): string {
+  if (days >= 1) {
+    const d = Math.round(days * 100) / 100;
+    return `${d} day${d === 1 ? '' : 's'}`;
+  }
+  const s = days * 86400;
+  if (s >= 3600) return `${Math.round((s / 3600) * 10) / 10} h`;
+  if (s >= 60) return `${Math.round((s / 60) * 10) / 10} min`;
+  return `${Math.round(s * 10) / 10} s`;
+}

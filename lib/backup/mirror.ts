@@ -7,37 +7,22 @@
  *   twinrec/<group>/<main server>/mirror/<main channel>/<line id>   retained, QoS 1
  */
 import { compileSchema } from '../model/commands';
-import { LINK_VERSION, NAME_PATTERN, topicFor } from '../link/schemas';
+import { LINK_VERSION, topicFor } from '../link/schemas';
+import { NAME_PATTERN } from '../model/names';
+import type { AuxLine, AuxUpdate } from '../recorder/types';
 import { Line } from '../model/reclist';
 import { TwinCheck, TwinSummary } from '../model/clip';
 
-export interface MirrorLine {
-  title: string;
-  group: string;
-  attributes: Record<string, string | number | boolean | null>;
-  start: 'manual' | 'time';
-  status: Line['status'];
-  startTime: number | null;
-  stopTime: number | null;
-  duration: string | null;
-  /** Timecode of the main clip's first frame (the Aux twin takes it: both begin at that frame). */
-  inPoint?: string | null;
-}
+/** A main line as the mirror carries it. */
+export type MirrorLine = AuxLine;
 
-export interface MirrorMessage {
+/** The mirror of one main line: the update its Aux twin applies, with the link's envelope. */
+export interface MirrorMessage extends AuxUpdate {
   v: number;
-  from: { server: string; channel: number };
   to: { server: string; channel: number };
-  lineId: string;
-  /** Grows with every change of the main line (also across restarts of the main). */
-  seq: number;
   /** The main's epoch (failover raises it; a stale main is refused). */
   epoch: number;
   ts: number;
-  removed: boolean;
-  line: MirrorLine | null;
-  /** With a stopped line: the main clip, for the twin check. */
-  clip?: TwinSummary | null;
 }
 
 /** The backup's verdict on a twin, published back to the main. */

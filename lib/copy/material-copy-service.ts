@@ -20,9 +20,10 @@ import type { ValidateFunction } from 'ajv';
 import { Catalogue } from '../store/catalogue';
 import { CopyQueue, CopyTask } from '../store/copy-queue';
 import { CommandError, errorText } from '../model/errors';
-import type { MaterialCopyRequest } from '../failover/failback';
+import type { MaterialCopyRequest } from './copy-request';
 import type { FailoverLog, MaterialCopyState } from '../store/failover-log';
-import { CopyRequestMessage, CopyStateMessage, LINK_VERSION, NAME_PATTERN, topicFor, validateCopyRequest, validateCopyState } from '../link/schemas';
+import { CopyRequestMessage, CopyStateMessage, LINK_VERSION, topicFor, validateCopyRequest, validateCopyState } from '../link/schemas';
+import { NAME_PATTERN } from '../model/names';
 import { CopyProgress, CopySource, MaterialCopier } from './material-copy';
 
 export interface CopyLink {

@@ -27,7 +27,8 @@ import path from 'node:path';
 import { errorText } from '../model/errors';
 import { openPart, openSink, partSize, receiveIntoPart, restartPart, settlePart, WholeSink } from '../io/part-file';
 import { PeerError } from '../peer/client';
-import type { SegmentFetchOptions, SegmentSource } from './segment-copy';
+import type { SegmentSource } from './segment-copy';
+import type { SegmentFetchOptions } from '../peer/protocol';
 import { insideRoot } from '../store/clip-files';
 
 /**

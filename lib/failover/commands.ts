@@ -5,7 +5,7 @@
  */
 import { CommandError } from '../model/errors';
 import type { WatchedServer } from './controller';
-import { NAME_PATTERN } from '../link/schemas';
+import { NAME_PATTERN } from '../model/names';
 import { compileSchema, describeAjvError } from '../model/commands';
 
 const NAME = { type: 'string', pattern: NAME_PATTERN };

@@ -15,6 +15,7 @@
  */
 import { errorText } from '../model/errors';
 import { FailoverEntry, FailoverLog } from '../store/failover-log';
+import { copyRequestOf, MaterialCopyRequest } from '../copy/copy-request';
 
 export interface FailbackContext {
   log: FailoverLog;
@@ -66,15 +67,6 @@ export interface FailbackSteps {
   releaseTakeover(entry: FailoverEntry): Promise<void>;
   /** Tell the clients that the system changed. */
   notify(entry: FailoverEntry): Promise<void>;
-}
-
-export interface MaterialCopyRequest {
-  failedServer: string;
-  failoverServer: string;
-  channels: number[];
-  from: number;
-  to: number;
-  entryId: number;
 }
 
 function describe(e: FailoverEntry): string {
@@ -217,13 +209,5 @@ export async function runFailback(
     entry = ctx.log.get(entryId)!;
   }
 
-  const materialCopy: MaterialCopyRequest = {
-    failedServer: entry.failedServer,
-    failoverServer: entry.failoverServer,
-    channels: [...entry.channels],
-    from: entry.startedAt,
-    to: entry.endedAt!,
-    entryId: entry.id,
-  };
-  return { entry, materialCopy };
+  return { entry, materialCopy: copyRequestOf(entry) };
 }

@@ -10,7 +10,6 @@
  * this module has no Node-RED import and no dependency on how nodes hold them.
  */
 import type { ChannelProgress, CopyTask } from '../store/copy-queue';
-import type { MaterialCopyRequest } from './failback';
 import type { WatchedStatus } from './controller';
 import type { FailoverEntry } from '../store/failover-log';
 import type { ServerState, TakeoverRecord } from '../link/schemas';
@@ -210,11 +209,6 @@ export function copyAction(e: FailoverEntry, task: CopyTaskRow | null): { canCop
   return { canCopy: true, blocked: null };
 }
 
-/** The material-copy request of a finalized entry (the failover period, its channels), as the failback node sends it. */
-export function copyRequestOf(e: FailoverEntry): MaterialCopyRequest {
-  if (e.state !== 'finalized' || e.endedAt === null) throw new Error(`failover log entry ${e.id} is ${e.state}: its period is not over, so there is nothing to copy yet`);
-  return { failedServer: e.failedServer, failoverServer: e.failoverServer, channels: [...e.channels], from: e.startedAt, to: e.endedAt, entryId: e.id };
-}
 
 function entryRow(logOf: string, e: FailoverEntry, tasks: CopyTaskRow[], copyServers: Set<string>): EntryRow {
   // newest task of this Node-RED for the entry (task ids grow)

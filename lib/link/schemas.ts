@@ -7,12 +7,12 @@
  *   twinrec/<group>/<server>/settings/<channel> retained  ChannelSettingsMessage (the settings cache)
  */
 import { compileSchema } from '../model/commands';
+import { NAME_PATTERN } from '../model/names';
 
 export const TOPIC_ROOT = 'twinrec';
 export const LINK_VERSION = 1;
 
 /** Group and server names: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit. */
-export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
 const NAME = NAME_PATTERN;
 
 export function topicFor(group: string, server: string, ...rest: (string | number)[]): string {

@@ -7,8 +7,8 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { NAME_PATTERN } from './schemas';
-import { MIN_SECRET_LENGTH } from '../peer/api';
+import { NAME_PATTERN } from '../model/names';
+import { MIN_SECRET_LENGTH } from '../peer/protocol';
 import { redactUrl } from '../model/errors';
 
 export type ServerRole = 'main' | 'backup' | 'failover';

@@ -32,15 +32,13 @@ import path from 'node:path';
 import { Catalogue } from '../store/catalogue';
 import { Clip, Segment } from '../model/clip';
 import { errorText } from '../model/errors';
-import { NAME_PATTERN } from '../link/schemas';
+import { NAME_PATTERN } from '../model/names';
+import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './protocol';
 import { OpenedSegment, serveSegmentStream, STREAM_PROTOCOL } from './segment-stream';
-import { giveBuffer, readFull, takeBuffer } from '../io/part-file';
+import { giveBuffer, readFull, takeBuffer } from '../io/buffers';
 import { SIDECAR_NAME, insideRoot } from '../store/clip-files';
 
 export const PEER_API_VERSION = 1;
-export const PEER_API_PREFIX = '/twinrec/v1';
-export const CLIP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
-export const MIN_SECRET_LENGTH = 16;
 /** Latest time accepted in a query (year 2255): keeps numbers exact and SQLite happy. */
 const MAX_MS = 9e15;
 /** Bytes read from a segment file per write to the socket: fewer, larger reads and writes than the 64 KiB default cost less CPU per byte served. */

@@ -30,9 +30,8 @@ import { CatalogueEvent } from '../store/catalogue';
 import { Clip } from '../model/clip';
 import { errorText } from '../model/errors';
 import { hashPrefix, openPart, openSink, partSize, receiveIntoPart, restartPart, settlePart, WHOLE_MAX, WholeSink, WRITE_BATCH } from '../io/part-file';
-import type { SegmentFetchOptions } from '../copy/segment-copy';
 import { RawAnswer, RawGetError, RawPool, rawGet } from './raw-get';
-import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX } from './api';
+import { CLIP_ID_PATTERN, MIN_SECRET_LENGTH, PEER_API_PREFIX, SegmentFetchOptions } from './protocol';
 import { PlanItem, StreamClient, StreamError, windowFor } from './segment-stream';
 
 export class PeerError extends Error {

@@ -38,7 +38,8 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { giveBuffer, readFull, takeBuffer, WRITE_BATCH } from '../io/part-file';
+import { giveBuffer, readFull, takeBuffer } from '../io/buffers';
+import { WRITE_BATCH } from '../io/part-file';
 import { holdForPacing, PACE_BATCH, RawReceiveOptions, RawTarget } from './raw-get';
 
 export const STREAM_PROTOCOL = 'twinrec-segments/1';

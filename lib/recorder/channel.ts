@@ -15,7 +15,7 @@ import { countFramesWithFfmpeg, FfmpegInfo, InputSpec, parseSegmentList } from '
 import { FfmpegRun, RunEnd, SegmentOpen } from '../media/ffmpeg-run';
 import { AttributeValue, Line, LineOrigin, LineStatus, plannedStop, RecList } from '../model/reclist';
 import { Command, LineInput, parseCommand } from '../model/commands';
-import { MirrorMessage } from '../backup/mirror';
+import { AuxUpdate } from './types';
 import { SOURCE_URL } from './config';
 import { scanSegment, TsFileFollower, truncateTsAfterFrames, videoFrameDigests } from '../media/mpegts';
 import { HANDOVER_WINDOW_FRAMES, handoverKeep } from './handover-cut';
@@ -416,13 +416,13 @@ export class RecorderChannel extends EventEmitter {
    * instant, stop at the main's stop time, remove). A message not newer than the
    * last one applied for that line is ignored, so repeats and reorderings are harmless.
    */
-  async applyMirror(m: MirrorMessage): Promise<ChannelEvent[]> {
+  async applyMirror(m: AuxUpdate): Promise<ChannelEvent[]> {
     const evs = await this.applyMirrorMessage(m);
     this.emitCommanded(evs);
     return evs;
   }
 
-  private async applyMirrorMessage(m: MirrorMessage): Promise<ChannelEvent[]> {
+  private async applyMirrorMessage(m: AuxUpdate): Promise<ChannelEvent[]> {
     if (this.closed) throw new CommandError('the recorder is closing', 'ECLOSED');
     const now = this.clock();
     const evs: ChannelEvent[] = [];

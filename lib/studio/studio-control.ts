@@ -20,7 +20,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { CommandError, errorText, redactUrl } from '../model/errors';
-import { NAME_PATTERN } from '../link/schemas';
+import { NAME_PATTERN } from '../model/names';
 import type { ChannelEvent, ChannelStatus, PresentedLine } from '../recorder/channel';
 import { COMMANDS, Command, commandSchema, compileSchema, describeAjvError, MAX_COMMAND_BYTES } from '../model/commands';
 

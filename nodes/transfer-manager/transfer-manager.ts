@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
 import type { Clip } from '../../lib/model/clip';
 import { CommandError, errorText } from '../../lib/model/errors';
-import { NAME_PATTERN } from '../../lib/link/schemas';
+import { NAME_PATTERN } from '../../lib/model/names';
 import { PeerClient, RateLimiter } from '../../lib/peer/client';
 import { parseShareFolder, shareFolderFor, ShareSource, withShareMedia } from '../../lib/copy/share-source';
 import { parseChannels, Transfer, TransferManager, TransferProgress, TransferQueue, TransferSource } from '../../lib/copy/transfer-manager';

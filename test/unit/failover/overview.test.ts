@@ -8,7 +8,8 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { FailoverLog } from '../../../lib/store/failover-log';
-import { buildOverview, ChangeNotice, ChangeNotifier, CONTROLLER_EVENTS, copyAction, copyRequestOf, eventServer, watchEvents } from '../../../lib/failover/overview';
+import { copyRequestOf } from '../../../lib/copy/copy-request';
+import { buildOverview, ChangeNotice, ChangeNotifier, CONTROLLER_EVENTS, copyAction, eventServer, watchEvents } from '../../../lib/failover/overview';
 import type { ServerState } from '../../../lib/link/schemas';
 import { tmpDir } from '../../support/nr';
 

@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { HASH_NICE, sharedDigest, stopHashWorker } from '../../../lib/io/hash-worker';
-import { giveBuffer, takeBuffer } from '../../../lib/io/part-file';
+import { giveBuffer, takeBuffer } from '../../../lib/io/buffers';
 
 const sha = (b: Uint8Array) => crypto.createHash('sha256').update(b).digest('hex');
 

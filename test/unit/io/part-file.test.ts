@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fsyncHandle, fsyncPath, stopFsyncWorkers } from '../../../lib/io/fsync-worker';
-import { DIRECT_SLOW_MS, directWrites, GroupRun, hashAndSync, noteDirectWrite, openPart, openSink, readFull, receiveIntoPart, resetDirectWrites, settlePart, syncDir, WholeSink } from '../../../lib/io/part-file';
+import { readFull } from '../../../lib/io/buffers';
+import { DIRECT_SLOW_MS, directWrites, GroupRun, hashAndSync, noteDirectWrite, openPart, openSink, receiveIntoPart, resetDirectWrites, settlePart, syncDir, WholeSink } from '../../../lib/io/part-file';
 
 const tick = () => new Promise((r) => setTimeout(r, 20));
 

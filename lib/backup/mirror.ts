@@ -11,7 +11,7 @@ import { LINK_VERSION, topicFor } from '../link/schemas';
 import { NAME_PATTERN } from '../model/names';
 import type { AuxLine, AuxUpdate } from '../recorder/types';
 import { Line } from '../model/reclist';
-import { TwinCheck, TwinSummary } from '../model/clip';
+import { TwinCheck } from '../model/clip';
 
 /** A main line as the mirror carries it. */
 export type MirrorLine = AuxLine;

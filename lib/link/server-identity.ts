@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { NAME_PATTERN } from '../model/names';
 import { MIN_SECRET_LENGTH } from '../peer/protocol';
-import { redactUrl } from '../model/errors';
+import { redactUrl } from '../model/url';
 
 export type ServerRole = 'main' | 'backup' | 'failover';
 export const SERVER_ROLES: readonly ServerRole[] = ['main', 'backup', 'failover'];

@@ -8,7 +8,9 @@
 import { EventEmitter } from 'node:events';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { ValidateFunction } from 'ajv';
-import { errorText, redactUrl } from '../model/errors';
+import { errorText } from '../model/errors';
+import { redactUrl } from '../model/url';
+import { Backoff } from '../model/backoff';
 import { Heartbeat, LINK_VERSION, MAX_LINK_PAYLOAD, ServerState, TakeoverRecord, topicFor, validateServerState, validateTakeoverRecord } from './schemas';
 import { describeAjvError } from '../model/commands';
 
@@ -81,7 +83,7 @@ export class ServerLink extends EventEmitter {
   private _lastError: string | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
-  private backoff: number;
+  private readonly backoff: Backoff;
   private seq = 0;
   private since = 0;
   private subs: Subscription[] = [];
@@ -104,7 +106,7 @@ export class ServerLink extends EventEmitter {
       epoch: 0,
       ...opts,
     };
-    this.backoff = this.o.reconnectMinMs;
+    this.backoff = new Backoff(this.o.reconnectMinMs, this.o.reconnectMaxMs);
     this.invalidLog = new RateLimitedLog((m) => this.log.warn(m));
     this.subscribe(topicFor(this.o.group, '+', 'state'), validateServerState, (_topic, payload) => {
       if (payload === null) return;
@@ -228,7 +230,7 @@ export class ServerLink extends EventEmitter {
   }
 
   private onConnect(): void {
-    this.backoff = this.o.reconnectMinMs;
+    this.backoff.reset();
     this.since = Date.now();
     this._lastError = null;
     this.setState('connected');
@@ -274,8 +276,7 @@ export class ServerLink extends EventEmitter {
 
   private scheduleReconnect(): void {
     if (this.reconnectTimer || this._state === 'closed') return;
-    const delay = this.backoff;
-    this.backoff = Math.min(this.o.reconnectMaxMs, this.backoff * 2);
+    const delay = this.backoff.next();
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (this._state === 'closed') return;

@@ -38,9 +38,11 @@
  * caught; credentials are never logged.
  */
 import { EventEmitter } from 'node:events';
-import * as http from 'node:http';
 import { errorText } from '../model/errors';
-import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibClientOptions, LibError, LibSession, LibTarget, newLibClient, NETWORK_CODES, positive, shorten, Superseded, watchLibrary, xmlUnescape } from './shared';
+import { ChangeTracker, parseTopicFilter, TopicFilter } from './event-filter';
+import { OnvifEvent, parseNotifications } from './event-parsing';
+import { addressFromRaw, CamLike, classifyFailure, dropSession, EventsFailure, onvif, Session, subscriptionEndsAt } from './event-session';
+import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibError, LibTarget, newLibClient, positive, Superseded, watchLibrary } from './shared';
 
 export interface OnvifEventsOptions {
   host: string;
@@ -66,325 +68,10 @@ export interface OnvifEventsOptions {
 
 export type OnvifEventsState = 'idle' | 'subscribing' | 'subscribed' | 'resubscribing' | 'stopped';
 
-export type OnvifEventKind = 'motion' | 'digital-input' | 'tamper' | 'other';
-
-export type OnvifPropertyOperation = 'Initialized' | 'Changed' | 'Deleted';
-
-export type SimpleValue = string | number | boolean;
-
-/** One ONVIF notification, flat. */
-export interface OnvifEvent {
-  /** Normalised topic: the ONVIF topic namespace is always 'tns1:', e.g. 'tns1:VideoSource/MotionAlarm'. */
-  topic: string;
-  kind: OnvifEventKind;
-  /** SimpleItems of the message's Source (and Key), values as the camera wrote them. */
-  source: Record<string, string>;
-  /** SimpleItems of the message's Data; 'true'/'false' become booleans, plain decimals numbers. */
-  data: Record<string, SimpleValue>;
-  /** The message's UtcTime as ISO 8601 (as sent when it cannot be read; null when absent). */
-  utcTime: string | null;
-  /** UtcTime as UTC epoch milliseconds (null when absent or unreadable). */
-  time: number | null;
-  /** PropertyOperation; null for events that are not about a property. */
-  property: OnvifPropertyOperation | null;
-}
-
 export interface OnvifEventsLog {
   warn(msg: string): void;
   debug?(msg: string): void;
 }
-
-// ---------------------------------------------------------------------------
-// Parsing (pure, exported for tests)
-
-const ONVIF_TOPICS_NS = 'http://www.onvif.org/ver10/topics';
-
-/** First segments of the topics in the ONVIF topic namespace (for topics whose prefix is not declared). */
-const ONVIF_TOPIC_ROOTS = new Set(
-  [
-    'VideoSource',
-    'VideoEncoder',
-    'VideoAnalytics',
-    'VideoOutput',
-    'AudioSource',
-    'AudioAnalytics',
-    'Device',
-    'RuleEngine',
-    'PTZController',
-    'Media',
-    'Monitoring',
-    'RecordingConfig',
-    'RecordingHistory',
-    'UserAlarm',
-    'AccessControl',
-    'AccessPoint',
-    'Door',
-    'Configuration',
-    'Profile',
-    'Credential',
-    'Receiver',
-  ].map((s) => s.toLowerCase()),
-);
-
-/** Attributes of a start tag's attribute text, by local name. */
-function attributes(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const re = /([\w.:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
-  for (let m = re.exec(text); m; m = re.exec(text)) {
-    const name = m[1].includes(':') ? m[1].slice(m[1].indexOf(':') + 1) : m[1];
-    if (m[1].startsWith('xmlns')) continue;
-    out[name] = xmlUnescape(m[2] ?? m[3] ?? '');
-  }
-  return out;
-}
-
-/** prefix -> namespace URI for every xmlns:prefix declaration in the document. */
-export function namespaceMap(xml: string): Map<string, string> {
-  const map = new Map<string, string>();
-  const re = /\bxmlns:([\w.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
-  for (let m = re.exec(xml); m; m = re.exec(xml)) {
-    // The first declaration of a prefix wins (they rarely differ within one answer).
-    if (!map.has(m[1])) map.set(m[1], (m[2] ?? m[3] ?? '').trim());
-  }
-  return map;
-}
-
-/** Elements with this local name (any prefix): their attribute text and content ('' when self-closing). */
-function elements(xml: string, localName: string): { attrs: string; body: string }[] {
-  const out: { attrs: string; body: string }[] = [];
-  const re = new RegExp(`<([\\w.-]+:)?${localName}(\\s[^>]*?)?(/>|>)`, 'g');
-  for (let m = re.exec(xml); m; m = re.exec(xml)) {
-    const attrs = m[2] ?? '';
-    if (m[3] === '/>') {
-      out.push({ attrs, body: '' });
-      continue;
-    }
-    const close = `</${m[1] ?? ''}${localName}>`;
-    const end = xml.indexOf(close, re.lastIndex);
-    if (end < 0) continue; // unterminated: skip it
-    out.push({ attrs, body: xml.slice(re.lastIndex, end) });
-    re.lastIndex = end + close.length;
-  }
-  return out;
-}
-
-/** Text of the first element with this local name, trimmed and unescaped. */
-function elementText(xml: string, localName: string): string | undefined {
-  const e = elements(xml, localName)[0];
-  if (!e) return undefined;
-  return xmlUnescape(e.body.replace(/<!\[CDATA\[([\s\S]*?)\]\]>/g, '$1').replace(/<[^>]*>/g, '')).trim();
-}
-
-/**
- * The topic with the ONVIF topic namespace written 'tns1:' whatever prefix
- * the camera used; other namespaces keep their prefix. A topic whose prefix
- * is not declared (or that has none) gets 'tns1:' when its root is an ONVIF
- * topic root (VideoSource, Device, RuleEngine...).
- */
-export function normaliseTopic(topic: string, namespaces: Map<string, string> = new Map()): string {
-  const parts = topic
-    .trim()
-    .split('/')
-    .map((p) => p.trim())
-    .filter((p) => p !== '' && p !== '.');
-  return parts
-    .map((part, i) => {
-      const colon = part.indexOf(':');
-      const prefix = colon >= 0 ? part.slice(0, colon) : '';
-      const name = colon >= 0 ? part.slice(colon + 1) : part;
-      const uri = prefix ? namespaces.get(prefix) : undefined;
-      if (uri !== undefined) return (uri.replace(/\/+$/, '') === ONVIF_TOPICS_NS ? 'tns1:' : `${prefix}:`) + name;
-      if (i === 0 && ONVIF_TOPIC_ROOTS.has(name.toLowerCase()) && (!prefix || /^(tns\d*|ns\d*|onvif)$/i.test(prefix))) return `tns1:${name}`;
-      return part;
-    })
-    .join('/');
-}
-
-/** What a site usually wires: motion, a digital input, tampering; everything else is 'other'. */
-export function eventKind(topic: string): OnvifEventKind {
-  const t = topic.replace(/[\w.-]+:/g, '').toLowerCase();
-  if (/(^|\/)(tamper|tamperdetector|globalscenechange|imagetooblurry|imagetoodark|imagetoobright|scenechange|defocus)(\/|$)/.test(t)) return 'tamper';
-  if (/(^|\/)(digitalinput|virtualinput|logicalinput|alarminput)(\/|$)/.test(t) || /(^|\/)io\/(port|input)(\/|$)/.test(t)) return 'digital-input';
-  if (/(^|\/)(motionalarm|cellmotiondetector|motionregiondetector|motiondetector|motiondetection|motion)(\/|$)/.test(t)) return 'motion';
-  return 'other';
-}
-
-function typed(value: string): SimpleValue {
-  const v = value.trim();
-  if (/^true$/i.test(v)) return true;
-  if (/^false$/i.test(v)) return false;
-  if (/^-?(0|[1-9]\d{0,14})(\.\d+)?$/.test(v)) return Number(v);
-  return value;
-}
-
-function simpleItems(block: string): { name: string; value: string }[] {
-  const out: { name: string; value: string }[] = [];
-  for (const item of elements(block, 'SimpleItem')) {
-    const a = attributes(item.attrs);
-    if (a.Name === undefined) continue;
-    out.push({ name: a.Name, value: a.Value ?? '' });
-  }
-  return out;
-}
-
-const PROPERTY_OPERATIONS: Record<string, OnvifPropertyOperation> = { initialized: 'Initialized', changed: 'Changed', deleted: 'Deleted' };
-
-/**
- * The notifications in a PullMessagesResponse (or a Notify), flat.
- * Messages without a topic are left out; nothing here throws on bad input.
- */
-export function parseNotifications(xml: string): OnvifEvent[] {
-  if (typeof xml !== 'string' || !xml) return [];
-  const namespaces = namespaceMap(xml);
-  const out: OnvifEvent[] = [];
-  for (const nm of elements(xml, 'NotificationMessage')) {
-    try {
-      const rawTopic = elementText(nm.body, 'Topic');
-      if (!rawTopic) continue;
-      const topic = normaliseTopic(rawTopic, namespaces);
-      if (!topic) continue;
-      // wsnt:Message wraps tt:Message: the one with UtcTime / PropertyOperation is the event (else the whole block).
-      let attrs: Record<string, string> = {};
-      let body = nm.body;
-      const re = /<(?:[\w.-]+:)?Message(\s[^>]*?)?\/?>/g;
-      for (let m = re.exec(nm.body); m; m = re.exec(nm.body)) {
-        const a = attributes(m[1] ?? '');
-        if (a.UtcTime !== undefined || a.PropertyOperation !== undefined) {
-          attrs = a;
-          body = nm.body.slice(re.lastIndex);
-          break;
-        }
-      }
-      const source: Record<string, string> = {};
-      for (const block of [...elements(body, 'Source'), ...elements(body, 'Key')]) {
-        for (const { name, value } of simpleItems(block.body)) source[name] = value;
-      }
-      const data: Record<string, SimpleValue> = {};
-      for (const block of elements(body, 'Data')) {
-        for (const { name, value } of simpleItems(block.body)) data[name] = typed(value);
-      }
-      const rawTime = attrs.UtcTime?.trim();
-      const ms = rawTime ? Date.parse(rawTime) : NaN;
-      out.push({
-        topic,
-        kind: eventKind(topic),
-        source,
-        data,
-        utcTime: rawTime ? (Number.isFinite(ms) ? new Date(ms).toISOString() : rawTime) : null,
-        time: Number.isFinite(ms) ? ms : null,
-        property: PROPERTY_OPERATIONS[(attrs.PropertyOperation ?? '').trim().toLowerCase()] ?? null,
-      });
-    } catch {
-      /* a message we cannot read is left out */
-    }
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// Topic filter and "only changes"
-
-const KINDS: OnvifEventKind[] = ['motion', 'digital-input', 'tamper', 'other'];
-const SEGMENT = /^([\w.*-]+:)?[\w.*-]+$/;
-
-export type TopicFilter = (event: Pick<OnvifEvent, 'topic' | 'kind'>) => boolean;
-
-/**
- * A filter from text: entries separated by commas or spaces, each one a kind
- * (motion, digital-input, tamper, other) or a topic such as
- * 'tns1:VideoSource/MotionAlarm' (any prefix for the ONVIF namespace, or
- * none). A topic matches itself and the topics below it; '*' stands for any
- * part of one level. Case is ignored. Empty text: every event. Throws an
- * Error with a sentence for a malformed entry.
- */
-export function parseTopicFilter(text: string | undefined): TopicFilter {
-  const entries = (text ?? '').split(/[\s,]+/).filter(Boolean);
-  if (!entries.length) return () => true;
-  const kinds = new Set<OnvifEventKind>();
-  const patterns: RegExp[] = [];
-  for (const entry of entries) {
-    const lower = entry.toLowerCase();
-    if ((KINDS as string[]).includes(lower)) {
-      kinds.add(lower as OnvifEventKind);
-      continue;
-    }
-    const segments = entry.replace(/\/+$/, '').split('/');
-    if (!segments.every((s) => SEGMENT.test(s))) {
-      throw new Error(
-        `Topic filter entry "${entry}" is neither an event kind (${KINDS.join(', ')}) nor a topic like tns1:VideoSource/MotionAlarm`,
-      );
-    }
-    const topic = normaliseTopic(segments.join('/'));
-    const source = topic
-      .split('/')
-      .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*'))
-      .join('/');
-    patterns.push(new RegExp(`^${source}(/|$)`, 'i'));
-  }
-  return (event) => kinds.has(event.kind) || patterns.some((re) => re.test(event.topic));
-}
-
-/**
- * "Only changes": remembers the last data of each property (topic + source)
- * and lets an event through only when it changes something.
- * - Changed: passes unless it repeats the last known data.
- * - Initialized (sent by the camera for every property at each new
- *   subscription): passes only when we knew the property and it differs, so
- *   a resubscription does not repeat the current states, but a change that
- *   happened while the subscription was down is not lost.
- * - Deleted: passes when the property was known.
- * - Events that are not about a property always pass.
- */
-export class ChangeTracker {
-  private readonly last = new Map<string, string>();
-
-  accept(event: OnvifEvent): boolean {
-    if (!event.property) return true;
-    const key = `${event.topic}\u0000${stableJson(event.source)}`;
-    const before = this.last.get(key);
-    if (event.property === 'Deleted') {
-      this.last.delete(key);
-      return before !== undefined;
-    }
-    const now = stableJson(event.data);
-    this.last.set(key, now);
-    if (event.property === 'Initialized') return before !== undefined && before !== now;
-    return before !== now;
-  }
-}
-
-function stableJson(o: Record<string, unknown>): string {
-  return JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k]]));
-}
-
-// ---------------------------------------------------------------------------
-// The small part of the onvif library we use.
-
-interface SubscriptionAddress {
-  href?: string;
-  agent?: http.Agent;
-  [k: string]: unknown;
-}
-
-interface CamLike extends EventEmitter {
-  timeShift?: number;
-  uri?: Record<string, unknown>;
-  events?: { subscription?: { subscriptionReference?: { address?: SubscriptionAddress; referenceParameters?: unknown } } };
-  getSystemDateAndTime(cb: LibCallback<Date>): void;
-  getServices(includeCapability: boolean, cb: LibCallback): void;
-  getCapabilities(cb: LibCallback): void;
-  createPullPointSubscription(cb: LibCallback): void;
-  pullMessages(opts: { messageLimit?: number }, cb: LibCallback): void;
-  renew(opts: Record<string, never>, cb: LibCallback): void;
-  unsubscribe(cb: LibCallback, preserveListeners?: boolean): void;
-}
-
-interface OnvifModule {
-  Cam: new (opts: LibClientOptions) => CamLike;
-}
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const onvif: OnvifModule = require('onvif');
 
 /** The library asks the camera to hold PullMessages up to 60 s and waits 80 s for the answer. */
 const LIBRARY_PULL_WAIT_MS = 80_000;
@@ -392,30 +79,6 @@ const LIBRARY_PULL_WAIT_MS = 80_000;
 const RENEW_MARGIN_MS = 75_000;
 /** A camera that answers an empty PullMessages at once (instead of waiting for an event) is asked at most this often. */
 const MIN_EMPTY_PULL_MS = 500;
-
-// ---------------------------------------------------------------------------
-// Failures
-
-type FailureKind = 'network' | 'timeout' | 'auth' | 'fault' | 'unsupported' | 'protocol';
-
-class EventsFailure extends Error {
-  constructor(
-    readonly kind: FailureKind,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-interface Session extends LibSession {
-  cam: CamLike;
-  agent: ClosableAgent;
-  /** The subscription as the library keeps it (set once CreatePullPointSubscription succeeded). */
-  address?: SubscriptionAddress;
-  /** Our clock's time when the subscription ends, by the camera's last word (undefined: unknown). */
-  endsAt?: number;
-  lastRenew: number;
-}
 
 // ---------------------------------------------------------------------------
 
@@ -512,7 +175,7 @@ export class OnvifEvents extends EventEmitter {
     this.retryTimer = undefined;
     this.session = undefined;
     this.setState('stopped');
-    if (s) this.dropSession(s, wasSubscribed);
+    if (s) dropSession(s, wasSubscribed, this.timeoutMs, this.cleanups);
     await Promise.all([...this.cleanups]);
     // Let destroyed sockets report (into callbacks that now ignore them).
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -598,7 +261,7 @@ export class OnvifEvents extends EventEmitter {
       if (err instanceof Superseded) throw err;
       // The library could not read the answer, though it may be a good one (see the header comment).
       if (!(err instanceof LibError) || /soap fault/i.test(errorText(err.original))) throw this.classify(err);
-      const fallback = this.addressFromRaw(err.raw, err.status);
+      const fallback = addressFromRaw(err.raw, err.status, this.host, this.port);
       if (!fallback) throw this.classify(err);
       this.debug(`the ONVIF client could not read the CreatePullPointSubscription answer (${errorText(err.original)}); using its address ${fallback.href}`);
       cam.events = cam.events ?? {};
@@ -612,7 +275,7 @@ export class OnvifEvents extends EventEmitter {
     // The library hands this object to http.request as the options: our agent makes stop() able to end a waiting PullMessages.
     address.agent = s.agent;
     s.address = address;
-    s.endsAt = this.endsAt(raw);
+    s.endsAt = subscriptionEndsAt(raw);
     s.lastRenew = Date.now();
     this._lastError = undefined;
     this._offline = false;
@@ -632,7 +295,7 @@ export class OnvifEvents extends EventEmitter {
       }
       // A good pull: the subscription works, so the backoff starts again from its minimum.
       this.failures = 0;
-      const endsAt = this.endsAt(raw);
+      const endsAt = subscriptionEndsAt(raw);
       if (endsAt !== undefined) s.endsAt = endsAt;
       const events = parseNotifications(raw);
       for (const event of events) this.deliver(event);
@@ -663,7 +326,7 @@ export class OnvifEvents extends EventEmitter {
   private async renew(s: Session): Promise<void> {
     const { raw } = await this.call(s, 'Renew', (cb) => s.cam.renew({}, cb));
     s.lastRenew = Date.now();
-    const endsAt = this.endsAt(raw);
+    const endsAt = subscriptionEndsAt(raw);
     if (endsAt !== undefined) s.endsAt = endsAt;
   }
 
@@ -676,39 +339,6 @@ export class OnvifEvents extends EventEmitter {
       return;
     }
     this.safeEmit('event', event);
-  }
-
-  /** TerminationTime - CurrentTime of an answer, as a time on our clock (the camera's clock may be off). */
-  private endsAt(raw: string | undefined): number | undefined {
-    if (!raw) return undefined;
-    const current = Date.parse(elementText(raw, 'CurrentTime') ?? '');
-    const termination = Date.parse(elementText(raw, 'TerminationTime') ?? '');
-    if (!Number.isFinite(current) || !Number.isFinite(termination)) return undefined;
-    return Date.now() + (termination - current);
-  }
-
-  private addressFromRaw(raw: string | undefined, status: number | undefined): SubscriptionAddress | undefined {
-    if (!raw || (status !== undefined && status !== 200) || /<([\w.-]+:)?Fault\b/.test(raw)) return undefined;
-    const ref = elements(raw, 'SubscriptionReference')[0];
-    const href = ref ? elementText(ref.body, 'Address') : undefined;
-    if (!href) return undefined;
-    try {
-      const u = new URL(href);
-      // Like the library with preserveAddress: the configured host and port, the camera's path.
-      const hostname = this.host;
-      const host = `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
-      return {
-        protocol: u.protocol,
-        hostname,
-        host,
-        port: this.port,
-        path: u.pathname + u.search,
-        pathname: u.pathname,
-        href: `${u.protocol}//${host}${u.pathname}${u.search}`,
-      };
-    } catch {
-      return undefined;
-    }
   }
 
   /**
@@ -731,27 +361,7 @@ export class OnvifEvents extends EventEmitter {
   }
 
   private classify(err: unknown): EventsFailure {
-    if (err instanceof EventsFailure) return err;
-    const what = err instanceof LibError ? err.what : 'request';
-    const cause = err instanceof LibError ? err.original : err;
-    const status = err instanceof LibError ? err.status : undefined;
-    const raw = err instanceof LibError ? (err.raw ?? '') : '';
-    const text = errorText(cause);
-    const code = String((cause as { code?: unknown } | undefined)?.code ?? '');
-    const hay = `${text} ${raw}`.toLowerCase();
-    if (code === 'ETIMEDOUT' || /network timeout|no answer to/i.test(text)) {
-      return new EventsFailure('timeout', `Camera ${this.address} did not answer ${what}`);
-    }
-    if (NETWORK_CODES.has(code) || /socket hang up|econnrefused|econnreset/i.test(text)) {
-      return new EventsFailure('network', `Camera ${this.address} does not answer (${code || shorten(text)})`);
-    }
-    if (status === 401 || /not ?authori[sz]ed|unauthori[sz]ed|authentication failed|access denied|invalidsecurity|failedauthentication/.test(hay)) {
-      return new EventsFailure('auth', `Camera ${this.address} refused the credentials for ${what} (${shorten(text)}); check the user and password of the camera`);
-    }
-    if (/soap fault/i.test(text)) {
-      return new EventsFailure('fault', `Camera ${this.address} refused ${what}: ${shorten(text.replace(/^ONVIF SOAP Fault:\s*/i, ''))}`);
-    }
-    return new EventsFailure('protocol', `Camera ${this.address} sent an answer to ${what} that could not be read (${shorten(text)})`);
+    return classifyFailure(err, this.address);
   }
 
   private fail(gen: number, failure: EventsFailure): void {
@@ -763,7 +373,7 @@ export class OnvifEvents extends EventEmitter {
     clearTimeout(this.retryTimer);
     this.session = undefined;
     // After a fault the camera has forgotten the subscription; after a reply we could not read it may still hold it.
-    if (s) this.dropSession(s, wasSubscribed && failure.kind === 'protocol');
+    if (s) dropSession(s, wasSubscribed && failure.kind === 'protocol', this.timeoutMs, this.cleanups);
     const delay =
       failure.kind === 'auth' || failure.kind === 'unsupported'
         ? this.reconnectMaxMs
@@ -782,55 +392,6 @@ export class OnvifEvents extends EventEmitter {
         this.warn(`internal error while resubscribing: ${errorText(err)}`);
       }
     }, delay);
-  }
-
-  /** Settles what the session has in flight, closes its sockets, optionally unsubscribes (bounded). */
-  private dropSession(s: Session, unsubscribe: boolean): void {
-    for (const abandon of [...s.pending]) abandon();
-    try {
-      s.agent.close();
-    } catch {
-      /* ignore */
-    }
-    const finishCam = (): void => {
-      try {
-        s.cam.removeAllListeners();
-        // The library may still emit after we let go; an 'error' without a listener would throw.
-        s.cam.on('error', () => undefined);
-      } catch {
-        /* ignore */
-      }
-    };
-    if (!unsubscribe || !s.address) {
-      finishCam();
-      return;
-    }
-    const address = s.address;
-    const cleanup = new Promise<void>((resolve) => {
-      const agent = new ClosableAgent({ keepAlive: false }, 'ONVIF event subscription stopped');
-      let done = false;
-      const finish = (): void => {
-        try {
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          agent.close();
-          finishCam();
-        } catch {
-          /* ignore */
-        }
-        resolve();
-      };
-      const timer = setTimeout(finish, Math.min(this.timeoutMs, 2000));
-      try {
-        address.agent = agent;
-        s.cam.unsubscribe(() => finish(), true);
-      } catch {
-        finish();
-      }
-    });
-    this.cleanups.add(cleanup);
-    void cleanup.then(() => this.cleanups.delete(cleanup));
   }
 
   private setState(state: OnvifEventsState, detail?: string): void {

@@ -7,7 +7,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { errorText } from '../../lib/model/errors';
 import type { OnvifCameraState } from '../../lib/onvif/camera';
-import { OnvifEvent, OnvifEvents, OnvifEventsState } from '../../lib/onvif/events';
+import type { OnvifEvent } from '../../lib/onvif/event-parsing';
+import { OnvifEvents, OnvifEventsState } from '../../lib/onvif/events';
 import type { OnvifCameraNode } from '../shared/types';
 
 interface EventDef extends NodeDef {

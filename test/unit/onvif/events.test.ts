@@ -1,16 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { createHook } from 'node:async_hooks';
-import {
-  ChangeTracker,
-  eventKind,
-  normaliseTopic,
-  OnvifEvent,
-  OnvifEvents,
-  OnvifEventsOptions,
-  OnvifEventsState,
-  parseNotifications,
-  parseTopicFilter,
-} from '../../../lib/onvif/events';
+import { ChangeTracker, parseTopicFilter } from '../../../lib/onvif/event-filter';
+import { eventKind, normaliseTopic, OnvifEvent, parseNotifications } from '../../../lib/onvif/event-parsing';
+import { OnvifEvents, OnvifEventsOptions, OnvifEventsState } from '../../../lib/onvif/events';
 import { FakeOnvifDevice, FakeOnvifProfile, freePort, startOnvifDevice } from '../../support/onvif-device';
 
 const PROFILES: FakeOnvifProfile[] = [{ token: 'main', name: 'Main stream', width: 1920, height: 1080, rtspUri: 'rtsp://127.0.0.1:8554/live/main' }];

@@ -21,237 +21,19 @@
  */
 import { EventEmitter } from 'node:events';
 import { errorText } from '../model/errors';
-import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibClientOptions, LibError, LibSession, LibTarget, newLibClient, NETWORK_CODES as SOCKET_CODES, positive, shorten, Superseded, watchLibrary, xmlUnescape } from './shared';
-
-export interface OnvifCameraOptions {
-  host: string;
-  /** HTTP port of the device service. Default 80. */
-  port?: number;
-  /** Device service path. Default '/onvif/device_service'. */
-  path?: string;
-  username?: string;
-  password?: string;
-  /** Choose the profile by token (wins over resolution). */
-  profileToken?: string;
-  /** Choose the profile by resolution 'WIDTHxHEIGHT': exact match, else the closest by pixel count. */
-  resolution?: string;
-  /** Per request. Default 5000. */
-  timeoutMs?: number;
-  /** First reconnect delay. Default 1000. */
-  reconnectMinMs?: number;
-  /** Reconnect delay cap (exponential backoff). Default 30000. */
-  reconnectMaxMs?: number;
-  /** Interval of the GetSystemDateAndTime health check while connected; 0 disables it. Default 30000. */
-  healthCheckMs?: number;
-}
+import { asObj, describeProfile, deviceInfoFrom, OnvifProfileInfo, pickProfile, profilesFrom, redact, withCredentials, xmlEscape } from './camera-media';
+import { normaliseTarget, OnvifCameraOptions } from './camera-options';
+import { CameraFailure, CamLike, classifyFailure, onvif, releaseSession, Session } from './camera-session';
+import { callLibrary, ClosableAgent, fmtSeconds, LibCallback, LibTarget, newLibClient, positive, Superseded, watchLibrary } from './shared';
 
 /** The normalised address and login of a camera (see OnvifCamera.connection). */
 export type OnvifConnection = LibTarget;
 
 export type OnvifCameraState = 'idle' | 'connecting' | 'connected' | 'offline' | 'stopped';
 
-export interface OnvifProfileInfo {
-  token: string;
-  name: string;
-  width?: number;
-  height?: number;
-  encoding?: string;
-  fps?: number;
-}
-
 export interface OnvifCameraLog {
   warn(msg: string): void;
   debug?(msg: string): void;
-}
-
-// ---------------------------------------------------------------------------
-// The small part of the onvif library we use (the package's own typings do
-// not describe the fields we rely on: timeShift, media2Support, uri).
-
-interface CamLike extends EventEmitter {
-  timeShift?: number;
-  media2Support?: boolean;
-  uri?: Record<string, unknown>;
-  getSystemDateAndTime(cb: LibCallback<Date>): void;
-  getServices(includeCapability: boolean, cb: LibCallback): void;
-  getCapabilities(cb: LibCallback): void;
-  getProfiles(cb: LibCallback<unknown[]>): void;
-  getDeviceInformation(cb: LibCallback): void;
-  getStreamUri(opts: { protocol?: string; stream?: string; profileToken?: string }, cb: LibCallback<{ uri?: unknown }>): void;
-}
-
-interface OnvifModule {
-  Cam: new (opts: LibClientOptions) => CamLike;
-}
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const onvif: OnvifModule = require('onvif');
-
-// ---------------------------------------------------------------------------
-// Pure helpers
-
-const isH264 = (p: OnvifProfileInfo): boolean => /^(h\.?264|avc)/i.test(p.encoding ?? '');
-
-function describeProfile(p: OnvifProfileInfo): string {
-  const res = p.width && p.height ? ` ${p.width}x${p.height}` : '';
-  return `"${p.token}"${res}${p.encoding ? ' ' + p.encoding : ''}`;
-}
-
-function listProfiles(profiles: OnvifProfileInfo[]): string {
-  return profiles.length ? profiles.map(describeProfile).join(', ') : '(none)';
-}
-
-/** Parses 'WIDTHxHEIGHT' (also 'X', '×', spaces); undefined when malformed. */
-function parseResolution(s: string): { width: number; height: number } | undefined {
-  const m = /^\s*(\d+)\s*[xX×*]\s*(\d+)\s*$/.exec(s);
-  if (!m) return undefined;
-  const width = Number(m[1]);
-  const height = Number(m[2]);
-  return width > 0 && height > 0 ? { width, height } : undefined;
-}
-
-/** Among equally good candidates, prefer H.264, then the camera's order. */
-function preferH264(candidates: OnvifProfileInfo[]): OnvifProfileInfo {
-  return candidates.find(isH264) ?? candidates[0];
-}
-
-/**
- * Chooses the media profile: by token (exact), else by resolution (exact,
- * else closest by pixel count), else the first profile with a video encoder,
- * H.264 preferred. Throws an Error listing what the camera offers.
- */
-export function pickProfile(profiles: OnvifProfileInfo[], opts: { profileToken?: string; resolution?: string }): OnvifProfileInfo {
-  if (!profiles.length) throw new Error('The camera reports no media profiles');
-  const token = opts.profileToken?.trim();
-  if (token) {
-    const found = profiles.find((p) => p.token === token);
-    if (!found) throw new Error(`Profile token "${token}" does not exist on the camera; available profiles: ${listProfiles(profiles)}`);
-    return found;
-  }
-  const resolution = opts.resolution?.trim();
-  if (resolution) {
-    const wanted = parseResolution(resolution);
-    if (!wanted) {
-      throw new Error(`Resolution "${resolution}" is not WIDTHxHEIGHT (for example 1920x1080); available profiles: ${listProfiles(profiles)}`);
-    }
-    const sized = profiles.filter((p) => p.width && p.height);
-    if (!sized.length) {
-      throw new Error(`No profile on the camera reports a resolution, so "${resolution}" cannot be matched; available profiles: ${listProfiles(profiles)}`);
-    }
-    const exact = sized.filter((p) => p.width === wanted.width && p.height === wanted.height);
-    if (exact.length) return preferH264(exact);
-    const target = wanted.width * wanted.height;
-    const distance = (p: OnvifProfileInfo): number => Math.abs((p.width ?? 0) * (p.height ?? 0) - target);
-    const best = Math.min(...sized.map(distance));
-    return preferH264(sized.filter((p) => distance(p) === best));
-  }
-  const withEncoder = profiles.filter((p) => p.encoding);
-  if (!withEncoder.length) {
-    throw new Error(`No profile on the camera has a video encoder; available profiles: ${listProfiles(profiles)}`);
-  }
-  return preferH264(withEncoder);
-}
-
-function xmlEscape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
-}
-
-type Obj = Record<string, unknown>;
-
-/** The camera client also counts a socket timeout as unreachable. */
-const NETWORK_CODES = new Set([...SOCKET_CODES, 'ETIMEDOUT']);
-const asObj = (v: unknown): Obj | undefined => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Obj) : undefined);
-const num = (v: unknown): number | undefined => {
-  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
-  return Number.isFinite(n) && n > 0 ? n : undefined;
-};
-
-/**
- * Profiles from the library's parsed GetProfiles answer. The library turns
- * numeric-looking strings into numbers ('1.10' -> 1.1), so tokens are read
- * from the raw XML when it lines up with the parsed list.
- */
-function profilesFrom(data: unknown, xml: string | undefined): OnvifProfileInfo[] {
-  const list = Array.isArray(data) ? data : data ? [data] : [];
-  const rawTokens: string[] = [];
-  if (xml) {
-    const re = /<(?:[\w.-]+:)?Profiles\b[^>]*?\btoken\s*=\s*"([^"]*)"/g;
-    for (let m = re.exec(xml); m; m = re.exec(xml)) rawTokens.push(xmlUnescape(m[1]));
-  }
-  const useRaw = rawTokens.length === list.length;
-  const out: OnvifProfileInfo[] = [];
-  list.forEach((item, i) => {
-    const p = asObj(item);
-    if (!p) return;
-    const attrs = asObj(p.$);
-    const token = useRaw ? rawTokens[i] : attrs?.token !== undefined ? String(attrs.token) : '';
-    if (!token) return;
-    const info: OnvifProfileInfo = { token, name: p.name !== undefined ? String(p.name) : token };
-    const vec = asObj(p.videoEncoderConfiguration);
-    if (vec) {
-      if (vec.encoding !== undefined && vec.encoding !== '') info.encoding = String(vec.encoding);
-      const res = asObj(vec.resolution);
-      info.width = num(res?.width);
-      info.height = num(res?.height);
-      info.fps = num(asObj(vec.rateControl)?.frameRateLimit);
-    }
-    out.push(info);
-  });
-  return out;
-}
-
-/** GetDeviceInformation fields, read from the raw XML so '000123' stays a string. */
-function deviceInfoFrom(data: unknown, xml: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  const fields = ['Manufacturer', 'Model', 'FirmwareVersion', 'SerialNumber', 'HardwareId'];
-  const parsed = asObj(data);
-  for (const f of fields) {
-    const m = xml ? new RegExp(`<(?:[\\w.-]+:)?${f}\\b[^>]*>([^<]*)<`).exec(xml) : null;
-    if (m) out[f.charAt(0).toLowerCase() + f.slice(1)] = xmlUnescape(m[1].trim());
-    else {
-      const key = f.charAt(0).toLowerCase() + f.slice(1);
-      if (parsed && parsed[key] !== undefined) out[key] = String(parsed[key]);
-    }
-  }
-  return out;
-}
-
-/** Inserts user:password (URL-encoded) into an rtsp(s) URI that has no userinfo. */
-function withCredentials(uri: string, username?: string, password?: string): string {
-  if (!username) return uri;
-  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)(.*)$/is.exec(uri);
-  if (!m || m[2].includes('@')) return uri;
-  const userinfo = encodeURIComponent(username) + (password ? ':' + encodeURIComponent(password) : '');
-  return `${m[1]}${userinfo}@${m[2]}${m[3]}`;
-}
-
-/** The URI without secrets: password in the userinfo and password-like query/path parameters. */
-function redact(uri: string): string {
-  let out = uri.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/?#@]*)@/is, (_all, scheme: string, userinfo: string) => {
-    const colon = userinfo.indexOf(':');
-    return colon >= 0 ? `${scheme}${userinfo.slice(0, colon)}:***@` : `${scheme}${userinfo}@`;
-  });
-  out = out.replace(/([?&;/](?:password|passwd|pwd|pass)=)[^&;/?#]*/gi, '$1***');
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// Failures, classified so lastError says what to do.
-
-type FailureKind = 'network' | 'timeout' | 'auth' | 'clock' | 'protocol' | 'config' | 'other';
-
-class CameraFailure extends Error {
-  constructor(
-    readonly kind: FailureKind,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-interface Session extends LibSession {
-  cam: CamLike;
-  agent: ClosableAgent;
 }
 
 // ---------------------------------------------------------------------------
@@ -545,58 +327,8 @@ export class OnvifCamera extends EventEmitter {
   }
 
   private classify(err: unknown, s: Session | undefined): CameraFailure {
-    if (err instanceof CameraFailure) return err;
-    const what = err instanceof LibError ? err.what : 'request';
-    const cause = err instanceof LibError ? err.original : err;
-    const xml = err instanceof LibError ? (err.raw ?? '') : '';
-    const text = errorText(cause);
-    const code = String((cause as { code?: unknown } | undefined)?.code ?? '');
-    const status = s?.lastStatus;
-    const hay = `${text} ${xml}`.toLowerCase();
-    const skewNote =
-      this.clockSkewMs !== undefined && Math.abs(this.clockSkewMs) > 5000
-        ? ` (the camera clock differs from this host by ${Math.round(this.clockSkewMs / 1000)} s; check the camera's time/NTP settings)`
-        : '';
-
-    if (code === 'ETIMEDOUT' || /network timeout|no answer to/i.test(text)) {
-      return new CameraFailure('timeout', `Camera ${this.address} did not answer ${what} within ${fmtSeconds(this.timeoutMs)}; check that it is powered and reachable`);
-    }
-    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-      return new CameraFailure('network', `Camera host name "${this.host}" cannot be resolved (${code}); check the address`);
-    }
-    if (NETWORK_CODES.has(code) || /socket hang up|econnrefused|econnreset/i.test(text)) {
-      const syscall = String((cause as { syscall?: unknown } | undefined)?.syscall ?? '');
-      return new CameraFailure('network', `Camera ${this.address} does not answer (${syscall ? syscall + ' ' : ''}${code || text})`);
-    }
-    if (/time ?check|timestamp|message ?expired|messageexpired|clock/i.test(text)) {
-      return new CameraFailure(
-        'clock',
-        `Camera ${this.address} rejected the request time (WS-Security clock check: ${shorten(text)})${skewNote || "; check the camera's time/NTP settings"}`,
-      );
-    }
-    if (
-      status === 401 ||
-      /not ?authori[sz]ed|unauthori[sz]ed|authentication failed|authorization required|access denied|invalidsecurity|failedauthentication/.test(hay)
-    ) {
-      return new CameraFailure(
-        'auth',
-        `Camera ${this.address} refused the credentials (${shorten(text)}); check the username and password${skewNote}${this.credentialHint ? `; note: ${this.credentialHint}` : ''}`,
-      );
-    }
-    if (/wrong onvif soap response|non-whitespace before first tag|unexpected|invalid character/i.test(text) || (status && status >= 400 && !/soap fault/i.test(text))) {
-      return new CameraFailure(
-        'protocol',
-        `Camera ${this.address} answered ${what}${status ? ` with HTTP ${status}` : ''} but not as an ONVIF device at path ${this.path}; check the port and the device service path`,
-      );
-    }
-    if (cause instanceof TypeError || cause instanceof RangeError) {
-      // The library reading an answer it did not expect (missing elements).
-      return new CameraFailure('protocol', `Camera ${this.address} sent an answer to ${what} that could not be read (${shorten(text)})`);
-    }
-    if (/soap fault/i.test(text)) {
-      return new CameraFailure('protocol', `Camera ${this.address} refused ${what}: ${shorten(text)}`);
-    }
-    return new CameraFailure('other', `Camera ${this.address}: ${what} failed: ${shorten(text)}`);
+    const camera = { address: this.address, host: this.host, path: this.path, timeoutMs: this.timeoutMs, clockSkewMs: this.clockSkewMs, credentialHint: this.credentialHint };
+    return classifyFailure(err, s, camera);
   }
 
   private fail(gen: number, failure: CameraFailure): void {
@@ -671,19 +403,7 @@ export class OnvifCamera extends EventEmitter {
     const s = this.session;
     this.session = undefined;
     if (!s) return;
-    for (const abandon of [...s.pending]) abandon();
-    try {
-      s.cam.removeAllListeners();
-      // The library may still emit after we let go; an 'error' without a listener would throw.
-      s.cam.on('error', () => undefined);
-    } catch {
-      /* ignore */
-    }
-    try {
-      s.agent.close();
-    } catch {
-      /* ignore */
-    }
+    releaseSession(s);
   }
 
   private clearTimers(): void {
@@ -727,37 +447,4 @@ export class OnvifCamera extends EventEmitter {
       /* ignore */
     }
   }
-}
-
-/** Accepts 'host', 'host:port', '[v6]:port' or 'http://host:port/path' in host. */
-function normaliseTarget(opts: OnvifCameraOptions): { host: string; port: number; path: string } {
-  let host = (opts.host ?? '').trim();
-  let port = opts.port;
-  let path = opts.path?.trim() || undefined;
-  if (/^https?:\/\//i.test(host)) {
-    try {
-      const u = new URL(host);
-      host = u.hostname;
-      if (!port && u.port) port = Number(u.port);
-      if (!path && u.pathname && u.pathname !== '/') path = u.pathname;
-    } catch {
-      /* keep as typed; the connection attempt will explain */
-    }
-  } else {
-    const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(host);
-    const v4 = /^([^:]+):(\d+)$/.exec(host);
-    if (v6) {
-      host = v6[1];
-      if (!port && v6[2]) port = Number(v6[2]);
-    } else if (v4) {
-      host = v4[1];
-      if (!port) port = Number(v4[2]);
-    }
-  }
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  return {
-    host,
-    port: port && Number.isInteger(port) && port > 0 && port < 65536 ? port : 80,
-    path: path ? (path.startsWith('/') ? path : '/' + path) : '/onvif/device_service',
-  };
 }

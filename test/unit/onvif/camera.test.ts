@@ -1,7 +1,9 @@
 import { strict as assert } from 'node:assert';
 import { createHook } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
-import { OnvifCamera, OnvifCameraOptions, OnvifProfileInfo, OnvifCameraState, pickProfile } from '../../../lib/onvif/camera';
+import { OnvifCamera, OnvifCameraState } from '../../../lib/onvif/camera';
+import { OnvifProfileInfo, pickProfile } from '../../../lib/onvif/camera-media';
+import { OnvifCameraOptions } from '../../../lib/onvif/camera-options';
 import { FakeOnvifDevice, FakeOnvifProfile, freePort, startOnvifDevice } from '../../support/onvif-device';
 
 const PROFILES: FakeOnvifProfile[] = [

@@ -13,16 +13,11 @@
  */
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import type { ValidateFunction } from 'ajv';
-import { Catalogue } from '../store/catalogue';
 import { CommandError, errorText } from '../model/errors';
-import type { MaterialCopyRequest } from '../copy/copy-request';
 import { checkFailback, FailbackContext, FailbackRefused, finalizeOthers, pickAutomaticFailback, runFailback } from './failback';
-import { Decision, FailoverDetector, PeerStatus } from './detector';
+import { Decision, FailoverDetector } from './detector';
 import { FailoverEntry, FailoverLog, TakeoverRelease } from '../store/failover-log';
-import { FfmpegInfo } from '../media/ffmpeg';
 import {
   HandbackAck,
   Heartbeat,
@@ -35,97 +30,14 @@ import {
   validateHandbackAck,
   validateHeartbeat,
 } from '../link/schemas';
-import { ChannelEvent, ChannelSettings } from '../recorder/channel';
 import { CachedChannel, SettingsCache } from './settings-cache';
-import { writeFileAtomic } from '../store/clip-files';
 import { Takeover, TakeoverOptions } from './takeover';
+import { OperatorSwitches } from './operator-switches';
+import { tcpProbe } from './probe';
+import { HandbackRequests } from './handback-request';
+import type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverStarted, WatchedServer, WatchedStatus } from './controller-types';
 
-export interface WatchedServer {
-  server: string;
-  /** host:port answering TCP when the server is up (e.g. its Node-RED port); optional. */
-  probe?: { host: string; port: number } | null;
-}
-
-export interface FailoverControllerOptions {
-  self: string;
-  group: string;
-  /** Highest priority first. */
-  watched: WatchedServer[];
-  storageRoot: string;
-  /** Where the log, the settings cache and the maintenance flags live (e.g. <userDir>/twinrec). */
-  stateDir: string;
-  heartbeatTimeoutMs?: number;
-  holdDownMs?: number;
-  capacity?: number;
-  recordOnDoubt?: boolean;
-  rank?: number;
-  failoverEnabled?: boolean;
-  evaluateMs?: number;
-  probeMs?: number;
-  /** How long failback waits for the restored server to confirm. */
-  handbackTimeoutMs?: number;
-  /** The failover server keeps recording this long after the restored server confirmed (no gap). */
-  overlapMs?: number;
-  /** Before a lower-ranked failover server takes a server over, it waits rank x this for a better-placed one. */
-  rankGraceMs?: number;
-  sourceLogin?: { username: string; password: string } | null;
-  logSynchronous?: 'NORMAL' | 'FULL';
-}
-
-/** The part of the server link failover uses. */
-export interface FailoverLink {
-  readonly epoch: number;
-  readonly state: string;
-  setEpoch(epoch: number): void;
-  subscribe(pattern: string, validate: ValidateFunction, handler: (topic: string, payload: unknown) => void): () => void;
-  publish(topic: string, payload: unknown, qos?: 0 | 1): Promise<void>;
-  publishRetained(topic: string, payload: unknown | null): void;
-  peerState(server: string): ServerState | undefined;
-  peerStates(): ServerState[];
-  takeoverOf(server: string): TakeoverRecord | undefined;
-  on(event: 'peer', fn: (st: ServerState) => void): unknown;
-  on(event: 'takeover', fn: (rec: TakeoverRecord) => void): unknown;
-  on(event: 'state', fn: (state: string) => void): unknown;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  off(event: string, fn: (...args: any[]) => void): unknown;
-}
-
-export interface FailoverDeps {
-  link: FailoverLink;
-  catalogue: Catalogue;
-  ffmpeg: FfmpegInfo;
-  log: { info(m: string): void; warn(m: string): void; error(m: string): void };
-  clock?: () => number;
-  tune?: Partial<ChannelSettings>;
-}
-
-export interface FailoverStarted {
-  entry: FailoverEntry;
-  channels: { channel: number; started: string[]; error: string | null }[];
-  evidence: string;
-}
-
-export interface FailbackDone {
-  entry: FailoverEntry;
-  materialCopy: MaterialCopyRequest;
-  others: FailoverEntry[];
-  how: 'manual' | 'automatic' | 'drill';
-  /** Who asked (a node id, "admin:<user>", "watch"), so a node can tell its own failbacks from others. */
-  origin: string;
-  startedAt: number;
-  endedAt: number;
-  durationMs: number;
-}
-
-export interface WatchedStatus {
-  server: string;
-  status: PeerStatus;
-  maintenance: boolean;
-  takenOver: boolean;
-  markedFailed: boolean;
-  state: ServerState | null;
-  lastHeartbeat: number | null;
-}
+export type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverLink, FailoverStarted, WatchedServer, WatchedStatus } from './controller-types';
 
 export class FailoverController extends EventEmitter {
   readonly o: Required<Omit<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>> & Pick<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>;
@@ -134,15 +46,13 @@ export class FailoverController extends EventEmitter {
   readonly detector: FailoverDetector;
   private readonly clock: () => number;
   private readonly takeovers = new Map<string, Takeover>();
-  /** Servers this failover server has marked failed (taken over), until failback marks them OK. */
-  private readonly markedFailed = new Set<string>();
-  private maintenance = new Set<string>();
-  private enabled: boolean;
+  /** Failover on or off, maintenance, servers marked failed or OK by hand: kept in the state folder. */
+  private readonly switches: OperatorSwitches;
   private lastHeartbeat = new Map<string, number>();
   private evidence = new Map<string, string>();
   private timers: NodeJS.Timeout[] = [];
   private unsubs: (() => void)[] = [];
-  private pendingAcks = new Map<number, (ack: HandbackAck) => void>();
+  private readonly handbacks = new HandbackRequests();
   private busy = new Map<string, Promise<unknown>>();
   private closed = false;
   private readonly watchedNames: Set<string>;
@@ -183,9 +93,12 @@ export class FailoverController extends EventEmitter {
       },
       this.clock,
     );
-    this.enabled = this.o.failoverEnabled && this.loadEnabled();
-    this.loadMaintenance();
-    this.applyPause();
+    this.switches = new OperatorSwitches(
+      { stateDir: this.o.stateDir, self: this.o.self, watched: this.watchedNames, failoverEnabled: this.o.failoverEnabled },
+      this.detector,
+      this.log,
+      this.clock,
+    );
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -207,7 +120,7 @@ export class FailoverController extends EventEmitter {
       link.subscribe(topicFor(g, this.o.self, 'handback-ack'), validateHandbackAck, (_t, p) => {
         if (p === null) return;
         const ack = p as HandbackAck;
-        this.pendingAcks.get(ack.entryId)?.(ack);
+        this.handbacks.answer(ack);
       }),
     );
     link.on('peer', this.onPeer);
@@ -228,7 +141,7 @@ export class FailoverController extends EventEmitter {
     this.unsubs = [];
     this.deps.link.off('peer', this.onPeer);
     this.deps.link.off('takeover', this.onTakeoverRecord);
-    for (const resolve of this.pendingAcks.values()) resolve({ v: LINK_VERSION, server: '', entryId: -1, ok: false, detail: 'the failover watch was closed', started: 0, ts: 0 });
+    this.handbacks.close();
     await Promise.allSettled([...this.busy.values()]);
     await Promise.all([...this.takeovers.values()].map((t) => (stopRecording ? t.stop().catch(() => undefined) : t.suspend())));
     this.takeovers.clear();
@@ -281,20 +194,11 @@ export class FailoverController extends EventEmitter {
   private probeOne(w: WatchedServer): void {
     if (!w.probe || this.probing.has(w.server) || this.closed) return;
     this.probing.add(w.server);
-    const sock = net.connect({ host: w.probe.host, port: w.probe.port });
-    let answered = false;
-    const finish = (ok: boolean) => {
-      if (answered) return;
-      answered = true;
+    void tcpProbe(w.probe.host, w.probe.port, Math.max(100, this.o.probeMs - 50)).then((ok) => {
       this.probing.delete(w.server);
-      sock.destroy();
       this.detector.probe(w.server, ok);
-    };
-    sock.setTimeout(Math.max(100, this.o.probeMs - 50), () => finish(false));
-    sock.once('connect', () => finish(true));
-    sock.on('error', () => finish(false)); // every error, not just the first: none may escape
+    });
   }
-
 
   private tick(): void {
     if (this.closed) return;
@@ -417,7 +321,7 @@ export class FailoverController extends EventEmitter {
       drill,
     });
     this.log.appendHistory(entry.id, `evidence: ${evidence}`, this.clock());
-    this.markedFailed.add(server);
+    this.switches.markedFailed.add(server);
     if (!drill) this.deps.link.setEpoch(epoch);
     this.publishRecord(entry, true);
     const takeover = new Takeover(this.takeoverOptions(entry), { ...this.deps, log: this.deps.log });
@@ -450,7 +354,7 @@ export class FailoverController extends EventEmitter {
       if (e.takeoverReleased) {
         // ended without a failback before the restart: not resumed; released by hand stays hands off until the server is back
         if (e.takeoverReleased.by === 'hand' && !e.drill) {
-          this.markedFailed.add(e.failedServer);
+          this.switches.markedFailed.add(e.failedServer);
           this.detector.assume(e.failedServer);
           this.detector.standDown(e.failedServer);
         }
@@ -463,7 +367,7 @@ export class FailoverController extends EventEmitter {
       if (this.takeovers.has(e.failedServer)) continue;
       const takeover = new Takeover(this.takeoverOptions(e), this.deps);
       this.takeovers.set(e.failedServer, takeover);
-      this.markedFailed.add(e.failedServer);
+      this.switches.markedFailed.add(e.failedServer);
       if (!e.drill) {
         this.deps.link.setEpoch(Math.max(this.deps.link.epoch, e.epoch));
         this.detector.assume(e.failedServer);
@@ -494,9 +398,9 @@ export class FailoverController extends EventEmitter {
     return {
       log: this.log,
       actingFor: (s) => this.takeovers.get(s)?.acting() ?? false,
-      isMarkedFailed: (s) => this.markedFailed.has(s),
-      failoverEnabled: () => this.enabled,
-      maintenance: (s) => this.maintenance.has(s),
+      isMarkedFailed: (s) => this.switches.markedFailed.has(s),
+      failoverEnabled: () => this.switches.isEnabled(),
+      maintenance: (s) => this.switches.inMaintenance(s),
       clock: this.clock,
     };
   }
@@ -519,7 +423,7 @@ export class FailoverController extends EventEmitter {
   /** Automatic failback of a restored server; resolves with what was done or why not. */
   async autoFailback(server: string, origin = 'automatic'): Promise<FailbackDone | { refused: string }> {
     return this.serial(server, async () => {
-      if (!this.enabled) return { refused: `No automatic failback for ${server}: failover is disabled for this site.` };
+      if (!this.switches.isEnabled()) return { refused: `No automatic failback for ${server}: failover is disabled for this site.` };
       const pick = pickAutomaticFailback(this.context(), server);
       if ('refused' in pick) return pick;
       if (pick.entry.failoverServer !== this.o.self) return { refused: `No automatic failback for ${server} here: ${pick.entry.failoverServer} recorded in its place.` };
@@ -540,7 +444,7 @@ export class FailoverController extends EventEmitter {
           if (t) await t.stop();
           this.takeovers.delete(e.failedServer);
           this.detector.released(e.failedServer);
-          this.markedFailed.delete(e.failedServer);
+          this.switches.markedFailed.delete(e.failedServer);
           this.publishRecord(e, false);
         },
         notify: async (e) => {
@@ -578,33 +482,8 @@ export class FailoverController extends EventEmitter {
   private async giveBack(e: FailoverEntry): Promise<void> {
     const t = this.takeovers.get(e.failedServer);
     const channels = t ? t.recording() : [];
-    const ack = await new Promise<HandbackAck>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pendingAcks.delete(e.id);
-        reject(new Error(`${e.failedServer} did not confirm within ${Math.round(this.o.handbackTimeoutMs / 1000)} s that it records again (is it connected to the broker?)`));
-      }, this.o.handbackTimeoutMs);
-      this.pendingAcks.set(e.id, (a) => {
-        clearTimeout(timer);
-        this.pendingAcks.delete(e.id);
-        resolve(a);
-      });
-      this.deps.link
-        .publish(topicFor(this.o.group, e.failedServer, 'handback'), {
-          v: LINK_VERSION,
-          failedServer: e.failedServer,
-          failoverServer: this.o.self,
-          entryId: e.id,
-          epoch: e.epoch,
-          drill: e.drill,
-          channels,
-          ts: this.clock(),
-        })
-        .catch((err) => {
-          clearTimeout(timer);
-          this.pendingAcks.delete(e.id);
-          reject(new Error(`cannot reach ${e.failedServer}: ${errorText(err)}`));
-        });
-    });
+    const request = { v: LINK_VERSION, failedServer: e.failedServer, failoverServer: this.o.self, entryId: e.id, epoch: e.epoch, drill: e.drill, channels, ts: this.clock() };
+    const ack = await this.handbacks.ask(request, (m) => this.deps.link.publish(topicFor(this.o.group, e.failedServer, 'handback'), m), this.o.handbackTimeoutMs);
     if (!ack.ok) throw new Error(`${e.failedServer} could not take its channels back: ${ack.detail}`);
     this.log.appendHistory(e.id, `${e.failedServer} confirmed: ${ack.detail}`, this.clock());
     // both record for a moment, so the handover leaves no gap
@@ -627,45 +506,21 @@ export class FailoverController extends EventEmitter {
   }
 
   setMaintenance(server: string, on: boolean): void {
-    if (server !== this.o.self && !this.watchedNames.has(server)) {
-      throw new CommandError(`${server} is neither this failover server nor one it watches (${[...this.watchedNames].join(', ')})`);
-    }
-    if (on) this.maintenance.add(server);
-    else this.maintenance.delete(server);
-    this.detector.setMaintenance(server, on);
-    this.applyPause();
-    this.saveMaintenance();
+    this.switches.setMaintenance(server, on);
   }
 
   /** Enable or disable failover for the site at run time (kept across restarts; the node's setting off wins). */
   setEnabled(on: boolean): void {
-    this.enabled = on;
-    this.applyPause();
-    writeFileAtomic(path.join(this.o.stateDir, 'failover-enabled.json'), JSON.stringify({ enabled: on }));
-  }
-
-  private loadEnabled(): boolean {
-    try {
-      const v = JSON.parse(fs.readFileSync(path.join(this.o.stateDir, 'failover-enabled.json'), 'utf8')) as { enabled?: unknown };
-      return v.enabled !== false;
-    } catch {
-      return true;
-    }
+    this.switches.setEnabled(on);
   }
 
   isEnabled(): boolean {
-    return this.enabled;
+    return this.switches.isEnabled();
   }
 
-  /**
-   * Mark a server failed or OK by hand (for example OK after it was repaired and
-   * reconfigured by other means). Written to the log entries of the server.
-   */
+  /** Mark a server failed or OK by hand; written to the log entries of the server. */
   mark(server: string, failed: boolean): void {
-    if (!this.watchedNames.has(server)) throw new CommandError(`${server} is not watched by ${this.o.self}; watched: ${[...this.watchedNames].join(', ')}`);
-    if (failed) this.markedFailed.add(server);
-    else this.markedFailed.delete(server);
-    for (const e of this.log.active().filter((x) => x.failedServer === server)) this.log.appendHistory(e.id, `${server} marked ${failed ? 'failed' : 'OK'} by hand`, this.clock());
+    this.switches.mark(server, failed);
   }
 
   /**
@@ -681,11 +536,11 @@ export class FailoverController extends EventEmitter {
   }
 
   inMaintenance(server: string): boolean {
-    return this.maintenance.has(server);
+    return this.switches.inMaintenance(server);
   }
 
   isMarkedFailed(server: string): boolean {
-    return this.markedFailed.has(server);
+    return this.switches.isMarkedFailed(server);
   }
 
   actingFor(server: string): boolean {
@@ -700,9 +555,9 @@ export class FailoverController extends EventEmitter {
     return this.o.watched.map((w) => ({
       server: w.server,
       status: this.detector.status(w.server),
-      maintenance: this.maintenance.has(w.server),
+      maintenance: this.switches.inMaintenance(w.server),
       takenOver: this.takeovers.has(w.server),
-      markedFailed: this.markedFailed.has(w.server),
+      markedFailed: this.switches.isMarkedFailed(w.server),
       state: this.deps.link.peerState(w.server) ?? null,
       lastHeartbeat: this.lastHeartbeat.get(w.server) ?? null,
     }));
@@ -713,34 +568,6 @@ export class FailoverController extends EventEmitter {
   }
 
   // ---------------------------------------------------------------- helpers
-
-  private applyPause(): void {
-    this.detector.pause(!this.enabled || this.maintenance.has(this.o.self));
-  }
-
-  private maintenanceFile(): string {
-    return path.join(this.o.stateDir, 'maintenance.json');
-  }
-
-  private loadMaintenance(): void {
-    try {
-      const list = JSON.parse(fs.readFileSync(this.maintenanceFile(), 'utf8')) as unknown;
-      if (Array.isArray(list)) {
-        for (const s of list) {
-          if (typeof s === 'string') {
-            this.maintenance.add(s);
-            this.detector.setMaintenance(s, true);
-          }
-        }
-      }
-    } catch {
-      // none set
-    }
-  }
-
-  private saveMaintenance(): void {
-    writeFileAtomic(this.maintenanceFile(), JSON.stringify([...this.maintenance]));
-  }
 
   private notify(c: Omit<SystemChange, 'v' | 'group' | 'ts'>): void {
     const msg: SystemChange = { v: LINK_VERSION, group: this.o.group, ts: this.clock(), ...c };

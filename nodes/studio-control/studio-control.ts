@@ -7,7 +7,8 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { errorText } from '../../lib/model/errors';
-import { DEFAULT_PREFIX, Outgoing, StudioControl, subscription } from '../../lib/studio/studio-control';
+import { Outgoing, StudioControl } from '../../lib/studio/studio-control';
+import { DEFAULT_PREFIX, subscription } from '../../lib/studio/studio-requests';
 import { recorderChannels } from '../shared/registry';
 
 interface StudioDef extends NodeDef {

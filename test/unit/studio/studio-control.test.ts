@@ -13,10 +13,11 @@ import { ffmpegInfo } from '../../../lib/media/ffmpeg';
 import { RecorderChannel } from '../../../lib/recorder/channel';
 import { MAX_COMMAND_BYTES } from '../../../lib/model/commands';
 import { ControllerRegistry } from '../../../lib/link/server-identity';
+import { Outgoing, StudioControl } from '../../../lib/studio/studio-control';
+import { reclistStateSchema, replySchema, statusStateSchema } from '../../../lib/studio/studio-replies';
 import {
-  channelTopics, checkPrefix, DEFAULT_PREFIX, errorTopic, Outgoing, parseRequest, parseTopic, reclistStateSchema, replySchema, STUDIO_COMMANDS,
-  statusStateSchema, StudioControl, StudioError, subscription,
-} from '../../../lib/studio/studio-control';
+  channelTopics, checkPrefix, DEFAULT_PREFIX, errorTopic, parseRequest, parseTopic, STUDIO_COMMANDS, StudioError, subscription,
+} from '../../../lib/studio/studio-requests';
 import { sleep, tmpDir, until } from '../../support/nr';
 
 const P = DEFAULT_PREFIX;

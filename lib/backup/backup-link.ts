@@ -23,7 +23,7 @@ import {
 import { TwinCheck } from '../model/clip';
 import { twinSummaryOf } from '../model/twin';
 import { LINK_VERSION } from '../link/schemas';
-import { ChannelEvent } from '../recorder/channel';
+import { ChannelEvent } from '../recorder/types';
 import { Line } from '../model/reclist';
 import { RateLimitedLog } from '../link/server-link';
 import type { ValidateFunction } from 'ajv';

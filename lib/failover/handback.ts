@@ -10,7 +10,7 @@ import type { ValidateFunction } from 'ajv';
 import { CommandError, errorText } from '../model/errors';
 import { Handback, HandbackAck, LINK_VERSION, topicFor, validateHandback } from '../link/schemas';
 import { ACTIVE_STATUSES } from '../model/reclist';
-import type { ChannelEvent, PresentedLine } from '../recorder/channel';
+import type { ChannelEvent, PresentedLine } from '../recorder/types';
 
 /** The part of a recorder channel failback drives. */
 export interface HandbackTarget {

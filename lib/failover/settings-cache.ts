@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorText } from '../model/errors';
-import { PresentedLine } from '../recorder/channel';
+import { PresentedLine } from '../recorder/types';
 import { SERVER_ID_PATTERN } from '../link/server-identity';
 import { writeFileAtomic } from '../store/clip-files';
 

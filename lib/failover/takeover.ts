@@ -15,7 +15,8 @@
 import { Catalogue } from '../store/catalogue';
 import { CommandError, errorText } from '../model/errors';
 import { FfmpegInfo } from '../media/ffmpeg';
-import { ChannelEvent, ChannelSettings, PresentedLine, RecorderChannel, SourceProvider } from '../recorder/channel';
+import { RecorderChannel } from '../recorder/channel';
+import { ChannelEvent, ChannelSettings, PresentedLine, SourceProvider } from '../recorder/types';
 import { SOURCE_URL } from '../recorder/config';
 import { ACTIVE_STATUSES, AttributeValue, Line, plannedStop } from '../model/reclist';
 import { isFrameRateId } from '../model/timecode';
@@ -162,7 +163,7 @@ function ctl(c: TakenChannel): RecorderChannel {
 /** A line's planned stop (stop time, or start + duration), null when open-ended. */
 function plannedStopOf(l: Line, channel: RecorderChannel): number | null {
   try {
-    return plannedStop(l, channel.s.frameRate);
+    return plannedStop(l, channel.settings.frameRate);
   } catch {
     return l.stopTime;
   }
@@ -273,7 +274,7 @@ export class Takeover {
         }
       } catch (err) {
         const msg = err instanceof CommandError ? err.message : errorText(err);
-        this.deps.log.warn(`takeover of ${this.o.failedServer} channel ${ctl.s.channel}, line "${String(p.input.title)}": ${msg}`);
+        this.deps.log.warn(`takeover of ${this.o.failedServer} channel ${ctl.settings.channel}, line "${String(p.input.title)}": ${msg}`);
         if (!taken.error) taken.error = msg;
       }
     }

@@ -5,7 +5,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import { GpioError, GpioPoint, PointValue, validPoint } from './gpio-device';
-import type { ChannelEvent, ChannelStatus } from '../recorder/channel';
+import type { ChannelEvent, ChannelStatus } from '../recorder/types';
 
 export type Edge = 'rising' | 'falling' | 'change';
 export type EdgeFilter = 'both' | 'rising' | 'falling';

@@ -2,7 +2,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { asRecorderEvent, BackupLinkBackup, BackupLinkMain } from '../../lib/backup/backup-link';
 import { CommandError, errorText } from '../../lib/model/errors';
 import { MirrorMessage } from '../../lib/backup/mirror';
-import { ChannelEvent } from '../../lib/recorder/channel';
+import { ChannelEvent } from '../../lib/recorder/types';
 import { recorderChannels } from '../shared/registry';
 import type { RedundancyServerNode } from '../shared/types';
 

@@ -4,7 +4,7 @@ import { CommandError } from '../../../lib/model/errors';
 import { HandbackTarget, applyHandback } from '../../../lib/failover/handback';
 import { Handback, HandbackChannel } from '../../../lib/link/schemas';
 import { LineStatus } from '../../../lib/model/reclist';
-import { ChannelEvent, PresentedLine } from '../../../lib/recorder/channel';
+import { ChannelEvent, PresentedLine } from '../../../lib/recorder/types';
 
 const T0 = Date.UTC(2026, 10, 22, 20, 0, 0);
 

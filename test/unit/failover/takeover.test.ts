@@ -1,6 +1,6 @@
 /** Takeover from the settings cache, the pure part: source, channel settings and what happens to each cached line. */
 import { strict as assert } from 'node:assert';
-import { PresentedLine } from '../../../lib/recorder/channel';
+import { PresentedLine } from '../../../lib/recorder/types';
 import { CachedChannel, CachedRecorder } from '../../../lib/failover/settings-cache';
 import { TakeoverOptions, channelSettingsFromCache, planLines, sourceFromCache, withLogin } from '../../../lib/failover/takeover';
 

@@ -12,7 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { CommandError, errorText } from '../model/errors';
-import type { ChannelEvent, ChannelStatus, PresentedLine } from '../recorder/channel';
+import type { ChannelEvent, ChannelStatus, PresentedLine } from '../recorder/types';
 import { ReclistState, Reply, errorReply, panelLine, statusState, summariseEvent } from './studio-replies';
 import { channelTopics, checkPrefix, CHANNEL_RE, DEFAULT_PREFIX, errorTopic, parseRequest, peekRequestId, responseTarget, SERVER_RE, StudioError, StudioRequest } from './studio-requests';
 

@@ -4,7 +4,7 @@
  * events as panels see them. No Node-RED here.
  */
 import { CommandError, redactUrl } from '../model/errors';
-import type { ChannelEvent, ChannelStatus, PresentedLine } from '../recorder/channel';
+import type { ChannelEvent, ChannelStatus, PresentedLine } from '../recorder/types';
 import { StudioError, StudioRequest } from './studio-requests';
 
 // ------------------------------------------------------------------ schemas

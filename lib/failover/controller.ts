@@ -40,7 +40,7 @@ import type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverSta
 export type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverLink, FailoverStarted, WatchedServer, WatchedStatus } from './controller-types';
 
 export class FailoverController extends EventEmitter {
-  readonly o: Required<Omit<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>> & Pick<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>;
+  readonly options: Required<Omit<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>> & Pick<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>;
   readonly log: FailoverLog;
   readonly cache: SettingsCache;
   readonly detector: FailoverDetector;
@@ -61,7 +61,7 @@ export class FailoverController extends EventEmitter {
 
   constructor(opts: FailoverControllerOptions, private readonly deps: FailoverDeps) {
     super();
-    this.o = {
+    this.options = {
       heartbeatTimeoutMs: 750,
       holdDownMs: 10000,
       capacity: 1,
@@ -76,25 +76,25 @@ export class FailoverController extends EventEmitter {
       ...opts,
     };
     this.clock = deps.clock ?? Date.now;
-    this.watchedNames = new Set(this.o.watched.map((w) => w.server));
-    if (this.watchedNames.has(this.o.self)) throw new Error(`a failover server cannot watch itself (${this.o.self})`);
-    fs.mkdirSync(this.o.stateDir, { recursive: true });
-    this.log = new FailoverLog(path.join(this.o.stateDir, 'failover.sqlite'), { synchronous: this.o.logSynchronous });
-    this.cache = new SettingsCache(path.join(this.o.stateDir, 'settings-cache'), deps.log);
+    this.watchedNames = new Set(this.options.watched.map((w) => w.server));
+    if (this.watchedNames.has(this.options.self)) throw new Error(`a failover server cannot watch itself (${this.options.self})`);
+    fs.mkdirSync(this.options.stateDir, { recursive: true });
+    this.log = new FailoverLog(path.join(this.options.stateDir, 'failover.sqlite'), { synchronous: this.options.logSynchronous });
+    this.cache = new SettingsCache(path.join(this.options.stateDir, 'settings-cache'), deps.log);
     this.detector = new FailoverDetector(
       {
-        self: this.o.self,
-        watched: this.o.watched.map((w) => w.server),
-        heartbeatTimeoutMs: this.o.heartbeatTimeoutMs,
-        holdDownMs: this.o.holdDownMs,
-        capacity: this.o.capacity,
-        recordOnDoubt: this.o.recordOnDoubt,
-        rank: this.o.rank,
+        self: this.options.self,
+        watched: this.options.watched.map((w) => w.server),
+        heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
+        holdDownMs: this.options.holdDownMs,
+        capacity: this.options.capacity,
+        recordOnDoubt: this.options.recordOnDoubt,
+        rank: this.options.rank,
       },
       this.clock,
     );
     this.switches = new OperatorSwitches(
-      { stateDir: this.o.stateDir, self: this.o.self, watched: this.watchedNames, failoverEnabled: this.o.failoverEnabled },
+      { stateDir: this.options.stateDir, self: this.options.self, watched: this.watchedNames, failoverEnabled: this.options.failoverEnabled },
       this.detector,
       this.log,
       this.clock,
@@ -106,7 +106,7 @@ export class FailoverController extends EventEmitter {
   /** Subscribe, resume takeovers this server had when it stopped, start watching. */
   async start(): Promise<void> {
     const { link } = this.deps;
-    const g = this.o.group;
+    const g = this.options.group;
     this.unsubs.push(
       link.subscribe(topicFor(g, '+', 'heartbeat'), validateHeartbeat, (_t, p) => {
         if (p === null) return;
@@ -117,7 +117,7 @@ export class FailoverController extends EventEmitter {
         this.detector.heartbeat(hb.server, at);
       }),
       link.subscribe(topicFor(g, '+', 'settings', '+'), validateChannelSettings, (topic, p) => this.guard(() => this.settings(topic, p))),
-      link.subscribe(topicFor(g, this.o.self, 'handback-ack'), validateHandbackAck, (_t, p) => {
+      link.subscribe(topicFor(g, this.options.self, 'handback-ack'), validateHandbackAck, (_t, p) => {
         if (p === null) return;
         const ack = p as HandbackAck;
         this.handbacks.answer(ack);
@@ -127,8 +127,8 @@ export class FailoverController extends EventEmitter {
     link.on('takeover', this.onTakeoverRecord);
     for (const st of link.peerStates()) this.onPeer(st);
     await this.resumeTakeovers();
-    this.timers.push(setInterval(() => this.guard(() => this.tick()), this.o.evaluateMs));
-    if (this.o.watched.some((w) => w.probe)) this.timers.push(setInterval(() => this.guard(() => this.probeAll()), this.o.probeMs));
+    this.timers.push(setInterval(() => this.guard(() => this.tick()), this.options.evaluateMs));
+    if (this.options.watched.some((w) => w.probe)) this.timers.push(setInterval(() => this.guard(() => this.probeAll()), this.options.probeMs));
   }
 
   /** Stop watching. Takeovers are suspended (they resume when this server starts again), unless `stopRecording`. */
@@ -173,13 +173,13 @@ export class FailoverController extends EventEmitter {
     this.detector.serverState(st);
     // a Last Will: ask the server directly at once rather than at the next round
     if (st.state === 'offline') {
-      const w = this.o.watched.find((x) => x.server === st.server);
+      const w = this.options.watched.find((x) => x.server === st.server);
       if (w?.probe) this.probeOne(w);
     }
   }
 
   private takeoverRecord(rec: TakeoverRecord): void {
-    if (rec.failoverServer === this.o.self) return;
+    if (rec.failoverServer === this.options.self) return;
     // another failover server records for it: do not take the same server
     if (rec.active && !rec.drill) this.detector.claim({ failedServer: rec.failedServer, claimant: rec.failoverServer, rank: -1, at: rec.since });
     else this.detector.releaseClaim(rec.failedServer, rec.failoverServer);
@@ -188,13 +188,13 @@ export class FailoverController extends EventEmitter {
   private probing = new Set<string>();
 
   private probeAll(): void {
-    for (const w of this.o.watched) this.probeOne(w);
+    for (const w of this.options.watched) this.probeOne(w);
   }
 
   private probeOne(w: WatchedServer): void {
     if (!w.probe || this.probing.has(w.server) || this.closed) return;
     this.probing.add(w.server);
-    void tcpProbe(w.probe.host, w.probe.port, Math.max(100, this.o.probeMs - 50)).then((ok) => {
+    void tcpProbe(w.probe.host, w.probe.port, Math.max(100, this.options.probeMs - 50)).then((ok) => {
       this.probing.delete(w.server);
       this.detector.probe(w.server, ok);
     });
@@ -205,7 +205,7 @@ export class FailoverController extends EventEmitter {
     const up = this.deps.link.state === 'connected';
     this.detector.broker(up);
     // a server without a probe is out of reach too when the broker is
-    for (const w of this.o.watched) if (!w.probe && !up) this.detector.probe(w.server, false);
+    for (const w of this.options.watched) if (!w.probe && !up) this.detector.probe(w.server, false);
     for (const d of this.detector.evaluate()) this.decide(d);
   }
 
@@ -229,8 +229,8 @@ export class FailoverController extends EventEmitter {
         break;
       }
       case 'isolated':
-        this.deps.log.warn(`isolated: ${d.evidence}${this.o.recordOnDoubt ? '; recording on doubt' : ''}`);
-        this.emit('isolated', { evidence: d.evidence, at: d.at, recordOnDoubt: this.o.recordOnDoubt });
+        this.deps.log.warn(`isolated: ${d.evidence}${this.options.recordOnDoubt ? '; recording on doubt' : ''}`);
+        this.emit('isolated', { evidence: d.evidence, at: d.at, recordOnDoubt: this.options.recordOnDoubt });
         break;
       case 'connected':
         this.emit('connected', { at: d.at });
@@ -255,10 +255,10 @@ export class FailoverController extends EventEmitter {
   }
 
   private async takeOverWhenFirst(server: string): Promise<void> {
-    if (this.o.rank > 0) await new Promise((r) => setTimeout(r, this.o.rank * this.o.rankGraceMs));
+    if (this.options.rank > 0) await new Promise((r) => setTimeout(r, this.options.rank * this.options.rankGraceMs));
     if (this.closed) return;
     const rec = this.deps.link.takeoverOf(server);
-    if (rec && rec.active && !rec.drill && rec.failoverServer !== this.o.self) {
+    if (rec && rec.active && !rec.drill && rec.failoverServer !== this.options.self) {
       this.detector.released(server);
       return;
     }
@@ -272,20 +272,20 @@ export class FailoverController extends EventEmitter {
   // ---------------------------------------------------------------- takeover
 
   private nextEpoch(): number {
-    const seen = [this.log.maxEpoch(this.o.group), this.deps.link.epoch, ...this.deps.link.peerStates().map((s) => s.epoch)];
-    for (const w of this.o.watched) seen.push(this.deps.link.takeoverOf(w.server)?.epoch ?? 0);
+    const seen = [this.log.maxEpoch(this.options.group), this.deps.link.epoch, ...this.deps.link.peerStates().map((s) => s.epoch)];
+    for (const w of this.options.watched) seen.push(this.deps.link.takeoverOf(w.server)?.epoch ?? 0);
     return Math.max(...seen) + 1;
   }
 
   private takeoverOptions(entry: FailoverEntry): TakeoverOptions {
     return {
       failedServer: entry.failedServer,
-      failoverServer: this.o.self,
-      group: this.o.group,
+      failoverServer: this.options.self,
+      group: this.options.group,
       epoch: entry.epoch,
       entryId: entry.id,
-      storageRoot: this.o.storageRoot,
-      sourceLogin: this.o.sourceLogin ?? null,
+      storageRoot: this.options.storageRoot,
+      sourceLogin: this.options.sourceLogin ?? null,
       drill: entry.drill,
     };
   }
@@ -294,7 +294,7 @@ export class FailoverController extends EventEmitter {
     const rec: TakeoverRecord = {
       v: LINK_VERSION,
       failedServer: entry.failedServer,
-      failoverServer: this.o.self,
+      failoverServer: this.options.self,
       epoch: entry.epoch,
       active,
       channels: entry.channels,
@@ -303,18 +303,18 @@ export class FailoverController extends EventEmitter {
       drill: entry.drill,
       ts: this.clock(),
     };
-    this.deps.link.publishRetained(topicFor(this.o.group, entry.failedServer, 'takeover'), rec);
+    this.deps.link.publishRetained(topicFor(this.options.group, entry.failedServer, 'takeover'), rec);
   }
 
   private async takeOver(server: string, drill: boolean, evidence: string): Promise<FailoverStarted> {
-    if (this.takeovers.has(server)) throw new CommandError(`${this.o.self} already records in place of ${server}`, 'EBUSY');
+    if (this.takeovers.has(server)) throw new CommandError(`${this.options.self} already records in place of ${server}`, 'EBUSY');
     const cached = this.cache.channels(server);
-    const epoch = drill ? Math.max(this.deps.link.epoch, this.log.maxEpoch(this.o.group)) : this.nextEpoch();
+    const epoch = drill ? Math.max(this.deps.link.epoch, this.log.maxEpoch(this.options.group)) : this.nextEpoch();
     // the log entry is committed before anything records: a crash from here on is resumed from it
     const entry = this.log.open({
-      group: this.o.group,
+      group: this.options.group,
       failedServer: server,
-      failoverServer: this.o.self,
+      failoverServer: this.options.self,
       channels: cached.map((c) => c.channel),
       epoch,
       startedAt: this.clock(),
@@ -335,13 +335,13 @@ export class FailoverController extends EventEmitter {
     this.notify({
       kind: 'failover-started',
       failedServer: server,
-      failoverServer: this.o.self,
+      failoverServer: this.options.self,
       entryId: entry.id,
       epoch,
       channels: entry.channels,
       startedAt: entry.startedAt,
       drill,
-      text: `${this.o.self} records channels ${entry.channels.join(', ') || '(none)'} of ${server}${drill ? ' (drill)' : ''}`,
+      text: `${this.options.self} records channels ${entry.channels.join(', ') || '(none)'} of ${server}${drill ? ' (drill)' : ''}`,
     });
     this.emit('failover', done);
     return done;
@@ -350,7 +350,7 @@ export class FailoverController extends EventEmitter {
   /** After a restart of this Node-RED: the takeovers of active entries go on recording. */
   private async resumeTakeovers(): Promise<void> {
     for (const e of this.log.active()) {
-      if (e.failoverServer !== this.o.self || !this.watchedNames.has(e.failedServer)) continue;
+      if (e.failoverServer !== this.options.self || !this.watchedNames.has(e.failedServer)) continue;
       if (e.takeoverReleased) {
         // ended without a failback before the restart: not resumed; released by hand stays hands off until the server is back
         if (e.takeoverReleased.by === 'hand' && !e.drill) {
@@ -375,7 +375,7 @@ export class FailoverController extends EventEmitter {
       this.publishRecord(e, true);
       const cached = this.cache.channels(e.failedServer).filter((c) => e.channels.includes(c.channel));
       await takeover.resume(cached, (ev) => this.emit('recorder', ev));
-      this.log.appendHistory(e.id, `takeover resumed after ${this.o.self} restarted`, this.clock());
+      this.log.appendHistory(e.id, `takeover resumed after ${this.options.self} restarted`, this.clock());
     }
   }
 
@@ -426,7 +426,7 @@ export class FailoverController extends EventEmitter {
       if (!this.switches.isEnabled()) return { refused: `No automatic failback for ${server}: failover is disabled for this site.` };
       const pick = pickAutomaticFailback(this.context(), server);
       if ('refused' in pick) return pick;
-      if (pick.entry.failoverServer !== this.o.self) return { refused: `No automatic failback for ${server} here: ${pick.entry.failoverServer} recorded in its place.` };
+      if (pick.entry.failoverServer !== this.options.self) return { refused: `No automatic failback for ${server} here: ${pick.entry.failoverServer} recorded in its place.` };
       return this.doFailback(pick.entry.id, 'automatic', pick.others, origin);
     });
   }
@@ -482,19 +482,19 @@ export class FailoverController extends EventEmitter {
   private async giveBack(e: FailoverEntry): Promise<void> {
     const t = this.takeovers.get(e.failedServer);
     const channels = t ? t.recording() : [];
-    const request = { v: LINK_VERSION, failedServer: e.failedServer, failoverServer: this.o.self, entryId: e.id, epoch: e.epoch, drill: e.drill, channels, ts: this.clock() };
-    const ack = await this.handbacks.ask(request, (m) => this.deps.link.publish(topicFor(this.o.group, e.failedServer, 'handback'), m), this.o.handbackTimeoutMs);
+    const request = { v: LINK_VERSION, failedServer: e.failedServer, failoverServer: this.options.self, entryId: e.id, epoch: e.epoch, drill: e.drill, channels, ts: this.clock() };
+    const ack = await this.handbacks.ask(request, (m) => this.deps.link.publish(topicFor(this.options.group, e.failedServer, 'handback'), m), this.options.handbackTimeoutMs);
     if (!ack.ok) throw new Error(`${e.failedServer} could not take its channels back: ${ack.detail}`);
     this.log.appendHistory(e.id, `${e.failedServer} confirmed: ${ack.detail}`, this.clock());
     // both record for a moment, so the handover leaves no gap
-    if (!e.drill && ack.started > 0 && this.o.overlapMs > 0) await new Promise((r) => setTimeout(r, this.o.overlapMs));
+    if (!e.drill && ack.started > 0 && this.options.overlapMs > 0) await new Promise((r) => setTimeout(r, this.options.overlapMs));
   }
 
   // ---------------------------------------------------------------- commands
 
   /** A drill: the whole failover and failback of a healthy server, which keeps recording. */
   async drill(server: string, durationMs: number): Promise<{ started: FailoverStarted; done: FailbackDone }> {
-    if (!this.watchedNames.has(server)) throw new CommandError(`${server} is not watched by ${this.o.self}; watched: ${[...this.watchedNames].join(', ')}`);
+    if (!this.watchedNames.has(server)) throw new CommandError(`${server} is not watched by ${this.options.self}; watched: ${[...this.watchedNames].join(', ')}`);
     if (this.detector.status(server) === 'failed' || this.takeovers.has(server)) {
       throw new CommandError(`no drill for ${server}: it is failed or taken over now`, 'EBUSY');
     }
@@ -529,7 +529,7 @@ export class FailoverController extends EventEmitter {
    * (the failover server no longer records for it) until it is finalized by hand.
    */
   async releaseByHand(server: string): Promise<void> {
-    if (!this.takeovers.has(server)) throw new CommandError(`${this.o.self} does not record in place of ${server}`, 'ENOENT');
+    if (!this.takeovers.has(server)) throw new CommandError(`${this.options.self} does not record in place of ${server}`, 'ENOENT');
     // the detector stands down first: a tick during the release must not take the server over again
     this.detector.standDown(server);
     await this.serial(server, () => this.release(server, 'released by hand', 'hand'));
@@ -552,7 +552,7 @@ export class FailoverController extends EventEmitter {
   }
 
   watched(): WatchedStatus[] {
-    return this.o.watched.map((w) => ({
+    return this.options.watched.map((w) => ({
       server: w.server,
       status: this.detector.status(w.server),
       maintenance: this.switches.inMaintenance(w.server),
@@ -570,8 +570,8 @@ export class FailoverController extends EventEmitter {
   // ---------------------------------------------------------------- helpers
 
   private notify(c: Omit<SystemChange, 'v' | 'group' | 'ts'>): void {
-    const msg: SystemChange = { v: LINK_VERSION, group: this.o.group, ts: this.clock(), ...c };
-    this.deps.link.publish(topicFor(this.o.group, this.o.self, 'system'), msg).catch((err) => this.deps.log.warn(`system-change message not sent: ${errorText(err)}`));
+    const msg: SystemChange = { v: LINK_VERSION, group: this.options.group, ts: this.clock(), ...c };
+    this.deps.link.publish(topicFor(this.options.group, this.options.self, 'system'), msg).catch((err) => this.deps.log.warn(`system-change message not sent: ${errorText(err)}`));
   }
 
   private guard(fn: () => void): void {

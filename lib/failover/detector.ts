@@ -58,7 +58,7 @@ export interface Claim {
 }
 
 export class FailoverDetector {
-  readonly o: Required<DetectorOptions>;
+  readonly options: Required<DetectorOptions>;
   private peers = new Map<string, Peer>();
   private brokerUp = false;
   private isolated = false;
@@ -69,8 +69,8 @@ export class FailoverDetector {
   private paused = false;
 
   constructor(opts: DetectorOptions, private readonly clock: () => number = Date.now) {
-    this.o = { heartbeatTimeoutMs: 750, holdDownMs: 10000, capacity: 1, recordOnDoubt: true, rank: 0, ...opts };
-    for (const s of this.o.watched) {
+    this.options = { heartbeatTimeoutMs: 750, holdDownMs: 10000, capacity: 1, recordOnDoubt: true, rank: 0, ...opts };
+    for (const s of this.options.watched) {
       this.peers.set(s, { lastHeartbeat: null, state: null, probeOk: null, status: 'unknown', failedAt: null, backSince: null, maintenance: false });
     }
   }
@@ -82,7 +82,7 @@ export class FailoverDetector {
   heartbeat(server: string, at = this.clock()): void {
     const p = this.peer(server);
     if (!p) return;
-    if (p.lastHeartbeat !== null && at - p.lastHeartbeat > this.o.heartbeatTimeoutMs) p.backSince = null; // a break
+    if (p.lastHeartbeat !== null && at - p.lastHeartbeat > this.options.heartbeatTimeoutMs) p.backSince = null; // a break
     p.lastHeartbeat = at;
     if (p.backSince === null) p.backSince = at;
   }
@@ -121,7 +121,7 @@ export class FailoverDetector {
 
   /** The failover server that should record for a failed server, among the claims (ours included). */
   winner(failedServer: string): string {
-    const mine: Claim = { failedServer, claimant: this.o.self, rank: this.o.rank, at: 0 };
+    const mine: Claim = { failedServer, claimant: this.options.self, rank: this.options.rank, at: 0 };
     const all = [...(this.claims.get(failedServer) ?? []), mine];
     all.sort((a, b) => a.rank - b.rank || a.claimant.localeCompare(b.claimant));
     return all[0].claimant;
@@ -175,7 +175,7 @@ export class FailoverDetector {
   /** Look at everything known now; return what changed. */
   evaluate(now = this.clock()): Decision[] {
     const out: Decision[] = [];
-    const silent = (p: Peer) => p.lastHeartbeat === null || now - p.lastHeartbeat > this.o.heartbeatTimeoutMs;
+    const silent = (p: Peer) => p.lastHeartbeat === null || now - p.lastHeartbeat > this.options.heartbeatTimeoutMs;
     // isolation: no broker, and no watched server answers a probe
     const allProbesFail = [...this.peers.values()].every((p) => p.probeOk === false);
     const isolatedNow = !this.brokerUp && allProbesFail;
@@ -190,7 +190,7 @@ export class FailoverDetector {
       if (p.status === 'failed' || p.status === 'restoring') {
         if (!silent(p) && p.backSince !== null && (p.state === null || p.state.state === 'online')) {
           p.status = 'restoring';
-          if (now - p.backSince >= this.o.holdDownMs) {
+          if (now - p.backSince >= this.options.holdDownMs) {
             p.status = 'ok';
             p.failedAt = null;
             this.handsOff.delete(server);
@@ -212,7 +212,7 @@ export class FailoverDetector {
       const probeSaysDown = p.probeOk === false;
       // a direct probe that answers outweighs a Last Will: the broker lost the server (or went down itself), the server lives
       const probeSaysUp = p.probeOk === true;
-      if ((willSaysOffline && !probeSaysUp) || probeSaysDown || (this.isolated && this.o.recordOnDoubt)) {
+      if ((willSaysOffline && !probeSaysUp) || probeSaysDown || (this.isolated && this.options.recordOnDoubt)) {
         if (p.maintenance) {
           p.status = 'suspect';
           continue;
@@ -232,8 +232,8 @@ export class FailoverDetector {
     }
     // takeovers: the failed servers this watcher should record for, by priority, within capacity,
     // not those a better-placed failover server claims; a higher priority failure displaces a lower one
-    if (!this.paused && (!this.isolated || this.o.recordOnDoubt)) {
-      const desired = this.o.watched.filter((s) => this.peers.get(s)!.status === 'failed' && !this.handsOff.has(s) && this.winner(s) === this.o.self).slice(0, this.o.capacity);
+    if (!this.paused && (!this.isolated || this.options.recordOnDoubt)) {
+      const desired = this.options.watched.filter((s) => this.peers.get(s)!.status === 'failed' && !this.handsOff.has(s) && this.winner(s) === this.options.self).slice(0, this.options.capacity);
       for (const server of [...this.takenOver]) {
         const p = this.peers.get(server)!;
         if (p.status === 'failed' && !desired.includes(server)) {

@@ -33,7 +33,7 @@ export interface LocalServerSource {
 }
 
 export interface FailoverSource {
-  o: { self: string; group: string };
+  options: { self: string; group: string };
   isEnabled(): boolean;
   isIsolated(): boolean;
   watched(): WatchedStatus[];
@@ -292,8 +292,8 @@ export function buildOverview(src: OverviewSources): Overview {
     try {
       const watched = c.watched();
       for (const w of watched) {
-        const r = row(c.o.group, w.server);
-        r.watchedBy.push({ by: c.o.self, status: w.status, maintenance: w.maintenance, takenOver: w.takenOver, markedFailed: w.markedFailed, lastHeartbeat: w.lastHeartbeat });
+        const r = row(c.options.group, w.server);
+        r.watchedBy.push({ by: c.options.self, status: w.status, maintenance: w.maintenance, takenOver: w.takenOver, markedFailed: w.markedFailed, lastHeartbeat: w.lastHeartbeat });
         if (w.state && (r.lastHeard === null || w.state.ts > r.lastHeard)) {
           r.role = w.state.role;
           r.state = w.state.state;
@@ -304,12 +304,12 @@ export function buildOverview(src: OverviewSources): Overview {
         }
       }
       failover.push({
-        self: c.o.self,
-        group: c.o.group,
+        self: c.options.self,
+        group: c.options.group,
         enabled: c.isEnabled(),
         isolated: c.isIsolated(),
-        active: c.log.active().map((e) => entryRow(c.o.self, e, tasks, copyServers)),
-        finalized: c.log.finalized(src.finalizedLimit ?? 20).map((e) => entryRow(c.o.self, e, tasks, copyServers)),
+        active: c.log.active().map((e) => entryRow(c.options.self, e, tasks, copyServers)),
+        finalized: c.log.finalized(src.finalizedLimit ?? 20).map((e) => entryRow(c.options.self, e, tasks, copyServers)),
       });
     } catch {
       /* a controller closing under us: left out this time */

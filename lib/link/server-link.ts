@@ -93,11 +93,11 @@ export class ServerLink extends EventEmitter {
   /** The last takeover record of each server of the group (who records in its place, at which epoch). */
   private takeovers = new Map<string, TakeoverRecord>();
   private readonly invalidLog: RateLimitedLog;
-  readonly o: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>> & Pick<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>;
+  readonly options: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>> & Pick<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>;
 
   constructor(opts: ServerLinkOptions, private readonly log: LinkLog) {
     super();
-    this.o = {
+    this.options = {
       keepaliveS: 2,
       heartbeatMs: 250,
       reconnectMinMs: 500,
@@ -106,15 +106,15 @@ export class ServerLink extends EventEmitter {
       epoch: 0,
       ...opts,
     };
-    this.backoff = new Backoff(this.o.reconnectMinMs, this.o.reconnectMaxMs);
+    this.backoff = new Backoff(this.options.reconnectMinMs, this.options.reconnectMaxMs);
     this.invalidLog = new RateLimitedLog((m) => this.log.warn(m));
-    this.subscribe(topicFor(this.o.group, '+', 'state'), validateServerState, (_topic, payload) => {
+    this.subscribe(topicFor(this.options.group, '+', 'state'), validateServerState, (_topic, payload) => {
       if (payload === null) return;
       const st = payload as ServerState;
       this.peers.set(st.server, st);
       this.emit('peer', st);
     });
-    this.subscribe(topicFor(this.o.group, '+', 'takeover'), validateTakeoverRecord, (topic, payload) => {
+    this.subscribe(topicFor(this.options.group, '+', 'takeover'), validateTakeoverRecord, (topic, payload) => {
       const server = topic.split('/')[2];
       if (payload === null) {
         this.takeovers.delete(server);
@@ -124,7 +124,7 @@ export class ServerLink extends EventEmitter {
       if (rec.failedServer !== server) return;
       this.takeovers.set(server, rec);
       // a takeover that has ended hands its epoch to the restored server: from now on its commands carry it
-      if (server === this.o.serverId && !rec.active && !rec.drill && rec.epoch > this.o.epoch) this.setEpoch(rec.epoch);
+      if (server === this.options.serverId && !rec.active && !rec.drill && rec.epoch > this.options.epoch) this.setEpoch(rec.epoch);
       this.emit('takeover', rec);
     });
   }
@@ -145,9 +145,9 @@ export class ServerLink extends EventEmitter {
 
   /** Raise this server's epoch (a takeover, or the end of one) and announce it. */
   setEpoch(epoch: number): void {
-    if (!Number.isInteger(epoch) || epoch < this.o.epoch) return;
-    if (epoch === this.o.epoch) return;
-    this.o.epoch = epoch;
+    if (!Number.isInteger(epoch) || epoch < this.options.epoch) return;
+    if (epoch === this.options.epoch) return;
+    this.options.epoch = epoch;
     if (this.client?.connected) this.client.publish(this.stateTopic(), JSON.stringify(this.statePayload('online')), { qos: 1, retain: true });
     this.emit('epoch', epoch);
   }
@@ -169,26 +169,26 @@ export class ServerLink extends EventEmitter {
     return this._lastError;
   }
   get epoch(): number {
-    return this.o.epoch;
+    return this.options.epoch;
   }
 
-  stateTopic(server = this.o.serverId): string {
-    return topicFor(this.o.group, server, 'state');
+  stateTopic(server = this.options.serverId): string {
+    return topicFor(this.options.group, server, 'state');
   }
 
   private statePayload(state: 'online' | 'offline', cause?: 'shutdown' | 'lwt'): ServerState {
     return {
       v: LINK_VERSION,
-      server: this.o.serverId,
-      group: this.o.group,
-      role: this.o.role,
+      server: this.options.serverId,
+      group: this.options.group,
+      role: this.options.role,
       state,
       ...(cause ? { cause } : {}),
-      epoch: this.o.epoch,
+      epoch: this.options.epoch,
       since: this.since,
       ts: Date.now(),
-      heartbeatMs: this.o.heartbeatMs,
-      ...(this.o.apiUrl ? { api: this.o.apiUrl } : {}),
+      heartbeatMs: this.options.heartbeatMs,
+      ...(this.options.apiUrl ? { api: this.options.apiUrl } : {}),
     };
   }
 
@@ -202,23 +202,23 @@ export class ServerLink extends EventEmitter {
   start(): void {
     if (this.client || this._state === 'closed') return;
     const options: IClientOptions = {
-      clientId: `twinrec-${this.o.group}-${this.o.serverId}`.slice(0, 64),
-      username: this.o.username || undefined,
-      password: this.o.password || undefined,
-      keepalive: this.o.keepaliveS,
+      clientId: `twinrec-${this.options.group}-${this.options.serverId}`.slice(0, 64),
+      username: this.options.username || undefined,
+      password: this.options.password || undefined,
+      keepalive: this.options.keepaliveS,
       reconnectPeriod: 0, // we reconnect ourselves, with backoff
-      connectTimeout: this.o.connectTimeoutMs,
+      connectTimeout: this.options.connectTimeoutMs,
       clean: true,
       will: { topic: this.stateTopic(), payload: Buffer.from(JSON.stringify(this.statePayload('offline', 'lwt'))), qos: 1, retain: true },
-      ...(this.o.tls ?? {}),
+      ...(this.options.tls ?? {}),
       protocolVersion: 4,
     };
     this.setState('connecting');
     let client: MqttClient;
     try {
-      client = mqtt.connect(this.o.url, options);
+      client = mqtt.connect(this.options.url, options);
     } catch (err) {
-      this.setState('reconnecting', `cannot connect to ${redactUrl(this.o.url)}: ${errorText(err)}`);
+      this.setState('reconnecting', `cannot connect to ${redactUrl(this.options.url)}: ${errorText(err)}`);
       this.scheduleReconnect();
       return;
     }
@@ -240,22 +240,22 @@ export class ServerLink extends EventEmitter {
     const patterns = [...new Set(this.subs.map((s) => s.pattern))];
     if (patterns.length) c.subscribe(patterns, { qos: 1 });
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = setInterval(() => this.guard(() => this.beat()), this.o.heartbeatMs);
+    this.heartbeatTimer = setInterval(() => this.guard(() => this.beat()), this.options.heartbeatMs);
     this.beat();
     this.emit('connected');
   }
 
   private beat(): void {
     if (!this.client?.connected) return;
-    const hb: Heartbeat = { v: LINK_VERSION, server: this.o.serverId, seq: this.seq++, ts: Date.now() };
-    this.client.publish(topicFor(this.o.group, this.o.serverId, 'heartbeat'), JSON.stringify(hb), { qos: 0 });
+    const hb: Heartbeat = { v: LINK_VERSION, server: this.options.serverId, seq: this.seq++, ts: Date.now() };
+    this.client.publish(topicFor(this.options.group, this.options.serverId, 'heartbeat'), JSON.stringify(hb), { qos: 0 });
   }
 
   private onError(err: Error & { code?: number | string }): void {
     let text = errorText(err);
     if (err.code === 5 || /Not authorized/i.test(text)) text = 'the broker refused the user name or password (not authorized)';
     else if (err.code === 4 || /Bad username or password/i.test(text)) text = 'the broker refused the user name or password';
-    else if (/ECONNREFUSED/.test(text)) text = `nothing answers at ${redactUrl(this.o.url)} (connection refused)`;
+    else if (/ECONNREFUSED/.test(text)) text = `nothing answers at ${redactUrl(this.options.url)} (connection refused)`;
     else if (/alert certificate required/i.test(text)) text = 'the broker requires a client certificate: give one (certificate and private key) in the TLS configuration';
     else if (CERT_REFUSED.test(text)) {
       const alert = CERT_REFUSED.exec(text)![1].toLowerCase();
@@ -269,7 +269,7 @@ export class ServerLink extends EventEmitter {
     this.heartbeatTimer = null;
     if (this._state === 'closed') return;
     const wasConnected = this._state === 'connected';
-    this.setState('reconnecting', this._lastError ?? (wasConnected ? 'the broker connection was lost' : `cannot connect to ${redactUrl(this.o.url)}`));
+    this.setState('reconnecting', this._lastError ?? (wasConnected ? 'the broker connection was lost' : `cannot connect to ${redactUrl(this.options.url)}`));
     if (wasConnected) this.emit('disconnected', this._lastError);
     this.scheduleReconnect();
   }

@@ -189,7 +189,7 @@ export = function (RED: NodeAPI): void {
         .then(async () => {
           switch (cmd.command) {
             case 'status':
-              return reply({ self: c.o.self, enabled: c.isEnabled(), isolated: c.isIsolated(), watched: c.watched() });
+              return reply({ self: c.options.self, enabled: c.isEnabled(), isolated: c.isIsolated(), watched: c.watched() });
             case 'log': {
               const v = logView(c, cmd.limit ?? 100);
               if (cmd.state === 'active') return reply({ active: v.active });
@@ -258,8 +258,8 @@ export = function (RED: NodeAPI): void {
       const ctls = typeof req.query.server === 'string' ? [failoverControllers.get(req.query.server)].filter(Boolean) : failoverControllers.all();
       res.json({
         servers: (ctls as FailoverController[]).map((c) => ({
-          self: c.o.self,
-          group: c.o.group,
+          self: c.options.self,
+          group: c.options.group,
           enabled: c.isEnabled(),
           isolated: c.isIsolated(),
           watched: c.watched(),

@@ -161,7 +161,7 @@ describe('redundancy overview (lib)', function () {
         servers: [{ serverId: 'fo-1', group: 'studio', role: 'failover', configError: null, link }],
         controllers: [
           {
-            o: { self: 'fo-1', group: 'studio' },
+            options: { self: 'fo-1', group: 'studio' },
             isEnabled: () => true,
             isIsolated: () => false,
             watched: () => [{ server: 'main-1', status: 'failed', maintenance: false, takenOver: true, markedFailed: true, state: null, lastHeartbeat: 4000 }],
@@ -195,7 +195,7 @@ describe('redundancy overview (lib)', function () {
       assert.deepEqual(f.finalized.map((e) => [e.id, e.canFailback, e.canCopy, e.copyTask?.id, e.copyTask?.percent]), [[old.id, false, true, 7, 25]]);
       assert.deepEqual(o.copies[0].tasks.map((t) => [t.id, t.state, t.percent, t.lastError]), [[7, 'failed', 25, 'sha256 mismatch']]);
       // without a material-copy node here, a finalized entry cannot be copied from this server
-      const o2 = buildOverview({ servers: [], controllers: [{ o: { self: 'fo-1', group: 'studio' }, isEnabled: () => true, isIsolated: () => false, watched: () => [], log }], copies: [], transfers: [] });
+      const o2 = buildOverview({ servers: [], controllers: [{ options: { self: 'fo-1', group: 'studio' }, isEnabled: () => true, isIsolated: () => false, watched: () => [], log }], copies: [], transfers: [] });
       assert.deepEqual(o2.failover[0].finalized.map((e) => [e.canCopy, e.copyBlocked]), [[false, 'no-copy-node']]);
     });
   });

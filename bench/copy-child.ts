@@ -43,7 +43,8 @@ import { MaterialCopier } from '../lib/copy/material-copy';
 import { PeerApiServer } from '../lib/peer/api';
 import { PeerClient } from '../lib/peer/client';
 import { ShareSource, withShareMedia } from '../lib/copy/share-source';
-import { TransferManager, TransferQueue } from '../lib/copy/transfer-manager';
+import { TransferManager } from '../lib/copy/transfer-manager';
+import { TransferQueue } from '../lib/store/transfer-queue';
 
 /**
  * BENCH_SHARE_ROOT: segment bytes from this folder (the peer's storage as a mounted share), lists and events from the API.

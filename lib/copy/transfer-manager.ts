@@ -13,7 +13,7 @@
  * - Each segment is verified by sha256 and written at the same place under this
  *   server's storage root; the clip is registered in this server's catalogue
  *   (serverId the main's, `attributes.transferredFrom`) with its sidecar.
- * - The queue is durable (SQLite); progress is committed after every segment:
+ * - The queue is durable (SQLite, lib/store/transfer-queue.ts); progress is committed after every segment:
  *   a restart copies nothing again, and a segment cut off resumes from its
  *   `.part`. The main going away waits with growing pauses and goes on when it
  *   returns; a hash that does not match fails that clip with the reason, and
@@ -29,48 +29,16 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { Catalogue } from '../store/catalogue';
 import { Clip } from '../model/clip';
 import { CommandError, errorText } from '../model/errors';
-import { CopyRefused, copySegments, retryable, SegmentSource, Sleeper, sumCounts } from './segment-copy';
-import { openDatabase, Transactions } from '../store/sqlite';
+import { CopyRefused, copySegments, retryable, Sleeper, sumCounts } from './segment-copy';
 import { insideRoot, SIDECAR_NAME, writeSidecar } from '../store/clip-files';
+import { Transfer, TransferQueue } from '../store/transfer-queue';
+import { spanText, TransferManagerOptions } from './transfer-settings';
 
-/** What the transfer manager needs of the main (lib/peer/client.ts PeerClient has it). */
-export interface TransferSource extends SegmentSource {
-  clips(q: { server?: string; channel: number; from?: number; to?: number }): Promise<Clip[]>;
-  /** One clip (a peer without it is asked for the channel's list). */
-  clip?(id: string): Promise<Clip>;
-}
-
-export type TransferState = 'queued' | 'running' | 'done' | 'failed' | 'skipped' | 'deleted';
-
-export interface Transfer {
-  clipId: string;
-  mainServer: string;
-  channel: number;
-  name: string;
-  dir: string;
-  state: TransferState;
-  /** Why it failed, was skipped or deleted. */
-  reason: string | null;
-  /** When it is needed on air (UTC ms), from the clip's `onAir` attribute. */
-  onAir: number | null;
-  startedAt: number | null;
-  stoppedAt: number | null;
-  bytesTotal: number;
-  bytesDone: number;
-  segmentsTotal: number;
-  segmentsCopied: number;
-  segmentsSkipped: number;
-  /** Index of the last segment committed here (null: none yet). */
-  lastIndex: number | null;
-  attempts: number;
-  createdAt: number;
-  updatedAt: number;
-  finishedAt: number | null;
-}
+// the queue's row type, where lib/failover/overview.ts reads it
+export type { Transfer } from '../store/transfer-queue';
 
 export interface TransferProgress {
   clipId: string;
@@ -89,258 +57,8 @@ export interface TransferProgress {
   detail?: string;
 }
 
-export interface TransferManagerOptions {
-  /** This (backup) server. */
-  serverId: string;
-  /** The main server whose clips are copied here. */
-  mainServer: string;
-  channels: number[];
-  storageRoot: string;
-  /** The main's peer storage API (throws, code EUNAVAILABLE, while its address is not known). */
-  source(): TransferSource;
-  limiter?: { take(bytes: number): Promise<void> };
-  /** Segments fetched at once (default FETCH_AHEAD, 1 = one after another). */
-  fetchAhead?: number;
-  /** Time between two scans of the main's clip lists. */
-  pollMs?: number;
-  retryMinMs?: number;
-  retryMaxMs?: number;
-  /** 0 = keep transferred copies for ever. */
-  retentionDays?: number;
-  /** A clip that is being played or otherwise used here (never deleted then). */
-  inUse?(clipId: string): boolean;
-  clock?: () => number;
-  log?: { info(m: string): void; warn(m: string): void };
-}
-
 const FINISHED = new Set(['closed', 'interrupted']);
 const DAY_MS = 86400000;
-
-/** "1-4,7" -> [1, 2, 3, 4, 7]; throws a CommandError that says what is wrong. */
-export function parseChannels(spec: unknown): number[] {
-  const text = typeof spec === 'number' ? String(spec) : typeof spec === 'string' ? spec.trim() : '';
-  const usage = 'give the channels of the main to copy as numbers and ranges from 1 to 999, e.g. "1-4,7"';
-  if (!text) throw new CommandError(`No channels: ${usage}`);
-  const out = new Set<number>();
-  for (const part of text.split(',').map((p) => p.trim())) {
-    const m = /^(\d{1,3})(?:\s*-\s*(\d{1,3}))?$/.exec(part);
-    if (!m) throw new CommandError(`"${part.slice(0, 40)}" is not a channel or a range: ${usage}`);
-    const a = Number(m[1]);
-    const b = m[2] === undefined ? a : Number(m[2]);
-    if (a < 1 || b < a || b > 999) throw new CommandError(`"${part}" is not a channel range from 1 to 999: ${usage}`);
-    for (let c = a; c <= b; c++) out.add(c);
-  }
-  return [...out].sort((x, y) => x - y);
-}
-
-/** The `onAir` attribute as UTC ms (number, or an ISO time); null when absent or not a time. */
-export function onAirOf(clip: Pick<Clip, 'attributes'>): number | null {
-  const v = (clip.attributes ?? {})['onAir'] as unknown;
-  if (typeof v === 'number' && Number.isFinite(v) && v > 0) return v;
-  if (typeof v === 'string' && v.trim()) {
-    const t = /^\d+$/.test(v.trim()) ? Number(v) : Date.parse(v);
-    return Number.isFinite(t) && t > 0 ? t : null;
-  }
-  return null;
-}
-
-const MIGRATIONS = [
-  `CREATE TABLE IF NOT EXISTS transfers (
-     clip_id TEXT PRIMARY KEY,
-     main_server TEXT NOT NULL,
-     channel INTEGER NOT NULL,
-     name TEXT NOT NULL,
-     dir TEXT NOT NULL,
-     state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'skipped', 'deleted')),
-     reason TEXT,
-     on_air INTEGER,
-     started_at INTEGER,
-     stopped_at INTEGER,
-     bytes_total INTEGER NOT NULL DEFAULT 0,
-     bytes_done INTEGER NOT NULL DEFAULT 0,
-     segments_total INTEGER NOT NULL DEFAULT 0,
-     segments_copied INTEGER NOT NULL DEFAULT 0,
-     segments_skipped INTEGER NOT NULL DEFAULT 0,
-     last_index INTEGER,
-     attempts INTEGER NOT NULL DEFAULT 0,
-     created_at INTEGER NOT NULL,
-     updated_at INTEGER NOT NULL,
-     finished_at INTEGER
-   );
-   CREATE INDEX IF NOT EXISTS transfers_by_state ON transfers(state);`,
-];
-
-interface Row {
-  clip_id: string;
-  main_server: string;
-  channel: number;
-  name: string;
-  dir: string;
-  state: TransferState;
-  reason: string | null;
-  on_air: number | null;
-  started_at: number | null;
-  stopped_at: number | null;
-  bytes_total: number;
-  bytes_done: number;
-  segments_total: number;
-  segments_copied: number;
-  segments_skipped: number;
-  last_index: number | null;
-  attempts: number;
-  created_at: number;
-  updated_at: number;
-  finished_at: number | null;
-}
-
-function toTransfer(r: Row): Transfer {
-  return {
-    clipId: r.clip_id,
-    mainServer: r.main_server,
-    channel: r.channel,
-    name: r.name,
-    dir: r.dir,
-    state: r.state,
-    reason: r.reason,
-    onAir: r.on_air,
-    startedAt: r.started_at,
-    stoppedAt: r.stopped_at,
-    bytesTotal: r.bytes_total,
-    bytesDone: r.bytes_done,
-    segmentsTotal: r.segments_total,
-    segmentsCopied: r.segments_copied,
-    segmentsSkipped: r.segments_skipped,
-    lastIndex: r.last_index,
-    attempts: r.attempts,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    finishedAt: r.finished_at,
-  };
-}
-
-/** The durable transfer queue: one row per clip of the main, with its state and progress. */
-export class TransferQueue {
-  private readonly db: Database.Database;
-  private readonly tx: Transactions;
-  private readonly st: ReturnType<TransferQueue['prepare']>;
-
-  constructor(
-    file: string,
-    private readonly clock: () => number = Date.now,
-    opts: { synchronous?: 'NORMAL' | 'FULL' } = {},
-  ) {
-    this.db = openDatabase(path.resolve(file), MIGRATIONS, { synchronous: opts.synchronous });
-    this.tx = new Transactions(this.db);
-    this.st = this.prepare();
-  }
-
-  private prepare() {
-    const db = this.db;
-    return {
-      get: db.prepare('SELECT * FROM transfers WHERE clip_id = ?'),
-      insert: db.prepare(
-        'INSERT INTO transfers (clip_id, main_server, channel, name, dir, state, reason, on_air, started_at, stopped_at, bytes_total, segments_total, created_at, updated_at, finished_at) ' +
-          'VALUES (@clip, @main, @channel, @name, @dir, @state, @reason, @onAir, @started, @stopped, @bytes, @segments, @now, @now, @finished)',
-      ),
-      // priority: one left running first, then needed on air soonest, then the newest
-      next: db.prepare(
-        "SELECT * FROM transfers WHERE state IN ('running', 'queued') ORDER BY CASE state WHEN 'running' THEN 0 ELSE 1 END, on_air IS NULL, on_air, started_at DESC, clip_id LIMIT 1",
-      ),
-      ordered: db.prepare(
-        "SELECT * FROM transfers ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 ELSE 2 END, on_air IS NULL, on_air, started_at DESC, clip_id LIMIT ?",
-      ),
-      depth: db.prepare("SELECT COUNT(*) AS n FROM transfers WHERE state IN ('running', 'queued')"),
-      inState: db.prepare('SELECT * FROM transfers WHERE state = ?'),
-      begin: db.prepare("UPDATE transfers SET state = 'running', attempts = attempts + 1, reason = NULL, updated_at = ?, bytes_total = ?, segments_total = ?, on_air = ? WHERE clip_id = ?"),
-      advance: db.prepare(
-        'UPDATE transfers SET last_index = ?, bytes_done = bytes_done + ?, segments_copied = segments_copied + ?, segments_skipped = segments_skipped + ?, updated_at = ? WHERE clip_id = ?',
-      ),
-      setState: db.prepare('UPDATE transfers SET state = ?, reason = ?, updated_at = ?, finished_at = ? WHERE clip_id = ?'),
-      requeue: db.prepare("UPDATE transfers SET state = 'queued', updated_at = ? WHERE clip_id = ? AND state IN ('failed', 'running')"),
-    };
-  }
-
-  get(clipId: string): Transfer | undefined {
-    const r = this.st.get.get(clipId) as Row | undefined;
-    return r ? toTransfer(r) : undefined;
-  }
-
-  /** A clip of the main seen for the first time: queued, or noted as skipped with the reason. Known clips are left as they are. */
-  add(clip: Clip, state: 'queued' | 'skipped', reason: string | null = null): { transfer: Transfer; created: boolean } {
-    return this.tx.run(() => {
-      const old = this.get(clip.id);
-      if (old) return { transfer: old, created: false };
-      const now = this.clock();
-      this.st.insert.run({
-        clip: clip.id,
-        main: clip.serverId,
-        channel: clip.channel,
-        name: clip.name,
-        dir: clip.dir,
-        state,
-        reason,
-        onAir: onAirOf(clip),
-        started: clip.startedAt,
-        stopped: clip.stoppedAt,
-        bytes: clip.segments.reduce((n, s) => n + (s.bytes || 0), 0),
-        segments: clip.segments.length,
-        now,
-        finished: state === 'skipped' ? now : null,
-      });
-      return { transfer: this.get(clip.id)!, created: true };
-    });
-  }
-
-  /** The clip to copy now: one left running (a stop or a crash), else by priority. */
-  next(): Transfer | undefined {
-    const r = this.st.next.get() as Row | undefined;
-    return r ? toTransfer(r) : undefined;
-  }
-
-  /** Queued and running clips. */
-  depth(): number {
-    return (this.st.depth.get() as { n: number }).n;
-  }
-
-  list(limit = 500): Transfer[] {
-    return (this.st.ordered.all(limit) as Row[]).map(toTransfer);
-  }
-
-  inState(state: TransferState): Transfer[] {
-    return (this.st.inState.all(state) as Row[]).map(toTransfer);
-  }
-
-  begin(clip: Clip): Transfer {
-    this.st.begin.run(this.clock(), clip.segments.reduce((n, s) => n + (s.bytes || 0), 0), clip.segments.length, onAirOf(clip), clip.id);
-    return this.get(clip.id)!;
-  }
-
-  /** One segment committed here (copied, or found here already). */
-  advance(clipId: string, index: number, c: { bytes: number; copied: number; skipped: number }): void {
-    this.st.advance.run(index, c.bytes, c.copied, c.skipped, this.clock(), clipId);
-  }
-
-  finish(clipId: string, state: 'done' | 'failed' | 'deleted', reason: string | null = null): Transfer {
-    const now = this.clock();
-    this.st.setState.run(state, reason, now, state === 'failed' ? null : now, clipId);
-    return this.get(clipId)!;
-  }
-
-  /** A failed (or stopped) clip queued again; it resumes from its progress. */
-  retry(clipId: string): Transfer {
-    const t = this.get(clipId);
-    if (!t) throw new CommandError(`There is no transfer of clip ${clipId}; see {"command": "list"}.`, 'ENOENT');
-    if (t.state !== 'failed' && t.state !== 'running' && t.state !== 'queued') {
-      throw new CommandError(`The transfer of clip ${clipId} is ${t.state}; only a failed transfer can be started again.`, 'ESTATE');
-    }
-    this.st.requeue.run(this.clock(), clipId);
-    return this.get(clipId)!;
-  }
-
-  close(): void {
-    if (this.db.open) this.db.close();
-  }
-}
 
 export interface ScanResult {
   queued: number;
@@ -687,16 +405,4 @@ export class TransferManager extends EventEmitter {
       /* not empty or gone */
     }
   }
-}
-
-/** A retention in days as a person reads it: "7 days", "1 day", "12 h", "30 s". */
-export function spanText(days: number): string {
-  if (days >= 1) {
-    const d = Math.round(days * 100) / 100;
-    return `${d} day${d === 1 ? '' : 's'}`;
-  }
-  const s = days * 86400;
-  if (s >= 3600) return `${Math.round((s / 3600) * 10) / 10} h`;
-  if (s >= 60) return `${Math.round((s / 60) * 10) / 10} min`;
-  return `${Math.round(s * 10) / 10} s`;
 }

@@ -1,7 +1,7 @@
 /**
  * The durable queue of copy tasks of one server (material copy after a
  * failover; the transfer manager keeps its own per-clip queue in
- * lib/copy/transfer-manager.ts), with the progress of every
+ * lib/store/transfer-queue.ts, on the same base: lib/store/job-queue.ts), with the progress of every
  * channel and kind of data, in SQLite (WAL; every change one commit, so a
  * kill -9 loses nothing committed and a copy resumes from its last copied item).
  *
@@ -11,12 +11,11 @@
  *
  * No Node-RED import.
  */
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import { CommandError } from '../model/errors';
-import { openDatabase, Transactions } from './sqlite';
+import { JobQueue, JobState, JobTable, nextJobSql } from './job-queue';
 
-export type TaskState = 'queued' | 'running' | 'done' | 'failed';
+export type TaskState = JobState;
 export type ProgressKind = 'media' | 'events';
 
 export interface CopyTask {
@@ -144,48 +143,36 @@ function toTask(r: Row): CopyTask {
   };
 }
 
-export class CopyQueue {
-  private readonly db: Database.Database;
-  private readonly tx: Transactions;
-  private readonly st: ReturnType<CopyQueue['prepare']>;
+function prepare(db: Database.Database) {
+  return {
+    insert: db.prepare(
+      "INSERT INTO copy_tasks (entry_id, failed_server, failover_server, channels, from_ms, to_ms, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+    ),
+    byEntry: db.prepare('SELECT * FROM copy_tasks WHERE failover_server = ? AND entry_id = ?'),
+    get: db.prepare('SELECT * FROM copy_tasks WHERE id = ?'),
+    list: db.prepare('SELECT * FROM copy_tasks ORDER BY id DESC LIMIT ?'),
+    // after one left running, the oldest queued
+    next: db.prepare(nextJobSql('copy_tasks', 'id')),
+    setState: db.prepare('UPDATE copy_tasks SET state = ?, updated_at = ?, last_error = ? WHERE id = ?'),
+    begin: db.prepare("UPDATE copy_tasks SET state = 'running', updated_at = ?, started_at = COALESCE(started_at, ?), attempts = attempts + 1, last_error = NULL WHERE id = ?"),
+    finish: db.prepare("UPDATE copy_tasks SET state = 'done', updated_at = ?, finished_at = ?, last_error = NULL WHERE id = ?"),
+    counters: db.prepare(
+      'UPDATE copy_tasks SET bytes_done = bytes_done + ?, segments_copied = segments_copied + ?, segments_skipped = segments_skipped + ?, events_copied = events_copied + ?, updated_at = ? WHERE id = ?',
+    ),
+    total: db.prepare('UPDATE copy_tasks SET bytes_total = ? WHERE id = ?'),
+    progress: db.prepare('SELECT channel, kind, last_time, last_clip, last_index, done FROM copy_progress WHERE task_id = ? ORDER BY channel, kind'),
+    putProgress: db.prepare(
+      'INSERT INTO copy_progress (task_id, channel, kind, last_time, last_clip, last_index, done) VALUES (@task, @channel, @kind, @time, @clip, @index, @done) ' +
+        'ON CONFLICT(task_id, channel, kind) DO UPDATE SET last_time = excluded.last_time, last_clip = excluded.last_clip, last_index = excluded.last_index, done = excluded.done',
+    ),
+  };
+}
 
-  constructor(
-    file: string,
-    private readonly clock: () => number = Date.now,
-    opts: { synchronous?: 'NORMAL' | 'FULL' } = {},
-  ) {
-    this.db = openDatabase(path.resolve(file), MIGRATIONS, { synchronous: opts.synchronous, foreignKeys: true });
-    this.tx = new Transactions(this.db);
-    this.st = this.prepare();
-  }
+const TABLE: JobTable<Row, CopyTask, ReturnType<typeof prepare>> = { migrations: MIGRATIONS, foreignKeys: true, prepare, toJob: toTask };
 
-  private prepare() {
-    const db = this.db;
-    return {
-      insert: db.prepare(
-        "INSERT INTO copy_tasks (entry_id, failed_server, failover_server, channels, from_ms, to_ms, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-      ),
-      byEntry: db.prepare('SELECT * FROM copy_tasks WHERE failover_server = ? AND entry_id = ?'),
-      get: db.prepare('SELECT * FROM copy_tasks WHERE id = ?'),
-      list: db.prepare('SELECT * FROM copy_tasks ORDER BY id DESC LIMIT ?'),
-      next: db.prepare("SELECT * FROM copy_tasks WHERE state IN ('running', 'queued') ORDER BY CASE state WHEN 'running' THEN 0 ELSE 1 END, id LIMIT 1"),
-      setState: db.prepare('UPDATE copy_tasks SET state = ?, updated_at = ?, last_error = ? WHERE id = ?'),
-      begin: db.prepare("UPDATE copy_tasks SET state = 'running', updated_at = ?, started_at = COALESCE(started_at, ?), attempts = attempts + 1, last_error = NULL WHERE id = ?"),
-      finish: db.prepare("UPDATE copy_tasks SET state = 'done', updated_at = ?, finished_at = ?, last_error = NULL WHERE id = ?"),
-      counters: db.prepare(
-        'UPDATE copy_tasks SET bytes_done = bytes_done + ?, segments_copied = segments_copied + ?, segments_skipped = segments_skipped + ?, events_copied = events_copied + ?, updated_at = ? WHERE id = ?',
-      ),
-      total: db.prepare('UPDATE copy_tasks SET bytes_total = ? WHERE id = ?'),
-      progress: db.prepare('SELECT channel, kind, last_time, last_clip, last_index, done FROM copy_progress WHERE task_id = ? ORDER BY channel, kind'),
-      putProgress: db.prepare(
-        'INSERT INTO copy_progress (task_id, channel, kind, last_time, last_clip, last_index, done) VALUES (@task, @channel, @kind, @time, @clip, @index, @done) ' +
-          'ON CONFLICT(task_id, channel, kind) DO UPDATE SET last_time = excluded.last_time, last_clip = excluded.last_clip, last_index = excluded.last_index, done = excluded.done',
-      ),
-    };
-  }
-
-  transaction<T>(fn: () => T): T {
-    return this.tx.run(fn);
+export class CopyQueue extends JobQueue<number, Row, CopyTask, ReturnType<typeof prepare>> {
+  constructor(file: string, clock: () => number = Date.now, opts: { synchronous?: 'NORMAL' | 'FULL' } = {}) {
+    super(file, TABLE, clock, opts);
   }
 
   /** Add a task for a failover period; the same request again (same failover server and entry) returns the task it made. */
@@ -204,11 +191,6 @@ export class CopyQueue {
     });
   }
 
-  get(id: number): CopyTask | undefined {
-    const r = this.st.get.get(id) as Row | undefined;
-    return r ? toTask(r) : undefined;
-  }
-
   private must(id: number): CopyTask {
     const t = this.get(id);
     if (!t) throw new CommandError(`There is no copy task ${id}.`, 'ENOENT');
@@ -216,13 +198,7 @@ export class CopyQueue {
   }
 
   list(limit = 100): CopyTask[] {
-    return (this.st.list.all(limit) as Row[]).map(toTask);
-  }
-
-  /** The task to work on: one left running (by a crash or a stop), else the oldest queued. */
-  next(): CopyTask | undefined {
-    const r = this.st.next.get() as Row | undefined;
-    return r ? toTask(r) : undefined;
+    return this.many(this.st.list, limit);
   }
 
   begin(id: number): CopyTask {
@@ -286,7 +262,4 @@ export class CopyQueue {
     });
   }
 
-  close(): void {
-    if (this.db.open) this.db.close();
-  }
 }

@@ -6,7 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Catalogue } from '../../../lib/store/catalogue';
 import { Clip, Segment } from '../../../lib/model/clip';
-import { parseChannels, spanText, TransferManager, TransferQueue, TransferSource } from '../../../lib/copy/transfer-manager';
+import { TransferManager } from '../../../lib/copy/transfer-manager';
+import { parseChannels, spanText, TransferSource } from '../../../lib/copy/transfer-settings';
+import { TransferQueue } from '../../../lib/store/transfer-queue';
 
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 const DAY = 86400000;

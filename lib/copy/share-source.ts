@@ -26,7 +26,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { errorText } from '../model/errors';
 import { openPart, openSink, partSize, receiveIntoPart, restartPart, settlePart, WholeSink } from '../io/part-file';
-import { PeerError } from '../peer/client';
+import { PeerError } from '../peer/peer-error';
 import type { SegmentSource } from './segment-copy';
 import type { SegmentFetchOptions } from '../peer/protocol';
 import { insideRoot } from '../store/clip-files';

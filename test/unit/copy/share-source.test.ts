@@ -11,7 +11,7 @@ import { Catalogue, CatalogueEvent } from '../../../lib/store/catalogue';
 import { Clip, Segment } from '../../../lib/model/clip';
 import { CopyQueue } from '../../../lib/store/copy-queue';
 import { CopySource, MaterialCopier } from '../../../lib/copy/material-copy';
-import { PeerError } from '../../../lib/peer/client';
+import { PeerError } from '../../../lib/peer/peer-error';
 import { CopyRefused, copySegment, copySegments, retryable, SegmentDone, SegmentSource } from '../../../lib/copy/segment-copy';
 import { shareFolderFor, ShareSource, withShareMedia } from '../../../lib/copy/share-source';
 

@@ -11,8 +11,11 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { PeerClient, PeerError, RateLimiter } from '../../../lib/peer/client';
-import { RawPool, rawGet, RawGetError } from '../../../lib/peer/raw-get';
+import { PeerClient } from '../../../lib/peer/client';
+import { PeerError } from '../../../lib/peer/peer-error';
+import { RateLimiter } from '../../../lib/peer/rate-limiter';
+import { rawGet, RawGetError } from '../../../lib/peer/raw-get';
+import { RawPool } from '../../../lib/peer/raw-pool';
 import { until } from '../../support/nr';
 
 const SECRET = 'correct horse battery staple';

@@ -16,9 +16,11 @@ import path from 'node:path';
 import { Catalogue } from '../../../lib/store/catalogue';
 import { Clip, Segment } from '../../../lib/model/clip';
 import { PeerApiServer } from '../../../lib/peer/api';
-import { PeerClient, RateLimiter } from '../../../lib/peer/client';
+import { PeerClient } from '../../../lib/peer/client';
+import { RateLimiter } from '../../../lib/peer/rate-limiter';
 import { copySegments, SegmentDone } from '../../../lib/copy/segment-copy';
-import { ackEvery, flushEvery, MIN_WINDOW, parsePlan, StreamClient, streamChunk, STREAM_WINDOW, windowFor } from '../../../lib/peer/segment-stream';
+import { ackEvery, flushEvery, MIN_WINDOW, parsePlan, streamChunk, STREAM_WINDOW, windowFor } from '../../../lib/peer/segment-stream';
+import { StreamClient } from '../../../lib/peer/stream-client';
 
 const SECRET = 'correct horse battery staple';
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');

@@ -16,30 +16,14 @@
  * thread pool as before. No Node-RED import.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 /** fsyncs under way at once (one per worker). */
 export const SYNC_THREADS = 3;
 
-const SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const fs = require('node:fs');
-parentPort.on('message', (m) => {
-  let fd = null;
-  try {
-    if (m.fd !== undefined) fs.fsyncSync(m.fd);
-    else {
-      fd = fs.openSync(m.path, 'r');
-      fs.fsyncSync(fd);
-    }
-    parentPort.postMessage({ id: m.id });
-  } catch (err) {
-    parentPort.postMessage({ id: m.id, error: String((err && err.message) || err), code: err && err.code });
-  } finally {
-    if (fd !== null) try { fs.closeSync(fd); } catch {}
-  }
-});
-`;
+/** The worker's body: fsync-thread.ts, compiled beside this file. */
+const THREAD_FILE = path.join(__dirname, 'fsync-thread.js');
 
 type Job = { id: number; fd?: number; path?: string; resolve: () => void; reject: (err: Error) => void };
 type Slot = { w: Worker; jobs: Map<number, Job> };
@@ -60,7 +44,7 @@ function fail(slot: Slot, err: Error): void {
 function startSlot(): Slot | null {
   let w: Worker;
   try {
-    w = new Worker(SOURCE, { eval: true });
+    w = new Worker(THREAD_FILE);
   } catch {
     unavailable = true;
     return null;

@@ -17,31 +17,14 @@
  * before without it: within that machine's noise, so it is kept for the
  * recordings' sake, not for speed.
  */
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 /** How much nicer than the process the hash worker runs (where the system lets a thread be reniced). */
 export const HASH_NICE = 10;
 
-const SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const crypto = require('node:crypto');
-try {
-  // on Linux a thread has its own nice value: this thread's id is the last part of /proc/thread-self
-  const tid = Number(require('node:fs').readlinkSync('/proc/thread-self').split('/').pop());
-  const os = require('node:os');
-  if (tid > 0) os.setPriority(tid, Math.min(19, os.getPriority(tid) + ${HASH_NICE}));
-} catch {
-  // elsewhere (or not allowed) it runs at the process's priority
-}
-parentPort.on('message', (m) => {
-  try {
-    const hex = crypto.createHash('sha256').update(new Uint8Array(m.sab, m.offset, m.length)).digest('hex');
-    parentPort.postMessage({ id: m.id, hex });
-  } catch (err) {
-    parentPort.postMessage({ id: m.id, error: String((err && err.message) || err) });
-  }
-});
-`;
+/** The worker's body: hash-thread.ts, compiled beside this file. */
+const THREAD_FILE = path.join(__dirname, 'hash-thread.js');
 
 type Pending = { resolve: (hex: string) => void; reject: (err: Error) => void; w: Worker | null };
 
@@ -59,7 +42,7 @@ function failAll(err: Error, w: Worker | null = null): void {
 }
 
 function start(): Worker {
-  const w = new Worker(SOURCE, { eval: true });
+  const w = new Worker(THREAD_FILE, { workerData: { niceBy: HASH_NICE } });
   w.unref();
   w.on('message', (m: { id: number; hex?: string; error?: string }) => {
     const p = pending.get(m.id);

@@ -10,14 +10,13 @@ import type { ValidateFunction } from 'ajv';
 import { CommandError, errorText } from '../model/errors';
 import { Handback, HandbackAck, LINK_VERSION, topicFor, validateHandback } from '../link/schemas';
 import { ACTIVE_STATUSES } from '../model/reclist';
-import type { ChannelEvent, PresentedLine } from '../recorder/types';
+import type { LineControl, PresentedLine } from '../recorder/types';
 
 /** The part of a recorder channel failback drives. */
-export interface HandbackTarget {
+export interface HandbackTarget extends Pick<LineControl, 'addLine' | 'updateLine' | 'startLine'> {
   lines(): PresentedLine[];
   /** What the channel records now (a line left interrupted by a crash does not hold the channel). */
   status?(): { state: string; line: { id: string } | null };
-  execute(cmd: unknown): Promise<ChannelEvent[]>;
 }
 
 export interface HandbackLink {
@@ -67,24 +66,21 @@ export async function applyHandback(
         let id = r.id;
         if (mine && mine.status !== 'stopped' && (mine.stopTime !== null || mine.duration !== null)) {
           // an interrupted line keeps the stop of its cut clip: it records on with the failover's planned stop
-          await ctl.execute({ command: 'update', line: { id, stopTime: r.stopTime ?? null, duration: null } });
+          await ctl.updateLine({ id, stopTime: r.stopTime ?? null, duration: null });
         }
         if (!mine || mine.status === 'stopped') {
           if (mine) id = `${r.id.slice(0, 48)}-fb${h.entryId}`.slice(0, 64);
           if (!lines.some((l) => l.id === id)) {
-            await ctl.execute({
-              command: 'add',
-              line: {
-                id,
-                title: r.title.slice(0, 200) || 'untitled',
-                group: r.group.slice(0, 64),
-                ...(r.stopTime ? { stopTime: r.stopTime } : {}),
-                attributes: { failbackOf: h.failoverServer, failbackEntry: h.entryId },
-              },
+            await ctl.addLine({
+              id,
+              title: r.title.slice(0, 200) || 'untitled',
+              group: r.group.slice(0, 64),
+              ...(r.stopTime ? { stopTime: r.stopTime } : {}),
+              attributes: { failbackOf: h.failoverServer, failbackEntry: h.entryId },
             });
           }
         }
-        await ctl.execute({ command: 'start', line: { id } });
+        await ctl.startLine({ id });
         started++;
         waitFor.push({ ctl, id, title: r.title, channel: ch.channel });
         notes.push(`channel ${ch.channel}: "${r.title}" records again`);

@@ -17,6 +17,7 @@ import { CommandError, errorText } from '../model/errors';
 import { FfmpegInfo } from '../media/ffmpeg';
 import { RecorderChannel } from '../recorder/channel';
 import { ChannelEvent, ChannelSettings, PresentedLine, SourceProvider } from '../recorder/types';
+import { LineInput } from '../model/commands';
 import { SOURCE_URL } from '../recorder/config';
 import { ACTIVE_STATUSES, AttributeValue, Line, plannedStop } from '../model/reclist';
 import { isFrameRateId } from '../model/timecode';
@@ -115,7 +116,7 @@ function attributesFor(line: Pick<Line, 'attributes'>, c: CachedChannel, o: Take
   };
 }
 
-type Plan = { input: Record<string, unknown>; startNow: boolean };
+type Plan = { input: LineInput; startNow: boolean };
 
 /**
  * What to do with each cached line: lines that were recording (or interrupted,
@@ -127,7 +128,7 @@ export function planLines(c: CachedChannel, o: TakeoverOptions, now: number): Pl
   const rate = c.recorder.frameRate;
   for (const l of c.lines as PresentedLine[]) {
     if (!l || typeof l !== 'object' || typeof l.id !== 'string' || typeof l.title !== 'string') continue;
-    const base: Record<string, unknown> = {
+    const base: LineInput = {
       id: l.id,
       group: typeof l.group === 'string' ? l.group.slice(0, 64) : '',
       title: l.title.slice(0, 200) || 'untitled',
@@ -229,7 +230,7 @@ export class Takeover {
         // lines that a crash of this server interrupted record again
         for (const l of ctl.lines()) {
           if (l.status === 'interrupted' && l.attributes?.failoverEpoch === this.o.epoch) {
-            await ctl.execute({ command: 'stop', line: { id: l.id } }).catch(() => undefined);
+            await ctl.stopLine({ id: l.id }).catch(() => undefined);
             const again = ctl.lines().find((x) => x.id === l.id);
             if (again) await this.restart(ctl, again, taken);
           } else if (l.status === 'recording' || l.status === 'armed') {
@@ -248,7 +249,7 @@ export class Takeover {
 
   private async restart(ctl: RecorderChannel, l: PresentedLine, taken: TakenChannel): Promise<void> {
     const id = `${l.id}`;
-    await ctl.execute({ command: 'remove', line: { id } });
+    await ctl.removeLine({ id });
     await this.apply(ctl, [{ input: { id, group: l.group, title: l.title, start: 'manual', backup: 'off', attributes: l.attributes }, startNow: true }], taken);
   }
 
@@ -265,11 +266,11 @@ export class Takeover {
             if (p.startNow) taken.started.push(id);
             continue; // already recording here (an earlier takeover that resumed)
           }
-          await ctl.execute({ command: 'remove', line: { id } });
+          await ctl.removeLine({ id });
         }
-        await ctl.execute({ command: 'add', line: p.input });
+        await ctl.addLine(p.input);
         if (p.startNow) {
-          await ctl.execute({ command: 'start', line: { id } });
+          await ctl.startLine({ id });
           taken.started.push(id);
         }
       } catch (err) {
@@ -309,7 +310,7 @@ export class Takeover {
         try {
           for (const l of c.ctl.lines()) {
             if (l.status === 'recording' || l.status === 'interrupted' || l.status === 'armed') {
-              await c.ctl.execute({ command: 'stop', line: { id: l.id } }).catch((err) => errors.push(`channel ${c.channel}: ${errorText(err)}`));
+              await c.ctl.stopLine({ id: l.id }).catch((err) => errors.push(`channel ${c.channel}: ${errorText(err)}`));
             }
           }
           await c.ctl.close(true);

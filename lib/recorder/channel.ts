@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Clip, TwinCheck } from '../model/clip';
 import { CommandError, errorText } from '../model/errors';
 import { Line, LineStatus, plannedStop, RecList } from '../model/reclist';
-import { Command, parseCommand } from '../model/commands';
+import { Command, LineInput, parseCommand } from '../model/commands';
 import { lineName } from './context';
 import { ChannelState } from './state';
 import { applyMirrorMessage } from './aux-mirror';
@@ -26,11 +26,13 @@ import {
   ChannelEvent,
   ChannelSettings,
   ChannelStatus,
+  LineControl,
+  LineRef,
   PresentedLine,
   ResolvedChannelSettings,
 } from './types';
 
-export class RecorderChannel extends EventEmitter {
+export class RecorderChannel extends EventEmitter implements LineControl {
   /** The channel's settings, defaults filled in. */
   readonly settings: ResolvedChannelSettings;
   private readonly ctx: ChannelState;
@@ -256,4 +258,26 @@ export class RecorderChannel extends EventEmitter {
     return this.ctx.cat.clip(id);
   }
 
+  // ---------------------------------------------------------------- the commands as calls (LineControl)
+  // Each is the command itself, through execute: checked and refused exactly as one from a flow.
+
+  addLine(input: LineInput): Promise<ChannelEvent[]> {
+    return this.execute({ command: 'add', line: input } satisfies Command);
+  }
+
+  updateLine(change: LineInput): Promise<ChannelEvent[]> {
+    return this.execute({ command: 'update', line: change } satisfies Command);
+  }
+
+  startLine(ref: LineRef): Promise<ChannelEvent[]> {
+    return this.execute({ command: 'start', line: ref } satisfies Command);
+  }
+
+  stopLine(ref: LineRef, opts: { force?: boolean } = {}): Promise<ChannelEvent[]> {
+    return this.execute({ command: 'stop', line: ref, ...(opts.force !== undefined ? { force: opts.force } : {}) } satisfies Command);
+  }
+
+  removeLine(ref: LineRef): Promise<ChannelEvent[]> {
+    return this.execute({ command: 'remove', line: ref } satisfies Command);
+  }
 }

@@ -119,5 +119,23 @@ export interface ChannelStatus {
   detail: string | null;
 }
 
+/** A line named by its id or its number, as a command names it. */
+export type LineRef = Pick<LineInput, 'id' | 'n'>;
+
+/**
+ * The commands of a recorder channel as calls, for code that drives a channel
+ * (takeover, handback). Each is the command of the same name: validated and
+ * refused as a message from a flow would be (CommandError, nothing changed),
+ * and its events are emitted as 'commanded' too.
+ */
+export interface LineControl {
+  addLine(input: LineInput): Promise<ChannelEvent[]>;
+  updateLine(change: LineInput): Promise<ChannelEvent[]>;
+  startLine(ref: LineRef): Promise<ChannelEvent[]>;
+  /** force: also an Aux line whose main server is offline (an orphan). */
+  stopLine(ref: LineRef, opts?: { force?: boolean }): Promise<ChannelEvent[]>;
+  removeLine(ref: LineRef): Promise<ChannelEvent[]>;
+}
+
 /** A channel's settings with every default filled in (RecorderChannel.settings). */
 export type ResolvedChannelSettings = Required<Omit<ChannelSettings, 'backup'>> & { backup: ChannelSettings['backup'] };

@@ -4,7 +4,8 @@ import { CommandError } from '../../../lib/model/errors';
 import { HandbackTarget, applyHandback } from '../../../lib/failover/handback';
 import { Handback, HandbackChannel } from '../../../lib/link/schemas';
 import { LineStatus } from '../../../lib/model/reclist';
-import { ChannelEvent, PresentedLine } from '../../../lib/recorder/types';
+import { ChannelEvent, LineRef, PresentedLine } from '../../../lib/recorder/types';
+import { LineInput } from '../../../lib/model/commands';
 
 const T0 = Date.UTC(2026, 10, 22, 20, 0, 0);
 
@@ -55,6 +56,16 @@ class FakeChannel implements HandbackTarget {
       l.status = 'recording';
     }
     return [];
+  }
+  // the typed calls applyHandback makes, recorded as the commands they stand for
+  addLine(input: LineInput): Promise<ChannelEvent[]> {
+    return this.execute({ command: 'add', line: input });
+  }
+  updateLine(change: LineInput): Promise<ChannelEvent[]> {
+    return this.execute({ command: 'update', line: change });
+  }
+  startLine(ref: LineRef): Promise<ChannelEvent[]> {
+    return this.execute({ command: 'start', line: ref });
   }
 }
 

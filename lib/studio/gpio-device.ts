@@ -24,36 +24,15 @@
 import { EventEmitter } from 'node:events';
 import ModbusRTU from 'modbus-serial';
 import { errorText } from '../model/errors';
+import { closeClient, connectClient, modbusException, readArea } from './gpio-modbus';
+import { checkOptions, deviceLabel, GpioDeviceOptions } from './gpio-options';
+import { GpioArea, GpioPoint, MAX_ADDRESS, pointKey, PointListener, PointValue, readRanges, validPoint } from './gpio-points';
 
-export type GpioArea = 'coil' | 'discrete' | 'holding' | 'input';
-export const GPIO_AREAS: readonly GpioArea[] = ['coil', 'discrete', 'holding', 'input'];
+// gpio-signal.ts takes these from here
+export { validPoint } from './gpio-points';
+export type { GpioPoint, PointValue } from './gpio-points';
+
 export type GpioState = 'idle' | 'connecting' | 'connected' | 'broken' | 'reconnecting' | 'stopped';
-
-export interface GpioDeviceOptions {
-  transport: 'tcp' | 'rtu';
-  /** TCP: host and port (default 502). */
-  host?: string;
-  port?: number;
-  /** RTU: serial device path and line settings. */
-  serialPath?: string;
-  baudRate?: number;
-  parity?: 'none' | 'even' | 'odd';
-  dataBits?: 7 | 8;
-  stopBits?: 1 | 2;
-  /** Modbus unit id (slave address) 0..255. Default 1. */
-  unitId?: number;
-  /** Interval between the starts of two poll cycles, ms. Default 50. */
-  pollMs?: number;
-  /** Time to wait for an answer (and for a TCP connect), ms. Default 1000. */
-  timeoutMs?: number;
-  /** Consecutive timeouts after which the link counts as broken. Default 3. */
-  maxTimeouts?: number;
-  /** First reconnect delay and its cap (exponential backoff), ms. Defaults 500 and 10000. */
-  reconnectMinMs?: number;
-  reconnectMaxMs?: number;
-  /** Most requests waiting at once (polls and writes). Default 32. */
-  queueMax?: number;
-}
 
 export class GpioError extends Error {
   readonly code: string;
@@ -63,17 +42,6 @@ export class GpioError extends Error {
     this.code = code;
   }
 }
-
-/** A watched point: one coil / discrete input, or one register (optionally one bit of it). */
-export interface GpioPoint {
-  area: GpioArea;
-  address: number;
-  /** For registers: the bit 0..15 to watch as a boolean; absent = the whole register value. */
-  bit?: number;
-}
-
-export type PointValue = boolean | number;
-export type PointListener = (value: PointValue, at: number) => void;
 
 export interface GpioStats {
   requests: number;
@@ -95,41 +63,6 @@ interface Job {
 interface Watch {
   point: GpioPoint;
   listener: PointListener;
-}
-
-const MAX_BITS_PER_READ = 2000;
-const MAX_REGS_PER_READ = 125;
-const MAX_ADDRESS = 65535;
-
-export function validPoint(p: GpioPoint): string | null {
-  if (!GPIO_AREAS.includes(p.area)) return `unknown area "${String(p.area)}" (coil, discrete, holding or input)`;
-  if (!Number.isInteger(p.address) || p.address < 0 || p.address > MAX_ADDRESS) return `address ${String(p.address)} is not 0..65535`;
-  if (p.bit !== undefined) {
-    if (p.area === 'coil' || p.area === 'discrete') return 'a bit is only for registers (holding or input)';
-    if (!Number.isInteger(p.bit) || p.bit < 0 || p.bit > 15) return `bit ${String(p.bit)} is not 0..15`;
-  }
-  return null;
-}
-
-/** The device's name for logs and statuses, without anything secret. */
-export function deviceLabel(o: GpioDeviceOptions): string {
-  return o.transport === 'rtu' ? `${o.serialPath ?? '?'} unit ${o.unitId ?? 1}` : `${o.host ?? '?'}:${o.port ?? 502} unit ${o.unitId ?? 1}`;
-}
-
-export function checkOptions(o: GpioDeviceOptions): string | null {
-  if (o.transport !== 'tcp' && o.transport !== 'rtu') return `transport must be tcp or rtu, not "${String(o.transport)}"`;
-  if (o.transport === 'tcp') {
-    if (!o.host || !/^[A-Za-z0-9.:_-]{1,253}$/.test(o.host)) return 'a TCP device needs a host name or address';
-    if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) return `port ${String(o.port)} is not 1..65535`;
-  } else {
-    if (!o.serialPath) return 'an RTU device needs a serial port (for example /dev/ttyUSB0)';
-    if (o.baudRate !== undefined && (!Number.isInteger(o.baudRate) || o.baudRate < 300 || o.baudRate > 921600)) return `baud rate ${String(o.baudRate)} is not 300..921600`;
-  }
-  if (o.unitId !== undefined && (!Number.isInteger(o.unitId) || o.unitId < 0 || o.unitId > 255)) return `unit id ${String(o.unitId)} is not 0..255`;
-  if (o.pollMs !== undefined && (!(o.pollMs >= 5) || o.pollMs > 3600000)) return `poll interval ${String(o.pollMs)} ms is not 5..3600000`;
-  if (o.timeoutMs !== undefined && (!(o.timeoutMs >= 20) || o.timeoutMs > 60000)) return `timeout ${String(o.timeoutMs)} ms is not 20..60000`;
-  if (o.queueMax !== undefined && (!Number.isInteger(o.queueMax) || o.queueMax < 1 || o.queueMax > 10000)) return `queue size ${String(o.queueMax)} is not 1..10000`;
-  return null;
 }
 
 export class GpioDevice extends EventEmitter {
@@ -294,19 +227,7 @@ export class GpioDevice extends EventEmitter {
     };
     // a connect that never answers (a black-holed address) ends on our own timer
     this.connectTimer = setTimeout(() => done(new GpioError(`no answer within ${this.o.timeoutMs} ms`, 'ETIMEDOUT')), this.o.timeoutMs + 50);
-    try {
-      if (this.o.transport === 'tcp') {
-        client.connectTCP(this.o.host!, { port: this.o.port ?? 502, timeout: this.o.timeoutMs }, (err: unknown) => done(err));
-      } else {
-        client.connectRTUBuffered(
-          this.o.serialPath!,
-          { baudRate: this.o.baudRate, parity: this.o.parity, dataBits: this.o.dataBits, stopBits: this.o.stopBits },
-          (err: unknown) => done(err),
-        );
-      }
-    } catch (err) {
-      done(err);
-    }
+    connectClient(client, this.o, done);
   }
 
   private afterConnect(gen: number, err: unknown): void {
@@ -356,27 +277,7 @@ export class GpioDevice extends EventEmitter {
     if (!c) return;
     const listeners = this.clientListeners;
     this.clientListeners = [];
-    // keep one inert error listener: the socket may still report an error while closing
-    for (const [ev, fn] of listeners) if (ev !== 'error') (c as unknown as EventEmitter).removeListener(ev, fn);
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 500);
-      try {
-        c.close(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      } catch {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    try {
-      c.destroy?.(() => undefined);
-    } catch {
-      /* already gone */
-    }
-    for (const [ev, fn] of listeners) if (ev === 'error') (c as unknown as EventEmitter).removeListener(ev, fn);
-    c.on('error', noop);
+    await closeClient(c, listeners);
   }
 
   private clearTimers(): void {
@@ -534,68 +435,10 @@ export class GpioDevice extends EventEmitter {
   }
 }
 
-function noop(): void {
-  /* inert */
-}
-
 function safeCall(fn: PointListener, v: PointValue, at: number): void {
   try {
     fn(v, at);
   } catch {
     /* a watcher's fault must not stop the poll loop */
   }
-}
-
-export function pointKey(p: GpioPoint): string {
-  return p.bit === undefined ? `${p.area}:${p.address}` : `${p.area}:${p.address}.${p.bit}`;
-}
-
-function readArea(c: ModbusRTU, area: GpioArea, start: number, count: number): Promise<{ data: PointValue[] }> {
-  switch (area) {
-    case 'coil':
-      return c.readCoils(start, count);
-    case 'discrete':
-      return c.readDiscreteInputs(start, count);
-    case 'holding':
-      return c.readHoldingRegisters(start, count);
-    case 'input':
-      return c.readInputRegisters(start, count);
-  }
-}
-
-/**
- * The reads that cover a set of points: per area, addresses sorted and joined
- * into one request while the gap stays small and the request within the
- * protocol's limit.
- */
-export function readRanges(points: GpioPoint[], maxGap = 16): Array<{ area: GpioArea; start: number; count: number }> {
-  const out: Array<{ area: GpioArea; start: number; count: number }> = [];
-  for (const area of GPIO_AREAS) {
-    const limit = area === 'coil' || area === 'discrete' ? MAX_BITS_PER_READ : MAX_REGS_PER_READ;
-    const addrs = [...new Set(points.filter((p) => p.area === area).map((p) => p.address))].sort((a, b) => a - b);
-    let cur: { area: GpioArea; start: number; count: number } | null = null;
-    for (const a of addrs) {
-      if (cur && a - (cur.start + cur.count - 1) <= maxGap && a - cur.start < limit) cur.count = a - cur.start + 1;
-      else {
-        cur = { area, start: a, count: 1 };
-        out.push(cur);
-      }
-    }
-  }
-  return out;
-}
-
-const EXCEPTIONS: Record<number, string> = {
-  1: 'illegal function',
-  2: 'illegal data address',
-  3: 'illegal data value',
-  4: 'server device failure',
-  5: 'acknowledge',
-  6: 'server device busy',
-  10: 'gateway path unavailable',
-  11: 'gateway target device failed to respond',
-};
-
-export function modbusException(code: number): string {
-  return `Modbus exception ${code} (${EXCEPTIONS[code] ?? 'unknown'})`;
 }

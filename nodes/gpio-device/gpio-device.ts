@@ -5,7 +5,8 @@
  */
 import type { NodeAPI, NodeDef } from 'node-red';
 import type { Request, Response } from 'express';
-import { GpioDevice, GpioDeviceOptions, GpioState } from '../../lib/studio/gpio-device';
+import { GpioDevice, GpioState } from '../../lib/studio/gpio-device';
+import { GpioDeviceOptions } from '../../lib/studio/gpio-options';
 import { errorText } from '../../lib/model/errors';
 import { resolveEnvFields } from '../shared/env-field';
 import type { GpioDeviceNode } from '../shared/types';

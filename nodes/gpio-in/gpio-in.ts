@@ -4,7 +4,8 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { errorText } from '../../lib/model/errors';
-import { GpioState, pointKey } from '../../lib/studio/gpio-device';
+import { GpioState } from '../../lib/studio/gpio-device';
+import { pointKey } from '../../lib/studio/gpio-points';
 import { DebouncedInput, EdgeFilter, InputChange, parsePoint } from '../../lib/studio/gpio-signal';
 import { linkStatus } from '../shared/gpio-status';
 import type { GpioDeviceNode } from '../shared/types';

@@ -4,7 +4,8 @@
  * Modbus exceptions, and a stop that leaves nothing live.
  */
 import { strict as assert } from 'node:assert';
-import { GpioDevice, GpioError, GpioState, readRanges } from '../../../lib/studio/gpio-device';
+import { GpioDevice, GpioError, GpioState } from '../../../lib/studio/gpio-device';
+import { readRanges } from '../../../lib/studio/gpio-points';
 import { freePort } from '../../support/ports';
 import { ModbusServer, SerialPair, startModbusServer, startSerialPair } from '../../support/modbus';
 import fs from 'node:fs';

@@ -6,6 +6,7 @@ import { FailbackDone, FailoverController } from '../../lib/failover/controller'
 import { parseFailbackCommand } from '../../lib/failover/commands';
 import { failoverControllers } from '../shared/registry';
 import type { RedundancyServerNode } from '../shared/types';
+import { noNode, pickByServer } from '../shared/admin';
 
 interface FailbackDef extends NodeDef {
   server: string;
@@ -180,10 +181,8 @@ export = function (RED: NodeAPI): void {
     } catch (err) {
       return res.status(400).json({ error: errorText(err) });
     }
-    const q = typeof req.query.server === 'string' ? req.query.server : undefined;
-    const all = failoverControllers.all();
-    const c = q ? failoverControllers.get(q) : all.length === 1 ? all[0] : undefined;
-    if (!c) return res.status(404).json({ error: 'no failover-watch node on this server (or name one with ?server=)' });
+    const c = pickByServer(failoverControllers, req);
+    if (!c) return noNode(res, 'failover-watch');
     const user = (req as Request & { user?: { username?: string } }).user?.username ?? 'anonymous';
     const id = cmd.entryId ?? c.log.list({ state: 'active', failedServer: cmd.server }, 1)[0]?.id;
     if (id === undefined) return res.status(409).json({ error: `Failback refused: the failover log has no active entry for ${cmd.server}`, check: 'entry' });

@@ -10,6 +10,7 @@ import { ffmpegInfo } from '../../lib/media/ffmpeg';
 import { failoverControllers } from '../shared/registry';
 import { linkedServer } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';
+import { noNode, pickByServer } from '../shared/admin';
 
 interface WatchDef extends NodeDef {
   server: string;
@@ -246,12 +247,8 @@ export = function (RED: NodeAPI): void {
   });
 
   // ------------------------------------------------------------------ admin routes
-  const pick = (req: Request): FailoverController | undefined => {
-    const q = typeof req.query.server === 'string' ? req.query.server : undefined;
-    const all = failoverControllers.all();
-    return q ? failoverControllers.get(q) : all.length === 1 ? all[0] : undefined;
-  };
-  const noWatch = (res: Response) => res.status(404).json({ error: 'no failover-watch node on this server (or name one with ?server=)' });
+  const pick = (req: Request) => pickByServer(failoverControllers, req);
+  const noWatch = (res: Response) => noNode(res, 'failover-watch');
 
   RED.httpAdmin.get('/twinrec/failover', RED.auth.needsPermission('redundancy.read'), (req: Request, res: Response) => {
     try {

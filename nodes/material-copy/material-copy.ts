@@ -14,6 +14,7 @@ import { parseShareFolder, shareFolderFor, ShareSource, withShareMedia } from '.
 import { failoverControllers, materialCopyServices } from '../shared/registry';
 import { linkedServer, megabytes } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';
+import { noNode, pickByServer } from '../shared/admin';
 
 interface CopyDef extends NodeDef {
   server: string;
@@ -149,20 +150,16 @@ export = function (RED: NodeAPI): void {
 
   RED.nodes.registerType('material-copy', MaterialCopy as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
 
-  const pick = (req: Request): MaterialCopyService | undefined => {
-    const q = typeof req.query.server === 'string' ? req.query.server : undefined;
-    const all = materialCopyServices.all();
-    return q ? materialCopyServices.get(q) : all.length === 1 ? all[0] : undefined;
-  };
+  const pick = (req: Request) => pickByServer(materialCopyServices, req);
   RED.httpAdmin.get('/twinrec/material-copy', RED.auth.needsPermission('redundancy.read'), (req: Request, res: Response) => {
     const s = pick(req);
-    if (!s) return res.status(404).json({ error: 'no material-copy node on this server (or name one with ?server=)' });
+    if (!s) return noNode(res, 'material-copy');
     res.json({ server: s.o.serverId, tasks: s.tasks() });
   });
   // "Start material copying" of a task that is not done: needs the redundancy.materialcopy permission
   RED.httpAdmin.post('/twinrec/material-copy/start', RED.auth.needsPermission('redundancy.materialcopy'), (req: Request, res: Response) => {
     const s = pick(req);
-    if (!s) return res.status(404).json({ error: 'no material-copy node on this server (or name one with ?server=)' });
+    if (!s) return noNode(res, 'material-copy');
     const { taskId, entryId } = req.body ?? {};
     try {
       if (taskId === undefined && Number.isInteger(entryId)) {

@@ -14,6 +14,7 @@ import { Transfer, TransferQueue } from '../../lib/store/transfer-queue';
 import { transferManagers } from '../shared/registry';
 import { linkedServer, megabytes } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';
+import { noNode, pickByServer } from '../shared/admin';
 
 interface TransferDef extends NodeDef {
   server: string;
@@ -200,10 +201,8 @@ export = function (RED: NodeAPI): void {
   RED.nodes.registerType('transfer-manager', TransferManagerNode as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
 
   RED.httpAdmin.get('/twinrec/transfer-manager', RED.auth.needsPermission('redundancy.read'), (req: Request, res: Response) => {
-    const q = typeof req.query.server === 'string' ? req.query.server : undefined;
-    const all = transferManagers.all();
-    const m = q ? transferManagers.get(q) : all.length === 1 ? all[0] : undefined;
-    if (!m) return res.status(404).json({ error: 'no transfer-manager node on this server (or name one with ?server=)' });
+    const m = pickByServer(transferManagers, req);
+    if (!m) return noNode(res, 'transfer-manager');
     res.json({ server: m.o.serverId, main: m.o.mainServer, paused: m.isPaused, peer: m.peer, current: m.currentClip, queued: m.queue.depth(), transfers: m.queue.list() });
   });
 };

@@ -5,6 +5,7 @@
  * lib/onvif/camera.ts uses these while connecting.
  */
 import { xmlUnescape } from './shared';
+import { redactUrl, withLogin } from '../model/url';
 
 export interface OnvifProfileInfo {
   token: string;
@@ -144,19 +145,10 @@ export function deviceInfoFrom(data: unknown, xml: string | undefined): Record<s
 
 /** Inserts user:password (URL-encoded) into an rtsp(s) URI that has no userinfo. */
 export function withCredentials(uri: string, username?: string, password?: string): string {
-  if (!username) return uri;
-  const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)(.*)$/is.exec(uri);
-  if (!m || m[2].includes('@')) return uri;
-  const userinfo = encodeURIComponent(username) + (password ? ':' + encodeURIComponent(password) : '');
-  return `${m[1]}${userinfo}@${m[2]}${m[3]}`;
+  return username ? withLogin(uri, { username, password: password ?? '' }) : uri;
 }
 
 /** The URI without secrets: password in the userinfo and password-like query/path parameters. */
 export function redact(uri: string): string {
-  let out = uri.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/?#@]*)@/is, (_all, scheme: string, userinfo: string) => {
-    const colon = userinfo.indexOf(':');
-    return colon >= 0 ? `${scheme}${userinfo.slice(0, colon)}:***@` : `${scheme}${userinfo}@`;
-  });
-  out = out.replace(/([?&;/](?:password|passwd|pwd|pass)=)[^&;/?#]*/gi, '$1***');
-  return out;
+  return redactUrl(uri).replace(/([?&;/](?:password|passwd|pwd|pass)=)[^&;/?#]*/gi, '$1***');
 }

@@ -155,18 +155,18 @@ export class OnvifCamera extends EventEmitter {
       this.rawStreamUri = uri;
       return withCredentials(uri, this.username, this.password);
     } catch (err) {
-      if (err instanceof Superseded) throw new Error(this.notConnectedMessage());
+      if (err instanceof Superseded) throw new Error(this.notConnectedMessage(), { cause: err });
       const failure = this.classify(err, s);
       if (failure.kind === 'network' || failure.kind === 'timeout' || failure.kind === 'auth' || failure.kind === 'clock') {
         // Only the session that failed may take the camera offline.
         if (this.session === s && this._state === 'connected') this.goOffline(failure, 'while fetching the stream URI');
-        throw new Error(this._lastError ?? failure.message);
+        throw new Error(this._lastError ?? failure.message, { cause: err });
       }
       if (this.rawStreamUri) {
         this.debug(`GetStreamUri failed (${failure.message}); using the URI from the last successful request`);
         return withCredentials(this.rawStreamUri, this.username, this.password);
       }
-      throw new Error(failure.message);
+      throw new Error(failure.message, { cause: err });
     }
   }
 

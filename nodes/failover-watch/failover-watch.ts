@@ -1,10 +1,11 @@
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { Request, Response } from 'express';
-import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
+import type { Catalogue } from '../../lib/store/catalogue';
 import { CommandError, errorText } from '../../lib/model/errors';
 import { FailbackDone, FailoverController, FailoverStarted } from '../../lib/failover/controller';
-import { parseWatchCommand, parseWatched } from '../../lib/failover/commands';
+import { parseWatchCommand } from '../../lib/failover/commands';
+import { parseWatchSettings } from '../../lib/failover/watch-settings';
 import { FailoverEntry } from '../../lib/store/failover-log';
 import { ffmpegInfo } from '../../lib/media/ffmpeg';
 import { failoverControllers } from '../shared/registry';
@@ -33,11 +34,6 @@ interface WatchCredentials {
 type Send = (msg: NodeMessage | (NodeMessage | null)[]) => void;
 type Done = (err?: Error) => void;
 
-function num(v: unknown, def: number): number {
-  if (v === undefined || v === null || v === '') return def;
-  return Number(v);
-}
-
 /** Entries as flows and the admin route show them. */
 function logView(ctl: FailoverController, limit = 100): { active: FailoverEntry[]; finalized: FailoverEntry[] } {
   return { active: ctl.log.active(), finalized: ctl.log.finalized(limit) };
@@ -65,38 +61,17 @@ export = function (RED: NodeAPI): void {
     };
 
     try {
-      const { identity: id, link: serverLink } = linkedServer(server, t);
-      const watched = parseWatched(def.watched);
-      const heartbeatTimeoutMs = num(def.heartbeatTimeout, 750);
-      const holdDownMs = num(def.holdDown, 10) * 1000;
-      const capacity = num(def.capacity, 1);
-      const rank = num(def.rank, 0);
-      const overlapMs = num(def.overlap, 2) * 1000;
-      const handbackTimeoutMs = num(def.handbackTimeout, 15) * 1000;
-      if (!(heartbeatTimeoutMs >= 100 && heartbeatTimeoutMs <= 600000)) throw new Error(t('errors.range', { what: 'heartbeat timeout', range: '100 to 600000 ms' }));
-      if (!(holdDownMs >= 0 && holdDownMs <= 3600000)) throw new Error(t('errors.range', { what: 'hold-down', range: '0 to 3600 s' }));
-      if (!(Number.isInteger(capacity) && capacity >= 1 && capacity <= 100)) throw new Error(t('errors.range', { what: 'capacity', range: '1 to 100 servers' }));
-      if (!(Number.isInteger(rank) && rank >= 0 && rank <= 99)) throw new Error(t('errors.range', { what: 'rank', range: '0 to 99' }));
-      if (!(overlapMs >= 0 && overlapMs <= 60000)) throw new Error(t('errors.range', { what: 'overlap', range: '0 to 60 s' }));
-      if (!(handbackTimeoutMs >= 1000 && handbackTimeoutMs <= 600000)) throw new Error(t('errors.range', { what: 'failback confirmation timeout', range: '1 to 600 s' }));
-      if (heartbeatTimeoutMs <= id.link!.heartbeatMs) throw new Error(t('errors.timeoutShort', { timeout: heartbeatTimeoutMs, hb: id.link!.heartbeatMs }));
-      catalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
+      const { server: srv, identity: id, link: serverLink } = linkedServer(server, t);
+      const settings = parseWatchSettings(def, id.link!.heartbeatMs);
+      catalogue = srv.catalogue();
       const creds = node.credentials ?? {};
       ctl = new FailoverController(
         {
           self: id.serverId,
           group: id.group,
-          watched,
+          ...settings,
           storageRoot: id.storageRoot,
           stateDir: path.join(userDir, 'twinrec'),
-          heartbeatTimeoutMs,
-          holdDownMs,
-          capacity,
-          rank,
-          recordOnDoubt: def.recordOnDoubt !== false,
-          failoverEnabled: def.failoverEnabled !== false,
-          overlapMs,
-          handbackTimeoutMs,
           sourceLogin: creds.sourceUser ? { username: creds.sourceUser, password: creds.sourcePassword ?? '' } : null,
           logSynchronous: id.durability,
         },

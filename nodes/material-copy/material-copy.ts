@@ -1,16 +1,15 @@
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { Request, Response } from 'express';
-import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
+import type { Catalogue } from '../../lib/store/catalogue';
 import type { CopyTask } from '../../lib/store/copy-queue';
 import { CommandError, errorText } from '../../lib/model/errors';
 import type { CopyProgress, CopySource } from '../../lib/copy/material-copy';
 import { MaterialCopyService, parseCopyRequest } from '../../lib/copy/material-copy-service';
 import { copyAction } from '../../lib/failover/overview';
 import { copyRequestOf } from '../../lib/copy/copy-request';
-import { PeerClient } from '../../lib/peer/client';
 import { RateLimiter } from '../../lib/peer/rate-limiter';
-import { parseShareFolder, shareFolderFor, ShareSource, withShareMedia } from '../../lib/copy/share-source';
+import { parseShareFolder } from '../../lib/copy/share-source';
 import { failoverControllers, materialCopyServices } from '../shared/registry';
 import { linkedServer, megabytes } from '../shared/server';
 import type { RedundancyServerNode } from '../shared/types';
@@ -44,25 +43,13 @@ export = function (RED: NodeAPI): void {
       const bandwidth = Number(def.bandwidth ?? 0);
       if (!(bandwidth >= 0 && bandwidth <= 100000)) throw new Error(t('errors.bandwidth'));
       if (materialCopyServices.get(id.serverId)) throw new Error(t('errors.second', { server: id.serverId }));
-      catalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
+      catalogue = srv.catalogue();
       const limiter = bandwidth > 0 ? new RateLimiter(bandwidth * 1e6) : undefined;
-      const shareFolder = parseShareFolder(def.shareFolder);
-      const secret = srv.peerSecret();
-      // one client per peer address (its keep-alive connections are reused from segment to segment)
-      const clients = new Map<string, PeerClient>();
-      const source = (failoverServer: string): CopySource => {
-        const url = link.peerState(failoverServer)?.api;
-        if (!url) throw Object.assign(new Error(t('errors.noPeerUrl', { server: failoverServer })), { code: 'EUNAVAILABLE' });
-        if (!secret) throw new Error(t('errors.noSecret'));
-        let c = clients.get(url);
-        if (!c) clients.set(url, (c = new PeerClient({ url, secret, ca: srv.peerCa() ?? undefined })));
-        // media from the failover server's storage mounted here, lists and events from its API
-        return shareFolder ? withShareMedia(c, new ShareSource(shareFolderFor(shareFolder, failoverServer))) : c;
-      };
-      closeClients = () => {
-        for (const c of clients.values()) c.close();
-        clients.clear();
-      };
+      // one client per failover server (its keep-alive connections are reused from segment to segment);
+      // with a share folder, media from the failover server's storage mounted here, lists and events from its API
+      const peers = srv.peerSources(parseShareFolder(def.shareFolder));
+      const source = (failoverServer: string): CopySource => peers.sourceFor(failoverServer);
+      closeClients = () => peers.close();
       svc = new MaterialCopyService(
         { group: id.group, serverId: id.serverId, storageRoot: id.storageRoot, stateDir: path.join(userDir, 'twinrec'), synchronous: id.durability },
         {

@@ -5,6 +5,7 @@ import { ServerLink, LinkState } from '../../lib/link/server-link';
 import { LINK_VERSION, topicFor } from '../../lib/link/schemas';
 import { HandbackResponder } from '../../lib/failover/handback';
 import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
+import { PeerSources } from '../../lib/copy/peer-sources';
 import { errorText } from '../../lib/model/errors';
 import { PeerApiServer } from '../../lib/peer/api';
 import { recorderChannels } from '../shared/registry';
@@ -74,6 +75,22 @@ export = function (RED: NodeAPI): void {
     };
     node.peerSecret = () => node.identity?.peerSecret ?? null;
     node.peerCa = () => (tls?.ca as string | Buffer | undefined) ?? null;
+    node.catalogue = () => {
+      const id = node.identity;
+      if (!id) throw new Error(RED._('redundancy-server.errors.noIdentity', { error: node.configError ?? '?' }));
+      return openCatalogue(id.catalogueFile, { synchronous: id.durability });
+    };
+    node.peerSources = (shareFolder: string | null) =>
+      new PeerSources({
+        secret: node.peerSecret(),
+        ca: node.peerCa() ?? undefined,
+        announcedApi: (server) => node.link?.peerState(server)?.api,
+        shareFolder,
+        messages: {
+          notAnnounced: (server) => RED._('redundancy-server.errors.noPeerUrl', { server }),
+          noSecret: () => RED._('redundancy-server.errors.noSecret'),
+        },
+      });
     node.linkSummary = () => {
       const l = node.link;
       if (!l) return null;
@@ -103,7 +120,7 @@ export = function (RED: NodeAPI): void {
     if (id && id.peerApi && id.peerSecret) {
       const api = id.peerApi;
       try {
-        peerCatalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
+        peerCatalogue = node.catalogue();
         const server = new PeerApiServer({
           host: api.host,
           port: api.port,

@@ -5,6 +5,8 @@ import type { OnvifCamera } from '../../lib/onvif/camera';
 import type { PeerApiServer } from '../../lib/peer/api';
 import type { ServerIdentity } from '../../lib/link/server-identity';
 import type { ServerLink } from '../../lib/link/server-link';
+import type { Catalogue } from '../../lib/store/catalogue';
+import type { PeerSources } from '../../lib/copy/peer-sources';
 
 export interface RedundancyServerNode extends Node {
   identity: ServerIdentity | null;
@@ -25,6 +27,10 @@ export interface RedundancyServerNode extends Node {
   peerSecret(): string | null;
   /** The CA (PEM) of the server's TLS config, to trust peers' https with (null when none). */
   peerCa(): string | Buffer | null;
+  /** This server's clip catalogue, shared by its nodes: each caller release()s what it was given. Throws when the config is invalid. */
+  catalogue(): Catalogue;
+  /** The peers' storage as a copier reads it (their announced API; media from a share folder when one is set). The caller close()s it. */
+  peerSources(shareFolder: string | null): PeerSources;
 }
 
 export interface OnvifCameraCredentials {

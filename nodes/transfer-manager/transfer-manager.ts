@@ -1,13 +1,13 @@
 import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { Request, Response } from 'express';
-import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
+import type { Catalogue } from '../../lib/store/catalogue';
 import type { Clip } from '../../lib/model/clip';
 import { CommandError, errorText } from '../../lib/model/errors';
 import { NAME_PATTERN } from '../../lib/model/names';
-import { PeerClient } from '../../lib/peer/client';
 import { RateLimiter } from '../../lib/peer/rate-limiter';
-import { parseShareFolder, shareFolderFor, ShareSource, withShareMedia } from '../../lib/copy/share-source';
+import { parseShareFolder } from '../../lib/copy/share-source';
+import type { PeerSources } from '../../lib/copy/peer-sources';
 import { TransferManager, TransferProgress } from '../../lib/copy/transfer-manager';
 import { parseChannels, TransferSource } from '../../lib/copy/transfer-settings';
 import { Transfer, TransferQueue } from '../../lib/store/transfer-queue';
@@ -42,7 +42,7 @@ export = function (RED: NodeAPI): void {
     let tm: TransferManager | null = null;
     let queue: TransferQueue | null = null;
     let catalogue: Catalogue | null = null;
-    let client: PeerClient | null = null;
+    let peers: PeerSources | null = null;
     let setupError: string | null = null;
     let lastProgressAt = 0;
     let lastErrorAt = 0;
@@ -56,7 +56,7 @@ export = function (RED: NodeAPI): void {
     };
 
     try {
-      const { server: srv, identity: id, link } = linkedServer(server, t);
+      const { server: srv, identity: id } = linkedServer(server, t);
       const mainServer = String(def.mainServer ?? '').trim();
       if (!new RegExp(NAME_PATTERN).test(mainServer)) throw new Error(t('errors.mainServer'));
       if (mainServer === id.serverId) throw new Error(t('errors.self', { server: id.serverId }));
@@ -68,21 +68,11 @@ export = function (RED: NodeAPI): void {
       const retention = Number(def.retentionDays === '' || def.retentionDays === undefined ? 0 : def.retentionDays);
       if (!(retention >= 0 && retention <= 36500)) throw new Error(t('errors.retention'));
       if (transferManagers.get(id.serverId)) throw new Error(t('errors.second', { server: id.serverId }));
-      const shareFolder = parseShareFolder(def.shareFolder);
-      const share = shareFolder ? new ShareSource(shareFolderFor(shareFolder, mainServer)) : null;
-      const secret = srv.peerSecret();
-      const source = (): TransferSource => {
-        const url = link.peerState(mainServer)?.api;
-        if (!url) throw Object.assign(new Error(t('errors.noPeerUrl', { server: mainServer })), { code: 'EUNAVAILABLE' });
-        if (!secret) throw new Error(t('errors.noSecret'));
-        if (!client || client.url !== new URL(url).origin) {
-          client?.close();
-          client = new PeerClient({ url, secret, ca: srv.peerCa() ?? undefined });
-        }
-        // media from the main's storage mounted here, lists from its API
-        return share ? withShareMedia(client, share) : client;
-      };
-      catalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
+      // with a share folder, media from the main's storage mounted here, lists from its API
+      peers = srv.peerSources(parseShareFolder(def.shareFolder));
+      const sources = peers;
+      const source = (): TransferSource => sources.sourceFor(mainServer);
+      catalogue = srv.catalogue();
       queue = new TransferQueue(path.join(userDir, 'twinrec', 'transfer-queue.sqlite'), Date.now, { synchronous: id.durability });
       tm = new TransferManager(queue, catalogue, {
         serverId: id.serverId,
@@ -181,8 +171,8 @@ export = function (RED: NodeAPI): void {
       const m = tm;
       tm = null;
       const finish = () => {
-        client?.close();
-        client = null;
+        peers?.close();
+        peers = null;
         queue?.close();
         queue = null;
         catalogue?.release();

@@ -58,11 +58,39 @@ export class Collector {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Wait until a condition holds (polled every `interval` ms, sync or async), and
+ * return its first truthy value; or fail after `timeout` ms naming what was
+ * awaited (and, if `detail` is given, what was seen last). Use it in place of a
+ * fixed sleep that waits for something to happen. A fixed sleep stays only
+ * where a test proves that something does NOT happen during a period.
+ */
+export async function waitFor<T>(
+  cond: () => T | Promise<T>,
+  opts: { timeout?: number; what: string; interval?: number; detail?: () => unknown },
+): Promise<NonNullable<T>> {
+  const timeout = opts.timeout ?? 10000;
+  const interval = opts.interval ?? 100;
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await cond();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > end) {
+      let seen = '';
+      if (opts.detail) {
+        try {
+          seen = `; last seen: ${JSON.stringify(await opts.detail())}`;
+        } catch {
+          /* no detail */
+        }
+      }
+      throw new Error(`timed out after ${timeout} ms waiting for ${opts.what}${seen}`);
+    }
+    await sleep(interval);
+  }
+}
+
 /** Wait until a condition holds (polled), or fail naming what was awaited. */
 export async function until(fn: () => boolean, what: string, ms = 10000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
+  await waitFor(fn, { what, timeout: ms, interval: 25 });
 }

@@ -23,6 +23,7 @@ import { ChannelProgress, CopyQueue, CopyTask, TaskRequest } from '../store/copy
 import { errorText } from '../model/errors';
 import { CopyRefused, copySegments, retryable, SegmentSource, sumCounts } from './segment-copy';
 import { writeSidecar } from '../store/clip-files';
+import { Backoff } from '../model/backoff';
 
 export { CopyRefused };
 
@@ -186,7 +187,7 @@ export class MaterialCopier extends EventEmitter {
     const startedAt = this.clock();
     const bytesAtStart = t.bytesDone;
     let awaySince: number | null = null;
-    let pause = this.o.retryMinMs ?? 1000;
+    const backoff = new Backoff(this.o.retryMinMs ?? 1000, this.o.retryMaxMs ?? 30000);
     this.emit('started', t);
     for (;;) {
       if (this.stopped) return; // stays running: resumes at the next start
@@ -209,9 +210,9 @@ export class MaterialCopier extends EventEmitter {
             return;
           }
           this.emit('progress', this.progressOf(t, null, 'waiting', startedAt, bytesAtStart, `waiting for ${t.failoverServer}: ${errorText(err)}`));
+          const pause = backoff.next();
           this.o.log?.warn(`material copy task ${t.id}: ${t.failoverServer} is away (${errorText(err)}); trying again in ${Math.round(pause / 1000)} s`);
           await this.sleep(pause);
-          pause = Math.min(this.o.retryMaxMs ?? 30000, pause * 2);
           continue;
         }
         t = this.queue.fail(t.id, errorText(err));

@@ -36,6 +36,7 @@ import { CopyRefused, copySegments, retryable, Sleeper, sumCounts } from './segm
 import { insideRoot, SIDECAR_NAME, writeSidecar } from '../store/clip-files';
 import { Transfer, TransferQueue } from '../store/transfer-queue';
 import { spanText, TransferManagerOptions } from './transfer-settings';
+import { Backoff } from '../model/backoff';
 
 // the queue's row type, where lib/failover/overview.ts reads it
 export type { Transfer } from '../store/transfer-queue';
@@ -146,7 +147,7 @@ export class TransferManager extends EventEmitter {
   }
 
   private async loop(): Promise<void> {
-    let pause = this.o.retryMinMs ?? 1000;
+    const backoff = new Backoff(this.o.retryMinMs ?? 1000, this.o.retryMaxMs ?? 30000);
     while (!this.stopped) {
       if (this.paused) {
         await this.sleeper.sleep(3600000);
@@ -157,7 +158,7 @@ export class TransferManager extends EventEmitter {
         await this.scan();
         await this.drain();
         this.applyRetention();
-        pause = this.o.retryMinMs ?? 1000;
+        backoff.reset();
         this.setPeer('ok', null);
       } catch (err) {
         if (this.stopped) return;
@@ -166,10 +167,10 @@ export class TransferManager extends EventEmitter {
           this.setPeer('waiting', errorText(err));
           const cur = this.current ? this.queue.get(this.current) : undefined;
           this.emit('progress', this.progressOf(cur, 'waiting', 0, `waiting for ${this.o.mainServer}: ${errorText(err)}`));
+          const pause = backoff.next();
           this.o.log?.warn(`transfer manager: ${this.o.mainServer} is away (${errorText(err)}); trying again in ${Math.round(pause / 1000)} s`);
           this.current = null;
           await this.sleeper.sleep(pause);
-          pause = Math.min(this.o.retryMaxMs ?? 30000, pause * 2);
           continue;
         }
         this.o.log?.warn(`transfer manager: ${errorText(err)}`);

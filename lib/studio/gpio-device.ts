@@ -27,6 +27,7 @@ import { errorText } from '../model/errors';
 import { closeClient, connectClient, modbusException, readArea } from './gpio-modbus';
 import { checkOptions, deviceLabel, GpioDeviceOptions } from './gpio-options';
 import { GpioArea, GpioPoint, MAX_ADDRESS, pointKey, PointListener, PointValue, readRanges, validPoint } from './gpio-points';
+import { Backoff } from '../model/backoff';
 
 // gpio-signal.ts takes these from here
 export { validPoint } from './gpio-points';
@@ -79,7 +80,7 @@ export class GpioDevice extends EventEmitter {
   private pollTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
-  private backoff: number;
+  private readonly backoff: Backoff;
   private timeoutsInRow = 0;
   private generation = 0;
   private lastError = '';
@@ -104,7 +105,7 @@ export class GpioDevice extends EventEmitter {
       stopBits: 1,
       ...options,
     };
-    this.backoff = this.o.reconnectMinMs;
+    this.backoff = new Backoff(this.o.reconnectMinMs, this.o.reconnectMaxMs);
     this.label = deviceLabel(this.o);
     this.setMaxListeners(0);
   }
@@ -244,7 +245,7 @@ export class GpioDevice extends EventEmitter {
       return;
     }
     this.stats.connects++;
-    this.backoff = this.o.reconnectMinMs;
+    this.backoff.reset();
     this.timeoutsInRow = 0;
     this.lastError = '';
     this.connectedAt = Date.now();
@@ -263,8 +264,9 @@ export class GpioDevice extends EventEmitter {
     this.failQueue(new GpioError(`${this.label} is offline (${reason})`, 'EOFFLINE'));
     void this.dropClient();
     this.setState('broken', reason);
-    const delay = wasUp ? this.o.reconnectMinMs : this.backoff;
-    if (!wasUp) this.backoff = Math.min(this.backoff * 2, this.o.reconnectMaxMs);
+    // a link that was up is tried again at once (the shortest delay); one that keeps failing waits longer each time
+    if (wasUp) this.backoff.reset();
+    const delay = this.backoff.next();
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (this._state === 'broken') this.connect('reconnecting');

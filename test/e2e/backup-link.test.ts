@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { framemd5, maxFrameGapSec } from '../support/media';
 import { Broker, startMosquitto } from '../support/mosquitto';
-import { ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
+import { ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed, startNodeReds } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
 import { onSteadyCamera, RtspServerHandle, startRtspServer } from '../support/rtsp';
 
@@ -64,8 +64,10 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
     }
   }
   async function startBoth() {
-    main = await startNodeRed({ userDir: dirA, flows: site('main-1', 'main', { backupServer: 'backup-1', backupChannel: 1 }) });
-    backup = await startNodeRed({ userDir: dirB, flows: site('backup-1', 'backup', {}) });
+    [main, backup] = await startNodeReds([
+      { userDir: dirA, flows: site('main-1', 'main', { backupServer: 'backup-1', backupChannel: 1 }) },
+      { userDir: dirB, flows: site('backup-1', 'backup', {}) },
+    ]);
   }
 
   it('records a Backup=On line on both servers: start and stop together, same name, attributes and frames', async function () {

@@ -47,7 +47,7 @@ describe('example flows deploy in a real Node-RED and start without errors', fun
     it(f, async function () {
       const flows = JSON.parse(fs.readFileSync(path.join(EXAMPLES, f), 'utf8')) as { type: string }[];
       p = await startNodeRed({ userDir: dir, flows });
-      await sleep(3000);
+      await sleep(3000); // a fixed wait: the test proves that no node reports an error in the first seconds
       const log = p.log();
       assert.ok(/Started flows/.test(log));
       const errors = log.split('\n').filter((l) => /\[error\]/.test(l));

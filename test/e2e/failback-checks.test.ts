@@ -200,7 +200,7 @@ describe('failback checks, permissions and drill: a main and a failover server w
     await refused({ entryId: e2.id }, /fo-1 no longer records in place of main-1/, e2.id);
     assert.equal((await events(fo!)).filter((e) => e.topic === 'failback performed').length, 1, 'only the one failback happened');
     // released by hand means the operator took it from here: main-1 is still failed, but not taken over again
-    await sleep(2000);
+    await sleep(2000); // a fixed wait: the test proves that no third takeover starts in it
     assert.equal((await events(fo!)).filter((e) => e.topic === 'failover started').length, 2, 'no third takeover after the release by hand');
     assert.equal((await watchedMain()).takenOver, false);
     assert.deepEqual(ffmpegPidsFor(path.join(dirF, 'store', 'main-1')), []);
@@ -209,7 +209,7 @@ describe('failback checks, permissions and drill: a main and a failover server w
     await fo!.stop();
     fo = null;
     await startFailover(false);
-    await sleep(3000);
+    await sleep(3000); // a fixed wait: the test proves that the restarted failover server takes nothing over in it
     assert.deepEqual((await events(fo!)).filter((e) => e.topic === 'failover started'), [], 'no takeover after the restart');
     assert.equal((await watchedMain()).takenOver, false);
     assert.deepEqual(ffmpegPidsFor(path.join(dirF, 'store', 'main-1')), []);

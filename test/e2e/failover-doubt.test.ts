@@ -66,6 +66,7 @@ describe('failover on doubt: broker outages, isolation, several failover servers
     const fo = await startFailover('fo-1', `main-1 127.0.0.1:${port}`);
     await cached('fo-1');
     await broker.halt();
+    // fixed waits: the test proves that nothing is declared during the outage and after it
     await sleep(6000);
     await broker.resume();
     await sleep(3000);
@@ -111,7 +112,7 @@ describe('failover on doubt: broker outages, isolation, several failover servers
     await m.kill9();
     procs['main-1'] = null;
     await waitEvent(fo, (e) => e.topic === 'isolated', 'isolated');
-    await sleep(3000);
+    await sleep(3000); // a fixed wait: the test proves that no takeover starts in it
     assert.ok(!(await events(fo)).some((e) => e.topic === 'failover started'), 'no takeover while isolated without record on doubt');
     assert.deepEqual(segments('fo-1'), []);
   });
@@ -127,7 +128,7 @@ describe('failover on doubt: broker outages, isolation, several failover servers
     procs['main-1'] = null;
     await waitEvent(fo1, (e) => e.topic === 'failover started', 'takeover by fo-1');
     await waitEvent(fo2, (e) => e.topic === 'failed', 'fo-2 sees the failure too');
-    await sleep(4000); // beyond fo-2's rank grace (1.5 s)
+    await sleep(4000); // a fixed wait beyond fo-2's rank grace (1.5 s): fo-2 must not take over in it
     assert.ok(!(await events(fo2)).some((e) => e.topic === 'failover started'), 'fo-2 did not take main-1 as well');
     assert.deepEqual(segments('fo-2'), []);
     assert.ok(segments('fo-1').length > 0);

@@ -381,7 +381,7 @@ describe('failover under a network partition: a main cut off the broker while it
     const stop = await inNs('POST', '/cmd/1', { command: 'stop', line: { id: 'news' } });
     assert.equal(stop.status, 200, JSON.stringify(stop.body));
     await waitLine(inNs, 'main-1', 1, 'news', 'stopped');
-    await sleep(4000);
+    await sleep(4000); // a fixed wait: main-1 records on, and the backup hears nothing of the stop, while cut off
     assert.ok(segments(mainStore(2)).length >= mainSegsAtTakeover + 1, `main-1 wrote media during the partition (${mainSegsAtTakeover} -> ${segments(mainStore(2)).length} segments)`);
     // the backup has not heard of the stop: its Aux twin records on
     assert.equal((await lines(bk, 1)).find((l) => l.id === 'news')?.status, 'recording', 'the Aux news line records on while main-1 is cut off');

@@ -12,7 +12,7 @@ import mqtt from 'mqtt';
 import { events, retainedState, waitCachedLine, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
-import { sleep, tmpDir } from '../support/nr';
+import { sleep, tmpDir, waitFor } from '../support/nr';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';
 
 describe('failover and failback: two mains, a failover server and mosquitto', function () {
@@ -58,6 +58,13 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
     procs[serverId] = await startNodeRed({ userDir: dirs[serverId], port, flows: mainFlow(serverId) });
     return procs[serverId]!;
   }
+  /** Both mains at once (each start is mostly waiting); each one that started is in procs for afterEach. */
+  async function startMains(): Promise<NodeRedProcess[]> {
+    const settled = await Promise.allSettled([startMain('main-1'), startMain('main-2')]);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.map((r) => (r as PromiseFulfilledResult<NodeRedProcess>).value);
+  }
 
   async function record(p: NodeRedProcess, channel: number, id: string, title: string) {
     const add = await p.request('POST', `/cmd/${channel}`, { command: 'add', line: { id, title, attributes: { house: `H-${id}` } } });
@@ -92,8 +99,7 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
   }
 
   it('kill -9 of a main: the failover server records its channels from the cache; restart: automatic failback, log right, material copy requested', async function () {
-    const m1 = await startMain('main-1');
-    procs['main-2'] = await startMain('main-2');
+    const [m1] = await startMains();
     procs['fo-1'] = await startNodeRed({
       userDir: dirs['fo-1'],
       flows: failoverSiteFlow({ serverId: 'fo-1', storageRoot: 'store', brokerUrl: broker.url, watched: 'main-1\nmain-2', holdDown: 3, overlap: 1 }),
@@ -178,8 +184,9 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
       assert.ok(texts.some((t) => want.test(t)), `history has ${want}: ${JSON.stringify(texts)}`);
     }
     // the failover server stopped recording for main-1
-    await sleep(1500);
-    assert.deepEqual(ffmpegPidsFor(path.join(dirs['fo-1'], 'store', 'main-1')), []);
+    const foMain1 = path.join(dirs['fo-1'], 'store', 'main-1');
+    await waitFor(() => ffmpegPidsFor(foMain1).length === 0, { timeout: 15000, what: "fo-1's ffmpeg for main-1 to end", detail: () => ffmpegPidsFor(foMain1) });
+    assert.deepEqual(ffmpegPidsFor(foMain1), []);
     const status = await fo.request('POST', '/fw', { command: 'status' });
     const w1 = (status.body.watched as { server: string; takenOver: boolean; markedFailed: boolean }[]).find((w) => w.server === 'main-1')!;
     assert.equal(w1.takenOver, false);
@@ -187,8 +194,7 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
   });
 
   it('both mains killed: the priority order decides which one the failover server (capacity 1) records for', async function () {
-    const m1 = await startMain('main-1');
-    const m2 = await startMain('main-2');
+    const [m1, m2] = await startMains();
     procs['fo-1'] = await startNodeRed({
       userDir: dirs['fo-1'],
       flows: failoverSiteFlow({ serverId: 'fo-1', storageRoot: 'store', brokerUrl: broker.url, watched: 'main-1\nmain-2', holdDown: 3, capacity: 1 }),
@@ -212,9 +218,14 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
     const st = await fo.request('POST', '/fw', { command: 'status' });
     const taken = (st.body.watched as { server: string; takenOver: boolean }[]).filter((w) => w.takenOver).map((w) => w.server);
     assert.deepEqual(taken, ['main-1']);
-    await sleep(1500);
+    const foMain2 = path.join(dirs['fo-1'], 'store', 'main-2');
+    await waitFor(() => takeoverSegments('main-1', 2).length > 0 && ffmpegPidsFor(foMain2).length === 0, {
+      timeout: 15000,
+      what: 'media of main-1 and no ffmpeg for main-2 on fo-1',
+      detail: () => [takeoverSegments('main-1', 2).length, ffmpegPidsFor(foMain2)],
+    });
     assert.ok(takeoverSegments('main-1', 2).length > 0, 'main-1 is recorded');
-    assert.deepEqual(ffmpegPidsFor(path.join(dirs['fo-1'], 'store', 'main-2')), [], 'main-2 is no longer recorded');
+    assert.deepEqual(ffmpegPidsFor(foMain2), [], 'main-2 is no longer recorded');
     // the log keeps both: main-2's entry says it was released
     const log = await fo.request('POST', '/fw', { command: 'log', state: 'active' });
     const e2 = (log.body.active as { failedServer: string; history: { text: string }[] }[]).find((e) => e.failedServer === 'main-2')!;
@@ -236,7 +247,7 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
       procs['main-1'] = null;
       const started = await waitEvent(procs['fo-1']!, (e) => e.topic === 'failover started', 'failover started');
       const entryId = started.payload.entry.id as number;
-      await sleep(2500);
+      await waitFor(() => takeoverSegments('main-1', 2).length > 0, { timeout: 15000, what: 'takeover media of main-1 channel 2 before the failover server is killed' });
       const before = takeoverSegments('main-1', 2).length;
       assert.ok(before > 0);
       // the failover server dies too, and comes back

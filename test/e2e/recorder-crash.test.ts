@@ -9,7 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { alive, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
-import { sleep, tmpDir } from '../support/nr';
+import { walk } from '../support/failover';
+import { sleep, tmpDir, waitFor } from '../support/nr';
 
 describe('recorder in a real Node-RED process', function () {
   this.timeout(120000);
@@ -32,6 +33,9 @@ describe('recorder in a real Node-RED process', function () {
     return r.body.lines;
   }
 
+  /** Media segments on disk (one recording at a time: ffmpeg writes the last one, those before are complete). */
+  const segmentFiles = () => walk(path.join(userDir, 'store')).filter((f) => f.endsWith('.ts') && fs.statSync(f).size > 0);
+
   it('survives kill -9 mid-recording: interrupted line, intact catalogue, playable segments, no orphan ffmpeg', async function () {
     const flows = recorderSiteFlow({ serverId: 'main-1', storageRoot: 'store', recorders: [{ channel: 1 }] });
     nr = await startNodeRed({ userDir, flows });
@@ -51,7 +55,8 @@ describe('recorder in a real Node-RED process', function () {
       status = (await listLines(nr)).find((l: { id: string }) => l.id === 'second').status;
     }
     assert.equal(status, 'recording');
-    await sleep(5500); // at least two complete 2 s segments
+    // at least two complete 2 s segments before the kill: a third one has begun
+    await waitFor(() => segmentFiles().length >= 3, { timeout: 30000, what: 'two complete segments (a third begun)', detail: segmentFiles });
     const ffmpegBefore = ffmpegPidsFor(userDir);
     assert.equal(ffmpegBefore.length, 1, 'one ffmpeg records');
     await nr.kill9();

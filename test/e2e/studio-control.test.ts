@@ -175,7 +175,12 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
   it('adds, starts (a clip records), lists, reads status and stops; malformed requests are answered with errors and change nothing', async function () {
     const port = broker.port;
     sub = new Sub(port, [`${P}/#`, 'test/#']);
-    await sleep(300);
+    // mosquitto_sub has subscribed once a message of ours comes back through it
+    for (let i = 0; !sub.msgs.some((m) => m.topic === 'test/ready'); i++) {
+      if (i === 50) throw new Error('mosquitto_sub did not subscribe within 50 tries');
+      await pub(port, 'test/ready', String(i));
+      await sleep(50);
+    }
     // a retained request left on the broker must not run when Node-RED connects
     await pub(port, `${CH}/cmd/add`, JSON.stringify({ line: { title: 'Ghost' }, requestId: 'retained-1' }), true);
 
@@ -215,6 +220,7 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     await sub.wait((m) => m.topic === `${CH}/event` && m.payload.event === 'recording', 'the recording event', 30000, mark);
     const recStatus = await sub.wait((m) => m.topic === `${CH}/status` && m.payload.state === 'recording', 'status recording', 15000, mark);
     assert.equal(recStatus.payload.line.id, 'show');
+    // the clip records 5 s: the stop below checks it holds at least 100 frames (not a wait for a condition)
     await sleep(5000);
     const segments = walk(path.join(userDir, 'store')).filter((f) => f.endsWith('.ts') && fs.statSync(f).size > 0);
     assert.ok(segments.length >= 2, `segments on disk: ${segments.join(', ')}`);

@@ -105,8 +105,9 @@ describe('transfer manager: the backup copies the finished clips of its main', f
 
   it('copies the ordinary clip (equal sha256, registered), skips the twin, and finishes after the main went away mid-transfer', async function () {
     await startMain();
-    // 40 kB/s: the clip takes several seconds to cross, so the main can be stopped in the middle
-    await startBackup(0.04);
+    // 250 kB/s: the clip (~6 s at the test pattern's 2 Mbit/s, ~2 MB) takes several seconds to
+    // cross, so the main can be stopped in the middle (at 40 kB/s it took ~50 s, most of the suite)
+    await startBackup(0.25);
 
     // bad input is refused, and Catch sees it
     const bad = await backup!.request('POST', '/tm', { command: 'format-disk' });
@@ -141,7 +142,7 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     await main!.stop();
     main = null;
     await waitEvent(backup!, (e) => e.node === 'transfer-manager' && e.topic === 'progress' && e.payload.phase === 'waiting', 'waiting for the main', 30000);
-    await sleep(2000);
+    await sleep(2000); // a fixed wait: the transfer waits through a main that stays away, and does not give up
     await startMain();
     const done = await waitEvent(backup!, (e) => e.node === 'transfer-manager' && e.topic === 'transferred', 'the clip transferred', 120000);
     assert.equal(done.payload.clipId, ord.clipId);
@@ -185,7 +186,7 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     assert.equal(byId.get(ord.clipId), 'done');
     assert.equal(byId.get(prog.clipId), 'skipped');
     assert.equal((await backup!.request('POST', '/tm', { command: 'scan' })).status, 200);
-    await sleep(2500);
+    await sleep(2500); // a fixed wait: the test proves that the scan copies nothing again in it
     assert.equal((await events(backup!)).filter((e) => e.topic === 'transferred').length, 1, 'copied once');
   });
 
@@ -208,7 +209,13 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     await waitStatus(backup!, 1, 'own', 'stopped');
 
     // the main's API answers (the clip is listed), but its bytes are on the share, which is not there yet
-    const waiting = await waitEvent(backup!, (e) => e.node === 'transfer-manager' && e.topic === 'progress' && e.payload.phase === 'waiting', 'waiting for the share', 30000);
+    // (a first wait can be for the main's peer API announcement, which the backup may hear after its first scan)
+    const waiting = await waitEvent(
+      backup!,
+      (e) => e.node === 'transfer-manager' && e.topic === 'progress' && e.payload.phase === 'waiting' && !/has not announced its peer storage API/.test(String(e.payload.detail)),
+      'waiting for the share',
+      30000,
+    );
     assert.match(String(waiting.payload.detail), /has no folder "main-1": not mounted yet\?/);
     assert.ok(!(await events(backup!)).some((e) => e.topic === 'transferred'));
     execFileSync('mount', ['--bind', path.join(dirM, 'store'), mnt]);
@@ -239,7 +246,7 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     }
     // not copied again at the next scans
     assert.equal((await backup!.request('POST', '/tm', { command: 'scan' })).status, 200);
-    await sleep(2500);
+    await sleep(2500); // a fixed wait: the test proves that the scans copy nothing again in it
     assert.equal((await events(backup!)).filter((e) => e.topic === 'transferred').length, 1, 'copied once');
     assert.deepEqual(media(rootB, 'main-1/ch01'), []);
   });

@@ -113,6 +113,19 @@ export async function startNodeRed(opts: {
   return proc;
 }
 
+/**
+ * Start several Node-RED processes at once (each start is mostly waiting for
+ * its own process: two in a row take twice as long). All or none: if one does
+ * not start, the others are stopped and the first error is thrown.
+ */
+export async function startNodeReds(list: Parameters<typeof startNodeRed>[0][]): Promise<NodeRedProcess[]> {
+  const settled = await Promise.allSettled(list.map((o) => startNodeRed(o)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<NodeRedProcess>).value);
+  for (const r of settled) if (r.status === 'fulfilled') await r.value.stop();
+  throw failed.reason;
+}
+
 /** spawnNodeRed's command line behind a wrapper command (for example into a network namespace). */
 function spawnWrapped(o: SiteOptions, wrap: string[]): ChildProcess {
   prepareUserDir(o);

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { Page } from 'playwright-core';
 import { PACKAGE_NAME, PACKAGE_ROOT } from '../../demo/site';
 import {
+  closeSharedBrowser,
   deploy,
   EditorSession,
   fieldHasError,
@@ -30,6 +31,7 @@ import {
   setField,
   waitForEditorReady,
   waitForLoginFailed,
+  waitForTrayIdle,
 } from '../support/browser';
 import { NodeRedProcess, startNodeRed } from '../support/nodered';
 import { tmpDir } from '../support/nr';
@@ -199,6 +201,7 @@ describe('Node-RED editor in chromium: palette, edit dialogs, help and icons of 
     p = await startNodeRed({ userDir: dir, flows: [TAB], settings: SETTINGS });
   });
   after(async function () {
+    await closeSharedBrowser();
     if (p) await p.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -378,7 +381,7 @@ describe('Node-RED editor in chromium: palette, edit dialogs, help and icons of 
           await page.selectOption(fieldSelector('node-input', host!.property), id);
           await page.click(`[id="node-input-btn-${host!.property}-edit"]`);
           await page.waitForSelector('#node-config-dialog-ok', { state: 'visible' });
-          await page.waitForTimeout(300);
+          await waitForTrayIdle(page);
         }
         await checkDialogTexts(page, t.type);
       };
@@ -434,6 +437,7 @@ describe('Node-RED editor in chromium: values saved in the dialogs reach the run
     p = await startNodeRed({ userDir: dir, flows: [TAB], settings: SETTINGS });
   });
   after(async function () {
+    await closeSharedBrowser();
     if (p) await p.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -504,7 +508,8 @@ async function nodeState(page: Page, id: string, prop: string): Promise<any> {
 
 /** A node's validity as the editor holds it, and the error mark of the flow node on the workspace. */
 async function nodeView(page: Page, id: string, flowId: string, field: string): Promise<{ valid: boolean; errors: unknown[]; flowNodeError: boolean; hasValidator: boolean }> {
-  await page.waitForTimeout(100);
+  // the workspace redraws the node (and its error mark) in the next animation frames
+  await page.evaluate(() => new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
   return page.evaluate(
     ({ id, flowId, field }) => {
       const RED = (window as any).RED;
@@ -561,6 +566,7 @@ describe('Node-RED editor in chromium with adminAuth: the login helper', functio
     });
   });
   after(async function () {
+    await closeSharedBrowser();
     if (p) await p.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -3,8 +3,13 @@
  * playwright-core (no browser download), against a real Node-RED process
  * started with ./nodered startNodeRed.
  *
- * The browser is one process tree owned by playwright; `EditorSession.close()`
- * ends it (and a test's afterEach must call it, also when the test failed).
+ * The browser is one process tree owned by playwright, launched once and
+ * shared by the sessions (a launch costs 1-2 s, and a suite opens one session
+ * per test): each session is a fresh browser context (its own cookies, local
+ * storage and pages, as a new browser would have). `EditorSession.close()`
+ * closes the context (a test's afterEach must call it, also when the test
+ * failed); `closeSharedBrowser()` ends chromium (a suite's after hook, or a
+ * script's end).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,11 +31,12 @@ export const CHROMIUM_ARGS = [
 export const VIEWPORT = { width: 1280, height: 800 };
 
 export interface EditorSession {
+  /** The shared browser (see closeSharedBrowser). */
   browser: Browser;
   page: Page;
   /** Uncaught exceptions and console errors of the page, in order. */
   errors: string[];
-  /** Close the browser (idempotent). */
+  /** Close the session's browser context and its pages (idempotent). */
   close(): Promise<void>;
 }
 
@@ -41,9 +47,30 @@ export function launchChromium(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true, timeout: 60000 });
 }
 
-/** A fresh browser with one page of VIEWPORT size whose errors are collected; nothing loaded yet. */
+let shared: Promise<Browser> | null = null;
+
+/** The browser the sessions share: launched at first use, again if it went away. */
+async function sharedBrowser(): Promise<Browser> {
+  if (shared) {
+    const b = await shared.catch(() => null);
+    if (b?.isConnected()) return b;
+  }
+  shared = launchChromium();
+  shared.catch(() => (shared = null));
+  return shared;
+}
+
+/** End the shared browser, if one runs (idempotent); the next session launches another. */
+export async function closeSharedBrowser(): Promise<void> {
+  const b = shared;
+  shared = null;
+  if (b) await (await b.catch(() => null))?.close();
+}
+
+/** A fresh browser context with one page of VIEWPORT size whose errors are collected; nothing loaded yet. */
 export async function newEditorSession(): Promise<EditorSession> {
-  const browser = await launchChromium();
+  const browser = await sharedBrowser();
+  const context = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1 });
   let closed = false;
   const session: EditorSession = {
     browser,
@@ -52,11 +79,10 @@ export async function newEditorSession(): Promise<EditorSession> {
     async close() {
       if (closed) return;
       closed = true;
-      await browser.close();
+      await context.close();
     },
   };
   try {
-    const context = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1 });
     const page = await context.newPage();
     session.page = page;
     page.setDefaultTimeout(20000);
@@ -213,7 +239,7 @@ export async function openNodeDialog(page: Page, id: string): Promise<void> {
   // reveal scrolls the workspace (animated): a double click that lands while it moves can be
   // taken as two single clicks, and no tray opens; then the user double-clicks again
   for (let attempt = 1; ; attempt++) {
-    await page.waitForTimeout(300);
+    await waitForWorkspaceIdle(page);
     await page.dblclick(`[id="${id}"] rect.red-ui-flow-node`);
     try {
       await page.waitForSelector('#node-dialog-ok', { state: 'visible', timeout: attempt < 3 ? 7000 : 20000 });
@@ -225,13 +251,34 @@ export async function openNodeDialog(page: Page, id: string): Promise<void> {
   await waitForTrayIdle(page);
 }
 
-/** The edit trays slide in and out: wait until none is moving. */
+/**
+ * RED.view.reveal scrolls the workspace with a 200 ms jQuery animation: wait
+ * until it has ended and the view has drawn a frame at the place it ended.
+ */
+export async function waitForWorkspaceIdle(page: Page): Promise<void> {
+  await page.waitForFunction(() => {
+    const $ = (window as any).$; // eslint-disable-line @typescript-eslint/no-explicit-any
+    return $('#red-ui-workspace-chart:animated').length === 0;
+  });
+  await page.evaluate(() => new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
+}
+
+/**
+ * The edit trays slide in and out (a 0.25 s CSS transition of `right`; the
+ * editor focuses the tray's first field and runs its show() 150 ms after the
+ * start): wait until the top tray has arrived, its `right` computed at 0, and
+ * none moves by jQuery either. (A fixed 100 ms wait before was shorter than
+ * the focus, which could then land in the middle of typing.)
+ */
 export async function waitForTrayIdle(page: Page): Promise<void> {
   await page.waitForFunction(() => {
     const $ = (window as any).$; // eslint-disable-line @typescript-eslint/no-explicit-any
-    return $('.red-ui-tray:animated').length === 0;
+    if ($('.red-ui-tray:animated').length) return false;
+    const trays = $('.red-ui-tray').get() as HTMLElement[];
+    const top = trays[trays.length - 1];
+    if (!top) return true;
+    return (top.style.right === '0px' || top.style.right === '') && getComputedStyle(top).right === '0px';
   });
-  await page.waitForTimeout(100);
 }
 
 /** Press Done in the top edit tray (a config node's, or else a flow node's) and wait until it has closed. */

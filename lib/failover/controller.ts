@@ -30,7 +30,8 @@ import {
   validateHandbackAck,
   validateHeartbeat,
 } from '../link/schemas';
-import { CachedChannel, SettingsCache } from './settings-cache';
+import { SettingsCache } from './settings-cache';
+import { channelSnapshotOf } from '../recorder/settings-snapshot';
 import { Takeover, TakeoverOptions } from './takeover';
 import { OperatorSwitches } from './operator-switches';
 import { tcpProbe } from './probe';
@@ -161,11 +162,12 @@ export class FailoverController extends EventEmitter {
       if (!this.takeovers.has(server)) this.cache.remove(server, channel);
       return;
     }
-    const c = p as CachedChannel & { v: number };
+    // the envelope is checked by the link schema (validateChannelSettings)
+    const c = channelSnapshotOf(p as Parameters<typeof channelSnapshotOf>[0]);
     if (c.server !== server || c.channel !== channel) return;
     // a server that is taken over (and may come back confused) does not rewrite what the takeover records from
     if (this.takeovers.has(server)) return;
-    this.cache.put({ server: c.server, channel: c.channel, ts: c.ts, recorder: c.recorder as unknown as CachedChannel['recorder'], lines: c.lines });
+    this.cache.put(c);
   }
 
   private peer(st: ServerState): void {

@@ -10,35 +10,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorText } from '../model/errors';
-import { PresentedLine } from '../recorder/types';
+import type { ChannelSnapshot } from '../recorder/settings-snapshot';
 import { SERVER_ID_PATTERN } from '../link/server-identity';
 import { writeFileAtomic } from '../store/clip-files';
 
-/** What a recorder publishes of its settings (see the recorder node). */
-export interface CachedRecorder {
-  channelName?: string;
-  frameRate: string;
-  sourceType: 'testpattern' | 'url' | 'onvif';
-  /** Human label of the source (never with a password). */
-  source?: string;
-  /** The stream address without user name and password (null when not known yet). */
-  sourceUrl?: string | null;
-  /** Whether the address needs a log in (the failover server holds its own). */
-  sourceLogin?: boolean;
-  segmentSeconds?: number;
-  container?: string;
-  videoCodec?: string;
-  tcMode?: string;
-  backup?: { server: string; channel: number } | null;
-}
-
-export interface CachedChannel {
-  server: string;
-  channel: number;
-  ts: number;
-  recorder: CachedRecorder;
-  lines: PresentedLine[];
-}
+/** A channel as the cache keeps it (lib/recorder/settings-snapshot owns the shape). */
+export type CachedChannel = ChannelSnapshot;
 
 export class SettingsCache {
   private byServer = new Map<string, Map<number, CachedChannel>>();

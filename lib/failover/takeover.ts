@@ -21,7 +21,9 @@ import { LineInput } from '../model/commands';
 import { SOURCE_URL } from '../recorder/config';
 import { ACTIVE_STATUSES, AttributeValue, Line, plannedStop } from '../model/reclist';
 import { isFrameRateId } from '../model/timecode';
-import { CachedChannel } from './settings-cache';
+import type { ChannelSnapshot } from '../recorder/settings-snapshot';
+import { testPatternSource, urlSource } from '../recorder/sources';
+import { withLogin } from '../model/url';
 
 export interface TakeoverOptions {
   failedServer: string;
@@ -52,18 +54,11 @@ export interface TakenChannel {
   error: string | null;
 }
 
-/** Put a user name and password into a URL that has none. */
-export function withLogin(url: string, login: { username: string; password: string } | null | undefined): string {
-  if (!login || !login.username) return url;
-  const m = /^([a-z0-9+.-]+:\/\/)([^/@]*@)?(.*)$/i.exec(url);
-  if (!m || m[2]) return url;
-  return `${m[1]}${encodeURIComponent(login.username)}:${encodeURIComponent(login.password)}@${m[3]}`;
-}
 
 /** The source a taken-over channel records from; throws an Error saying what the cache lacks. */
-export function sourceFromCache(c: CachedChannel, login: TakeoverOptions['sourceLogin'], stallTimeoutMs: number): SourceProvider {
+export function sourceFromCache(c: ChannelSnapshot, login: TakeoverOptions['sourceLogin'], stallTimeoutMs: number): SourceProvider {
   const r = c.recorder;
-  if (r.sourceType === 'testpattern') return { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) };
+  if (r.sourceType === 'testpattern') return testPatternSource();
   const url = typeof r.sourceUrl === 'string' ? r.sourceUrl : '';
   if (!SOURCE_URL.test(url)) {
     throw new Error(
@@ -72,7 +67,7 @@ export function sourceFromCache(c: CachedChannel, login: TakeoverOptions['source
     );
   }
   const full = r.sourceLogin ? withLogin(url, login) : url;
-  return { label: String(r.source ?? url), resolve: async () => ({ kind: 'url', url: full, timeoutMs: Math.max(1000, stallTimeoutMs - 1000) }) };
+  return urlSource(full, stallTimeoutMs, String(r.source ?? url));
 }
 
 function num(v: unknown, def: number): number {
@@ -80,7 +75,7 @@ function num(v: unknown, def: number): number {
 }
 
 /** Channel settings of a taken-over channel, from the cache; throws an Error naming what is wrong. */
-export function channelSettingsFromCache(c: CachedChannel, o: TakeoverOptions, tune: Partial<ChannelSettings> = {}): ChannelSettings {
+export function channelSettingsFromCache(c: ChannelSnapshot, o: TakeoverOptions, tune: Partial<ChannelSettings> = {}): ChannelSettings {
   const r = c.recorder;
   if (!isFrameRateId(r.frameRate)) throw new Error(`channel ${c.channel} of ${c.server}: the cached frame rate "${String(r.frameRate)}" is not one this recorder knows`);
   const container = ['ts', 'mkv', 'mp4'].includes(String(r.container)) ? (r.container as ChannelSettings['container']) : 'ts';
@@ -104,7 +99,7 @@ export function channelSettingsFromCache(c: CachedChannel, o: TakeoverOptions, t
 
 const FAILOVER_ATTRS = ['failoverOf', 'failoverChannel', 'failoverServer', 'failoverEpoch'];
 
-function attributesFor(line: Pick<Line, 'attributes'>, c: CachedChannel, o: TakeoverOptions): Record<string, AttributeValue> {
+function attributesFor(line: Pick<Line, 'attributes'>, c: ChannelSnapshot, o: TakeoverOptions): Record<string, AttributeValue> {
   const own = Object.fromEntries(Object.entries(line.attributes ?? {}).filter(([k]) => !FAILOVER_ATTRS.includes(k)));
   const keep = Object.entries(own).slice(0, 64 - FAILOVER_ATTRS.length);
   return {
@@ -123,7 +118,7 @@ type Plan = { input: LineInput; startNow: boolean };
  * or timed and already due) start now; timed lines still to come keep their
  * start; ready lines are added; finished lines stay with the failed server.
  */
-export function planLines(c: CachedChannel, o: TakeoverOptions, now: number): Plan[] {
+export function planLines(c: ChannelSnapshot, o: TakeoverOptions, now: number): Plan[] {
   const out: Plan[] = [];
   const rate = c.recorder.frameRate;
   for (const l of c.lines as PresentedLine[]) {
@@ -187,7 +182,7 @@ export class Takeover {
    * recording. A channel that cannot be taken over (bad cache, source missing)
    * is reported in its `error` and does not stop the others.
    */
-  async start(cached: CachedChannel[], onEvent?: (ev: ChannelEvent) => void): Promise<TakenChannel[]> {
+  async start(cached: ChannelSnapshot[], onEvent?: (ev: ChannelEvent) => void): Promise<TakenChannel[]> {
     const now = this.clock();
     const work = cached.map(async (c) => {
       const taken: TakenChannel = { channel: c.channel, ctl: null as unknown as RecorderChannel, started: [], error: null };
@@ -213,7 +208,7 @@ export class Takeover {
    * Resume a takeover after this Node-RED restarted: the channels reopen from
    * the catalogue (a recording that was running resumes in its clip).
    */
-  async resume(cached: CachedChannel[], onEvent?: (ev: ChannelEvent) => void): Promise<TakenChannel[]> {
+  async resume(cached: ChannelSnapshot[], onEvent?: (ev: ChannelEvent) => void): Promise<TakenChannel[]> {
     const work = cached.map(async (c) => {
       const taken: TakenChannel = { channel: c.channel, ctl: null as unknown as RecorderChannel, started: [], error: null };
       try {

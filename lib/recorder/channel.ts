@@ -18,7 +18,8 @@ import { recordTwinResult } from './aux-twin';
 import { cancelIncoming, handingOver, isIncoming, stopActive } from './cuts';
 import { channelStatus, lineEvent, presentLines, reclistEvent } from './presentation';
 import { recoverInterrupted, killStaleProcesses, resumeSuspended, suspendActive } from './recovery';
-import { checkSource, startRecording } from './run';
+import { startRecording } from './run';
+import { checkSource } from './sources';
 import { catchUpTimedLines } from './schedule';
 import {
   AuxUpdate,

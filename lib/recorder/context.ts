@@ -14,6 +14,7 @@ import type { Line, RecList } from '../model/reclist';
 import type { scanSegment, TsFileFollower } from '../media/mpegts';
 import type { FrameRate } from '../model/timecode';
 import type { ChannelDeps, ChannelEvent, PresentedLine, ResolvedChannelSettings } from './types';
+import type { Backoff } from '../model/backoff';
 
 export interface Active {
   line: Line;
@@ -25,7 +26,8 @@ export interface Active {
   /** Segments of the current run opened, in order. */
   openSegments: SegmentOpen[];
   restartTimer: NodeJS.Timeout | null;
-  backoffMs: number;
+  /** The wait before ffmpeg is started again after a run ended early (reset at each first frame). */
+  backoff: Backoff;
   armedAt: number;
   stopping: boolean;
   /** Serialises the async work on this recording (hashing, sidecar writes). */

@@ -15,6 +15,7 @@ import { framesToMs, framesToTimecode, timeOfDayTimecode } from '../model/timeco
 import { Active, ChannelContext, lineName, takeScan } from './context';
 import { lineEvent } from './presentation';
 import { failActive, inputFor, startRun } from './run';
+import { Backoff } from '../model/backoff';
 
 export async function suspendActive(ch: ChannelContext): Promise<void> {
   const a = ch.active!;
@@ -73,7 +74,7 @@ export function resumeSuspended(ch: ChannelContext, clip: Clip, line: Line): voi
     nextIndex: clip.segments.reduce((m, s) => Math.max(m, s.index + 1), 0),
     openSegments: [],
     restartTimer: null,
-    backoffMs: ch.settings.restartMinMs,
+    backoff: new Backoff(ch.settings.restartMinMs, ch.settings.restartMaxMs),
     armedAt: now,
     stopping: false,
     chain: Promise.resolve(),

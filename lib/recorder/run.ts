@@ -14,30 +14,18 @@ import { Line } from '../model/reclist';
 import { scanSegment } from '../media/mpegts';
 import { insideRoot, newClipDir, sanitizeName, writeSidecar } from '../store/clip-files';
 import { framesToTimecode, timeOfDayTimecode } from '../model/timecode';
-import { SOURCE_URL } from './config';
 import { Active, ChannelContext, lineName, MIN_PREROLL_MS, takeScan } from './context';
 import { adoptMainInPoint } from './aux-twin';
 import { cancelIncoming, promote } from './cuts';
 import { lineEvent } from './presentation';
 import { ChannelEvent } from './types';
-
-const TEST_SOURCES = ['TESTPATTERN', 'BARS', 'TEST'];
-
-export function checkSource(source: string | undefined): void {
-  if (source === undefined || source === 'LIVE' || TEST_SOURCES.includes(source.toUpperCase())) return;
-  if (!SOURCE_URL.test(source)) {
-    throw new CommandError(`line.source "${source}" is not usable: use "LIVE" (the channel's source), "TESTPATTERN", or an rtsp://, srt://, udp://, rtp:// or http(s):// URL`);
-  }
-}
+import { Backoff } from '../model/backoff';
+import { lineInput } from './sources';
 
 export async function inputFor(ch: ChannelContext, line: Line): Promise<InputSpec> {
-  const src = line.source;
-  if (TEST_SOURCES.includes(src.toUpperCase())) return { kind: 'testpattern' };
-  if (src !== 'LIVE') return { kind: 'url', url: src, timeoutMs: Math.max(1000, ch.settings.stallTimeoutMs - 1000) };
-  return ch.settings.source.resolve();
+  return lineInput(line.source, ch.settings.source, ch.settings.stallTimeoutMs);
 }
 
-/** Start a line: resolve its source, open a clip, start ffmpeg. Resolves once armed. */
 /**
  * Start a line: resolve its source, open a clip, start ffmpeg. Resolves once armed.
  * With anchorMs, the clip begins at the first keyframe after that instant and its
@@ -95,7 +83,7 @@ export async function startRecording(ch: ChannelContext, line: Line, requestId?:
     nextIndex: 0,
     openSegments: [],
     restartTimer: null,
-    backoffMs: ch.settings.restartMinMs,
+    backoff: new Backoff(ch.settings.restartMinMs, ch.settings.restartMaxMs),
     armedAt: now,
     stopping: false,
     chain: Promise.resolve(),
@@ -211,7 +199,7 @@ export function startRun(ch: ChannelContext, a: Active): void {
 export function onFirstFrame(ch: ChannelContext, a: Active, run: FfmpegRun, at: number): void {
   if (ch.incoming === a && a.run === run) promote(ch, a, at);
   if (ch.active !== a || a.run !== run) return;
-  a.backoffMs = ch.settings.restartMinMs;
+  a.backoff.reset();
   const gap = a.clip.gaps.find((g) => g.toMs === null);
   if (gap) gap.toMs = at;
   if (a.clip.startedAt === null) {
@@ -355,9 +343,8 @@ export function onRunEnd(ch: ChannelContext, a: Active, run: FfmpegRun, end: Run
     });
     ch.emitEvent(lineEvent(ch, 'interrupted', a.line, { clip: a.clip, reason }));
   }
-  // +-20 % jitter: channels that lost one camera together do not all knock at once
-  const delay = Math.round(a.backoffMs * (0.8 + Math.random() * 0.4));
-  a.backoffMs = Math.min(ch.settings.restartMaxMs, a.backoffMs * 2);
+  // jittered: channels that lost one camera together do not all knock at once
+  const delay = a.backoff.next();
   ch.log.warn(`channel ${ch.settings.channel}: ${reason}; restarting ffmpeg in ${delay} ms`);
   a.restartTimer = setTimeout(() => ch.guard(() => startRun(ch, a)), delay);
 }

@@ -1,6 +1,9 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
-import { CommandError, errorText, redactUrl, stripLogin } from '../../lib/model/errors';
+import type { Catalogue } from '../../lib/store/catalogue';
+import { CommandError, errorText } from '../../lib/model/errors';
+import { stripLogin } from '../../lib/model/url';
+import { cameraSource, testPatternSource, urlSource } from '../../lib/recorder/sources';
+import { recorderSnapshot, snapshotLines } from '../../lib/recorder/settings-snapshot';
 import { ffmpegInfo } from '../../lib/media/ffmpeg';
 import { RecorderChannel } from '../../lib/recorder/channel';
 import { ChannelEvent, ChannelStatus, SourceProvider } from '../../lib/recorder/types';
@@ -50,11 +53,11 @@ export = function (RED: NodeAPI): void {
       // the stream address the settings cache carries for a failover server (never a password)
       let cacheUrl: () => { url: string; login: boolean } | null = () => null;
       if (settings.sourceType === 'testpattern') {
-        source = { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) };
+        source = testPatternSource();
       } else if (settings.sourceType === 'url') {
         const url = settings.url!;
         cacheUrl = () => stripLogin(url);
-        source = { label: redactUrl(url), resolve: async () => ({ kind: 'url', url, timeoutMs: Math.max(1000, settings.stallTimeoutMs - 1000) }) };
+        source = urlSource(url, settings.stallTimeoutMs);
       } else {
         const cam = RED.nodes.getNode(def.camera) as OnvifCameraNode | null;
         if (!cam) throw new Error(t('errors.noCamera'));
@@ -64,18 +67,18 @@ export = function (RED: NodeAPI): void {
           const s = stripLogin(u);
           return { url: s.url, login: s.login || !!cam.credentials?.username };
         };
-        source = {
-          label: cam.label,
-          resolve: async () => {
+        source = cameraSource(
+          cam.label,
+          async () => {
             if (!cam.camera) throw new Error(cam.configError ?? t('errors.noCamera'));
-            const url = await cam.camera.getStreamUri();
-            return { kind: 'url', url, timeoutMs: Math.max(1000, settings.stallTimeoutMs - 1000) };
+            return cam.camera.getStreamUri();
           },
-        };
+          settings.stallTimeoutMs,
+        );
       }
       channelRegistry.claim(id.serverId, settings.channel, node.id);
       claimed = { serverId: id.serverId, channel: settings.channel };
-      catalogue = openCatalogue(id.catalogueFile, { synchronous: id.durability });
+      catalogue = server.catalogue();
       channel = new RecorderChannel(
         {
           serverId: id.serverId,
@@ -103,27 +106,10 @@ export = function (RED: NodeAPI): void {
       node.channelCtl = channel;
       recorderChannels.set(id.serverId, settings.channel, channel);
       // the settings cache: this channel's settings and rec-list, retained on the group's broker
-      const published = {
-        channelName: settings.channelName,
-        frameRate: settings.frameRate,
-        sourceType: settings.sourceType,
-        source: source.label,
-        sourceUrl: null as string | null,
-        sourceLogin: false,
-        segmentSeconds: settings.segmentSeconds,
-        container: settings.container,
-        videoCodec: settings.videoCodec,
-        tcMode: settings.tcMode,
-        backup: settings.backup,
-      };
       const srv = server;
       const publishSettings = () => {
         publishTimer = null;
-        const cu = cacheUrl();
-        published.sourceUrl = cu ? cu.url : null;
-        published.sourceLogin = cu ? cu.login : false;
-        // a line's own source URL goes out without its password
-        if (channel) srv.publishSettings(settings.channel, published, channel.lines().map((l) => (l.source.includes('@') ? { ...l, source: redactUrl(l.source) } : l)));
+        if (channel) srv.publishSettings(settings.channel, recorderSnapshot(settings, source.label, cacheUrl()), snapshotLines(channel.lines()));
       };
       schedulePublish = () => {
         if (!publishTimer) publishTimer = setTimeout(publishSettings, 200);

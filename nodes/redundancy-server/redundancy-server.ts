@@ -102,7 +102,7 @@ export = function (RED: NodeAPI): void {
       if (/client certificate/i.test(e)) return 'no link: broker wants a client certificate';
       return `no link (${l.state})`;
     };
-    node.publishSettings = (channel: number, recorder: Record<string, unknown>, lines: unknown[]) => {
+    node.publishSettings = (channel, recorder, lines) => {
       const id = node.identity;
       if (!node.link || !id) return;
       node.link.publishRetained(topicFor(id.group, id.serverId, 'settings', channel), {

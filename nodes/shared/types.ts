@@ -7,6 +7,8 @@ import type { ServerIdentity } from '../../lib/link/server-identity';
 import type { ServerLink } from '../../lib/link/server-link';
 import type { Catalogue } from '../../lib/store/catalogue';
 import type { PeerSources } from '../../lib/copy/peer-sources';
+import type { RecorderSnapshot } from '../../lib/recorder/settings-snapshot';
+import type { PresentedLine } from '../../lib/recorder/types';
 
 export interface RedundancyServerNode extends Node {
   identity: ServerIdentity | null;
@@ -20,7 +22,7 @@ export interface RedundancyServerNode extends Node {
   /** null when the link is up or not configured, else a short text for a status. */
   linkSummary(): string | null;
   /** Publish a recorder's settings and rec-list, retained (the settings cache). */
-  publishSettings(channel: number, recorder: Record<string, unknown>, lines: unknown[]): void;
+  publishSettings(channel: number, recorder: RecorderSnapshot, lines: PresentedLine[]): void;
   /** This server's peer storage API (null when its port is empty or the config is invalid). */
   peerApi: PeerApiServer | null;
   /** The group's shared secret for the peer storage API (null when none is set). */

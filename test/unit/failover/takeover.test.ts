@@ -1,8 +1,9 @@
 /** Takeover from the settings cache, the pure part: source, channel settings and what happens to each cached line. */
 import { strict as assert } from 'node:assert';
 import { PresentedLine } from '../../../lib/recorder/types';
-import { CachedChannel, CachedRecorder } from '../../../lib/failover/settings-cache';
-import { TakeoverOptions, channelSettingsFromCache, planLines, sourceFromCache, withLogin } from '../../../lib/failover/takeover';
+import { ChannelSnapshot as CachedChannel, RecorderSnapshot as CachedRecorder } from '../../../lib/recorder/settings-snapshot';
+import { TakeoverOptions, channelSettingsFromCache, planLines, sourceFromCache } from '../../../lib/failover/takeover';
+import { withLogin } from '../../../lib/model/url';
 
 const NOW = Date.UTC(2026, 10, 22, 20, 0, 0);
 const MIN = 60_000;

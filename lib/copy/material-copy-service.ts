@@ -82,19 +82,19 @@ export class MaterialCopyService extends EventEmitter {
   private lastLogged = new Map<number, MaterialCopyState>();
 
   constructor(
-    readonly o: MaterialCopyServiceOptions,
+    readonly options: MaterialCopyServiceOptions,
     private readonly deps: MaterialCopyServiceDeps,
   ) {
     super();
-    this.queue = new CopyQueue(path.join(o.stateDir, 'copy-queue.sqlite'), deps.clock, { synchronous: o.synchronous });
+    this.queue = new CopyQueue(path.join(options.stateDir, 'copy-queue.sqlite'), deps.clock, { synchronous: options.synchronous });
     this.copier = new MaterialCopier(this.queue, deps.catalogue, {
-      serverId: o.serverId,
-      storageRoot: o.storageRoot,
+      serverId: options.serverId,
+      storageRoot: options.storageRoot,
       source: (s) => deps.source(s),
       limiter: deps.limiter,
-      retryMinMs: o.retryMinMs,
-      retryMaxMs: o.retryMaxMs,
-      giveUpAfterMs: o.giveUpAfterMs,
+      retryMinMs: options.retryMinMs,
+      retryMaxMs: options.retryMaxMs,
+      giveUpAfterMs: options.giveUpAfterMs,
       clock: deps.clock,
       log: deps.log,
     });
@@ -111,7 +111,7 @@ export class MaterialCopyService extends EventEmitter {
   }
 
   start(): void {
-    const { group, serverId } = this.o;
+    const { group, serverId } = this.options;
     // requests addressed to this server (it is the restored server)
     this.unsubs.push(
       this.deps.link.subscribe(topicFor(group, serverId, 'copy-request', '+', '+'), validateCopyRequest, (topic, p) => {
@@ -141,7 +141,7 @@ export class MaterialCopyService extends EventEmitter {
 
   /** A failback's request: copy here, or hand it to the restored server. */
   request(r: MaterialCopyRequest): { forwarded: boolean; task: CopyTask | null } {
-    const { serverId, group } = this.o;
+    const { serverId, group } = this.options;
     if (r.failedServer === serverId) return { forwarded: false, task: this.copier.request(r) };
     if (r.failoverServer !== serverId) {
       throw new CommandError(`Material copy refused: this server (${serverId}) is neither the restored server ${r.failedServer} nor the failover server ${r.failoverServer} of that request`);
@@ -164,7 +164,7 @@ export class MaterialCopyService extends EventEmitter {
     const m: CopyStateMessage = {
       v: LINK_VERSION,
       entryId: t.entryId,
-      server: this.o.serverId,
+      server: this.options.serverId,
       taskId: t.id,
       state: t.state,
       bytesDone: t.bytesDone,
@@ -175,7 +175,7 @@ export class MaterialCopyService extends EventEmitter {
       error: t.lastError ? t.lastError.slice(0, 2000) : null,
       ts: (this.deps.clock ?? Date.now)(),
     };
-    this.deps.link.publishRetained(topicFor(this.o.group, t.failoverServer, 'copy-state', t.entryId), m);
+    this.deps.link.publishRetained(topicFor(this.options.group, t.failoverServer, 'copy-state', t.entryId), m);
   }
 
   private onState(s: CopyStateMessage): void {
@@ -183,7 +183,7 @@ export class MaterialCopyService extends EventEmitter {
     this.setLogState(s.entryId, state);
     this.emit('state', s);
     // done: the request has been served; it no longer needs to wait on the broker
-    if (s.state === 'done') this.deps.link.publishRetained(topicFor(this.o.group, s.server, 'copy-request', this.o.serverId, s.entryId), null);
+    if (s.state === 'done') this.deps.link.publishRetained(topicFor(this.options.group, s.server, 'copy-request', this.options.serverId, s.entryId), null);
   }
 
   private setLogState(entryId: number, state: MaterialCopyState): void {

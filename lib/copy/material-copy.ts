@@ -94,16 +94,16 @@ export class MaterialCopier extends EventEmitter {
   constructor(
     readonly queue: CopyQueue,
     private readonly catalogue: Catalogue,
-    private readonly o: MaterialCopyOptions,
+    private readonly options: MaterialCopyOptions,
   ) {
     super();
-    this.clock = o.clock ?? Date.now;
+    this.clock = options.clock ?? Date.now;
   }
 
   /** Queue a task (the same request again is the same task) and make sure the queue runs. */
   request(r: TaskRequest): CopyTask {
     const { task, created } = this.queue.enqueue(r);
-    if (created) this.o.log?.info(`material copy task ${task.id}: ${r.failedServer} channels ${r.channels.join(', ')} from ${r.failoverServer}, ${new Date(r.from).toISOString()} to ${new Date(r.to).toISOString()}`);
+    if (created) this.options.log?.info(`material copy task ${task.id}: ${r.failedServer} channels ${r.channels.join(', ')} from ${r.failoverServer}, ${new Date(r.from).toISOString()} to ${new Date(r.to).toISOString()}`);
     this.kick();
     return task;
   }
@@ -187,13 +187,13 @@ export class MaterialCopier extends EventEmitter {
     const startedAt = this.clock();
     const bytesAtStart = t.bytesDone;
     let awaySince: number | null = null;
-    const backoff = new Backoff(this.o.retryMinMs ?? 1000, this.o.retryMaxMs ?? 30000);
+    const backoff = new Backoff(this.options.retryMinMs ?? 1000, this.options.retryMaxMs ?? 30000);
     this.emit('started', t);
     for (;;) {
       if (this.stopped) return; // stays running: resumes at the next start
       this.abort = new AbortController();
       try {
-        const src = this.o.source(t.failoverServer);
+        const src = this.options.source(t.failoverServer);
         await this.copyAll(t, src, startedAt, bytesAtStart);
         t = this.queue.finish(t.id);
         this.emit('progress', this.progressOf(t, null, 'done', startedAt, bytesAtStart));
@@ -203,7 +203,7 @@ export class MaterialCopier extends EventEmitter {
         if (this.stopped) return;
         if (!(err instanceof CopyRefused) && retryable(err)) {
           awaySince ??= this.clock();
-          const giveUp = this.o.giveUpAfterMs ?? 0;
+          const giveUp = this.options.giveUpAfterMs ?? 0;
           if (giveUp > 0 && this.clock() - awaySince > giveUp) {
             t = this.queue.fail(t.id, `the peer ${t.failoverServer} has been away for ${Math.round((this.clock() - awaySince) / 1000)} s: ${errorText(err)}`);
             this.emit('failed', t);
@@ -211,12 +211,12 @@ export class MaterialCopier extends EventEmitter {
           }
           this.emit('progress', this.progressOf(t, null, 'waiting', startedAt, bytesAtStart, `waiting for ${t.failoverServer}: ${errorText(err)}`));
           const pause = backoff.next();
-          this.o.log?.warn(`material copy task ${t.id}: ${t.failoverServer} is away (${errorText(err)}); trying again in ${Math.round(pause / 1000)} s`);
+          this.options.log?.warn(`material copy task ${t.id}: ${t.failoverServer} is away (${errorText(err)}); trying again in ${Math.round(pause / 1000)} s`);
           await this.sleep(pause);
           continue;
         }
         t = this.queue.fail(t.id, errorText(err));
-        this.o.log?.warn(`material copy task ${t.id} failed: ${t.lastError}`);
+        this.options.log?.warn(`material copy task ${t.id} failed: ${t.lastError}`);
         this.emit('progress', this.progressOf(t, null, 'failed', startedAt, bytesAtStart, t.lastError ?? undefined));
         this.emit('failed', t);
         return;
@@ -255,9 +255,9 @@ export class MaterialCopier extends EventEmitter {
       const clip = this.registerClip(t, remote);
       const todo = segments.filter((seg) => !(skipping && seg.index <= (prog.lastIndex ?? -1)));
       skipping = false;
-      await copySegments(src, this.o.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, todo, {
-        depth: this.o.fetchAhead,
-        limiter: this.o.limiter,
+      await copySegments(src, this.options.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, todo, {
+        depth: this.options.fetchAhead,
+        limiter: this.options.limiter,
         signal: this.abort?.signal,
         stopped: () => this.stopped,
         commit: (done) => {
@@ -287,9 +287,9 @@ export class MaterialCopier extends EventEmitter {
       const done: Clip = { ...clip, attributes: { ...clip.attributes, copyState: 'copied' }, segments: segments.map((s) => ({ ...s })), updatedAt: this.clock() };
       this.catalogue.putClip(done);
       try {
-        writeSidecar(this.o.storageRoot, this.catalogue.clip(done.id) ?? done);
+        writeSidecar(this.options.storageRoot, this.catalogue.clip(done.id) ?? done);
       } catch (err) {
-        this.o.log?.warn(`material copy: sidecar of ${done.name} not written: ${errorText(err)}`);
+        this.options.log?.warn(`material copy: sidecar of ${done.name} not written: ${errorText(err)}`);
       }
     }
     const last = this.queue.channelProgress(t.id, channel, 'media');
@@ -311,7 +311,7 @@ export class MaterialCopier extends EventEmitter {
       },
       updatedAt: this.clock(),
     };
-    if (clip.serverId !== this.o.serverId) throw new CopyRefused(`the peer listed clip ${remote.id} of ${remote.serverId}, not of ${this.o.serverId}`);
+    if (clip.serverId !== this.options.serverId) throw new CopyRefused(`the peer listed clip ${remote.id} of ${remote.serverId}, not of ${this.options.serverId}`);
     this.catalogue.putClip(clip);
     return clip;
   }
@@ -328,12 +328,12 @@ export class MaterialCopier extends EventEmitter {
       if (prog.lastIndex !== null && seq <= prog.lastIndex) continue;
       // once only, also after a kill between the two commits: look for it first
       const dup = this.catalogue
-        .events(this.o.serverId, channel, ev.ts, ev.ts)
+        .events(this.options.serverId, channel, ev.ts, ev.ts)
         .some((x) => (x.data as { copiedFrom?: string; remoteSeq?: number } | null)?.copiedFrom === t.failoverServer && (x.data as { remoteSeq?: number }).remoteSeq === seq);
       if (!dup) {
         this.catalogue.addEvent({
           ts: ev.ts,
-          serverId: this.o.serverId,
+          serverId: this.options.serverId,
           channel,
           kind: ev.kind,
           lineId: ev.lineId,

@@ -39,7 +39,6 @@ import { spanText, TransferManagerOptions } from './transfer-settings';
 import { Backoff } from '../model/backoff';
 
 // the queue's row type, where lib/failover/overview.ts reads it
-export type { Transfer } from '../store/transfer-queue';
 
 export interface TransferProgress {
   clipId: string;
@@ -83,11 +82,11 @@ export class TransferManager extends EventEmitter {
   constructor(
     readonly queue: TransferQueue,
     private readonly catalogue: Catalogue,
-    readonly o: TransferManagerOptions,
+    readonly options: TransferManagerOptions,
   ) {
     super();
-    this.clock = o.clock ?? Date.now;
-    if (!o.channels.length) throw new CommandError('The transfer manager needs the channels of the main to copy.');
+    this.clock = options.clock ?? Date.now;
+    if (!options.channels.length) throw new CommandError('The transfer manager needs the channels of the main to copy.');
   }
 
   get isPaused(): boolean {
@@ -147,7 +146,7 @@ export class TransferManager extends EventEmitter {
   }
 
   private async loop(): Promise<void> {
-    const backoff = new Backoff(this.o.retryMinMs ?? 1000, this.o.retryMaxMs ?? 30000);
+    const backoff = new Backoff(this.options.retryMinMs ?? 1000, this.options.retryMaxMs ?? 30000);
     while (!this.stopped) {
       if (this.paused) {
         await this.sleeper.sleep(3600000);
@@ -166,19 +165,19 @@ export class TransferManager extends EventEmitter {
         if (retryable(err)) {
           this.setPeer('waiting', errorText(err));
           const cur = this.current ? this.queue.get(this.current) : undefined;
-          this.emit('progress', this.progressOf(cur, 'waiting', 0, `waiting for ${this.o.mainServer}: ${errorText(err)}`));
+          this.emit('progress', this.progressOf(cur, 'waiting', 0, `waiting for ${this.options.mainServer}: ${errorText(err)}`));
           const pause = backoff.next();
-          this.o.log?.warn(`transfer manager: ${this.o.mainServer} is away (${errorText(err)}); trying again in ${Math.round(pause / 1000)} s`);
+          this.options.log?.warn(`transfer manager: ${this.options.mainServer} is away (${errorText(err)}); trying again in ${Math.round(pause / 1000)} s`);
           this.current = null;
           await this.sleeper.sleep(pause);
           continue;
         }
-        this.o.log?.warn(`transfer manager: ${errorText(err)}`);
+        this.options.log?.warn(`transfer manager: ${errorText(err)}`);
         this.emit('error-report', err);
       } finally {
         this.current = null;
       }
-      if (!this.stopped && !this.scanAsked) await this.sleeper.sleep(this.o.pollMs ?? 10000);
+      if (!this.stopped && !this.scanAsked) await this.sleeper.sleep(this.options.pollMs ?? 10000);
     }
   }
 
@@ -190,11 +189,11 @@ export class TransferManager extends EventEmitter {
 
   /** List the main's clips of every channel; queue the new finished ones, note new twins as skipped. */
   async scan(): Promise<ScanResult> {
-    const src = this.o.source();
+    const src = this.options.source();
     const res: ScanResult = { queued: 0, skipped: 0, waiting: 0 };
-    const keepMs = (this.o.retentionDays ?? 0) * DAY_MS;
-    for (const ch of this.o.channels) {
-      const clips = (await src.clips({ server: this.o.mainServer, channel: ch })).filter((c) => c.serverId === this.o.mainServer && c.channel === ch);
+    const keepMs = (this.options.retentionDays ?? 0) * DAY_MS;
+    for (const ch of this.options.channels) {
+      const clips = (await src.clips({ server: this.options.mainServer, channel: ch })).filter((c) => c.serverId === this.options.mainServer && c.channel === ch);
       for (const c of clips) {
         if (this.queue.get(c.id)) continue;
         if (c.backup === 'on') {
@@ -217,13 +216,13 @@ export class TransferManager extends EventEmitter {
         if (this.queue.add(c, 'queued').created) res.queued++;
       }
     }
-    if (res.queued) this.o.log?.info(`transfer manager: ${res.queued} clip(s) of ${this.o.mainServer} queued`);
+    if (res.queued) this.options.log?.info(`transfer manager: ${res.queued} clip(s) of ${this.options.mainServer} queued`);
     this.emit('scanned', res);
     return res;
   }
 
   private twinReason(c: Clip): string {
-    const aux = c.twin?.auxServer === this.o.serverId && c.twin.auxClip ? this.catalogue.clip(c.twin.auxClip) : undefined;
+    const aux = c.twin?.auxServer === this.options.serverId && c.twin.auxClip ? this.catalogue.clip(c.twin.auxClip) : undefined;
     if (aux) return `Backup=On: backup-link recorded its twin here (clip ${aux.id}${c.twin?.state ? `, ${c.twin.state}` : ''})`;
     return 'Backup=On: backup-link records its twin on the backup; not copied again';
   }
@@ -258,13 +257,13 @@ export class TransferManager extends EventEmitter {
 
   /** Copy one clip. Throws a retryable error (the main is away) to the loop; fails the clip for anything else. */
   private async transfer(t0: Transfer): Promise<void> {
-    const src = this.o.source();
+    const src = this.options.source();
     this.current = t0.clipId;
     let remote: Clip | undefined;
     try {
       // the clip as the main holds it now (its segments and hashes)
       if (src.clip) remote = await src.clip(t0.clipId);
-      else remote = (await src.clips({ server: this.o.mainServer, channel: t0.channel })).find((c) => c.id === t0.clipId);
+      else remote = (await src.clips({ server: this.options.mainServer, channel: t0.channel })).find((c) => c.id === t0.clipId);
     } catch (err) {
       if (retryable(err)) throw err;
       if ((err as { code?: string }).code === 'ENOENT') remote = undefined;
@@ -274,7 +273,7 @@ export class TransferManager extends EventEmitter {
       }
     }
     if (!remote) {
-      this.failClip(t0, `the clip is no longer on ${this.o.mainServer}`);
+      this.failClip(t0, `the clip is no longer on ${this.options.mainServer}`);
       return;
     }
     let t = this.queue.begin(remote);
@@ -282,15 +281,15 @@ export class TransferManager extends EventEmitter {
     const began = this.clock();
     const bytesAtStart = t.bytesDone;
     try {
-      if (remote.serverId !== this.o.mainServer) throw new CopyRefused(`the main listed clip ${remote.id} of ${remote.serverId}, not of ${this.o.mainServer}`);
+      if (remote.serverId !== this.options.mainServer) throw new CopyRefused(`the main listed clip ${remote.id} of ${remote.serverId}, not of ${this.options.mainServer}`);
       const clip = this.register(remote);
       const segments = [...remote.segments].sort((a, b) => a.index - b.index);
       let lastEmit = 0;
       let inFlight = 0;
       this.abort = new AbortController();
-      await copySegments(src, this.o.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, segments.filter((seg) => t.lastIndex === null || seg.index > t.lastIndex), {
-        depth: this.o.fetchAhead,
-        limiter: this.o.limiter,
+      await copySegments(src, this.options.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, segments.filter((seg) => t.lastIndex === null || seg.index > t.lastIndex), {
+        depth: this.options.fetchAhead,
+        limiter: this.options.limiter,
         signal: this.abort.signal,
         stopped: () => this.halted(),
         onBytes: (n) => {
@@ -318,9 +317,9 @@ export class TransferManager extends EventEmitter {
       const done: Clip = { ...clip, attributes: { ...clip.attributes, transferState: 'transferred' }, updatedAt: this.clock() };
       this.catalogue.putClip(done);
       try {
-        writeSidecar(this.o.storageRoot, this.catalogue.clip(done.id) ?? { ...done, segments });
+        writeSidecar(this.options.storageRoot, this.catalogue.clip(done.id) ?? { ...done, segments });
       } catch (err) {
-        this.o.log?.warn(`transfer manager: sidecar of ${done.name} not written: ${errorText(err)}`);
+        this.options.log?.warn(`transfer manager: sidecar of ${done.name} not written: ${errorText(err)}`);
       }
       t = this.queue.finish(t.clipId, 'done');
       this.emit('progress', this.progressOf(t, 'done', ((t.bytesDone - bytesAtStart) * 1000) / Math.max(1, this.clock() - began)));
@@ -335,7 +334,7 @@ export class TransferManager extends EventEmitter {
 
   private failClip(t: Transfer, reason: string): void {
     const f = this.queue.finish(t.clipId, 'failed', reason);
-    this.o.log?.warn(`transfer manager: clip "${t.name}" (${t.clipId}) failed: ${reason}`);
+    this.options.log?.warn(`transfer manager: clip "${t.name}" (${t.clipId}) failed: ${reason}`);
     this.emit('progress', this.progressOf(f, 'failed', 0, reason));
     this.emit('failed', f);
   }
@@ -343,16 +342,16 @@ export class TransferManager extends EventEmitter {
   /** The clip in this server's catalogue, as the main recorded it, marked as transferred from the main. */
   private register(remote: Clip): Clip {
     const existing = this.catalogue.clip(remote.id);
-    if (existing && existing.attributes?.transferredFrom !== this.o.mainServer) {
-      throw new CopyRefused(`clip ${remote.id} is already in this server's catalogue and was not transferred from ${this.o.mainServer}; it is left as it is`);
+    if (existing && existing.attributes?.transferredFrom !== this.options.mainServer) {
+      throw new CopyRefused(`clip ${remote.id} is already in this server's catalogue and was not transferred from ${this.options.mainServer}; it is left as it is`);
     }
     const clip: Clip = {
       ...remote,
       segments: existing?.segments ?? [],
-      attributes: { ...remote.attributes, transferredFrom: this.o.mainServer, transferState: existing?.attributes?.transferState === 'transferred' ? 'transferred' : 'copying' },
+      attributes: { ...remote.attributes, transferredFrom: this.options.mainServer, transferState: existing?.attributes?.transferState === 'transferred' ? 'transferred' : 'copying' },
       updatedAt: this.clock(),
     };
-    insideRoot(this.o.storageRoot, clip.dir); // throws for a folder outside the storage
+    insideRoot(this.options.storageRoot, clip.dir); // throws for a folder outside the storage
     this.catalogue.putClip(clip);
     return clip;
   }
@@ -363,16 +362,16 @@ export class TransferManager extends EventEmitter {
    * them as 'deleted' so they are not copied again. Returns the deleted clip ids.
    */
   applyRetention(): string[] {
-    const days = this.o.retentionDays ?? 0;
+    const days = this.options.retentionDays ?? 0;
     if (!(days > 0)) return [];
     const limit = this.clock() - days * DAY_MS;
     const deleted: string[] = [];
     for (const t of this.queue.inState('done')) {
       const end = t.stoppedAt ?? t.startedAt ?? t.finishedAt ?? this.clock();
-      if (end > limit || t.clipId === this.current || this.o.inUse?.(t.clipId)) continue;
+      if (end > limit || t.clipId === this.current || this.options.inUse?.(t.clipId)) continue;
       const clip = this.catalogue.clip(t.clipId);
       // only our own copies: a clip that is not marked as transferred from the main is never touched
-      if (clip && (clip.attributes?.transferredFrom !== this.o.mainServer || clip.serverId === this.o.serverId || clip.backup !== 'off')) continue;
+      if (clip && (clip.attributes?.transferredFrom !== this.options.mainServer || clip.serverId === this.options.serverId || clip.backup !== 'off')) continue;
       try {
         if (clip) this.deleteFiles(clip);
         this.catalogue.deleteClip(t.clipId);
@@ -380,16 +379,16 @@ export class TransferManager extends EventEmitter {
         deleted.push(t.clipId);
         this.emit('deleted', gone);
       } catch (err) {
-        this.o.log?.warn(`transfer manager: copy of "${t.name}" (${t.clipId}) not deleted: ${errorText(err)}`);
+        this.options.log?.warn(`transfer manager: copy of "${t.name}" (${t.clipId}) not deleted: ${errorText(err)}`);
       }
     }
-    if (deleted.length) this.o.log?.info(`transfer manager: retention deleted ${deleted.length} transferred clip(s) older than ${spanText(days)}`);
+    if (deleted.length) this.options.log?.info(`transfer manager: retention deleted ${deleted.length} transferred clip(s) older than ${spanText(days)}`);
     return deleted;
   }
 
   /** The clip's own files (its segments, their parts, its sidecar) and its folder when that is left empty. */
   private deleteFiles(clip: Clip): void {
-    const dir = insideRoot(this.o.storageRoot, clip.dir);
+    const dir = insideRoot(this.options.storageRoot, clip.dir);
     const names = new Set<string>([SIDECAR_NAME, `${SIDECAR_NAME}.tmp`]);
     for (const s of clip.segments) {
       names.add(s.file);

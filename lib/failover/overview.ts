@@ -13,7 +13,7 @@ import type { ChannelProgress, CopyTask } from '../store/copy-queue';
 import type { WatchedStatus } from './controller';
 import type { FailoverEntry } from '../store/failover-log';
 import type { ServerState, TakeoverRecord } from '../link/schemas';
-import type { Transfer } from '../copy/transfer-manager';
+import type { Transfer } from '../store/transfer-queue';
 
 // ------------------------------------------------------------------ inputs
 
@@ -41,12 +41,12 @@ export interface FailoverSource {
 }
 
 export interface CopyServiceSource {
-  o: { serverId: string; group: string };
+  options: { serverId: string; group: string };
   tasks(limit?: number): (CopyTask & { progress: ChannelProgress[] })[];
 }
 
 export interface TransferManagerSource {
-  o: { serverId: string; mainServer: string };
+  options: { serverId: string; mainServer: string };
   isPaused: boolean;
   peer: { state: 'ok' | 'waiting'; detail: string | null };
   currentClip: string | null;
@@ -278,9 +278,9 @@ export function buildOverview(src: OverviewSources): Overview {
   const copies: Overview['copies'] = [];
   for (const c of src.copies) {
     try {
-      const list = c.tasks(50).map((t) => taskRow(c.o.serverId, t));
+      const list = c.tasks(50).map((t) => taskRow(c.options.serverId, t));
       tasks.push(...list);
-      copies.push({ server: c.o.serverId, tasks: list });
+      copies.push({ server: c.options.serverId, tasks: list });
     } catch {
       /* a service closing under us: left out this time */
     }
@@ -335,8 +335,8 @@ export function buildOverview(src: OverviewSources): Overview {
       const cur = m.currentClip ? list.find((t) => t.clipId === m.currentClip) ?? null : null;
       const byFinish = (a: Transfer, b: Transfer) => (b.finishedAt ?? b.updatedAt) - (a.finishedAt ?? a.updatedAt);
       transfers.push({
-        server: m.o.serverId,
-        main: m.o.mainServer,
+        server: m.options.serverId,
+        main: m.options.mainServer,
         paused: m.isPaused,
         peer: { ...m.peer },
         queued: m.queue.depth(),

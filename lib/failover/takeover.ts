@@ -171,7 +171,7 @@ export class Takeover {
   private readonly clock: () => number;
   private stopped = false;
   constructor(
-    readonly o: TakeoverOptions,
+    readonly options: TakeoverOptions,
     private readonly deps: TakeoverDeps,
   ) {
     this.clock = deps.clock ?? Date.now;
@@ -187,16 +187,16 @@ export class Takeover {
     const work = cached.map(async (c) => {
       const taken: TakenChannel = { channel: c.channel, ctl: null as unknown as RecorderChannel, started: [], error: null };
       try {
-        const settings = channelSettingsFromCache(c, this.o, this.deps.tune);
+        const settings = channelSettingsFromCache(c, this.options, this.deps.tune);
         const ctl = new RecorderChannel(settings, { catalogue: this.deps.catalogue, ffmpeg: this.deps.ffmpeg, log: this.deps.log, clock: this.deps.clock });
         taken.ctl = ctl;
         if (onEvent) ctl.on('event', onEvent);
         this.channels.set(c.channel, taken);
         await ctl.open();
-        await this.apply(ctl, planLines(c, this.o, now), taken);
+        await this.apply(ctl, planLines(c, this.options, now), taken);
       } catch (err) {
         taken.error = errorText(err);
-        this.deps.log.warn(`takeover of ${this.o.failedServer} channel ${c.channel}: ${taken.error}`);
+        this.deps.log.warn(`takeover of ${this.options.failedServer} channel ${c.channel}: ${taken.error}`);
         if (!this.channels.has(c.channel)) this.channels.set(c.channel, taken);
       }
       return taken;
@@ -212,7 +212,7 @@ export class Takeover {
     const work = cached.map(async (c) => {
       const taken: TakenChannel = { channel: c.channel, ctl: null as unknown as RecorderChannel, started: [], error: null };
       try {
-        const ctl = new RecorderChannel(channelSettingsFromCache(c, this.o, this.deps.tune), {
+        const ctl = new RecorderChannel(channelSettingsFromCache(c, this.options, this.deps.tune), {
           catalogue: this.deps.catalogue,
           ffmpeg: this.deps.ffmpeg,
           log: this.deps.log,
@@ -224,7 +224,7 @@ export class Takeover {
         await ctl.open();
         // lines that a crash of this server interrupted record again
         for (const l of ctl.lines()) {
-          if (l.status === 'interrupted' && l.attributes?.failoverEpoch === this.o.epoch) {
+          if (l.status === 'interrupted' && l.attributes?.failoverEpoch === this.options.epoch) {
             await ctl.stopLine({ id: l.id }).catch(() => undefined);
             const again = ctl.lines().find((x) => x.id === l.id);
             if (again) await this.restart(ctl, again, taken);
@@ -234,7 +234,7 @@ export class Takeover {
         }
       } catch (err) {
         taken.error = errorText(err);
-        this.deps.log.warn(`takeover of ${this.o.failedServer} channel ${c.channel} (resumed): ${taken.error}`);
+        this.deps.log.warn(`takeover of ${this.options.failedServer} channel ${c.channel} (resumed): ${taken.error}`);
         if (!this.channels.has(c.channel)) this.channels.set(c.channel, taken);
       }
       return taken;
@@ -270,7 +270,7 @@ export class Takeover {
         }
       } catch (err) {
         const msg = err instanceof CommandError ? err.message : errorText(err);
-        this.deps.log.warn(`takeover of ${this.o.failedServer} channel ${ctl.settings.channel}, line "${String(p.input.title)}": ${msg}`);
+        this.deps.log.warn(`takeover of ${this.options.failedServer} channel ${ctl.settings.channel}, line "${String(p.input.title)}": ${msg}`);
         if (!taken.error) taken.error = msg;
       }
     }

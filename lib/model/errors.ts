@@ -21,6 +21,3 @@ export function errorText(err: unknown): string {
     return String(err);
   }
 }
-
-// the URL login helpers live in ./url; this re-export keeps the importers that are being split today compiling
-export { redactUrl, stripLogin } from './url';

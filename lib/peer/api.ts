@@ -73,14 +73,14 @@ export class PeerApiServer {
   private closing: Promise<void> | null = null;
   private starting: Promise<void> = Promise.resolve();
 
-  constructor(private readonly o: PeerApiOptions) {
-    if (typeof o.secret !== 'string' || o.secret.length < MIN_SECRET_LENGTH) {
+  constructor(private readonly options: PeerApiOptions) {
+    if (typeof options.secret !== 'string' || options.secret.length < MIN_SECRET_LENGTH) {
       throw new Error(`the peer API secret must be at least ${MIN_SECRET_LENGTH} characters (it is the shared secret every server of the group uses)`);
     }
-    if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) throw new Error(`the peer API port must be 0 to 65535, not ${o.port}`);
-    if (!o.host || typeof o.host !== 'string') throw new Error('the peer API needs an address to listen on (e.g. 127.0.0.1 or 0.0.0.0)');
-    if (o.tls && (!o.tls.key || !o.tls.cert)) throw new Error('the peer API over TLS needs both a certificate and its private key');
-    this.secretHash = hashSecret(o.secret);
+    if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new Error(`the peer API port must be 0 to 65535, not ${options.port}`);
+    if (!options.host || typeof options.host !== 'string') throw new Error('the peer API needs an address to listen on (e.g. 127.0.0.1 or 0.0.0.0)');
+    if (options.tls && (!options.tls.key || !options.tls.cert)) throw new Error('the peer API over TLS needs both a certificate and its private key');
+    this.secretHash = hashSecret(options.secret);
   }
 
   get port(): number {
@@ -89,8 +89,8 @@ export class PeerApiServer {
 
   /** Where this server answers (the listening address; other servers may need another name for it). */
   get url(): string {
-    const host = net.isIPv6(this.o.host) ? `[${this.o.host}]` : this.o.host;
-    return `${this.o.tls ? 'https' : 'http'}://${host}:${this._port}`;
+    const host = net.isIPv6(this.options.host) ? `[${this.options.host}]` : this.options.host;
+    return `${this.options.tls ? 'https' : 'http'}://${host}:${this._port}`;
   }
 
   start(): Promise<{ port: number; url: string }> {
@@ -105,8 +105,8 @@ export class PeerApiServer {
 
   private listen(): Promise<{ port: number; url: string }> {
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res);
-    const server = this.o.tls
-      ? https.createServer({ key: this.o.tls.key, cert: this.o.tls.cert, ca: this.o.tls.ca, passphrase: this.o.tls.passphrase }, handler)
+    const server = this.options.tls
+      ? https.createServer({ key: this.options.tls.key, cert: this.options.tls.cert, ca: this.options.tls.ca, passphrase: this.options.tls.passphrase }, handler)
       : http.createServer(handler);
     server.keepAliveTimeout = 5000;
     server.headersTimeout = 20000;
@@ -130,18 +130,18 @@ export class PeerApiServer {
         this.server = null;
         const why =
           err.code === 'EADDRINUSE'
-            ? `port ${this.o.port} on ${this.o.host} is already in use`
+            ? `port ${this.options.port} on ${this.options.host} is already in use`
             : err.code === 'EADDRNOTAVAIL'
-              ? `${this.o.host} is not an address of this machine`
+              ? `${this.options.host} is not an address of this machine`
               : err.code === 'EACCES'
-                ? `no permission to listen on port ${this.o.port}`
+                ? `no permission to listen on port ${this.options.port}`
                 : errorText(err);
-        reject(Object.assign(new Error(`the peer API cannot listen on ${this.o.host}:${this.o.port}: ${why}`), { code: err.code }));
+        reject(Object.assign(new Error(`the peer API cannot listen on ${this.options.host}:${this.options.port}: ${why}`), { code: err.code }));
       };
       server.once('error', onError);
-      server.listen(this.o.port, this.o.host, () => {
+      server.listen(this.options.port, this.options.host, () => {
         server.off('error', onError);
-        server.on('error', (err) => this.o.log?.warn(`peer API: ${errorText(err)}`));
+        server.on('error', (err) => this.options.log?.warn(`peer API: ${errorText(err)}`));
         this._port = (server.address() as net.AddressInfo).port;
         resolve({ port: this._port, url: this.url });
       });
@@ -198,18 +198,18 @@ export class PeerApiServer {
       if (!CLIP_ID_PATTERN.test(clipId)) {
         throw new HttpError(400, `"${clipId.slice(0, 70)}" is not a clip id: 1 to 64 letters, digits or '-', starting with a letter or digit`);
       }
-      if (!this.o.catalogue.clip(clipId)) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
+      if (!this.options.catalogue.clip(clipId)) throw new HttpError(404, `there is no clip ${clipId} on ${this.options.serverId}`);
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${STREAM_PROTOCOL}\r\n\r\n`);
-      const onServed = this.o.onServed;
+      const onServed = this.options.onServed;
       void serveSegmentStream(socket, head, {
         open: (index) => this.openForStream(clipId, index),
         onServed: onServed ? (index, n) => onServed(clipId, index, n) : undefined,
-        warn: (msg) => this.o.log?.warn(`peer API: ${msg}`),
+        warn: (msg) => this.options.log?.warn(`peer API: ${msg}`),
       });
     } catch (err) {
       if (err instanceof HttpError) refuse(err);
       else {
-        this.o.log?.warn(`peer API: stream ${String(req.url).slice(0, 200)} failed: ${errorText(err)}`);
+        this.options.log?.warn(`peer API: stream ${String(req.url).slice(0, 200)} failed: ${errorText(err)}`);
         refuse(new HttpError(500, `the server could not answer: ${errorText(err)}`));
       }
     }
@@ -217,11 +217,11 @@ export class PeerApiServer {
 
   /** A segment for a stream, found and checked as for a GET (throws an HttpError with its status). */
   private openForStream(clipId: string, index: number): OpenedSegment {
-    const found = this.o.catalogue.clipAndSegment(clipId, index);
-    if (!found) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
+    const found = this.options.catalogue.clipAndSegment(clipId, index);
+    if (!found) throw new HttpError(404, `there is no clip ${clipId} on ${this.options.serverId}`);
     if (!found.segment) throw new HttpError(404, `clip ${clipId} has no segment ${index}`);
     const what = `segment ${index}`;
-    const file = resolveFile(this.o.storageRoot, found.clip, found.segment.file, what);
+    const file = resolveFile(this.options.storageRoot, found.clip, found.segment.file, what);
     const { fd, size } = openFile(file, found.clip, what);
     return { fd, size, sha256: found.segment.sha256 ?? null, complete: !!found.segment.complete };
   }
@@ -257,7 +257,7 @@ export class PeerApiServer {
         this.json(req, res, err.status, { error: err.message }, err.headers);
         return;
       }
-      this.o.log?.warn(`peer API: ${req.method} ${String(req.url).slice(0, 200)} failed: ${errorText(err)}`);
+      this.options.log?.warn(`peer API: ${req.method} ${String(req.url).slice(0, 200)} failed: ${errorText(err)}`);
       this.json(req, res, 500, { error: `the server could not answer: ${errorText(err)}` });
     } catch {
       res.destroy();
@@ -294,19 +294,19 @@ export class PeerApiServer {
 
     if (parts.length === 1 && parts[0] === 'info') {
       checkParams(query, []);
-      return this.json(req, res, 200, { server: this.o.serverId, api: PEER_API_VERSION });
+      return this.json(req, res, 200, { server: this.options.serverId, api: PEER_API_VERSION });
     }
     if (parts.length === 1 && parts[0] === 'clips') {
-      const q = rangeQuery(query, this.o.serverId, true);
-      const clips = this.o.catalogue
+      const q = rangeQuery(query, this.options.serverId, true);
+      const clips = this.options.catalogue
         .clips(q.server, q.channel!, q.from, q.to)
         .filter((c) => clipOverlaps(c, q.from, q.to))
         .sort((a, b) => (a.startedAt ?? 0) - (b.startedAt ?? 0));
       return this.json(req, res, 200, { clips });
     }
     if (parts.length === 1 && parts[0] === 'events') {
-      const q = rangeQuery(query, this.o.serverId, false);
-      const events = this.o.catalogue.events(q.server, q.channel, q.from, q.to).filter((e) => e.ts < q.to);
+      const q = rangeQuery(query, this.options.serverId, false);
+      const events = this.options.catalogue.events(q.server, q.channel, q.from, q.to).filter((e) => e.ts < q.to);
       return this.json(req, res, 200, { events });
     }
     if (parts[0] === 'clips' && parts.length >= 2 && parts.length <= 4) {
@@ -319,19 +319,19 @@ export class PeerApiServer {
         if (!/^\d{1,9}$/.test(parts[3])) throw new HttpError(400, `segment index "${parts[3].slice(0, 40)}" is not a whole number`);
         const index = Number(parts[3]);
         // the clip row and this segment's only (a copier asks for every segment in turn)
-        const found = this.o.catalogue.clipAndSegment(clipId, index);
-        if (!found) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
+        const found = this.options.catalogue.clipAndSegment(clipId, index);
+        if (!found) throw new HttpError(404, `there is no clip ${clipId} on ${this.options.serverId}`);
         if (!found.segment) throw new HttpError(404, `clip ${clipId} has no segment ${index}`);
-        return sendSegment(this.o.storageRoot, req, res, found.clip, found.segment, this.o.onServed);
+        return sendSegment(this.options.storageRoot, req, res, found.clip, found.segment, this.options.onServed);
       }
-      const clip = this.o.catalogue.clip(clipId);
+      const clip = this.options.catalogue.clip(clipId);
       if (parts.length === 2) {
-        if (!clip) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
+        if (!clip) throw new HttpError(404, `there is no clip ${clipId} on ${this.options.serverId}`);
         return this.json(req, res, 200, clip);
       }
       if (parts.length === 3 && parts[2] === 'sidecar') {
-        if (!clip) throw new HttpError(404, `there is no clip ${clipId} on ${this.o.serverId}`);
-        return sendSidecar(this.o.storageRoot, req, res, clip);
+        if (!clip) throw new HttpError(404, `there is no clip ${clipId} on ${this.options.serverId}`);
+        return sendSidecar(this.options.storageRoot, req, res, clip);
       }
     }
     throw notFound();

@@ -34,7 +34,6 @@ import { MAX_JSON } from './peer-transport';
 import { PeerSegments } from './segment-fetch';
 
 // still importable from here, as before the split (test/nodes/peer-api-node.test.ts does)
-export { PeerError } from './peer-error';
 
 export interface ClipQuery {
   server?: string;

@@ -59,7 +59,7 @@ export class StreamClient {
     got: number;
     unpaced: number;
     lent: Buffer | null;
-    o: RawReceiveOptions;
+    options: RawReceiveOptions;
     settle: (err: StreamError | null) => void;
   } | null = null;
   private opened: { resolve: () => void; reject: (e: StreamError) => void } | null = null;
@@ -73,24 +73,24 @@ export class StreamClient {
   readonly flushAt: number;
   failure: StreamError | null = null;
 
-  private constructor(private readonly o: StreamOpen) {
-    const window = o.window ?? STREAM_WINDOW;
+  private constructor(private readonly options: StreamOpen) {
+    const window = options.window ?? STREAM_WINDOW;
     this.ackStep = ackEvery(window);
     this.flushAt = flushEvery(window);
     this.paceBatch = Math.min(PACE_BATCH, window);
     this.socket = net.connect({
-      host: o.host,
-      port: o.port,
+      host: options.host,
+      port: options.port,
       onread: {
         buffer: () => this.nextBuffer(),
         callback: (n: number, buf: Uint8Array) => this.onRead(n, buf as Buffer),
       },
     });
     this.socket.setNoDelay(true);
-    this.socket.setTimeout(o.timeoutMs);
+    this.socket.setTimeout(options.timeoutMs);
     this.socket.on('timeout', () => {
       // only a wait on the peer is timed: a stream paused between segments waits on the copier
-      if (this.phase === 'upgrade' || this.phase === 'head' || this.phase === 'body') this.fail(new StreamError(`the peer was silent for ${Math.round(o.timeoutMs / 100) / 10} s`, 'ETIMEOUT'));
+      if (this.phase === 'upgrade' || this.phase === 'head' || this.phase === 'body') this.fail(new StreamError(`the peer was silent for ${Math.round(options.timeoutMs / 100) / 10} s`, 'ETIMEOUT'));
     });
     let socketError: unknown = null;
     this.socket.on('error', (err) => {
@@ -119,13 +119,13 @@ export class StreamClient {
 
   /** The index of the segment whose frame comes next, null when the stream is over or failed. */
   get next(): number | null {
-    if (this.phase === 'over' || this.planIdx >= this.o.plan.length) return null;
-    return this.o.plan[this.planIdx][0];
+    if (this.phase === 'over' || this.planIdx >= this.options.plan.length) return null;
+    return this.options.plan[this.planIdx][0];
   }
 
   /** The planned offset of the next segment (bytes of its part at plan time). */
   get nextFrom(): number {
-    return this.o.plan[this.planIdx]?.[1] ?? 0;
+    return this.options.plan[this.planIdx]?.[1] ?? 0;
   }
 
   /** Wait for the frame of `index`, which must be the next planned one. */
@@ -148,7 +148,7 @@ export class StreamClient {
       };
       this.phase = 'head';
       // the silence is timed from now: a timeout while the stream sat paused (waiting on the copier) was let pass
-      this.socket.setTimeout(this.o.timeoutMs);
+      this.socket.setTimeout(this.options.timeoutMs);
       // a head read already (after the body before it) is parsed from what is held
       if (this.headLen > 0 && !this.parseHead()) return;
       this.socket.resume();
@@ -249,7 +249,7 @@ export class StreamClient {
       return false;
     }
     this.consume(end + 4);
-    const plan = JSON.stringify({ window: this.o.window ?? STREAM_WINDOW, segments: this.o.plan });
+    const plan = JSON.stringify({ window: this.options.window ?? STREAM_WINDOW, segments: this.options.plan });
     this.socket.write(`${plan}\n`, 'utf8');
     // paused until the first take(); the peer's first frame waits in the socket
     this.phase = 'idle';
@@ -277,7 +277,7 @@ export class StreamClient {
       return false;
     }
     this.consume(nl + 1);
-    const want = this.o.plan[this.planIdx]?.[0];
+    const want = this.options.plan[this.planIdx]?.[0];
     if ('end' in h) {
       this.fail(new StreamError(`the stream ended before segment ${want}`, 'EPROTO'));
       return false;
@@ -311,7 +311,7 @@ export class StreamClient {
         got: 0,
         unpaced: 0,
         lent: null,
-        o,
+        options: o,
         settle: (err) => {
           o.signal?.removeEventListener('abort', onAbort);
           if (err) reject(err);
@@ -319,7 +319,7 @@ export class StreamClient {
         },
       };
       this.phase = 'body';
-      this.socket.setTimeout(this.o.timeoutMs);
+      this.socket.setTimeout(this.options.timeoutMs);
       if (this.body.want === 0) {
         this.completeBody();
         return;
@@ -350,18 +350,18 @@ export class StreamClient {
     b.got += n;
     b.unpaced += n;
     this.received += n;
-    b.o.onBytes?.(n);
-    b.o.onData?.(unwritten);
+    b.options.onBytes?.(n);
+    b.options.onData?.(unwritten);
     if (this.phase !== 'body') return false; // onData may have failed or closed the stream
     if (b.got === b.want) {
       this.completeBody();
       return false;
     }
-    if (b.o.pace && b.unpaced >= this.paceBatch) {
-      const wait = b.o.pace(b.unpaced);
+    if (b.options.pace && b.unpaced >= this.paceBatch) {
+      const wait = b.options.pace(b.unpaced);
       b.unpaced = 0;
       if (wait) {
-        holdForPacing(this.socket, wait, this.o.timeoutMs, () => this.phase === 'body', (err) => this.fail(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')));
+        holdForPacing(this.socket, wait, this.options.timeoutMs, () => this.phase === 'body', (err) => this.fail(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')));
         return false;
       }
     }
@@ -373,7 +373,7 @@ export class StreamClient {
     this.body = null;
     this.head = null;
     this.phase = 'idle';
-    const wait = b.o.pace && b.unpaced > 0 ? b.o.pace(b.unpaced) : null;
+    const wait = b.options.pace && b.unpaced > 0 ? b.options.pace(b.unpaced) : null;
     if (wait) wait.then(() => b.settle(null), (err: unknown) => b.settle(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')));
     else b.settle(null);
   }

@@ -30,8 +30,6 @@ import { GpioArea, GpioPoint, MAX_ADDRESS, pointKey, PointListener, PointValue, 
 import { Backoff } from '../model/backoff';
 
 // gpio-signal.ts takes these from here
-export { validPoint } from './gpio-points';
-export type { GpioPoint, PointValue } from './gpio-points';
 
 export type GpioState = 'idle' | 'connecting' | 'connected' | 'broken' | 'reconnecting' | 'stopped';
 
@@ -68,7 +66,7 @@ interface Watch {
 
 export class GpioDevice extends EventEmitter {
   readonly label: string;
-  private readonly o: Required<Omit<GpioDeviceOptions, 'host' | 'port' | 'serialPath'>> & GpioDeviceOptions;
+  private readonly options: Required<Omit<GpioDeviceOptions, 'host' | 'port' | 'serialPath'>> & GpioDeviceOptions;
   private _state: GpioState = 'idle';
   private client: ModbusRTU | null = null;
   private clientListeners: Array<[string, (...a: unknown[]) => void]> = [];
@@ -91,7 +89,7 @@ export class GpioDevice extends EventEmitter {
     super();
     const bad = checkOptions(options);
     if (bad) throw new GpioError(bad, 'EINVAL');
-    this.o = {
+    this.options = {
       unitId: 1,
       pollMs: 50,
       timeoutMs: 1000,
@@ -105,8 +103,8 @@ export class GpioDevice extends EventEmitter {
       stopBits: 1,
       ...options,
     };
-    this.backoff = new Backoff(this.o.reconnectMinMs, this.o.reconnectMaxMs);
-    this.label = deviceLabel(this.o);
+    this.backoff = new Backoff(this.options.reconnectMinMs, this.options.reconnectMaxMs);
+    this.label = deviceLabel(this.options);
     this.setMaxListeners(0);
   }
 
@@ -117,10 +115,10 @@ export class GpioDevice extends EventEmitter {
     return this.queue.length + (this.inFlight ? 1 : 0);
   }
   get queueMax(): number {
-    return this.o.queueMax;
+    return this.options.queueMax;
   }
   get pollMs(): number {
-    return this.o.pollMs;
+    return this.options.pollMs;
   }
   get error(): string {
     return this.lastError;
@@ -227,8 +225,8 @@ export class GpioDevice extends EventEmitter {
       queueMicrotask(() => this.afterConnect(gen, err));
     };
     // a connect that never answers (a black-holed address) ends on our own timer
-    this.connectTimer = setTimeout(() => done(new GpioError(`no answer within ${this.o.timeoutMs} ms`, 'ETIMEDOUT')), this.o.timeoutMs + 50);
-    connectClient(client, this.o, done);
+    this.connectTimer = setTimeout(() => done(new GpioError(`no answer within ${this.options.timeoutMs} ms`, 'ETIMEDOUT')), this.options.timeoutMs + 50);
+    connectClient(client, this.options, done);
   }
 
   private afterConnect(gen: number, err: unknown): void {
@@ -238,8 +236,8 @@ export class GpioDevice extends EventEmitter {
       return;
     }
     try {
-      this.client!.setID(this.o.unitId);
-      this.client!.setTimeout(this.o.timeoutMs);
+      this.client!.setID(this.options.unitId);
+      this.client!.setTimeout(this.options.timeoutMs);
     } catch (e) {
       this.lostLink(`cannot set up the link: ${errorText(e)}`);
       return;
@@ -295,9 +293,9 @@ export class GpioDevice extends EventEmitter {
       const why = this._state === 'stopped' ? 'the device node was stopped' : this.lastError || this._state;
       return Promise.reject(new GpioError(`${this.label} is offline (${why})`, this._state === 'stopped' ? 'ECLOSED' : 'EOFFLINE'));
     }
-    if (this.queueDepth >= this.o.queueMax) {
+    if (this.queueDepth >= this.options.queueMax) {
       this.stats.refused++;
-      return Promise.reject(new GpioError(`${this.label}: the request queue is full (${this.o.queueMax} waiting); the flow sends faster than the device answers`, 'EQUEUEFULL'));
+      return Promise.reject(new GpioError(`${this.label}: the request queue is full (${this.options.queueMax} waiting); the flow sends faster than the device answers`, 'EQUEUEFULL'));
     }
     return new Promise((resolve, reject) => {
       const job: Job = { ...j, resolve, reject };
@@ -345,8 +343,8 @@ export class GpioDevice extends EventEmitter {
       if (e.name === 'TransactionTimedOutError' || e.errno === 'ETIMEDOUT') {
         this.stats.timeouts++;
         this.timeoutsInRow++;
-        job.reject(new GpioError(`${this.label} did not answer within ${this.o.timeoutMs} ms`, 'ETIMEDOUT'));
-        if (this.timeoutsInRow >= this.o.maxTimeouts) {
+        job.reject(new GpioError(`${this.label} did not answer within ${this.options.timeoutMs} ms`, 'ETIMEDOUT'));
+        if (this.timeoutsInRow >= this.options.maxTimeouts) {
           this.lostLink(`${this.timeoutsInRow} requests in a row without an answer`);
           return;
         }
@@ -396,7 +394,7 @@ export class GpioDevice extends EventEmitter {
     const ranges = readRanges([...this.watches].map((w) => w.point));
     for (const r of ranges) {
       if (gen !== this.generation || this._state !== 'connected') return;
-      if (this.queueDepth >= this.o.queueMax) break; // writes fill the queue: skip this poll, not the writes
+      if (this.queueDepth >= this.options.queueMax) break; // writes fill the queue: skip this poll, not the writes
       let data: PointValue[];
       try {
         const res = (await this.enqueue({ kind: 'poll', run: (c) => readArea(c, r.area, r.start, r.count) })) as { data: PointValue[] };
@@ -416,7 +414,7 @@ export class GpioDevice extends EventEmitter {
       }
     }
     if (gen !== this.generation) return;
-    this.schedulePoll(Math.max(0, this.o.pollMs - (Date.now() - started)));
+    this.schedulePoll(Math.max(0, this.options.pollMs - (Date.now() - started)));
   }
 
   /** Record a value read or written and tell the watchers of every point it covers that changed. */

@@ -4,7 +4,8 @@
  * No Node-RED import.
  */
 import type { EventEmitter } from 'node:events';
-import { GpioError, GpioPoint, PointValue, validPoint } from './gpio-device';
+import { GpioError } from './gpio-device';
+import { GpioPoint, PointValue, validPoint } from './gpio-points';
 import type { ChannelEvent, ChannelStatus } from '../recorder/types';
 
 export type Edge = 'rising' | 'falling' | 'change';
@@ -32,7 +33,7 @@ export class DebouncedInput {
   private stopped = false;
 
   constructor(
-    private readonly o: { debounceMs: number; filter: EdgeFilter; sendInitial: boolean },
+    private readonly options: { debounceMs: number; filter: EdgeFilter; sendInitial: boolean },
     private readonly emit: (c: InputChange) => void,
     /** Every accepted value, sent or filtered out (for a status that shows the input as it is). */
     private readonly onValue?: (value: PointValue) => void,
@@ -49,14 +50,14 @@ export class DebouncedInput {
       // the first value known: the state at start, not an edge
       this.stable = value;
       this.onValue?.(value);
-      if (this.o.sendInitial) this.emit({ value, previous: null, edge: 'initial', seenAt, at: Date.now() });
+      if (this.options.sendInitial) this.emit({ value, previous: null, edge: 'initial', seenAt, at: Date.now() });
       return;
     }
     if (value === this.stable) {
       this.cancel();
       return;
     }
-    if (this.o.debounceMs <= 0) {
+    if (this.options.debounceMs <= 0) {
       this.accept(value, seenAt);
       return;
     }
@@ -68,7 +69,7 @@ export class DebouncedInput {
       const p = this.pending;
       this.pending = null;
       if (p && !this.stopped) this.accept(p.value, p.seenAt);
-    }, this.o.debounceMs);
+    }, this.options.debounceMs);
   }
 
   /** The link went down: forget the state, so the value after reconnect counts as the start state again. */
@@ -97,8 +98,8 @@ export class DebouncedInput {
     this.stable = value;
     this.onValue?.(value);
     const edge: Edge = typeof value === 'boolean' ? (value ? 'rising' : 'falling') : 'change';
-    if (this.o.filter === 'rising' && edge === 'falling') return;
-    if (this.o.filter === 'falling' && edge === 'rising') return;
+    if (this.options.filter === 'rising' && edge === 'falling') return;
+    if (this.options.filter === 'falling' && edge === 'rising') return;
     this.emit({ value, previous, edge, seenAt, at: Date.now() });
   }
 }

@@ -3,7 +3,8 @@
  * a channel (rec-list, status), their schemas, and the recorder's lines and
  * events as panels see them. No Node-RED here.
  */
-import { CommandError, redactUrl } from '../model/errors';
+import { CommandError } from '../model/errors';
+import { redactUrl } from '../model/url';
 import type { ChannelEvent, ChannelStatus, PresentedLine } from '../recorder/types';
 import { StudioError, StudioRequest } from './studio-requests';
 

@@ -141,7 +141,7 @@ export = function (RED: NodeAPI): void {
   RED.httpAdmin.get('/twinrec/material-copy', RED.auth.needsPermission('redundancy.read'), (req: Request, res: Response) => {
     const s = pick(req);
     if (!s) return noNode(res, 'material-copy');
-    res.json({ server: s.o.serverId, tasks: s.tasks() });
+    res.json({ server: s.options.serverId, tasks: s.tasks() });
   });
   // "Start material copying" of a task that is not done: needs the redundancy.materialcopy permission
   RED.httpAdmin.post('/twinrec/material-copy/start', RED.auth.needsPermission('redundancy.materialcopy'), (req: Request, res: Response) => {
@@ -151,8 +151,8 @@ export = function (RED: NodeAPI): void {
     try {
       if (taskId === undefined && Number.isInteger(entryId)) {
         // on the failover server: the entry of its failover log whose period is over; the request goes to the restored server
-        const e = failoverControllers.get(s.o.serverId)?.log.get(entryId);
-        if (!e) return res.status(404).json({ error: `no failover log entry ${entryId} on ${s.o.serverId}` });
+        const e = failoverControllers.get(s.options.serverId)?.log.get(entryId);
+        if (!e) return res.status(404).json({ error: `no failover log entry ${entryId} on ${s.options.serverId}` });
         const { canCopy, blocked } = copyAction(e, null);
         if (!canCopy) return res.status(409).json({ error: `material copy of entry ${entryId} cannot start: ${blocked}`, check: blocked });
         return res.json(s.request(copyRequestOf(e)));

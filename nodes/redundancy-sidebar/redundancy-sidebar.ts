@@ -70,7 +70,7 @@ export = function (RED: NodeAPI): void {
       }
       for (const c of failoverControllers.all()) detach.push(watchEvents(c as unknown as Emitter, CONTROLLER_EVENTS, note, eventServer));
       for (const s of materialCopyServices.all()) detach.push(watchEvents(s as unknown as Emitter, COPY_EVENTS, note, eventServer));
-      for (const m of transferManagers.all()) detach.push(watchEvents(m as unknown as Emitter, TRANSFER_EVENTS, note, () => m.o.mainServer));
+      for (const m of transferManagers.all()) detach.push(watchEvents(m as unknown as Emitter, TRANSFER_EVENTS, note, () => m.options.mainServer));
       note('deploy');
     } catch (err) {
       RED.log.warn(t('errors.watch', { error: errorText(err) }));

@@ -51,7 +51,7 @@ export = function (RED: NodeAPI): void {
       if (!tm || !queue) return;
       const depth = queue.depth();
       if (tm.isPaused) node.status({ fill: 'grey', shape: 'ring', text: t('status.paused', { n: depth }) });
-      else if (tm.peer.state === 'waiting') node.status({ fill: 'yellow', shape: 'ring', text: t('status.waiting', { server: tm.o.mainServer }) });
+      else if (tm.peer.state === 'waiting') node.status({ fill: 'yellow', shape: 'ring', text: t('status.waiting', { server: tm.options.mainServer }) });
       else node.status({ fill: depth ? 'blue' : 'green', shape: 'dot', text: t('status.idle', { n: depth }) });
     };
 
@@ -193,6 +193,6 @@ export = function (RED: NodeAPI): void {
   RED.httpAdmin.get('/twinrec/transfer-manager', RED.auth.needsPermission('redundancy.read'), (req: Request, res: Response) => {
     const m = pickByServer(transferManagers, req);
     if (!m) return noNode(res, 'transfer-manager');
-    res.json({ server: m.o.serverId, main: m.o.mainServer, paused: m.isPaused, peer: m.peer, current: m.currentClip, queued: m.queue.depth(), transfers: m.queue.list() });
+    res.json({ server: m.options.serverId, main: m.options.mainServer, paused: m.isPaused, peer: m.peer, current: m.currentClip, queued: m.queue.depth(), transfers: m.queue.list() });
   });
 };

@@ -170,7 +170,7 @@ describe('redundancy overview (lib)', function () {
         ],
         copies: [
           {
-            o: { serverId: 'fo-1', group: 'studio' },
+            options: { serverId: 'fo-1', group: 'studio' },
             tasks: () => [
               {
                 id: 7, entryId: old.id, failedServer: 'main-2', failoverServer: 'fo-1', channels: [4], from: 1000, to: 3000, state: 'failed', createdAt: 3000, updatedAt: 3500,

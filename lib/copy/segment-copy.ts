@@ -124,7 +124,7 @@ export async function copySegment(
  * the depth is set by the disk, not by memory: an ext4 journal commit now and
  * then holds an fsync for 120 ms, and at a segment every 6-8 ms a depth of 8
  * filled up behind it and stopped the transfer (3 times in a 2 GiB copy). With
- * 16, in a traced 2 GiB copy (session 12) the copier waited on a full pipeline
+ * 16, in a traced 2 GiB copy the copier waited on a full pipeline
  * for 0.2 s of 4.1 s and on the segment receiving for the rest.
  */
 export const FETCH_AHEAD = 16;

@@ -12,7 +12,7 @@
  * only): hashing is the bulk of a copy's CPU and is never on its critical
  * path (segments queue for it, up to the copier's depth), while the recorders'
  * ffmpeg processes, Node-RED's event loop and the transfer itself are. On the
- * 2-core bench machine, with both ends of the copy on it, material copy over HTTP
+ * 2-core bench machine (docs/benchmarks.md), with both ends of the copy on it, material copy over HTTP
  * gave 572-616 MiB/s in four runs with it and 501-581 in the two runs just
  * before without it: within that machine's noise, so it is kept for the
  * recordings' sake, not for speed.

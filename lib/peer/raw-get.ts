@@ -4,7 +4,7 @@
  *
  * Node's HTTP client hands each body chunk over as a fresh Buffer through a
  * readable stream, which on a fast link costs more CPU than the bytes' own
- * copying, hashing and writing: on the 2-core machine of the README it
+ * copying, hashing and writing: on the 2-core bench machine (docs/benchmarks.md) it
  * receives about 0.8-0.9 GiB/s where reading into one preallocated buffer
  * gets about 2 GiB/s. The segment copiers hold a segment whole in memory
  * anyway (lib/io/part-file.ts WholeSink), so the socket reads into it directly.

@@ -5,7 +5,7 @@
  *
  * Why: asked one GET at a time, every 4 MiB segment waited on a round trip and
  * on the peer opening and reading the file before its first byte came. A trace
- * of a 2 GiB copy on the 2-core machine of the README (session 13) spent 1.5 s
+ * of a 2 GiB copy on the 2-core bench machine (docs/benchmarks.md) spent 1.5 s
  * receiving bodies and 1.8 s in those waits. Asking for the next segment early
  * hid them but let a kill -9 find two segments in the socket buffers (one was
  * the goal). Here the peer reads and sends ahead, but never more than `window`
@@ -71,7 +71,7 @@ export function flushEvery(window: number): number {
 /**
  * How far past its last acknowledgement a copier writes before it sends the
  * next. Each acknowledgement is a write to a loopback socket, which on the
- * 2-core machine of the README cost 0.15 ms of the copier's main thread (the
+ * 2-core bench machine (docs/benchmarks.md) cost 0.15 ms of the copier's main thread (the
  * kernel delivers it to the peer on the sender's time): one per MiB written was
  * 0.38 s of CPU in a 2 GiB copy. Sent less often, but never so seldom that the
  * peer waits for ever: the peer stops when more than window - chunk is

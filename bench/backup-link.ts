@@ -76,7 +76,8 @@ async function waitStatus(p: NodeRedProcess, who: string, id: string, status: st
     if (l && status === 'recording' && (l.status === 'failed' || l.status === 'stopped')) {
       throw new Error(`line ${id} on ${who} is ${l.status}${l.reason ? ` (${l.reason})` : ''}, not ${status}`);
     }
-    if (Date.now() > end) throw new Error(`line ${id} on ${who} is ${l?.status ?? 'absent'}${l?.reason ? ` (${l.reason})` : ''} after ${ms / 1000} s, not ${status}`);
+    if (Date.now() > end)
+      throw new Error(`line ${id} on ${who} is ${l?.status ?? 'absent'}${l?.reason ? ` (${l.reason})` : ''} after ${ms / 1000} s, not ${status}`);
     await sleep(200);
   }
 }
@@ -102,7 +103,8 @@ function clipOnDisk(userDir: string, server: string, clipId: string): ClipOnDisk
       const segs = [...sidecar.segments].sort((a, b) => a.index - b.index);
       const files = segs.map((s) => path.join(full, s.file));
       const missing = files.filter((f) => !fs.existsSync(f));
-      if (missing.length) throw new Error(`clip ${clipId} on ${server}: segments listed in its sidecar are missing: ${missing.map((f) => path.basename(f)).join(', ')}`);
+      if (missing.length)
+        throw new Error(`clip ${clipId} on ${server}: segments listed in its sidecar are missing: ${missing.map((f) => path.basename(f)).join(', ')}`);
       return { full, sidecar, files };
     }
   }
@@ -178,7 +180,8 @@ function align(mainH: string[], auxH: string[]): Alignment | { error: string } {
   // position of the Aux's first frame in the main's numbering
   let auxFirst: number;
   const inAux = firstIndex(auxH, mainH[0], SEARCH_FRAMES);
-  if (inAux >= 0) auxFirst = inAux === 0 ? 0 : -inAux; // the Aux has inAux frames before the main's first
+  if (inAux >= 0)
+    auxFirst = inAux === 0 ? 0 : -inAux; // the Aux has inAux frames before the main's first
   else {
     const inMain = firstIndex(mainH, auxH[0], SEARCH_FRAMES);
     if (inMain < 0) return { error: `no common first frame within ${SEARCH_FRAMES} frames (main ${mainH.length} frames, Aux ${auxH.length} frames)` };
@@ -195,7 +198,8 @@ function align(mainH: string[], auxH: string[]): Alignment | { error: string } {
   if (auxEndInMain >= 0) auxLast = auxEndInMain;
   else {
     const mainEndInAux = lastIndex(auxH, mainH[mainLast], SEARCH_FRAMES);
-    if (mainEndInAux < 0) return { error: `no common last frame within ${SEARCH_FRAMES} frames of the ends (main ${mainH.length} frames, Aux ${auxH.length} frames)` };
+    if (mainEndInAux < 0)
+      return { error: `no common last frame within ${SEARCH_FRAMES} frames of the ends (main ${mainH.length} frames, Aux ${auxH.length} frames)` };
     auxLast = mainLast + (auxH.length - 1 - mainEndInAux);
   }
   // the span both clips cover: every frame of one should be in the other
@@ -282,7 +286,11 @@ async function startTwin(rtsp: Camera, label: string): Promise<Twin> {
   try {
     const site = (serverId: string, role: string, rec: Record<string, unknown>) =>
       recorderSiteFlow({
-        serverId, role, storageRoot: 'store', brokerUrl: t.broker.url, backupLink: true,
+        serverId,
+        role,
+        storageRoot: 'store',
+        brokerUrl: t.broker.url,
+        backupLink: true,
         recorders: [{ channel: 1, sourceType: 'url', url: rtsp.url, segmentSeconds: 2, ...rec }],
       });
     t.main = await startNodeRed({ userDir: t.dirA, flows: site('main-1', 'main', { backupServer: 'backup-1', backupChannel: 1 }) });

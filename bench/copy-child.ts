@@ -124,8 +124,7 @@ async function server(storageRoot: string, catalogueFile: string, secret: string
     if (m.type === 'counts') {
       printThreadCpu('peer API');
       void send({ type: 'counts', served, requests, streams });
-    }
-    else if (m.type === 'reset') {
+    } else if (m.type === 'reset') {
       served = {};
       requests = 0;
       streams = 0;
@@ -168,7 +167,14 @@ async function transferManager(destDir: string, peerUrl: string, secret: string,
   const log = { info: () => undefined, warn: (m: string) => console.error(`transfer manager: ${m}`) };
   const source = sourceOf(client);
   const tm = new TransferManager(queue, catalogue, {
-    serverId: 'bk-1', mainServer: 'main-1', channels: [1], storageRoot: path.join(destDir, 'store'), source: () => source, pollMs: 3600000, retryMinMs: 200, log,
+    serverId: 'bk-1',
+    mainServer: 'main-1',
+    channels: [1],
+    storageRoot: path.join(destDir, 'store'),
+    source: () => source,
+    pollMs: 3600000,
+    retryMinMs: 200,
+    log,
   });
   const perClip = new Map<string, number>();
   for (const t of queue.list()) perClip.set(t.clipId, t.bytesDone);
@@ -276,11 +282,16 @@ async function probe(destDir: string, peerUrl: string, secret: string, stage: st
 }
 
 const [mode, ...args] = process.argv.slice(2);
-const run = mode === 'probe'
-  ? probe(args[0], args[1], args[2], args[3], args[4])
-  : mode === 'tm'
-  ? transferManager(args[0], args[1], args[2], Number(args[3]))
-  : mode === 'server' ? server(args[0], args[1], args[2]) : mode === 'copier' ? copier(args[0], args[1], args[2], args[3]) : Promise.reject(new Error(`unknown mode ${mode}`));
+const run =
+  mode === 'probe'
+    ? probe(args[0], args[1], args[2], args[3], args[4])
+    : mode === 'tm'
+      ? transferManager(args[0], args[1], args[2], Number(args[3]))
+      : mode === 'server'
+        ? server(args[0], args[1], args[2])
+        : mode === 'copier'
+          ? copier(args[0], args[1], args[2], args[3])
+          : Promise.reject(new Error(`unknown mode ${mode}`));
 run.catch((err) => {
   console.error(err);
   process.exit(1);

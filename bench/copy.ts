@@ -172,15 +172,49 @@ function makeSource(root: string, totalBytes: number, segBytes: number): Source 
       } finally {
         fs.closeSync(fd);
       }
-      segs.push({ index: i, file, run: 1, startSec: i * 6, endSec: (i + 1) * 6, frames: 150, bytes: segBytes, sha256: h.digest('hex'), complete: true, wallStart: startedAt + i * 6000 });
+      segs.push({
+        index: i,
+        file,
+        run: 1,
+        startSec: i * 6,
+        endSec: (i + 1) * 6,
+        frames: 150,
+        bytes: segBytes,
+        sha256: h.digest('hex'),
+        complete: true,
+        wallStart: startedAt + i * 6000,
+      });
       segments.push({ url: `/twinrec/v1/clips/${id}/segments/${i}`, rel: `${dir}/${file}`, bytes: segBytes, clipId: id, index: i, sha256: segs[i].sha256! });
       total += segBytes;
     }
     const clip: Clip = {
-      id, name, dir, serverId: MAIN, group: 'bench', channel: 1, channelName: 'bench', lineId: `line-${c}`, title: `Bench ${c}`,
-      attributes: {}, backup: 'off', frameRate: '25', tcIn: null, tcOut: null, startedAt, stoppedAt: startedAt + count * 6000,
-      frames: count * 150, durationMs: count * 6000, state: 'closed', container: 'ts', source: 'bench', gaps: [], segments: [],
-      runs: 1, reason: null, createdAt: startedAt, updatedAt: startedAt + count * 6000,
+      id,
+      name,
+      dir,
+      serverId: MAIN,
+      group: 'bench',
+      channel: 1,
+      channelName: 'bench',
+      lineId: `line-${c}`,
+      title: `Bench ${c}`,
+      attributes: {},
+      backup: 'off',
+      frameRate: '25',
+      tcIn: null,
+      tcOut: null,
+      startedAt,
+      stoppedAt: startedAt + count * 6000,
+      frames: count * 150,
+      durationMs: count * 6000,
+      state: 'closed',
+      container: 'ts',
+      source: 'bench',
+      gaps: [],
+      segments: [],
+      runs: 1,
+      reason: null,
+      createdAt: startedAt,
+      updatedAt: startedAt + count * 6000,
     };
     catalogue.transaction(() => {
       catalogue.putClip(clip);
@@ -189,7 +223,15 @@ function makeSource(root: string, totalBytes: number, segBytes: number): Source 
   }
   catalogue.release();
   const to = base + CLIPS * perClip * 6000 + 1000;
-  return { root, storage, catalogueFile, segments, bytes: total, clips, task: { entryId: 1, failedServer: MAIN, failoverServer: 'fo-1', channels: [1], from: base - 1000, to } };
+  return {
+    root,
+    storage,
+    catalogueFile,
+    segments,
+    bytes: total,
+    clips,
+    task: { entryId: 1, failedServer: MAIN, failoverServer: 'fo-1', channels: [1], from: base - 1000, to },
+  };
 }
 
 function walkAll(dir: string, out: string[] = []): string[] {
@@ -324,7 +366,12 @@ async function startServer(src: Source): Promise<ServerHandle> {
     child,
     url: m.url,
     counts: async () => {
-      const p = waitMessage<{ type: string; served: Record<string, number>; requests: number; streams: number }>(child, (x) => x.type === 'counts', 10000, 'server counts');
+      const p = waitMessage<{ type: string; served: Record<string, number>; requests: number; streams: number }>(
+        child,
+        (x) => x.type === 'counts',
+        10000,
+        'server counts',
+      );
       child.send({ type: 'counts' });
       return p;
     },
@@ -343,7 +390,8 @@ interface CopyDone {
   task: Pick<CopyTask, 'segmentsCopied' | 'segmentsSkipped' | 'attempts' | 'lastError'>;
 }
 
-type CopierMsg = { type: 'progress'; bytesDone: number; bytesTotal: number | null; phase: string } | CopyDone | { type: 'failed'; task: Pick<CopyTask, 'lastError'> };
+type CopierMsg =
+  { type: 'progress'; bytesDone: number; bytesTotal: number | null; phase: string } | CopyDone | { type: 'failed'; task: Pick<CopyTask, 'lastError'> };
 
 /** Run a copier child to the end (or until killAt decides to kill it: then resolves null). */
 type Kind = 'copier' | 'tm' | `probe-${string}`;
@@ -477,7 +525,9 @@ export async function benchCopy(): Promise<void> {
     console.log(
       `\ncopy of ${n} segments of ${segMB} MiB (${f1(src.bytes / MB)} MiB of random bytes, ${CLIPS} clips of ${MAIN} channel 1) on one file system (${fsName}, under ${tmp}${sameFs ? '' : '; NOT all on one device'}):`,
     );
-    console.log(`  source written in ${f1(writeS)} s (random bytes + sha256); all copies below read it from the page cache (written just before, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM), and write to the same disk`);
+    console.log(
+      `  source written in ${f1(writeS)} s (random bytes + sha256); all copies below read it from the page cache (written just before, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM), and write to the same disk`,
+    );
     console.log(
       `  each copy of ours is paired with a cp -r + sync of the same files just before it, and its ratio is against that cp; durability on both sides (cp: sync of every copied file and directory after cp -r; ours: fsync of each segment and its directory, SQLite commits); every timed run writes into warm memory: ${warmMB} MiB of keeper files are deleted as it starts (${Math.min(warmMB, totalMB)} MiB at once, then ${warmRate} MiB/s), because this VM's balloon takes a freed page back after about 2 s and the first write into it then costs about 1.4 s of CPU per GiB (without this a short run, cp, got warm pages and a longer one, ours, cold ones)`,
     );
@@ -491,7 +541,9 @@ export async function benchCopy(): Promise<void> {
       });
       fs.rmSync(dest, { recursive: true, force: true });
       cps.push(r.totalS);
-      console.log(`  cp -r + sync (${label}): ${f2(r.totalS)} s (cp ${f2(r.cpS)} s + sync ${f2(r.totalS - r.cpS)} s) -> ${f1(mbps(src.bytes, r.totalS))} MiB/s; the machine's ${os.cpus().length} cores ${pct(r.busy)} busy`);
+      console.log(
+        `  cp -r + sync (${label}): ${f2(r.totalS)} s (cp ${f2(r.cpS)} s + sync ${f2(r.totalS - r.cpS)} s) -> ${f1(mbps(src.bytes, r.totalS))} MiB/s; the machine's ${os.cpus().length} cores ${pct(r.busy)} busy`,
+      );
       return r.totalS;
     };
 
@@ -502,20 +554,36 @@ export async function benchCopy(): Promise<void> {
     server = await startServer(src);
     const srv = server;
     const kinds: { kind: Kind; label: string; what: string; share?: boolean }[] = [
-      { kind: 'copier', label: 'material copy', what: 'peer API child process -> PeerClient + MaterialCopier child (restored main-1, one task), HTTP on 127.0.0.1, sha256 verified' },
-      { kind: 'tm', label: 'transfer manager', what: 'peer API child process -> PeerClient + TransferManager child (backup bk-1 pulls the finished clips of main-1), HTTP on 127.0.0.1, sha256 verified' },
+      {
+        kind: 'copier',
+        label: 'material copy',
+        what: 'peer API child process -> PeerClient + MaterialCopier child (restored main-1, one task), HTTP on 127.0.0.1, sha256 verified',
+      },
+      {
+        kind: 'tm',
+        label: 'transfer manager',
+        what: 'peer API child process -> PeerClient + TransferManager child (backup bk-1 pulls the finished clips of main-1), HTTP on 127.0.0.1, sha256 verified',
+      },
       {
         kind: 'copier',
         share: true,
         label: 'material copy, media from a share',
         what: 'lists and events from the peer API child, segment bytes read from the source storage as the mounted share (lib/copy/share-source.ts; same disk, page cache), sha256 verified',
       },
-      { kind: 'tm', share: true, label: 'transfer manager, media from a share', what: 'lists from the peer API child, segment bytes from the source storage as the mounted share, sha256 verified' },
+      {
+        kind: 'tm',
+        share: true,
+        label: 'transfer manager, media from a share',
+        what: 'lists from the peer API child, segment bytes from the source storage as the mounted share, sha256 verified',
+      },
     ];
     const tmBuilt = fs.existsSync(path.join(__dirname, '..', 'lib', 'copy', 'transfer-manager.js'));
     const measured: { kind: Kind; label: string; seconds: number; cpS: number; cpu: string; share?: boolean }[] = [];
     // BENCH_COPY_ONLY: some of mc, tm, mc-share, tm-share (all by default)
-    const only = (process.env.BENCH_COPY_ONLY ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+    const only = (process.env.BENCH_COPY_ONLY ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
     for (const k of kinds) {
       if (k.kind === 'tm' && !tmBuilt) continue;
       if (only.length && !only.includes(`${k.kind === 'copier' ? 'mc' : 'tm'}${k.share ? '-share' : ''}`)) continue;
@@ -544,7 +612,9 @@ export async function benchCopy(): Promise<void> {
     }
     for (const m of measured) {
       const ratio = m.cpS / m.seconds;
-      console.log(`  ${m.label}: ${f2(m.seconds)} s -> ${f1(mbps(src.bytes, m.seconds))} MiB/s; ratio to its cp (${f1(mbps(src.bytes, m.cpS))} MiB/s) ${f2(ratio)} -> ${ratio >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})`);
+      console.log(
+        `  ${m.label}: ${f2(m.seconds)} s -> ${f1(mbps(src.bytes, m.seconds))} MiB/s; ratio to its cp (${f1(mbps(src.bytes, m.cpS))} MiB/s) ${f2(ratio)} -> ${ratio >= RATIO_GOAL ? 'meets' : 'misses'} the goal (>= ${RATIO_GOAL})`,
+      );
       console.log(`    ${m.cpu}`);
     }
     if (process.env.BENCH_COPY_FLOOR !== '0' && measured.length > 0) {
@@ -563,9 +633,13 @@ export async function benchCopy(): Promise<void> {
       const goalS = cpS / RATIO_GOAL;
       const cores = os.cpus().length;
       console.log(`  the floor of an HTTP copy on this machine (each part alone, in a process of its own, nothing of ours; bench/copy-floor.ts):`);
-      console.log(`    write + fsync of every segment from memory, 8 at a time (no network, no hash): ${f2(w.seconds)} s -> ${f1(mbps(src.bytes, w.seconds))} MiB/s (${f2(cpS / w.seconds)} of the fastest cp), CPU ${f2(w.cpuS)} s`);
+      console.log(
+        `    write + fsync of every segment from memory, 8 at a time (no network, no hash): ${f2(w.seconds)} s -> ${f1(mbps(src.bytes, w.seconds))} MiB/s (${f2(cpS / w.seconds)} of the fastest cp), CPU ${f2(w.cpuS)} s`,
+      );
       console.log(`    sha256 of every segment, one thread: CPU ${f2(h.cpuS)} s`);
-      console.log(`    TCP on 127.0.0.1, a connection per segment: sender reading each file and sending it CPU ${f2(t.senderCpuS ?? 0)} s, receiver into one buffer CPU ${f2(t.cpuS)} s (${f2(t.seconds)} s)`);
+      console.log(
+        `    TCP on 127.0.0.1, a connection per segment: sender reading each file and sending it CPU ${f2(t.senderCpuS ?? 0)} s, receiver into one buffer CPU ${f2(t.cpuS)} s (${f2(t.seconds)} s)`,
+      );
       console.log(
         `    together at least ${f2(need)} s of CPU; the goal (0.8 of the fastest cp, ${f2(cpS)} s) allows ${f2(goalS)} s, in which ${cores} cores give ${f2(goalS * cores)} s: the floor alone takes ${Math.round((need / (goalS * cores)) * 100)}% of them, before any overlap is lost (over HTTP the copiers take one segment at a time, on a stream whose peer stays at most a window ahead, so a kill -9 re-fetches at most the window)`,
       );
@@ -584,7 +658,9 @@ export async function benchCopy(): Promise<void> {
         ['pipe', 'for comparison: HTTP GET piped through a sha256 Transform into a write stream (writes overlap reads) + fsync'],
         ['client2', 'for comparison: PeerClient.fetchSegment, two segments at a time'],
       ];
-      console.log(`  where the time goes (BENCH_COPY_BREAKDOWN=1; one child fetching every segment in turn from the same peer API child; sha256 in memory: ${Math.round(shaMBs)} MiB/s):`);
+      console.log(
+        `  where the time goes (BENCH_COPY_BREAKDOWN=1; one child fetching every segment in turn from the same peer API child; sha256 in memory: ${Math.round(shaMBs)} MiB/s):`,
+      );
       for (const [stage, label] of stages) {
         const dest = path.join(tmp, `probe-${stage}`);
         const r = await runCopier(`probe-${stage}`, dest, srv, src);
@@ -657,7 +733,9 @@ export async function benchCopy(): Promise<void> {
           );
         }
         const worst = Math.max(...dups);
-        console.log(`  ${name}: bytes copied twice after a kill -9: worst ${worst} bytes = ${f2(worst / segBytes)} segment over ${dups.length} runs -> ${worst <= segBytes ? 'meets' : 'misses'} the goal (at most one segment)`);
+        console.log(
+          `  ${name}: bytes copied twice after a kill -9: worst ${worst} bytes = ${f2(worst / segBytes)} segment over ${dups.length} runs -> ${worst <= segBytes ? 'meets' : 'misses'} the goal (at most one segment)`,
+        );
       }
     }
     const t = (Date.now() - t0) / 1000;

@@ -53,7 +53,7 @@ interface Ev {
   node: string;
   port: number;
   topic: string;
-  payload: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  payload: any;
   at: number;
 }
 
@@ -357,7 +357,10 @@ class Site {
     for (;;) {
       const ev = (await this.events()).slice(from).find(pred);
       if (ev) return ev;
-      if (Date.now() > end) throw new Error(`no ${what} within ${ms / 1000} s; events since the kill: ${JSON.stringify((await this.events()).slice(from).map((e) => `${e.node}:${e.port}:${e.topic}`))}`);
+      if (Date.now() > end)
+        throw new Error(
+          `no ${what} within ${ms / 1000} s; events since the kill: ${JSON.stringify((await this.events()).slice(from).map((e) => `${e.node}:${e.port}:${e.topic}`))}`,
+        );
       await sleep(50);
     }
   }
@@ -425,7 +428,11 @@ async function ready(site: Site): Promise<void> {
 async function oneRun(site: Site, pollMs: number): Promise<RunResult> {
   const notes: string[] = [];
   const from = (await site.events()).length;
-  const watch = new MediaWatch(site.foDir, site.channels.map((c) => c.channel), pollMs);
+  const watch = new MediaWatch(
+    site.foDir,
+    site.channels.map((c) => c.channel),
+    pollMs,
+  );
   const main = site.main!;
   const restartsBefore = site.rtsp!.restarts;
   // kill -9: Date.now() just before and just after SIGKILL is sent (kill9() sends it synchronously)
@@ -437,7 +444,12 @@ async function oneRun(site: Site, pollMs: number): Promise<RunResult> {
   await gone;
   try {
     const failed = await site.waitEvent(from, (e) => e.topic === 'failed' && e.payload?.server === MAIN, "failover-watch 'failed' event", 15000);
-    const started = await site.waitEvent(from, (e) => e.topic === 'failover started' && e.payload?.entry?.failedServer === MAIN, "'failover started' event", 20000);
+    const started = await site.waitEvent(
+      from,
+      (e) => e.topic === 'failover started' && e.payload?.entry?.failedServer === MAIN,
+      "'failover started' event",
+      20000,
+    );
     for (const c of started.payload.channels as { channel: number; started: string[]; error: string | null }[]) {
       if (c.error) notes.push(`channel ${c.channel}: takeover error ${c.error}`);
     }
@@ -469,7 +481,10 @@ async function failBack(site: Site): Promise<void> {
     await site.waitNotTakenOver(60000);
     await ready(site);
   } catch (err) {
-    for (const [who, p] of [[MAIN, site.main], [FO, site.fo]] as const) {
+    for (const [who, p] of [
+      [MAIN, site.main],
+      [FO, site.fo],
+    ] as const) {
       if (p) console.log(`  ---- ${who} (pid ${p.pid}${alive(p.pid) ? '' : ', not running'}) log, tail:\n${p.log().slice(-4000)}`);
     }
     throw err;
@@ -483,8 +498,16 @@ export async function benchFailover(): Promise<void> {
   const gop = Number(process.env.TWINREC_BENCH_FAILOVER_GOP ?? 25);
   if (!(runs > 0)) return;
   const t0 = Date.now();
-  const channels: ChannelSpec[] = [{ channel: 1, lineId: 'news', title: 'Bench News', label: `channel 1, RTSP camera (GStreamer, 640x360 H.264, 25 fps, GOP ${gop}), stream copy` }];
-  if (withPattern) channels.push({ channel: 2, lineId: 'promo', title: 'Bench Promo', label: 'channel 2, ffmpeg test pattern (lavfi testsrc2 + drawtext, libx264 ultrafast)' });
+  const channels: ChannelSpec[] = [
+    { channel: 1, lineId: 'news', title: 'Bench News', label: `channel 1, RTSP camera (GStreamer, 640x360 H.264, 25 fps, GOP ${gop}), stream copy` },
+  ];
+  if (withPattern)
+    channels.push({
+      channel: 2,
+      lineId: 'promo',
+      title: 'Bench Promo',
+      label: 'channel 2, ffmpeg test pattern (lavfi testsrc2 + drawtext, libx264 ultrafast)',
+    });
   console.log(
     `\nfailover after kill -9 of a main: mosquitto, ${MAIN} and ${FO} Node-RED processes (heartbeat 250 ms, heartbeat timeout 750 ms, MQTT keepalive 1 s, hold-down ${HOLD_DOWN_S} s, overlap ${OVERLAP_S} s), 2 s segments, ${runs} runs:`,
   );
@@ -538,11 +561,18 @@ export async function benchFailover(): Promise<void> {
     }
     const det = results.map((r) => r.detectionMs);
     const evAt = results.map((r) => r.eventAtMs);
-    console.log(`  setup (mosquitto, camera, ${FO}, ${MAIN} recording): ${setupS} s; ${results.length} runs measured, ${failures.length} failed, ${discarded} discarded (camera died)`);
+    console.log(
+      `  setup (mosquitto, camera, ${FO}, ${MAIN} recording): ${setupS} s; ${results.length} runs measured, ${failures.length} failed, ${discarded} discarded (camera died)`,
+    );
     console.log(`  detection (kill -9 -> payload.at of the 'failed' event, the detector's decision): ${fmt(det)} -> ${goal(det, DETECTION_GOAL_MS)}`);
-    console.log(`    ('failed' event as the flow stored it, its own at: ${fmt(evAt)}; evidence of the last run: ${results[results.length - 1]?.evidence ?? '-'})`);
+    console.log(
+      `    ('failed' event as the flow stored it, its own at: ${fmt(evAt)}; evidence of the last run: ${results[results.length - 1]?.evidence ?? '-'})`,
+    );
     for (const c of channels) {
-      const ms = results.map((r) => r.media.get(c.channel)!.nonEmptyAt).map((t, k) => (t === null ? null : t - results[k].killAt)).filter((v): v is number => v !== null);
+      const ms = results
+        .map((r) => r.media.get(c.channel)!.nonEmptyAt)
+        .map((t, k) => (t === null ? null : t - results[k].killAt))
+        .filter((v): v is number => v !== null);
       console.log(`  media, ${c.label}:`);
       const missing = results.length - ms.length;
       console.log(
@@ -553,12 +583,35 @@ export async function benchFailover(): Promise<void> {
         if (v.length) console.log(`      ${name}: p50 ${stats(v).p50} ms, p95 ${stats(v).p95} ms, max ${stats(v).max} ms`);
       };
       const m = (r: RunResult) => r.media.get(c.channel)!;
-      phase('kill -> failed (detection)', (r) => r.killAt, (r) => r.killAt + r.detectionMs);
-      phase('failed -> takeover began (log entry opened)', (r) => r.killAt + r.detectionMs, (r) => (r.takeoverStartMs === null ? null : r.killAt + r.takeoverStartMs));
-      phase('takeover began -> ffmpeg process started (/proc starttime)', (r) => (r.takeoverStartMs === null ? null : r.killAt + r.takeoverStartMs), (r) => m(r).ffmpegStartAt);
-      phase('ffmpeg started -> segment file created (connect, probe, header)', (r) => m(r).ffmpegStartAt, (r) => m(r).fileAt);
-      phase('segment file created -> non-empty (first bytes flushed)', (r) => m(r).fileAt, (r) => m(r).nonEmptyAt);
-      const args = results.map((r) => m(r).ffmpegArgs).filter(Boolean).pop();
+      phase(
+        'kill -> failed (detection)',
+        (r) => r.killAt,
+        (r) => r.killAt + r.detectionMs,
+      );
+      phase(
+        'failed -> takeover began (log entry opened)',
+        (r) => r.killAt + r.detectionMs,
+        (r) => (r.takeoverStartMs === null ? null : r.killAt + r.takeoverStartMs),
+      );
+      phase(
+        'takeover began -> ffmpeg process started (/proc starttime)',
+        (r) => (r.takeoverStartMs === null ? null : r.killAt + r.takeoverStartMs),
+        (r) => m(r).ffmpegStartAt,
+      );
+      phase(
+        'ffmpeg started -> segment file created (connect, probe, header)',
+        (r) => m(r).ffmpegStartAt,
+        (r) => m(r).fileAt,
+      );
+      phase(
+        'segment file created -> non-empty (first bytes flushed)',
+        (r) => m(r).fileAt,
+        (r) => m(r).nonEmptyAt,
+      );
+      const args = results
+        .map((r) => m(r).ffmpegArgs)
+        .filter(Boolean)
+        .pop();
       if (args) console.log(`      ${FO}'s ffmpeg: ${args}`);
     }
     if (failures.length) console.log(`  failures:\n    ${failures.join('\n    ')}`);

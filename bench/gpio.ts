@@ -31,12 +31,53 @@ async function edgeToRecording(runs: number, pollMs: number): Promise<{ detect: 
   );
   flows.push(
     { id: 'dev', type: 'gpio-device', transport: 'tcp', host: '127.0.0.1', port: modbus.port, unitId: 1, pollMs, timeoutMs: 500, queueMax: 32 },
-    { id: 'press', type: 'gpio-in', z: 'tab1', device: 'dev', area: 'discrete', address: 0, bit: '', debounce: 0, edges: 'rising', sendInitial: false, topic: 'rec', wires: [['startcmd', 'col']] },
-    { id: 'release', type: 'gpio-in', z: 'tab1', device: 'dev', area: 'discrete', address: 0, bit: '', debounce: 0, edges: 'falling', sendInitial: false, topic: 'rec', wires: [['stopcmd']] },
-    { id: 'startcmd', type: 'change', z: 'tab1', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"command":"start","line":{"n":1}}', tot: 'json' }], wires: [['rec1']] },
-    { id: 'stopcmd', type: 'change', z: 'tab1', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"command":"stop","line":{"n":1}}', tot: 'json' }], wires: [['rec1']] },
     {
-      id: 'col', type: 'function', z: 'tab1', outputs: 0,
+      id: 'press',
+      type: 'gpio-in',
+      z: 'tab1',
+      device: 'dev',
+      area: 'discrete',
+      address: 0,
+      bit: '',
+      debounce: 0,
+      edges: 'rising',
+      sendInitial: false,
+      topic: 'rec',
+      wires: [['startcmd', 'col']],
+    },
+    {
+      id: 'release',
+      type: 'gpio-in',
+      z: 'tab1',
+      device: 'dev',
+      area: 'discrete',
+      address: 0,
+      bit: '',
+      debounce: 0,
+      edges: 'falling',
+      sendInitial: false,
+      topic: 'rec',
+      wires: [['stopcmd']],
+    },
+    {
+      id: 'startcmd',
+      type: 'change',
+      z: 'tab1',
+      rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"command":"start","line":{"n":1}}', tot: 'json' }],
+      wires: [['rec1']],
+    },
+    {
+      id: 'stopcmd',
+      type: 'change',
+      z: 'tab1',
+      rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"command":"stop","line":{"n":1}}', tot: 'json' }],
+      wires: [['rec1']],
+    },
+    {
+      id: 'col',
+      type: 'function',
+      z: 'tab1',
+      outputs: 0,
       func: "const t = flow.get('t') || [];\nif (msg.topic === 'rec') t.push({ k: 'gpi', at: msg.seenAt, sent: Date.now() });\nelse if (msg.payload && msg.payload.event === 'recording') t.push({ k: 'recording', at: msg.payload.at });\nflow.set('t', t);\nreturn null;",
       wires: [],
     },
@@ -118,5 +159,7 @@ export async function benchGpio(): Promise<void> {
   console.log(`| edge -> gpio-in message (poll) | ${pct(lat.detect, 50)} | ${pct(lat.detect, 95)} | ${lat.detect.length} |`);
   console.log(`| edge -> recording started (first frame on disk) | ${pct(lat.recording, 50)} | ${pct(lat.recording, 95)} | ${lat.recording.length} |`);
   const rps = await requestsPerSecond(n);
-  console.log(`\nModbus requests per second through lib/studio/gpio-device (one on the wire, queue full, ${n} each): coil writes ${Math.round(rps.writes)}/s, reads of 16 inputs ${Math.round(rps.reads)}/s`);
+  console.log(
+    `\nModbus requests per second through lib/studio/gpio-device (one on the wire, queue full, ${n} each): coil writes ${Math.round(rps.writes)}/s, reads of 16 inputs ${Math.round(rps.reads)}/s`,
+  );
 }

@@ -72,15 +72,38 @@ async function benchCommands(n: number): Promise<{ update: number; add: number; 
     { id: 'tab1', type: 'tab', label: 'bench' },
     { id: 'srv1', type: 'redundancy-server', group: 'bench', serverId: 'bench-1', role: 'main', storageRoot: 'store', durability: 'NORMAL' },
     {
-      id: 'rec1', type: 'recorder', z: 'tab1', server: 'srv1', channel: 1, channelName: 'bench', frameRate: '25', sourceType: 'testpattern',
-      url: '', camera: '', segmentSeconds: 6, container: 'ts', videoCodec: 'copy', tcMode: 'zero', backupServer: '', backupChannel: '',
-      startTimeout: 15, stallTimeout: 6, wires: [[]],
+      id: 'rec1',
+      type: 'recorder',
+      z: 'tab1',
+      server: 'srv1',
+      channel: 1,
+      channelName: 'bench',
+      frameRate: '25',
+      sourceType: 'testpattern',
+      url: '',
+      camera: '',
+      segmentSeconds: 6,
+      container: 'ts',
+      videoCodec: 'copy',
+      tcMode: 'zero',
+      backupServer: '',
+      backupChannel: '',
+      startTimeout: 15,
+      stallTimeout: 6,
+      wires: [[]],
     },
   ];
   prepareUserDir({ userDir, port: 0, flows, logLevel: 'warn' });
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const RED = require('node-red');
-  RED.init(null, { userDir, flowFile: 'flows.json', httpAdminRoot: false, httpNodeRoot: false, logging: { console: { level: 'warn' } }, credentialSecret: 'bench' });
+  RED.init(null, {
+    userDir,
+    flowFile: 'flows.json',
+    httpAdminRoot: false,
+    httpNodeRoot: false,
+    logging: { console: { level: 'warn' } },
+    credentialSecret: 'bench',
+  });
   await RED.start();
   for (let i = 0; i < 100 && !RED.nodes.getNode('rec1'); i++) await sleep(50);
   const node = RED.nodes.getNode('rec1');
@@ -201,7 +224,9 @@ async function main(): Promise<void> {
       const rtsp = await startRtspServer({ fps: '25', gop: 25, size: '1280x720' });
       try {
         const f = await benchChannels(n, rtsp.url, sampleS);
-        console.log(`| ${f.channels} | ${f.nodeRedCpu.toFixed(1)} | ${f.nodeRedRss.toFixed(0)} | ${f.ffmpegCount} | ${f.ffmpegCpu.toFixed(1)} | ${f.ffmpegRss.toFixed(0)} |`);
+        console.log(
+          `| ${f.channels} | ${f.nodeRedCpu.toFixed(1)} | ${f.nodeRedRss.toFixed(0)} | ${f.ffmpegCount} | ${f.ffmpegCpu.toFixed(1)} | ${f.ffmpegRss.toFixed(0)} |`,
+        );
       } finally {
         await rtsp.stop();
       }

@@ -73,8 +73,7 @@ export function prepareUserDir(o: SiteOptions): void {
   if (o.credentials) {
     const secret = String((settings as Record<string, unknown>).credentialSecret);
     fs.writeFileSync(path.join(o.userDir, 'flows_cred.json'), JSON.stringify(encryptCredentials(secret, o.credentials)));
-  }
-  else if (o.initialFlows && !fs.existsSync(flowFile)) fs.writeFileSync(flowFile, JSON.stringify(o.initialFlows, null, 2));
+  } else if (o.initialFlows && !fs.existsSync(flowFile)) fs.writeFileSync(flowFile, JSON.stringify(o.initialFlows, null, 2));
 }
 
 /** The Node-RED runtime entry point (red.js) of the Node-RED this package is developed with. */

@@ -31,7 +31,9 @@ async function main(): Promise<void> {
   const brokerPort = Number(process.env.TWINREC_BROKER_PORT ?? 1883);
   const demo = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'demo', 'demo.json'), 'utf8'));
   const broker = await startEmbeddedBroker(brokerPort).catch((err) => {
-    console.error(`twinrec demo: cannot start the embedded MQTT broker on 127.0.0.1:${brokerPort} (${(err as Error).message}); set TWINREC_BROKER_PORT, or TWINREC_BROKER_URL to use your own broker`);
+    console.error(
+      `twinrec demo: cannot start the embedded MQTT broker on 127.0.0.1:${brokerPort} (${(err as Error).message}); set TWINREC_BROKER_PORT, or TWINREC_BROKER_URL to use your own broker`,
+    );
     process.exit(1);
   });
   console.log(`twinrec demo: Node-RED on http://127.0.0.1:${port}/ with user directory ${userDir}`);

@@ -54,7 +54,9 @@ const LINE_EVENTS = new Set(['added', 'updated', 'removed', 'armed', 'recording'
 export function asRecorderEvent(payload: unknown): ChannelEvent | null {
   const p = payload as Partial<ChannelEvent> | null;
   if (!p || typeof p !== 'object' || typeof p.event !== 'string' || typeof p.server !== 'string' || typeof p.channel !== 'number') {
-    throw new CommandError('backup-link expects the events of a recorder node (msg.payload with event, server, channel and line): wire a recorder\'s output to it');
+    throw new CommandError(
+      "backup-link expects the events of a recorder node (msg.payload with event, server, channel and line): wire a recorder's output to it",
+    );
   }
   if (p.event === 'reclist') return null;
   if (!LINE_EVENTS.has(p.event)) throw new CommandError(`backup-link: "${p.event}" is not a recorder line event`);
@@ -105,11 +107,15 @@ export class BackupLinkMain extends EventEmitter {
     const line = ev.line!;
     if (line.backup !== 'on') return null;
     if (ev.server !== this.me.serverId) {
-      throw new CommandError(`backup-link: the event comes from server ${ev.server}, but this backup-link belongs to ${this.me.serverId}; use the same redundancy-server for both nodes`);
+      throw new CommandError(
+        `backup-link: the event comes from server ${ev.server}, but this backup-link belongs to ${this.me.serverId}; use the same redundancy-server for both nodes`,
+      );
     }
     const target = ev.backupTarget;
     if (!target) {
-      throw new CommandError(`line ${line.n} ("${line.title}") is Backup=On but recorder channel ${ev.channel} has no backup recorder server and channel: set them in the recorder`);
+      throw new CommandError(
+        `line ${line.n} ("${line.title}") is Backup=On but recorder channel ${ev.channel} has no backup recorder server and channel: set them in the recorder`,
+      );
     }
     if (ev.event === 'verified' || ev.event === 'mismatch') return null;
     const m = makeMirror(

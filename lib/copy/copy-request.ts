@@ -17,6 +17,7 @@ export interface MaterialCopyRequest {
 
 /** The material-copy request of a finalized entry (the failover period, its channels). */
 export function copyRequestOf(e: FailoverEntry): MaterialCopyRequest {
-  if (e.state !== 'finalized' || e.endedAt === null) throw new Error(`failover log entry ${e.id} is ${e.state}: its period is not over, so there is nothing to copy yet`);
+  if (e.state !== 'finalized' || e.endedAt === null)
+    throw new Error(`failover log entry ${e.id} is ${e.state}: its period is not over, so there is nothing to copy yet`);
   return { failedServer: e.failedServer, failoverServer: e.failoverServer, channels: [...e.channels], from: e.startedAt, to: e.endedAt, entryId: e.id };
 }

@@ -65,7 +65,8 @@ export function parseCopyRequest(p: unknown): MaterialCopyRequest {
   for (const k of ['failedServer', 'failoverServer'] as const) {
     if (typeof r[k] !== 'string' || !NAME.test(r[k]!)) throw new CommandError(`Material copy refused: ${k} must be a server id; ${usage}`);
   }
-  if (!Number.isInteger(r.entryId) || r.entryId! < 1) throw new CommandError(`Material copy refused: entryId must be the failover log entry (a whole number from 1); ${usage}`);
+  if (!Number.isInteger(r.entryId) || r.entryId! < 1)
+    throw new CommandError(`Material copy refused: entryId must be the failover log entry (a whole number from 1); ${usage}`);
   if (!Array.isArray(r.channels) || r.channels.length === 0 || !r.channels.every((c) => Number.isInteger(c) && c >= 1 && c <= 999)) {
     throw new CommandError(`Material copy refused: channels must list the channels to copy (1 to 999); ${usage}`);
   }
@@ -120,7 +121,14 @@ export class MaterialCopyService extends EventEmitter {
         const parts = topic.split('/');
         if (m.failedServer !== serverId || parts[4] !== m.failoverServer || Number(parts[5]) !== m.entryId) return;
         try {
-          let t = this.copier.request({ entryId: m.entryId, failedServer: m.failedServer, failoverServer: m.failoverServer, channels: m.channels, from: m.from, to: m.to });
+          let t = this.copier.request({
+            entryId: m.entryId,
+            failedServer: m.failedServer,
+            failoverServer: m.failoverServer,
+            channels: m.channels,
+            from: m.from,
+            to: m.to,
+          });
           // a request sent again after the task failed ("Start material copying" on the failover server) starts it again;
           // the same retained request delivered again at a reconnect is older than the failure and only gets the state
           if (t.state === 'failed' && m.ts > t.updatedAt) t = this.copier.retry(t.id);
@@ -144,7 +152,9 @@ export class MaterialCopyService extends EventEmitter {
     const { serverId, group } = this.options;
     if (r.failedServer === serverId) return { forwarded: false, task: this.copier.request(r) };
     if (r.failoverServer !== serverId) {
-      throw new CommandError(`Material copy refused: this server (${serverId}) is neither the restored server ${r.failedServer} nor the failover server ${r.failoverServer} of that request`);
+      throw new CommandError(
+        `Material copy refused: this server (${serverId}) is neither the restored server ${r.failedServer} nor the failover server ${r.failoverServer} of that request`,
+      );
     }
     const m: CopyRequestMessage = { v: LINK_VERSION, ...r, ts: (this.deps.clock ?? Date.now)() };
     this.deps.link.publishRetained(topicFor(group, r.failedServer, 'copy-request', serverId, r.entryId), m);

@@ -103,7 +103,10 @@ export class MaterialCopier extends EventEmitter {
   /** Queue a task (the same request again is the same task) and make sure the queue runs. */
   request(r: TaskRequest): CopyTask {
     const { task, created } = this.queue.enqueue(r);
-    if (created) this.options.log?.info(`material copy task ${task.id}: ${r.failedServer} channels ${r.channels.join(', ')} from ${r.failoverServer}, ${new Date(r.from).toISOString()} to ${new Date(r.to).toISOString()}`);
+    if (created)
+      this.options.log?.info(
+        `material copy task ${task.id}: ${r.failedServer} channels ${r.channels.join(', ')} from ${r.failoverServer}, ${new Date(r.from).toISOString()} to ${new Date(r.to).toISOString()}`,
+      );
     this.kick();
     return task;
   }
@@ -159,7 +162,14 @@ export class MaterialCopier extends EventEmitter {
     this.wake = null;
   }
 
-  private progressOf(t: CopyTask, channel: number | null, phase: CopyProgress['phase'], startedAt: number, bytesAtStart: number, detail?: string): CopyProgress {
+  private progressOf(
+    t: CopyTask,
+    channel: number | null,
+    phase: CopyProgress['phase'],
+    startedAt: number,
+    bytesAtStart: number,
+    detail?: string,
+  ): CopyProgress {
     const cur = this.queue.get(t.id) ?? t;
     const secs = Math.max(0.001, (this.clock() - startedAt) / 1000);
     const rate = (cur.bytesDone - bytesAtStart) / secs;
@@ -231,7 +241,9 @@ export class MaterialCopier extends EventEmitter {
     const listed = new Map<number, Clip[]>();
     let total = 0;
     for (const ch of t.channels) {
-      const clips = (await src.clips({ server: t.failedServer, channel: ch, from: t.from, to: t.to })).filter((c) => c.serverId === t.failedServer && c.channel === ch);
+      const clips = (await src.clips({ server: t.failedServer, channel: ch, from: t.from, to: t.to })).filter(
+        (c) => c.serverId === t.failedServer && c.channel === ch,
+      );
       clips.sort((a, b) => (a.startedAt ?? 0) - (b.startedAt ?? 0) || a.id.localeCompare(b.id));
       listed.set(ch, clips);
       for (const c of clips) for (const s of c.segments) total += s.bytes;
@@ -246,7 +258,15 @@ export class MaterialCopier extends EventEmitter {
     }
   }
 
-  private async copyMedia(t: CopyTask, src: CopySource, channel: number, clips: Clip[], prog: ChannelProgress, startedAt: number, bytesAtStart: number): Promise<void> {
+  private async copyMedia(
+    t: CopyTask,
+    src: CopySource,
+    channel: number,
+    clips: Clip[],
+    prog: ChannelProgress,
+    startedAt: number,
+    bytesAtStart: number,
+  ): Promise<void> {
     // resume: skip what is before the last copied (clip, segment) in this order
     let skipping = prog.lastClip !== null;
     for (const remote of clips) {
@@ -284,7 +304,12 @@ export class MaterialCopier extends EventEmitter {
       this.emit('progress', this.progressOf(t, channel, 'media', startedAt, bytesAtStart));
       skipping = false;
       // the clip is complete here: its sidecar, with the copy noted
-      const done: Clip = { ...clip, attributes: { ...clip.attributes, copyState: 'copied' }, segments: segments.map((s) => ({ ...s })), updatedAt: this.clock() };
+      const done: Clip = {
+        ...clip,
+        attributes: { ...clip.attributes, copyState: 'copied' },
+        segments: segments.map((s) => ({ ...s })),
+        updatedAt: this.clock(),
+      };
       this.catalogue.putClip(done);
       try {
         writeSidecar(this.options.storageRoot, this.catalogue.clip(done.id) ?? done);
@@ -311,7 +336,8 @@ export class MaterialCopier extends EventEmitter {
       },
       updatedAt: this.clock(),
     };
-    if (clip.serverId !== this.options.serverId) throw new CopyRefused(`the peer listed clip ${remote.id} of ${remote.serverId}, not of ${this.options.serverId}`);
+    if (clip.serverId !== this.options.serverId)
+      throw new CopyRefused(`the peer listed clip ${remote.id} of ${remote.serverId}, not of ${this.options.serverId}`);
     this.catalogue.putClip(clip);
     return clip;
   }
@@ -329,7 +355,11 @@ export class MaterialCopier extends EventEmitter {
       // once only, also after a kill between the two commits: look for it first
       const dup = this.catalogue
         .events(this.options.serverId, channel, ev.ts, ev.ts)
-        .some((x) => (x.data as { copiedFrom?: string; remoteSeq?: number } | null)?.copiedFrom === t.failoverServer && (x.data as { remoteSeq?: number }).remoteSeq === seq);
+        .some(
+          (x) =>
+            (x.data as { copiedFrom?: string; remoteSeq?: number } | null)?.copiedFrom === t.failoverServer &&
+            (x.data as { remoteSeq?: number }).remoteSeq === seq,
+        );
       if (!dup) {
         this.catalogue.addEvent({
           ts: ev.ts,

@@ -16,15 +16,9 @@ import { partSize } from '../io/part-file';
 import { hashFile, insideRoot } from '../store/clip-files';
 import type { SegmentFetchOptions } from '../peer/protocol';
 
-
 /** What a copier needs to fetch one segment (lib/peer/client.ts PeerClient has it). */
 export interface SegmentSource {
-  fetchSegment(
-    clipId: string,
-    index: number,
-    dest: string,
-    o: SegmentFetchOptions,
-  ): Promise<{ bytes: number; sha256: string; resumedFrom: number }>;
+  fetchSegment(clipId: string, index: number, dest: string, o: SegmentFetchOptions): Promise<{ bytes: number; sha256: string; resumedFrom: number }>;
   /**
    * Optional: the segments about to be fetched, in order ([index, bytes in its part, sha256]), so
    * they may come on one stream (lib/peer/client.ts); endStream() after the last.
@@ -111,7 +105,8 @@ export async function copySegment(
     return { copied: 1, skipped: 0, bytes: r.bytes - r.resumedFrom };
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'EHASH' || code === 'EREFUSED' || code === 'ENOENT') throw new CopyRefused(`segment ${seg.index} of clip "${clip.name}" (${clip.id}): ${errorText(err)}`);
+    if (code === 'EHASH' || code === 'EREFUSED' || code === 'ENOENT')
+      throw new CopyRefused(`segment ${seg.index} of clip "${clip.name}" (${clip.id}): ${errorText(err)}`);
     throw err;
   }
 }
@@ -258,7 +253,13 @@ export async function copySegments(
       if (!pump()) throw Object.assign(new Error('stopped'), { code: 'EABORT' });
       const head = flights[0];
       // the head finished, or one under way has all its bytes (the next may start)
-      const headDone = await Promise.race([head.p.then(() => true, () => true), new Promise<boolean>((r) => (wake = () => r(false)))]);
+      const headDone = await Promise.race([
+        head.p.then(
+          () => true,
+          () => true,
+        ),
+        new Promise<boolean>((r) => (wake = () => r(false))),
+      ]);
       wake = null;
       if (!headDone) continue;
       const r = await head.p;

@@ -195,11 +195,15 @@ export function shareFolderFor(template: string, serverId: string): string {
 /** The share-folder setting of a copier node: empty means "media over the peer API"; else an absolute path, `{server}` allowed. */
 export function parseShareFolder(v: unknown): string | null {
   const s = typeof v === 'string' ? v.trim() : v === undefined || v === null ? '' : null;
-  if (s === null) throw new Error('the share folder must be text: an absolute path such as /mnt/{server}/recordings, or empty to fetch media over the peer API');
+  if (s === null)
+    throw new Error('the share folder must be text: an absolute path such as /mnt/{server}/recordings, or empty to fetch media over the peer API');
   if (s === '') return null;
-  if (s.split('/').includes('..')) throw new Error(`the share folder "${s.slice(0, 200)}" has "..": give the absolute path of the mount, such as /mnt/{server}/recordings`);
+  if (s.split('/').includes('..'))
+    throw new Error(`the share folder "${s.slice(0, 200)}" has "..": give the absolute path of the mount, such as /mnt/{server}/recordings`);
   if (!path.isAbsolute(s) || s.includes('\0')) {
-    throw new Error(`the share folder "${s.slice(0, 200)}" must be an absolute path, such as /mnt/{server}/recordings, or empty to fetch media over the peer API`);
+    throw new Error(
+      `the share folder "${s.slice(0, 200)}" must be an absolute path, such as /mnt/{server}/recordings, or empty to fetch media over the peer API`,
+    );
   }
   return s;
 }

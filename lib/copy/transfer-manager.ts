@@ -193,7 +193,9 @@ export class TransferManager extends EventEmitter {
     const res: ScanResult = { queued: 0, skipped: 0, waiting: 0 };
     const keepMs = (this.options.retentionDays ?? 0) * DAY_MS;
     for (const ch of this.options.channels) {
-      const clips = (await src.clips({ server: this.options.mainServer, channel: ch })).filter((c) => c.serverId === this.options.mainServer && c.channel === ch);
+      const clips = (await src.clips({ server: this.options.mainServer, channel: ch })).filter(
+        (c) => c.serverId === this.options.mainServer && c.channel === ch,
+      );
       for (const c of clips) {
         if (this.queue.get(c.id)) continue;
         if (c.backup === 'on') {
@@ -281,38 +283,45 @@ export class TransferManager extends EventEmitter {
     const began = this.clock();
     const bytesAtStart = t.bytesDone;
     try {
-      if (remote.serverId !== this.options.mainServer) throw new CopyRefused(`the main listed clip ${remote.id} of ${remote.serverId}, not of ${this.options.mainServer}`);
+      if (remote.serverId !== this.options.mainServer)
+        throw new CopyRefused(`the main listed clip ${remote.id} of ${remote.serverId}, not of ${this.options.mainServer}`);
       const clip = this.register(remote);
       const segments = [...remote.segments].sort((a, b) => a.index - b.index);
       let lastEmit = 0;
       let inFlight = 0;
       this.abort = new AbortController();
-      await copySegments(src, this.options.storageRoot, { id: remote.id, name: remote.name, dir: clip.dir }, segments.filter((seg) => t.lastIndex === null || seg.index > t.lastIndex), {
-        depth: this.options.fetchAhead,
-        limiter: this.options.limiter,
-        signal: this.abort.signal,
-        stopped: () => this.halted(),
-        onBytes: (n) => {
-          inFlight += n;
-          const now = this.clock();
-          if (now - lastEmit < 250) return;
-          lastEmit = now;
-          const cur = { ...t, bytesDone: t.bytesDone + inFlight };
-          this.emit('progress', this.progressOf(cur, 'copying', ((cur.bytesDone - bytesAtStart) * 1000) / Math.max(1, now - began)));
+      await copySegments(
+        src,
+        this.options.storageRoot,
+        { id: remote.id, name: remote.name, dir: clip.dir },
+        segments.filter((seg) => t.lastIndex === null || seg.index > t.lastIndex),
+        {
+          depth: this.options.fetchAhead,
+          limiter: this.options.limiter,
+          signal: this.abort.signal,
+          stopped: () => this.halted(),
+          onBytes: (n) => {
+            inFlight += n;
+            const now = this.clock();
+            if (now - lastEmit < 250) return;
+            lastEmit = now;
+            const cur = { ...t, bytesDone: t.bytesDone + inFlight };
+            this.emit('progress', this.progressOf(cur, 'copying', ((cur.bytesDone - bytesAtStart) * 1000) / Math.max(1, now - began)));
+          },
+          commit: (done) => {
+            // registered at once (it plays while the rest comes), then the progress: a kill between the two re-verifies it
+            this.catalogue.transaction(() => {
+              for (const { seg } of done) this.catalogue.putSegment(clip.id, { ...seg });
+              this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
+            });
+            const r = sumCounts(done);
+            this.queue.advance(t.clipId, done[done.length - 1].seg.index, r);
+            inFlight = Math.max(0, inFlight - r.bytes);
+            t = this.queue.get(t.clipId)!;
+            this.emit('progress', this.progressOf(t, 'copying', ((t.bytesDone - bytesAtStart) * 1000) / Math.max(1, this.clock() - began)));
+          },
         },
-        commit: (done) => {
-          // registered at once (it plays while the rest comes), then the progress: a kill between the two re-verifies it
-          this.catalogue.transaction(() => {
-            for (const { seg } of done) this.catalogue.putSegment(clip.id, { ...seg });
-            this.catalogue.putClip({ ...clip, updatedAt: this.clock() });
-          });
-          const r = sumCounts(done);
-          this.queue.advance(t.clipId, done[done.length - 1].seg.index, r);
-          inFlight = Math.max(0, inFlight - r.bytes);
-          t = this.queue.get(t.clipId)!;
-          this.emit('progress', this.progressOf(t, 'copying', ((t.bytesDone - bytesAtStart) * 1000) / Math.max(1, this.clock() - began)));
-        },
-      });
+      );
       this.abort = null;
       const done: Clip = { ...clip, attributes: { ...clip.attributes, transferState: 'transferred' }, updatedAt: this.clock() };
       this.catalogue.putClip(done);
@@ -343,12 +352,18 @@ export class TransferManager extends EventEmitter {
   private register(remote: Clip): Clip {
     const existing = this.catalogue.clip(remote.id);
     if (existing && existing.attributes?.transferredFrom !== this.options.mainServer) {
-      throw new CopyRefused(`clip ${remote.id} is already in this server's catalogue and was not transferred from ${this.options.mainServer}; it is left as it is`);
+      throw new CopyRefused(
+        `clip ${remote.id} is already in this server's catalogue and was not transferred from ${this.options.mainServer}; it is left as it is`,
+      );
     }
     const clip: Clip = {
       ...remote,
       segments: existing?.segments ?? [],
-      attributes: { ...remote.attributes, transferredFrom: this.options.mainServer, transferState: existing?.attributes?.transferState === 'transferred' ? 'transferred' : 'copying' },
+      attributes: {
+        ...remote.attributes,
+        transferredFrom: this.options.mainServer,
+        transferState: existing?.attributes?.transferState === 'transferred' ? 'transferred' : 'copying',
+      },
       updatedAt: this.clock(),
     };
     insideRoot(this.options.storageRoot, clip.dir); // throws for a folder outside the storage

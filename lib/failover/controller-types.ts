@@ -57,7 +57,7 @@ export interface FailoverLink {
   on(event: 'peer', fn: (st: ServerState) => void): unknown;
   on(event: 'takeover', fn: (rec: TakeoverRecord) => void): unknown;
   on(event: 'state', fn: (state: string) => void): unknown;
-   
+
   off(event: string, fn: (...args: any[]) => void): unknown;
 }
 

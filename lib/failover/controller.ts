@@ -32,7 +32,7 @@ import {
 } from '../link/schemas';
 import { SettingsCache } from './settings-cache';
 import { channelSnapshotOf } from '../recorder/settings-snapshot';
-import { Takeover, TakeoverOptions } from './takeover';
+import { Takeover, TakeoverOptions, takeoverOptionsFor, takeoverRecordOf } from './takeover';
 import { OperatorSwitches } from './operator-switches';
 import { tcpProbe } from './probe';
 import { HandbackRequests } from './handback-request';
@@ -41,7 +41,8 @@ import type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverSta
 export type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverLink, FailoverStarted, WatchedServer, WatchedStatus } from './controller-types';
 
 export class FailoverController extends EventEmitter {
-  readonly options: Required<Omit<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>> & Pick<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>;
+  readonly options: Required<Omit<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>> &
+    Pick<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>;
   readonly log: FailoverLog;
   readonly cache: SettingsCache;
   readonly detector: FailoverDetector;
@@ -60,7 +61,10 @@ export class FailoverController extends EventEmitter {
   private readonly onPeer = (st: ServerState) => this.guard(() => this.peer(st));
   private readonly onTakeoverRecord = (rec: TakeoverRecord) => this.guard(() => this.takeoverRecord(rec));
 
-  constructor(opts: FailoverControllerOptions, private readonly deps: FailoverDeps) {
+  constructor(
+    opts: FailoverControllerOptions,
+    private readonly deps: FailoverDeps,
+  ) {
     super();
     this.options = {
       heartbeatTimeoutMs: 750,
@@ -222,7 +226,9 @@ export class FailoverController extends EventEmitter {
         this.serial(d.server, () => this.takeOverWhenFirst(d.server)).catch((err) => this.deps.log.error(`takeover of ${d.server}: ${errorText(err)}`));
         break;
       case 'release':
-        this.serial(d.server, () => this.release(d.server, d.reason, 'priority')).catch((err) => this.deps.log.error(`release of ${d.server}: ${errorText(err)}`));
+        this.serial(d.server, () => this.release(d.server, d.reason, 'priority')).catch((err) =>
+          this.deps.log.error(`release of ${d.server}: ${errorText(err)}`),
+        );
         break;
       case 'restored': {
         const entries = this.log.list({ state: 'active', failedServer: d.server });
@@ -280,32 +286,15 @@ export class FailoverController extends EventEmitter {
   }
 
   private takeoverOptions(entry: FailoverEntry): TakeoverOptions {
-    return {
-      failedServer: entry.failedServer,
-      failoverServer: this.options.self,
-      group: this.options.group,
-      epoch: entry.epoch,
-      entryId: entry.id,
-      storageRoot: this.options.storageRoot,
-      sourceLogin: this.options.sourceLogin ?? null,
-      drill: entry.drill,
-    };
+    const o = this.options;
+    return takeoverOptionsFor(entry, { self: o.self, group: o.group, storageRoot: o.storageRoot, sourceLogin: o.sourceLogin ?? null });
   }
 
   private publishRecord(entry: FailoverEntry, active: boolean): void {
-    const rec: TakeoverRecord = {
-      v: LINK_VERSION,
-      failedServer: entry.failedServer,
-      failoverServer: this.options.self,
-      epoch: entry.epoch,
-      active,
-      channels: entry.channels,
-      entryId: entry.id,
-      since: entry.startedAt,
-      drill: entry.drill,
-      ts: this.clock(),
-    };
-    this.deps.link.publishRetained(topicFor(this.options.group, entry.failedServer, 'takeover'), rec);
+    this.deps.link.publishRetained(
+      topicFor(this.options.group, entry.failedServer, 'takeover'),
+      takeoverRecordOf(entry, this.options.self, active, this.clock()),
+    );
   }
 
   private async takeOver(server: string, drill: boolean, evidence: string): Promise<FailoverStarted> {
@@ -428,7 +417,8 @@ export class FailoverController extends EventEmitter {
       if (!this.switches.isEnabled()) return { refused: `No automatic failback for ${server}: failover is disabled for this site.` };
       const pick = pickAutomaticFailback(this.context(), server);
       if ('refused' in pick) return pick;
-      if (pick.entry.failoverServer !== this.options.self) return { refused: `No automatic failback for ${server} here: ${pick.entry.failoverServer} recorded in its place.` };
+      if (pick.entry.failoverServer !== this.options.self)
+        return { refused: `No automatic failback for ${server} here: ${pick.entry.failoverServer} recorded in its place.` };
       return this.doFailback(pick.entry.id, 'automatic', pick.others, origin);
     });
   }
@@ -484,8 +474,21 @@ export class FailoverController extends EventEmitter {
   private async giveBack(e: FailoverEntry): Promise<void> {
     const t = this.takeovers.get(e.failedServer);
     const channels = t ? t.recording() : [];
-    const request = { v: LINK_VERSION, failedServer: e.failedServer, failoverServer: this.options.self, entryId: e.id, epoch: e.epoch, drill: e.drill, channels, ts: this.clock() };
-    const ack = await this.handbacks.ask(request, (m) => this.deps.link.publish(topicFor(this.options.group, e.failedServer, 'handback'), m), this.options.handbackTimeoutMs);
+    const request = {
+      v: LINK_VERSION,
+      failedServer: e.failedServer,
+      failoverServer: this.options.self,
+      entryId: e.id,
+      epoch: e.epoch,
+      drill: e.drill,
+      channels,
+      ts: this.clock(),
+    };
+    const ack = await this.handbacks.ask(
+      request,
+      (m) => this.deps.link.publish(topicFor(this.options.group, e.failedServer, 'handback'), m),
+      this.options.handbackTimeoutMs,
+    );
     if (!ack.ok) throw new Error(`${e.failedServer} could not take its channels back: ${ack.detail}`);
     this.log.appendHistory(e.id, `${e.failedServer} confirmed: ${ack.detail}`, this.clock());
     // both record for a moment, so the handover leaves no gap
@@ -496,7 +499,8 @@ export class FailoverController extends EventEmitter {
 
   /** A drill: the whole failover and failback of a healthy server, which keeps recording. */
   async drill(server: string, durationMs: number): Promise<{ started: FailoverStarted; done: FailbackDone }> {
-    if (!this.watchedNames.has(server)) throw new CommandError(`${server} is not watched by ${this.options.self}; watched: ${[...this.watchedNames].join(', ')}`);
+    if (!this.watchedNames.has(server))
+      throw new CommandError(`${server} is not watched by ${this.options.self}; watched: ${[...this.watchedNames].join(', ')}`);
     if (this.detector.status(server) === 'failed' || this.takeovers.has(server)) {
       throw new CommandError(`no drill for ${server}: it is failed or taken over now`, 'EBUSY');
     }
@@ -573,7 +577,9 @@ export class FailoverController extends EventEmitter {
 
   private notify(c: Omit<SystemChange, 'v' | 'group' | 'ts'>): void {
     const msg: SystemChange = { v: LINK_VERSION, group: this.options.group, ts: this.clock(), ...c };
-    this.deps.link.publish(topicFor(this.options.group, this.options.self, 'system'), msg).catch((err) => this.deps.log.warn(`system-change message not sent: ${errorText(err)}`));
+    this.deps.link
+      .publish(topicFor(this.options.group, this.options.self, 'system'), msg)
+      .catch((err) => this.deps.log.warn(`system-change message not sent: ${errorText(err)}`));
   }
 
   private guard(fn: () => void): void {

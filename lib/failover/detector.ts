@@ -68,7 +68,10 @@ export class FailoverDetector {
   private claims = new Map<string, Claim[]>();
   private paused = false;
 
-  constructor(opts: DetectorOptions, private readonly clock: () => number = Date.now) {
+  constructor(
+    opts: DetectorOptions,
+    private readonly clock: () => number = Date.now,
+  ) {
     this.options = { heartbeatTimeoutMs: 750, holdDownMs: 10000, capacity: 1, recordOnDoubt: true, rank: 0, ...opts };
     for (const s of this.options.watched) {
       this.peers.set(s, { lastHeartbeat: null, state: null, probeOk: null, status: 'unknown', failedAt: null, backSince: null, maintenance: false });
@@ -116,7 +119,10 @@ export class FailoverDetector {
   }
 
   releaseClaim(failedServer: string, claimant: string): void {
-    this.claims.set(failedServer, (this.claims.get(failedServer) ?? []).filter((x) => x.claimant !== claimant));
+    this.claims.set(
+      failedServer,
+      (this.claims.get(failedServer) ?? []).filter((x) => x.claimant !== claimant),
+    );
   }
 
   /** The failover server that should record for a failed server, among the claims (ours included). */
@@ -233,7 +239,9 @@ export class FailoverDetector {
     // takeovers: the failed servers this watcher should record for, by priority, within capacity,
     // not those a better-placed failover server claims; a higher priority failure displaces a lower one
     if (!this.paused && (!this.isolated || this.options.recordOnDoubt)) {
-      const desired = this.options.watched.filter((s) => this.peers.get(s)!.status === 'failed' && !this.handsOff.has(s) && this.winner(s) === this.options.self).slice(0, this.options.capacity);
+      const desired = this.options.watched
+        .filter((s) => this.peers.get(s)!.status === 'failed' && !this.handsOff.has(s) && this.winner(s) === this.options.self)
+        .slice(0, this.options.capacity);
       for (const server of [...this.takenOver]) {
         const p = this.peers.get(server)!;
         if (p.status === 'failed' && !desired.includes(server)) {

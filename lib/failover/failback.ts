@@ -136,10 +136,7 @@ export function checkFailback(ctx: FailbackContext, entryId: number): FailoverEn
  * Refused when the failed server or its failover server is in maintenance mode,
  * when a failback of the server is already running, or when there is no entry.
  */
-export function pickAutomaticFailback(
-  ctx: FailbackContext,
-  failedServer: string,
-): { entry: FailoverEntry; others: FailoverEntry[] } | { refused: string } {
+export function pickAutomaticFailback(ctx: FailbackContext, failedServer: string): { entry: FailoverEntry; others: FailoverEntry[] } | { refused: string } {
   if (ctx.maintenance(failedServer)) {
     return { refused: `No automatic failback for ${failedServer}: it is in maintenance mode; end maintenance mode or fail back by hand.` };
   }

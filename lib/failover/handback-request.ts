@@ -39,6 +39,7 @@ export class HandbackRequests {
 
   /** Answer every open request: the watch is closing. */
   close(): void {
-    for (const resolve of this.pending.values()) resolve({ v: LINK_VERSION, server: '', entryId: -1, ok: false, detail: 'the failover watch was closed', started: 0, ts: 0 });
+    for (const resolve of this.pending.values())
+      resolve({ v: LINK_VERSION, server: '', entryId: -1, ok: false, detail: 'the failover watch was closed', started: 0, ts: 0 });
   }
 }

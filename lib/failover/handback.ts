@@ -137,7 +137,15 @@ export class HandbackResponder {
       if (!h.drill) this.link.setEpoch(h.epoch);
       const r = await applyHandback(h, this.lookup);
       this.log.info(`failback from ${h.failoverServer} (entry ${h.entryId}${h.drill ? ', drill' : ''}): ${r.detail}`);
-      const ack: HandbackAck = { v: LINK_VERSION, server: this.me.serverId, entryId: h.entryId, ok: r.ok, detail: r.detail.slice(0, 10000), started: r.started, ts: Date.now() };
+      const ack: HandbackAck = {
+        v: LINK_VERSION,
+        server: this.me.serverId,
+        entryId: h.entryId,
+        ok: r.ok,
+        detail: r.detail.slice(0, 10000),
+        started: r.started,
+        ts: Date.now(),
+      };
       await this.link.publish(topicFor(this.me.group, h.failoverServer, 'handback-ack'), ack);
     } catch (err) {
       this.log.warn(`failback from ${h.failoverServer}: cannot answer: ${errorText(err)}`);

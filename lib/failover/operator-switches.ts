@@ -73,7 +73,8 @@ export class OperatorSwitches {
     if (!this.cfg.watched.has(server)) throw new CommandError(`${server} is not watched by ${this.cfg.self}; watched: ${[...this.cfg.watched].join(', ')}`);
     if (failed) this.markedFailed.add(server);
     else this.markedFailed.delete(server);
-    for (const e of this.log.active().filter((x) => x.failedServer === server)) this.log.appendHistory(e.id, `${server} marked ${failed ? 'failed' : 'OK'} by hand`, this.clock());
+    for (const e of this.log.active().filter((x) => x.failedServer === server))
+      this.log.appendHistory(e.id, `${server} marked ${failed ? 'failed' : 'OK'} by hand`, this.clock());
   }
 
   isMarkedFailed(server: string): boolean {

@@ -209,7 +209,6 @@ export function copyAction(e: FailoverEntry, task: CopyTaskRow | null): { canCop
   return { canCopy: true, blocked: null };
 }
 
-
 function entryRow(logOf: string, e: FailoverEntry, tasks: CopyTaskRow[], copyServers: Set<string>): EntryRow {
   // newest task of this Node-RED for the entry (task ids grow)
   const task = tasks.filter((t) => t.entryId === e.id && t.failoverServer === e.failoverServer).sort((a, b) => b.id - a.id)[0] ?? null;
@@ -245,7 +244,19 @@ export function buildOverview(src: OverviewSources): Overview {
     const k = `${group}\u0000${server}`;
     let r = rows.get(k);
     if (!r) {
-      r = { group, server, role: null, state: 'unknown', cause: null, epoch: null, since: null, lastHeard: null, local: false, watchedBy: [], takenOverBy: null };
+      r = {
+        group,
+        server,
+        role: null,
+        state: 'unknown',
+        cause: null,
+        epoch: null,
+        since: null,
+        lastHeard: null,
+        local: false,
+        watchedBy: [],
+        takenOverBy: null,
+      };
       rows.set(k, r);
     }
     return r;
@@ -293,7 +304,14 @@ export function buildOverview(src: OverviewSources): Overview {
       const watched = c.watched();
       for (const w of watched) {
         const r = row(c.options.group, w.server);
-        r.watchedBy.push({ by: c.options.self, status: w.status, maintenance: w.maintenance, takenOver: w.takenOver, markedFailed: w.markedFailed, lastHeartbeat: w.lastHeartbeat });
+        r.watchedBy.push({
+          by: c.options.self,
+          status: w.status,
+          maintenance: w.maintenance,
+          takenOver: w.takenOver,
+          markedFailed: w.markedFailed,
+          lastHeartbeat: w.lastHeartbeat,
+        });
         if (w.state && (r.lastHeard === null || w.state.ts > r.lastHeard)) {
           r.role = w.state.role;
           r.state = w.state.state;
@@ -332,7 +350,7 @@ export function buildOverview(src: OverviewSources): Overview {
       const list = m.queue.list(500);
       const counts: Record<string, number> = {};
       for (const t of list) counts[t.state] = (counts[t.state] ?? 0) + 1;
-      const cur = m.currentClip ? list.find((t) => t.clipId === m.currentClip) ?? null : null;
+      const cur = m.currentClip ? (list.find((t) => t.clipId === m.currentClip) ?? null) : null;
       const byFinish = (a: Transfer, b: Transfer) => (b.finishedAt ?? b.updatedAt) - (a.finishedAt ?? a.updatedAt);
       transfers.push({
         server: m.options.serverId,
@@ -342,8 +360,14 @@ export function buildOverview(src: OverviewSources): Overview {
         queued: m.queue.depth(),
         current: cur ? { ...cur, percent: pct(cur.bytesDone, cur.bytesTotal) } : null,
         counts,
-        failed: list.filter((t) => t.state === 'failed').sort(byFinish).slice(0, 10),
-        recent: list.filter((t) => t.state === 'done').sort(byFinish).slice(0, 5),
+        failed: list
+          .filter((t) => t.state === 'failed')
+          .sort(byFinish)
+          .slice(0, 10),
+        recent: list
+          .filter((t) => t.state === 'done')
+          .sort(byFinish)
+          .slice(0, 5),
       });
     } catch {
       /* a manager closing under us: left out this time */
@@ -435,7 +459,10 @@ export class ChangeNotifier {
       this.flush();
       return;
     }
-    const timers = this.opts.timers ?? { setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms), clearTimeout: (t: unknown) => clearTimeout(t as NodeJS.Timeout) };
+    const timers = this.opts.timers ?? {
+      setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
+      clearTimeout: (t: unknown) => clearTimeout(t as NodeJS.Timeout),
+    };
     this.timer = timers.setTimeout(() => {
       this.timer = null;
       if (!this.stopped) this.due();
@@ -479,7 +506,12 @@ export interface Emitter {
  * function that removes those listeners again. server(args) names the server
  * the event is about, when it can.
  */
-export function watchEvents(em: Emitter, events: Partial<Record<string, ChangeReason>>, note: (r: ChangeReason, server?: string | null) => void, server?: (args: unknown[]) => string | null | undefined): () => void {
+export function watchEvents(
+  em: Emitter,
+  events: Partial<Record<string, ChangeReason>>,
+  note: (r: ChangeReason, server?: string | null) => void,
+  server?: (args: unknown[]) => string | null | undefined,
+): () => void {
   const added: [string, (...args: unknown[]) => void][] = [];
   for (const [ev, reason] of Object.entries(events)) {
     if (!reason) continue;

@@ -24,6 +24,8 @@ import { isFrameRateId } from '../model/timecode';
 import type { ChannelSnapshot } from '../recorder/settings-snapshot';
 import { testPatternSource, urlSource } from '../recorder/sources';
 import { withLogin } from '../model/url';
+import type { FailoverEntry } from '../store/failover-log';
+import { LINK_VERSION, TakeoverRecord } from '../link/schemas';
 
 export interface TakeoverOptions {
   failedServer: string;
@@ -54,7 +56,6 @@ export interface TakenChannel {
   error: string | null;
 }
 
-
 /** The source a taken-over channel records from; throws an Error saying what the cache lacks. */
 export function sourceFromCache(c: ChannelSnapshot, login: TakeoverOptions['sourceLogin'], stallTimeoutMs: number): SourceProvider {
   const r = c.recorder;
@@ -77,7 +78,8 @@ function num(v: unknown, def: number): number {
 /** Channel settings of a taken-over channel, from the cache; throws an Error naming what is wrong. */
 export function channelSettingsFromCache(c: ChannelSnapshot, o: TakeoverOptions, tune: Partial<ChannelSettings> = {}): ChannelSettings {
   const r = c.recorder;
-  if (!isFrameRateId(r.frameRate)) throw new Error(`channel ${c.channel} of ${c.server}: the cached frame rate "${String(r.frameRate)}" is not one this recorder knows`);
+  if (!isFrameRateId(r.frameRate))
+    throw new Error(`channel ${c.channel} of ${c.server}: the cached frame rate "${String(r.frameRate)}" is not one this recorder knows`);
   const container = ['ts', 'mkv', 'mp4'].includes(String(r.container)) ? (r.container as ChannelSettings['container']) : 'ts';
   const stall = num(tune.stallTimeoutMs, 6000);
   return {
@@ -142,7 +144,15 @@ export function planLines(c: ChannelSnapshot, o: TakeoverOptions, now: number): 
     if (l.status === 'recording' || l.status === 'interrupted' || (l.status === 'armed' && (l.startTime ?? 0) <= now + 1000)) {
       out.push({ input: { ...base, start: 'manual', ...(stopAt !== null ? { stopTime: stopAt } : {}) }, startNow: true });
     } else if (l.status === 'armed' && l.start === 'time' && l.startTime !== null) {
-      out.push({ input: { ...base, start: 'time', startTime: l.startTime, ...(l.stopTime !== null ? { stopTime: l.stopTime } : l.duration ? { duration: l.duration } : {}) }, startNow: false });
+      out.push({
+        input: {
+          ...base,
+          start: 'time',
+          startTime: l.startTime,
+          ...(l.stopTime !== null ? { stopTime: l.stopTime } : l.duration ? { duration: l.duration } : {}),
+        },
+        startNow: false,
+      });
     } else if (l.status === 'ready') {
       out.push({ input: { ...base, start: 'manual', ...(l.duration ? { duration: l.duration } : {}) }, startNow: false });
     } else if (wasActive) {
@@ -163,6 +173,39 @@ function plannedStopOf(l: Line, channel: RecorderChannel): number | null {
   } catch {
     return l.stopTime;
   }
+}
+
+/** The takeover of a failover log entry, as this failover server runs it. */
+export function takeoverOptionsFor(
+  entry: FailoverEntry,
+  self: { self: string; group: string; storageRoot: string; sourceLogin: TakeoverOptions['sourceLogin'] },
+): TakeoverOptions {
+  return {
+    failedServer: entry.failedServer,
+    failoverServer: self.self,
+    group: self.group,
+    epoch: entry.epoch,
+    entryId: entry.id,
+    storageRoot: self.storageRoot,
+    sourceLogin: self.sourceLogin,
+    drill: entry.drill,
+  };
+}
+
+/** The retained takeover record of an entry: who records in place of whom, at which epoch (active false: released). */
+export function takeoverRecordOf(entry: FailoverEntry, failoverServer: string, active: boolean, ts: number): TakeoverRecord {
+  return {
+    v: LINK_VERSION,
+    failedServer: entry.failedServer,
+    failoverServer,
+    epoch: entry.epoch,
+    active,
+    channels: entry.channels,
+    entryId: entry.id,
+    since: entry.startedAt,
+    drill: entry.drill,
+    ts,
+  };
 }
 
 /** The recorders of one failed server, running on this failover server. */

@@ -26,7 +26,10 @@ try {
 
 parentPort?.on('message', (m: HashJob) => {
   try {
-    const hex = crypto.createHash('sha256').update(new Uint8Array(m.sab, m.offset, m.length)).digest('hex');
+    const hex = crypto
+      .createHash('sha256')
+      .update(new Uint8Array(m.sab, m.offset, m.length))
+      .digest('hex');
     parentPort!.postMessage({ id: m.id, hex });
   } catch (err) {
     parentPort!.postMessage({ id: m.id, error: String((err as Error)?.message ?? err) });

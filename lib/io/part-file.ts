@@ -147,7 +147,6 @@ export interface BodySink {
   release(): void;
 }
 
-
 /**
  * A write to the part file is made at once, on the event loop, when the
  * storage is quick: it lands in the page cache (a copier fsyncs each segment
@@ -252,7 +251,7 @@ export class WholeSink implements BodySink {
     if (this.poolWrites === 0 && directWrites()) {
       const t0 = performance.now();
       try {
-        for (let off = from; off < to; ) off += fs.writeSync(fh.fd, this.buf, off, to - off, null);
+        for (let off = from; off < to;) off += fs.writeSync(fh.fd, this.buf, off, to - off, null);
       } catch (err) {
         this.failed = err instanceof Error ? err : new Error(String(err));
       }
@@ -324,7 +323,11 @@ export class StreamSink implements BodySink {
  * can have several segments waiting on the disk without holding their bytes.
  * Throws the hash's error, else the fsync's.
  */
-export async function hashAndSync(sink: BodySink, fh: fs.promises.FileHandle, fsync: (fh: fs.promises.FileHandle) => Promise<void> = fsyncHandle): Promise<string> {
+export async function hashAndSync(
+  sink: BodySink,
+  fh: fs.promises.FileHandle,
+  fsync: (fh: fs.promises.FileHandle) => Promise<void> = fsyncHandle,
+): Promise<string> {
   const hashed = sink.digest().finally(() => sink.release());
   // both settle before this does: the caller closes the file next, never while a worker may still fsync it
   const [d, f] = await Promise.allSettled([hashed, fsync(fh)]);
@@ -332,7 +335,6 @@ export async function hashAndSync(sink: BodySink, fh: fs.promises.FileHandle, fs
   if (f.status === 'rejected') throw f.reason;
   return d.value;
 }
-
 
 /**
  * A segment's body into its part through `sink`: `receive` fills it (flushing

@@ -90,7 +90,12 @@ export function resolvePeerApi(cfg: ServerIdentityConfig): { peerApi: PeerApiSet
     throw new Error(`peer API port "${portText}" must be a number from 1 to 65535 (empty: the peer API is off)`);
   }
   // an API without its secret stays off; the server records all the same (a missing secret must not stop recording)
-  if (!secret) return { peerApi: null, peerSecret: null, peerProblem: `the peer API on port ${port} is off: it needs the group's shared secret (at least ${MIN_SECRET_LENGTH} characters) in this server's configuration` };
+  if (!secret)
+    return {
+      peerApi: null,
+      peerSecret: null,
+      peerProblem: `the peer API on port ${port} is off: it needs the group's shared secret (at least ${MIN_SECRET_LENGTH} characters) in this server's configuration`,
+    };
   const host = String(cfg.peerHost ?? '').trim() || '127.0.0.1';
   if (!net.isIP(host) && !HOST_NAME.test(host)) {
     throw new Error(`peer API address "${host}" is not an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0 or ::)`);
@@ -104,7 +109,16 @@ export function resolvePeerApi(cfg: ServerIdentityConfig): { peerApi: PeerApiSet
     } catch {
       u = null;
     }
-    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || !u.hostname || u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) {
+    if (
+      !u ||
+      (u.protocol !== 'http:' && u.protocol !== 'https:') ||
+      !u.hostname ||
+      u.username ||
+      u.password ||
+      u.search ||
+      u.hash ||
+      (u.pathname !== '/' && u.pathname !== '')
+    ) {
       throw new Error(`peer API URL "${shown}" must be http://host:port or https://host:port (the address other servers use to reach this one)`);
     }
     // the scheme may differ from what the API serves: a proxy in front may terminate TLS
@@ -147,7 +161,15 @@ export function resolveIdentity(cfg: ServerIdentityConfig, userDir: string): Ser
   }
   const { peerApi, peerSecret, peerProblem } = resolvePeerApi(cfg);
   return {
-    group, serverId, role, storageRoot, catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'), durability, link, peerApi, peerSecret,
+    group,
+    serverId,
+    role,
+    storageRoot,
+    catalogueFile: path.join(userDir, 'twinrec', 'catalogue.sqlite'),
+    durability,
+    link,
+    peerApi,
+    peerSecret,
     ...(peerProblem ? { peerProblem } : {}),
   };
 }

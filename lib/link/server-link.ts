@@ -49,7 +49,11 @@ interface Subscription {
 /** Logs at most one line per key per interval, then says how many were dropped. */
 export class RateLimitedLog {
   private last = new Map<string, { at: number; dropped: number }>();
-  constructor(private readonly log: (m: string) => void, private readonly intervalMs = 10000, private readonly clock: () => number = Date.now) {}
+  constructor(
+    private readonly log: (m: string) => void,
+    private readonly intervalMs = 10000,
+    private readonly clock: () => number = Date.now,
+  ) {}
   say(key: string, message: string): void {
     const now = this.clock();
     const e = this.last.get(key);
@@ -93,9 +97,13 @@ export class ServerLink extends EventEmitter {
   /** The last takeover record of each server of the group (who records in its place, at which epoch). */
   private takeovers = new Map<string, TakeoverRecord>();
   private readonly invalidLog: RateLimitedLog;
-  readonly options: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>> & Pick<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>;
+  readonly options: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>> &
+    Pick<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>;
 
-  constructor(opts: ServerLinkOptions, private readonly log: LinkLog) {
+  constructor(
+    opts: ServerLinkOptions,
+    private readonly log: LinkLog,
+  ) {
     super();
     this.options = {
       keepaliveS: 2,
@@ -256,7 +264,8 @@ export class ServerLink extends EventEmitter {
     if (err.code === 5 || /Not authorized/i.test(text)) text = 'the broker refused the user name or password (not authorized)';
     else if (err.code === 4 || /Bad username or password/i.test(text)) text = 'the broker refused the user name or password';
     else if (/ECONNREFUSED/.test(text)) text = `nothing answers at ${redactUrl(this.options.url)} (connection refused)`;
-    else if (/alert certificate required/i.test(text)) text = 'the broker requires a client certificate: give one (certificate and private key) in the TLS configuration';
+    else if (/alert certificate required/i.test(text))
+      text = 'the broker requires a client certificate: give one (certificate and private key) in the TLS configuration';
     else if (CERT_REFUSED.test(text)) {
       const alert = CERT_REFUSED.exec(text)![1].toLowerCase();
       text = `the broker refused the client certificate (${alert}): give one signed by a CA the broker trusts, and still valid`;

@@ -92,7 +92,10 @@ export class FfmpegRun extends EventEmitter {
   private readonly clock: () => number;
   private readonly segPattern: RegExp;
 
-  constructor(private readonly info: FfmpegInfo, private readonly opts: RunOptions) {
+  constructor(
+    private readonly info: FfmpegInfo,
+    private readonly opts: RunOptions,
+  ) {
     super();
     this.clock = opts.clock ?? Date.now;
     this.args = buildRunArgs(opts, info);

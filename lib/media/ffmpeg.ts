@@ -93,9 +93,7 @@ export function findFont(): string | undefined {
   return FONT_CANDIDATES.find((f) => fs.existsSync(f));
 }
 
-export type InputSpec =
-  | { kind: 'testpattern'; size?: string; tcStart?: string }
-  | { kind: 'url'; url: string; timeoutMs?: number };
+export type InputSpec = { kind: 'testpattern'; size?: string; tcStart?: string } | { kind: 'url'; url: string; timeoutMs?: number };
 
 export interface RunArgsOptions {
   input: InputSpec;
@@ -173,13 +171,20 @@ export function buildRunArgs(o: RunArgsOptions, info: FfmpegInfo): string[] {
   }
   const fmt = CONTAINER_FORMAT[o.container];
   a.push(
-    '-f', 'segment',
-    '-segment_time', String(o.segmentSeconds),
-    '-segment_format', fmt,
-    '-segment_list', o.listFile,
-    '-segment_list_type', 'csv',
-    '-segment_start_number', String(o.startNumber),
-    '-reset_timestamps', '0',
+    '-f',
+    'segment',
+    '-segment_time',
+    String(o.segmentSeconds),
+    '-segment_format',
+    fmt,
+    '-segment_list',
+    o.listFile,
+    '-segment_list_type',
+    'csv',
+    '-segment_start_number',
+    String(o.startNumber),
+    '-reset_timestamps',
+    '0',
   );
   if (o.clockAnchorMs !== undefined) {
     a.push('-segment_atclocktime', '1', '-segment_clocktime_offset', `${clockOffsetUs(o.clockAnchorMs, o.segmentSeconds)}us`);

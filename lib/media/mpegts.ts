@@ -160,7 +160,7 @@ export class TsFrameCounter {
     const s = this.section(b);
     if (!s || s[0] !== 0x02 || s.length < 12) return;
     const infoLen = ((s[10] & 0x0f) << 8) | s[11];
-    for (let i = 12 + infoLen; i + 5 <= s.length - 4; ) {
+    for (let i = 12 + infoLen; i + 5 <= s.length - 4;) {
       const type = s[i];
       const pid = ((s[i + 1] & 0x1f) << 8) | s[i + 2];
       const esLen = ((s[i + 3] & 0x0f) << 8) | s[i + 4];
@@ -231,7 +231,6 @@ export class TsFrameCounter {
       at = next;
     }
   }
-
 }
 
 const SCAN_CHUNK = 256 * 1024;

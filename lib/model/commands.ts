@@ -46,12 +46,7 @@ export const lineInputSchema = {
       maxProperties: 64,
       propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
       additionalProperties: {
-        anyOf: [
-          { type: 'string', maxLength: 1024 },
-          { type: 'number' },
-          { type: 'boolean' },
-          { type: 'null' },
-        ],
+        anyOf: [{ type: 'string', maxLength: 1024 }, { type: 'number' }, { type: 'boolean' }, { type: 'null' }],
       },
     },
   },
@@ -121,9 +116,7 @@ export function describeAjvError(e: ErrorObject, root = ''): string {
   const range = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'].includes(e.keyword);
   if (/\.(startTime|stopTime)$/.test(where) && !range) return `${where} must be UTC epoch milliseconds or an ISO 8601 date-time`;
   if (/\.duration$/.test(where)) {
-    return range
-      ? `${where} in seconds must be more than 0 and less than 86400 (24 hours)`
-      : `${where} must be a timecode HH:MM:SS:FF or a number of seconds`;
+    return range ? `${where} in seconds must be more than 0 and less than 86400 (24 hours)` : `${where} must be a timecode HH:MM:SS:FF or a number of seconds`;
   }
   switch (e.keyword) {
     case 'additionalProperties': {

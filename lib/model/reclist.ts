@@ -116,7 +116,10 @@ export class RecList {
   /** id -> line, rebuilt lazily after a change. */
   private index: Map<string, Line> | null = null;
   private activeId: string | null = null;
-  constructor(private readonly opts: RecListOptions, initial: Line[] = []) {
+  constructor(
+    private readonly opts: RecListOptions,
+    initial: Line[] = [],
+  ) {
     this.lines = [...initial].sort((a, b) => a.n - b.n);
   }
 
@@ -140,7 +143,10 @@ export class RecList {
     const line = ref.id !== undefined ? this.byId(ref.id) : this.lines[ref.n! - 1];
     if (!line) {
       const which = ref.id !== undefined ? `id "${ref.id}"` : `number ${ref.n}`;
-      throw new CommandError(`${what}: there is no line with ${which} in this rec-list (it has ${this.lines.length} line${this.lines.length === 1 ? '' : 's'})`, 'ENOENT');
+      throw new CommandError(
+        `${what}: there is no line with ${which} in this rec-list (it has ${this.lines.length} line${this.lines.length === 1 ? '' : 's'})`,
+        'ENOENT',
+      );
     }
     return line;
   }
@@ -241,7 +247,9 @@ export class RecList {
     for (const k of Object.keys(input) as (keyof LineInput)[]) {
       if (!changed(k)) continue;
       if (recording && !editableWhileRecording.includes(k)) {
-        throw new CommandError(`${describe(current)} is recording: line.${k} cannot change now (stop it first); title, group, attributes, stopTime and duration can`);
+        throw new CommandError(
+          `${describe(current)} is recording: line.${k} cannot change now (stop it first); title, group, attributes, stopTime and duration can`,
+        );
       }
       if (done && !editableWhenDone.includes(k)) {
         throw new CommandError(`${describe(current)} is already recorded: only title, group, attributes and n can change`);
@@ -413,5 +421,4 @@ export class RecList {
     for (let i = from; i < list.length; i++) if (list[i].n !== i + 1) list[i] = { ...list[i], n: i + 1 };
     return list;
   }
-
 }

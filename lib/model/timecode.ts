@@ -22,16 +22,7 @@
 
 export type FrameRateId = '23.976' | '24' | '25' | '29.97df' | '30' | '50' | '59.94df' | '60';
 
-export const FRAME_RATE_IDS: readonly FrameRateId[] = Object.freeze([
-  '23.976',
-  '24',
-  '25',
-  '29.97df',
-  '30',
-  '50',
-  '59.94df',
-  '60',
-] as FrameRateId[]);
+export const FRAME_RATE_IDS: readonly FrameRateId[] = Object.freeze(['23.976', '24', '25', '29.97df', '30', '50', '59.94df', '60'] as FrameRateId[]);
 
 export interface FrameRate {
   id: FrameRateId;
@@ -209,9 +200,7 @@ export function timecodeToFrames(tc: string, rate: FrameRate | FrameRateId): num
   const m = TC_RE.exec(text);
   const fmt = r.dropFrame ? 'HH:MM:SS;FF' : 'HH:MM:SS:FF';
   if (!m) {
-    throw new Error(
-      `Malformed timecode "${tc}": expected ${fmt} with two digits per field, separated by ':', ';' or '.'`,
-    );
+    throw new Error(`Malformed timecode "${tc}": expected ${fmt} with two digits per field, separated by ':', ';' or '.'`);
   }
   const hh = Number(m[1]);
   const mm = Number(m[2]);
@@ -221,9 +210,7 @@ export function timecodeToFrames(tc: string, rate: FrameRate | FrameRateId): num
   if (mm >= 60) throw new Error(`Invalid timecode "${tc}": minutes ${m[2]} out of range, must be 00-59`);
   if (ss >= 60) throw new Error(`Invalid timecode "${tc}": seconds ${m[3]} out of range, must be 00-59`);
   if (ff >= r.nominal) {
-    throw new Error(
-      `Invalid timecode "${tc}" at ${r.label}: frames ${m[4]} out of range, must be 00-${pad2(r.nominal - 1)}`,
-    );
+    throw new Error(`Invalid timecode "${tc}" at ${r.label}: frames ${m[4]} out of range, must be 00-${pad2(r.nominal - 1)}`);
   }
   const drop = dropCount(r);
   if (drop > 0 && ss === 0 && ff < drop && mm % 10 !== 0) {

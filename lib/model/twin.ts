@@ -38,7 +38,8 @@ export function compareTwins(main: TwinSummary, aux: TwinSummary): string[] {
     const a = aux.segments[i];
     const last = i === n - 1;
     if (last) {
-      if (m.frames !== null && a.frames !== null && Math.abs(m.frames - a.frames) > 1) d.push(`last segment: ${m.frames} frames on the main, ${a.frames} on the backup`);
+      if (m.frames !== null && a.frames !== null && Math.abs(m.frames - a.frames) > 1)
+        d.push(`last segment: ${m.frames} frames on the main, ${a.frames} on the backup`);
       continue;
     }
     if (m.frames !== a.frames) d.push(`segment ${i + 1}: ${m.frames} frames on the main, ${a.frames} on the backup`);

@@ -30,7 +30,6 @@ export interface OnvifModule {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const onvif: OnvifModule = require('onvif');
 
-
 // ---------------------------------------------------------------------------
 // Failures, classified so lastError says what to do.
 
@@ -95,7 +94,10 @@ export function classifyFailure(err: unknown, s: Session | undefined, camera: Fa
       : '';
 
   if (code === 'ETIMEDOUT' || /network timeout|no answer to/i.test(text)) {
-    return new CameraFailure('timeout', `Camera ${camera.address} did not answer ${what} within ${fmtSeconds(camera.timeoutMs)}; check that it is powered and reachable`);
+    return new CameraFailure(
+      'timeout',
+      `Camera ${camera.address} did not answer ${what} within ${fmtSeconds(camera.timeoutMs)}; check that it is powered and reachable`,
+    );
   }
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
     return new CameraFailure('network', `Camera host name "${camera.host}" cannot be resolved (${code}); check the address`);
@@ -119,7 +121,10 @@ export function classifyFailure(err: unknown, s: Session | undefined, camera: Fa
       `Camera ${camera.address} refused the credentials (${shorten(text)}); check the username and password${skewNote}${camera.credentialHint ? `; note: ${camera.credentialHint}` : ''}`,
     );
   }
-  if (/wrong onvif soap response|non-whitespace before first tag|unexpected|invalid character/i.test(text) || (status && status >= 400 && !/soap fault/i.test(text))) {
+  if (
+    /wrong onvif soap response|non-whitespace before first tag|unexpected|invalid character/i.test(text) ||
+    (status && status >= 400 && !/soap fault/i.test(text))
+  ) {
     return new CameraFailure(
       'protocol',
       `Camera ${camera.address} answered ${what}${status ? ` with HTTP ${status}` : ''} but not as an ONVIF device at path ${camera.path}; check the port and the device service path`,

@@ -327,7 +327,14 @@ export class OnvifCamera extends EventEmitter {
   }
 
   private classify(err: unknown, s: Session | undefined): CameraFailure {
-    const camera = { address: this.address, host: this.host, path: this.path, timeoutMs: this.timeoutMs, clockSkewMs: this.clockSkewMs, credentialHint: this.credentialHint };
+    const camera = {
+      address: this.address,
+      host: this.host,
+      path: this.path,
+      timeoutMs: this.timeoutMs,
+      clockSkewMs: this.clockSkewMs,
+      credentialHint: this.credentialHint,
+    };
     return classifyFailure(err, s, camera);
   }
 

@@ -33,9 +33,7 @@ export function parseTopicFilter(text: string | undefined): TopicFilter {
     }
     const segments = entry.replace(/\/+$/, '').split('/');
     if (!segments.every((s) => SEGMENT.test(s))) {
-      throw new Error(
-        `Topic filter entry "${entry}" is neither an event kind (${KINDS.join(', ')}) nor a topic like tns1:VideoSource/MotionAlarm`,
-      );
+      throw new Error(`Topic filter entry "${entry}" is neither an event kind (${KINDS.join(', ')}) nor a topic like tns1:VideoSource/MotionAlarm`);
     }
     const topic = normaliseTopic(segments.join('/'));
     const source = topic
@@ -77,5 +75,9 @@ export class ChangeTracker {
 }
 
 function stableJson(o: Record<string, unknown>): string {
-  return JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k]]));
+  return JSON.stringify(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, o[k]]),
+  );
 }

@@ -73,7 +73,12 @@ export function subscriptionEndsAt(raw: string | undefined): number | undefined 
   return Date.now() + (termination - current);
 }
 
-export function addressFromRaw(raw: string | undefined, status: number | undefined, configuredHost: string, configuredPort: number): SubscriptionAddress | undefined {
+export function addressFromRaw(
+  raw: string | undefined,
+  status: number | undefined,
+  configuredHost: string,
+  configuredPort: number,
+): SubscriptionAddress | undefined {
   if (!raw || (status !== undefined && status !== 200) || /<([\w.-]+:)?Fault\b/.test(raw)) return undefined;
   const ref = elements(raw, 'SubscriptionReference')[0];
   const href = ref ? elementText(ref.body, 'Address') : undefined;

@@ -77,7 +77,8 @@ export class PeerApiServer {
     if (typeof options.secret !== 'string' || options.secret.length < MIN_SECRET_LENGTH) {
       throw new Error(`the peer API secret must be at least ${MIN_SECRET_LENGTH} characters (it is the shared secret every server of the group uses)`);
     }
-    if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) throw new Error(`the peer API port must be 0 to 65535, not ${options.port}`);
+    if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535)
+      throw new Error(`the peer API port must be 0 to 65535, not ${options.port}`);
     if (!options.host || typeof options.host !== 'string') throw new Error('the peer API needs an address to listen on (e.g. 127.0.0.1 or 0.0.0.0)');
     if (options.tls && (!options.tls.key || !options.tls.cert)) throw new Error('the peer API over TLS needs both a certificate and its private key');
     this.secretHash = hashSecret(options.secret);
@@ -106,7 +107,10 @@ export class PeerApiServer {
   private listen(): Promise<{ port: number; url: string }> {
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res);
     const server = this.options.tls
-      ? https.createServer({ key: this.options.tls.key, cert: this.options.tls.cert, ca: this.options.tls.ca, passphrase: this.options.tls.passphrase }, handler)
+      ? https.createServer(
+          { key: this.options.tls.key, cert: this.options.tls.cert, ca: this.options.tls.ca, passphrase: this.options.tls.passphrase },
+          handler,
+        )
       : http.createServer(handler);
     server.keepAliveTimeout = 5000;
     server.headersTimeout = 20000;
@@ -187,11 +191,17 @@ export class PeerApiServer {
     };
     try {
       if (!this.authorised(req)) {
-        throw new HttpError(401, 'the shared secret is missing or wrong: send Authorization: Bearer <the group secret>', { 'WWW-Authenticate': 'Bearer realm="twinrec"' });
+        throw new HttpError(401, 'the shared secret is missing or wrong: send Authorization: Bearer <the group secret>', {
+          'WWW-Authenticate': 'Bearer realm="twinrec"',
+        });
       }
       const m = /^\/twinrec\/v1\/clips\/([^/?]*)\/stream$/.exec(String(req.url ?? ''));
       if (req.method !== 'GET' || !m) throw new HttpError(404, 'no such stream: the peer API streams segments at GET /twinrec/v1/clips/<clipId>/stream');
-      if (String(req.headers.upgrade ?? '').trim().toLowerCase() !== STREAM_PROTOCOL) {
+      if (
+        String(req.headers.upgrade ?? '')
+          .trim()
+          .toLowerCase() !== STREAM_PROTOCOL
+      ) {
         throw new HttpError(400, `the peer API speaks ${STREAM_PROTOCOL} on an upgraded connection, not "${String(req.headers.upgrade).slice(0, 40)}"`);
       }
       const clipId = decodeSegment(m[1]);
@@ -278,7 +288,9 @@ export class PeerApiServer {
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (!this.authorised(req)) {
-      throw new HttpError(401, 'the shared secret is missing or wrong: send Authorization: Bearer <the group secret>', { 'WWW-Authenticate': 'Bearer realm="twinrec"' });
+      throw new HttpError(401, 'the shared secret is missing or wrong: send Authorization: Bearer <the group secret>', {
+        'WWW-Authenticate': 'Bearer realm="twinrec"',
+      });
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       throw new HttpError(405, `method ${String(req.method).slice(0, 20)} is not allowed: the peer API is read-only (GET, HEAD)`, { Allow: 'GET, HEAD' });
@@ -289,7 +301,10 @@ export class PeerApiServer {
     const pathname = qi < 0 ? raw : raw.slice(0, qi);
     const query = new URLSearchParams(qi < 0 ? '' : raw.slice(qi + 1));
     if (!pathname.startsWith(`${PEER_API_PREFIX}/`)) throw new HttpError(404, `no such resource: the peer API is under ${PEER_API_PREFIX}/`);
-    const parts = pathname.slice(PEER_API_PREFIX.length + 1).split('/').map(decodeSegment);
+    const parts = pathname
+      .slice(PEER_API_PREFIX.length + 1)
+      .split('/')
+      .map(decodeSegment);
     const notFound = () => new HttpError(404, `no such resource "${pathname.slice(0, 120)}"`);
 
     if (parts.length === 1 && parts[0] === 'info') {

@@ -67,7 +67,8 @@ export class PeerClient extends PeerSegments {
   async clip(id: string): Promise<Clip> {
     this.checkClipId(id);
     const c = await this.getJson<Clip>(`${PEER_API_PREFIX}/clips/${encodeURIComponent(id)}`, `clip ${id}`);
-    if (!c || typeof c !== 'object' || c.id !== id || !Array.isArray(c.segments)) throw new PeerError(`the peer at ${this.url} answered clip ${id} with something else`, 'EPROTO');
+    if (!c || typeof c !== 'object' || c.id !== id || !Array.isArray(c.segments))
+      throw new PeerError(`the peer at ${this.url} answered clip ${id} with something else`, 'EPROTO');
     return c;
   }
 

@@ -51,7 +51,15 @@ export class PeerTransport {
     } catch {
       throw new Error(`peer URL "${String(o.url).slice(0, 200)}" is not a URL: use http://host:port or https://host:port`);
     }
-    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || !u.hostname || u.username || u.password || u.search || u.hash || (u.pathname !== '/' && u.pathname !== '')) {
+    if (
+      (u.protocol !== 'http:' && u.protocol !== 'https:') ||
+      !u.hostname ||
+      u.username ||
+      u.password ||
+      u.search ||
+      u.hash ||
+      (u.pathname !== '/' && u.pathname !== '')
+    ) {
       throw new Error(`peer URL "${String(o.url).slice(0, 200)}" must be http://host:port or https://host:port, without a path or a login`);
     }
     if (typeof o.secret !== 'string' || o.secret.length < MIN_SECRET_LENGTH) {
@@ -129,7 +137,8 @@ export class PeerTransport {
     if (status === 404) return new PeerError(`the peer at ${this.url} has no ${what}${tail}`, 'ENOENT', status);
     if (status === 403) return new PeerError(`the peer at ${this.url} refused ${what}${tail}`, 'EREFUSED', status);
     if (status === 400) return new PeerError(`the peer at ${this.url} found the request for ${what} not valid${tail}`, 'EINVAL', status);
-    if (status === 502 || status === 503 || status === 504) return new PeerError(`the peer at ${this.url} is unavailable (${status})${tail}`, 'EUNAVAILABLE', status);
+    if (status === 502 || status === 503 || status === 504)
+      return new PeerError(`the peer at ${this.url} is unavailable (${status})${tail}`, 'EUNAVAILABLE', status);
     return new PeerError(`the peer at ${this.url} answered ${status} for ${what}${tail}`, 'EPEER', status);
   }
 

@@ -32,7 +32,8 @@ export class RateLimiter {
 
   /** Change the rate; the bucket holds at most burstBytes (default: one second's worth). */
   setRate(bytesPerSecond: number, burstBytes?: number): void {
-    if (!(Number.isFinite(bytesPerSecond) && bytesPerSecond >= 0)) throw new Error(`a rate limit must be 0 (unlimited) or more bytes per second, not ${bytesPerSecond}`);
+    if (!(Number.isFinite(bytesPerSecond) && bytesPerSecond >= 0))
+      throw new Error(`a rate limit must be 0 (unlimited) or more bytes per second, not ${bytesPerSecond}`);
     this.bps = bytesPerSecond;
     this.burst = burstBytes ?? bytesPerSecond;
     if (this.tokens !== undefined) this.tokens = Math.min(this.tokens, this.burst);

@@ -190,7 +190,11 @@ function exchange(r: RawGetRequest, conn: RawConn, reused: boolean): Promise<Raw
       // the last bytes are paced too (awaited, as every batch before them)
       const wait = ro.pace && unpaced > 0 ? ro.pace(unpaced) : null;
       const settle = settleBody;
-      if (wait) wait.then(() => settle?.(null), (err: unknown) => settle?.(new RawGetError(`pacing failed: ${String(err)}`, 'EABORT')));
+      if (wait)
+        wait.then(
+          () => settle?.(null),
+          (err: unknown) => settle?.(new RawGetError(`pacing failed: ${String(err)}`, 'EABORT')),
+        );
       else settle?.(null);
       return readOn;
     };
@@ -212,7 +216,13 @@ function exchange(r: RawGetRequest, conn: RawConn, reused: boolean): Promise<Raw
         const wait = ro.pace(unpaced);
         unpaced = 0;
         if (wait) {
-          holdForPacing(socket, wait, r.timeoutMs, () => phase === 'body', (err) => fail(new RawGetError(`pacing failed: ${String(err)}`, 'EABORT')));
+          holdForPacing(
+            socket,
+            wait,
+            r.timeoutMs,
+            () => phase === 'body',
+            (err) => fail(new RawGetError(`pacing failed: ${String(err)}`, 'EABORT')),
+          );
           return false;
         }
       }
@@ -328,7 +338,13 @@ function exchange(r: RawGetRequest, conn: RawConn, reused: boolean): Promise<Raw
             fail(reused && headLen === 0 ? new StaleConnection(why, 'ENET', socketError ?? undefined) : new RawGetError(why, 'ENET', socketError ?? undefined));
             return;
           }
-          fail(new RawGetError(`the connection closed after ${got} of ${want} bytes${socketError ? `: ${(socketError as Error).message}` : ''}`, 'ETRUNC', socketError ?? undefined));
+          fail(
+            new RawGetError(
+              `the connection closed after ${got} of ${want} bytes${socketError ? `: ${(socketError as Error).message}` : ''}`,
+              'ETRUNC',
+              socketError ?? undefined,
+            ),
+          );
         },
       },
       r.timeoutMs,

@@ -267,7 +267,15 @@ export class PeerSegments extends PeerTransport {
    * fetchSegment. Bytes are acknowledged to the peer once they are written to
    * the part, so a kill -9 here costs at most the stream's window sent twice.
    */
-  private async fromStream(c: StreamClient, clipId: string, index: number, dest: string, have: number, o: FetchOptions, what: string): Promise<FetchResult | null> {
+  private async fromStream(
+    c: StreamClient,
+    clipId: string,
+    index: number,
+    dest: string,
+    have: number,
+    o: FetchOptions,
+    what: string,
+  ): Promise<FetchResult | null> {
     const part = `${dest}.part`;
     let ans;
     try {
@@ -352,10 +360,22 @@ export class PeerSegments extends PeerTransport {
   private streamError(err: StreamError, what: string, got: number, total: number): PeerError {
     if (err.code === 'EABORT' || err.code === 'ETIMEOUT') return this.rawError(new RawGetError(err.message, err.code), what);
     if (err.code === 'EPROTO') return new PeerError(`the peer at ${this.url} streamed something this does not read (${what}): ${err.message}`, 'EPROTO');
-    return new PeerError(`the connection to ${this.url} closed after ${got} of ${total} bytes of ${what}${err.cause !== undefined ? `: ${errorText(err.cause)}` : ''}`, 'ETRUNC');
+    return new PeerError(
+      `the connection to ${this.url} closed after ${got} of ${total} bytes of ${what}${err.cause !== undefined ? `: ${errorText(err.cause)}` : ''}`,
+      'ETRUNC',
+    );
   }
 
-  private async finish(part: string, dest: string, size: number, sha: string, expected: string | null, peerSha: string | null, resumedFrom: number, what: string): Promise<FetchResult> {
+  private async finish(
+    part: string,
+    dest: string,
+    size: number,
+    sha: string,
+    expected: string | null,
+    peerSha: string | null,
+    resumedFrom: number,
+    what: string,
+  ): Promise<FetchResult> {
     let wrong: string | null = null;
     if (expected && sha !== expected.toLowerCase()) wrong = `${what} from ${this.url} has sha256 ${sha}, not ${expected} as the catalogue says`;
     else if (peerSha && sha !== peerSha.toLowerCase()) wrong = `${what} from ${this.url} has sha256 ${sha}, not ${peerSha} as the peer announced`;

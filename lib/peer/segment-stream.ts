@@ -128,13 +128,15 @@ export function parsePlan(line: string): { window: number; segments: PlanItem[] 
   if (!o || typeof o !== 'object' || !Array.isArray(o.segments)) throw new Error('the plan has no list of segments');
   if (o.segments.length > MAX_PLAN) throw new Error(`the plan names ${o.segments.length} segments; at most ${MAX_PLAN}`);
   const w = o.window === undefined ? STREAM_WINDOW : o.window;
-  if (typeof w !== 'number' || !Number.isInteger(w) || w < MIN_WINDOW || w > MAX_WINDOW) throw new Error(`window ${String(w).slice(0, 20)} is not a whole number of bytes from ${MIN_WINDOW} to ${MAX_WINDOW}`);
+  if (typeof w !== 'number' || !Number.isInteger(w) || w < MIN_WINDOW || w > MAX_WINDOW)
+    throw new Error(`window ${String(w).slice(0, 20)} is not a whole number of bytes from ${MIN_WINDOW} to ${MAX_WINDOW}`);
   const segments: PlanItem[] = [];
   for (const s of o.segments as unknown[]) {
     if (!Array.isArray(s) || s.length !== 3) throw new Error('a plan entry is not [index, from, sha256]');
     const [i, from, sha] = s as unknown[];
     if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i > 1e9) throw new Error(`segment index ${String(i).slice(0, 20)} is not a whole number`);
-    if (typeof from !== 'number' || !Number.isInteger(from) || from < 0 || from > Number.MAX_SAFE_INTEGER) throw new Error(`offset ${String(from).slice(0, 20)} of segment ${i} is not a whole number of bytes`);
+    if (typeof from !== 'number' || !Number.isInteger(from) || from < 0 || from > Number.MAX_SAFE_INTEGER)
+      throw new Error(`offset ${String(from).slice(0, 20)} of segment ${i} is not a whole number of bytes`);
     if (sha !== null && (typeof sha !== 'string' || !/^[0-9a-f]{64}$/i.test(sha))) throw new Error(`the sha256 given for segment ${i} is not 64 hex digits`);
     segments.push([i, from, sha === null ? null : sha.toLowerCase()]);
   }

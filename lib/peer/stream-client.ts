@@ -90,7 +90,8 @@ export class StreamClient {
     this.socket.setTimeout(options.timeoutMs);
     this.socket.on('timeout', () => {
       // only a wait on the peer is timed: a stream paused between segments waits on the copier
-      if (this.phase === 'upgrade' || this.phase === 'head' || this.phase === 'body') this.fail(new StreamError(`the peer was silent for ${Math.round(options.timeoutMs / 100) / 10} s`, 'ETIMEOUT'));
+      if (this.phase === 'upgrade' || this.phase === 'head' || this.phase === 'body')
+        this.fail(new StreamError(`the peer was silent for ${Math.round(options.timeoutMs / 100) / 10} s`, 'ETIMEOUT'));
     });
     let socketError: unknown = null;
     this.socket.on('error', (err) => {
@@ -99,8 +100,17 @@ export class StreamClient {
     this.socket.on('close', () => {
       if (this.phase === 'over') return;
       const why = socketError ? `: ${(socketError as Error).message}` : '';
-      if (this.body) this.fail(new StreamError(`the connection closed after ${this.body.got} of ${this.body.want} bytes of segment ${this.head?.i}${why}`, 'ETRUNC', undefined, socketError ?? undefined));
-      else if (this.phase === 'upgrade') this.fail(new StreamError(`cannot open a segment stream${why || ': the peer closed the connection'}`, 'ENET', undefined, socketError ?? undefined));
+      if (this.body)
+        this.fail(
+          new StreamError(
+            `the connection closed after ${this.body.got} of ${this.body.want} bytes of segment ${this.head?.i}${why}`,
+            'ETRUNC',
+            undefined,
+            socketError ?? undefined,
+          ),
+        );
+      else if (this.phase === 'upgrade')
+        this.fail(new StreamError(`cannot open a segment stream${why || ': the peer closed the connection'}`, 'ENET', undefined, socketError ?? undefined));
       else this.fail(new StreamError(`the stream's connection closed${why}`, 'ETRUNC', undefined, socketError ?? undefined));
     });
   }
@@ -361,7 +371,13 @@ export class StreamClient {
       const wait = b.options.pace(b.unpaced);
       b.unpaced = 0;
       if (wait) {
-        holdForPacing(this.socket, wait, this.options.timeoutMs, () => this.phase === 'body', (err) => this.fail(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')));
+        holdForPacing(
+          this.socket,
+          wait,
+          this.options.timeoutMs,
+          () => this.phase === 'body',
+          (err) => this.fail(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')),
+        );
         return false;
       }
     }
@@ -374,7 +390,11 @@ export class StreamClient {
     this.head = null;
     this.phase = 'idle';
     const wait = b.options.pace && b.unpaced > 0 ? b.options.pace(b.unpaced) : null;
-    if (wait) wait.then(() => b.settle(null), (err: unknown) => b.settle(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')));
+    if (wait)
+      wait.then(
+        () => b.settle(null),
+        (err: unknown) => b.settle(new StreamError(`pacing failed: ${String(err)}`, 'EABORT')),
+      );
     else b.settle(null);
   }
 }

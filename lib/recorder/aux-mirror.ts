@@ -40,7 +40,8 @@ export async function applyMirrorMessage(ch: ChannelContext, m: AuxUpdate): Prom
   const ml = m.line;
   let line = aux;
   if (!line) {
-    if (ch.list.byId(m.lineId)) throw new CommandError(`cannot mirror line ${m.lineId} of ${m.from.server}: this rec-list has a line with that id that is not its Aux twin`, 'EEXIST');
+    if (ch.list.byId(m.lineId))
+      throw new CommandError(`cannot mirror line ${m.lineId} of ${m.from.server}: this rec-list has a line with that id that is not its Aux twin`, 'EEXIST');
     const { line: added, renumbered } = ch.list.planAdd(
       { id: m.lineId, title: ml.title, group: ml.group, attributes: ml.attributes, start: 'manual', backup: 'aux' },
       now,
@@ -88,7 +89,8 @@ export async function applyMirrorMessage(ch: ChannelContext, m: AuxUpdate): Prom
   const mainRecording = ml.status === 'recording' || ml.status === 'interrupted' || (ml.status === 'armed' && ml.startTime !== null && !timedAhead);
   if (!active && mainRecording && line.status !== 'stopped') {
     const other = ch.active;
-    if (other) throw new CommandError(`cannot start the Aux twin of ${m.from.server} line ${m.lineId}: ${lineName(other.line)} is recording on this channel`, 'EBUSY');
+    if (other)
+      throw new CommandError(`cannot start the Aux twin of ${m.from.server} line ${m.lineId}: ${lineName(other.line)} is recording on this channel`, 'EBUSY');
     const anchor = ml.startTime ?? now;
     evs.push(await startRecording(ch, ch.list.byId(line.id)!, undefined, anchor));
   } else if (active && !active.stopping && (ml.status === 'stopped' || ml.status === 'failed' || ml.status === 'ready')) {

@@ -36,7 +36,12 @@ export function adoptMainInPoint(ch: ChannelContext, a: Active): boolean {
 }
 
 /** Compare a closed Aux clip with its main clip; keep the verdict in the clip and the catalogue; tell the main ('twin'). */
-export function verifyTwin(ch: ChannelContext, clip: Clip, main: TwinSummary, origin: { server: string; channel: number; lineId: string }): ChannelEvent | null {
+export function verifyTwin(
+  ch: ChannelContext,
+  clip: Clip,
+  main: TwinSummary,
+  origin: { server: string; channel: number; lineId: string },
+): ChannelEvent | null {
   // a test pattern is generated on each server: its twins cannot hold the same frames
   const generated = main.source === 'test pattern' || clip.source === 'test pattern';
   const differences = generated ? [] : compareTwins(main, twinSummaryOf(clip));
@@ -75,5 +80,8 @@ export function recordTwinResult(ch: ChannelContext, lineId: string, check: Twin
   ch.persistClip(clip);
   ch.writeSidecarSafe(clip);
   if (check.state === 'skipped') return null;
-  return lineEvent(ch, check.state, line, { clip, reason: check.differences.length ? check.differences.join('; ') : `identical to the Aux clip on ${check.auxServer}` });
+  return lineEvent(ch, check.state, line, {
+    clip,
+    reason: check.differences.length ? check.differences.join('; ') : `identical to the Aux clip on ${check.auxServer}`,
+  });
 }

@@ -21,17 +21,7 @@ import { recoverInterrupted, killStaleProcesses, resumeSuspended, suspendActive 
 import { startRecording } from './run';
 import { checkSource } from './sources';
 import { catchUpTimedLines } from './schedule';
-import {
-  AuxUpdate,
-  ChannelDeps,
-  ChannelEvent,
-  ChannelSettings,
-  ChannelStatus,
-  LineControl,
-  LineRef,
-  PresentedLine,
-  ResolvedChannelSettings,
-} from './types';
+import { AuxUpdate, ChannelDeps, ChannelEvent, ChannelSettings, ChannelStatus, LineControl, LineRef, PresentedLine, ResolvedChannelSettings } from './types';
 
 export class RecorderChannel extends EventEmitter implements LineControl {
   /** The channel's settings, defaults filled in. */
@@ -63,7 +53,12 @@ export class RecorderChannel extends EventEmitter implements LineControl {
     // lines left active without a clip (crash between arm and first write)
     for (const line of this.ctx.list.all()) {
       if ((line.status === 'recording' || line.status === 'interrupted') && (!this.ctx.active || this.ctx.active.line.id !== line.id)) {
-        const l = { ...line, status: 'interrupted' as LineStatus, reason: line.reason ?? 'Node-RED stopped while this line was recording', updatedAt: this.ctx.clock() };
+        const l = {
+          ...line,
+          status: 'interrupted' as LineStatus,
+          reason: line.reason ?? 'Node-RED stopped while this line was recording',
+          updatedAt: this.ctx.clock(),
+        };
         this.ctx.saveLine(l);
       }
     }
@@ -164,7 +159,8 @@ export class RecorderChannel extends EventEmitter implements LineControl {
       }
       case 'remove': {
         let plan = this.ctx.list.planRemove(cmd.line ?? {});
-        if (handingOver(this.ctx, plan.line.id)) throw new CommandError(`${lineName(plan.line)} is stopping at the start of the next line; remove it once it has stopped`, 'EBUSY');
+        if (handingOver(this.ctx, plan.line.id))
+          throw new CommandError(`${lineName(plan.line)} is stopping at the start of the next line; remove it once it has stopped`, 'EBUSY');
         if (isIncoming(this.ctx, plan.line.id)) {
           await cancelIncoming(this.ctx);
           plan = this.ctx.list.planRemove(cmd.line ?? {});
@@ -191,7 +187,11 @@ export class RecorderChannel extends EventEmitter implements LineControl {
         if (named && named.backup === 'aux' && named.origin) {
           const orphan = this.ctx.settings.isOrphan(named.origin);
           if (orphan && cmd.force) by = 'link';
-          else if (orphan) throw new CommandError(`${lineName(named)} is an Aux line of ${named.origin.server}, which is offline: send the stop with "force": true to stop this orphan here`, 'EPERM');
+          else if (orphan)
+            throw new CommandError(
+              `${lineName(named)} is an Aux line of ${named.origin.server}, which is offline: send the stop with "force": true to stop this orphan here`,
+              'EPERM',
+            );
         }
         if (named && handingOver(this.ctx, named.id)) {
           return [lineEvent(this.ctx, 'updated', named, { requestId: rid, reason: 'stop already under way (the next line has taken the channel)' })];

@@ -67,7 +67,8 @@ export function resolveRecorderSettings(c: RecorderNodeConfig): RecorderSettings
   const bServer = (c.backupServer ?? '').trim();
   if (bServer) {
     const bChannel = num(c.backupChannel, NaN);
-    if (!Number.isInteger(bChannel) || bChannel < 1 || bChannel > 999) throw new Error(`backup recorder channel "${c.backupChannel}" must be a whole number from 1 to 999`);
+    if (!Number.isInteger(bChannel) || bChannel < 1 || bChannel > 999)
+      throw new Error(`backup recorder channel "${c.backupChannel}" must be a whole number from 1 to 999`);
     backup = { server: bServer, channel: bChannel };
   }
   const startTimeoutMs = num(c.startTimeout, 15) * 1000;

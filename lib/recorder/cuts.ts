@@ -114,7 +114,14 @@ export async function cancelIncoming(ch: ChannelContext): Promise<void> {
  * `plannedAt`, it is cut frame-exact at that instant where it can be; `next`:
  * it was handed over to that line at `plannedAt`.
  */
-export async function stopActive(ch: ChannelContext, reason: string | null, requestId?: string, plannedAt?: number, target?: Active, next?: Active): Promise<ChannelEvent> {
+export async function stopActive(
+  ch: ChannelContext,
+  reason: string | null,
+  requestId?: string,
+  plannedAt?: number,
+  target?: Active,
+  next?: Active,
+): Promise<ChannelEvent> {
   const a = target ?? ch.active!;
   const byInstant = next !== undefined;
   let stopAt = ch.clock();

@@ -38,7 +38,12 @@ export function reclistEvent(ch: ChannelContext, requestId?: string): ChannelEve
   return { event: 'reclist', server: ch.settings.serverId, channel: ch.settings.channel, at: ch.clock(), lines: presentLines(ch), requestId };
 }
 
-export function lineEvent(ch: ChannelContext, event: LineEventName, line: Line, extra: { clip?: Clip; reason?: string; requestId?: string } = {}): ChannelEvent {
+export function lineEvent(
+  ch: ChannelContext,
+  event: LineEventName,
+  line: Line,
+  extra: { clip?: Clip; reason?: string; requestId?: string } = {},
+): ChannelEvent {
   const at = ch.clock();
   const ev: ChannelEvent = { event, server: ch.settings.serverId, channel: ch.settings.channel, at, line: copyLine(present(ch, line)) };
   if (line.backup === 'on') ev.backupTarget = ch.settings.backup ? { ...ch.settings.backup } : null;

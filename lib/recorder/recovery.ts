@@ -56,7 +56,15 @@ export function resumeSuspended(ch: ChannelContext, clip: Clip, line: Line): voi
     ch.totals(clip);
     clip.state = 'closed';
     clip.stoppedAt = at;
-    const l: Line = { ...line, status: 'stopped', stopTime: at, outPoint: clip.tcOut, duration: framesToTimecode(clip.frames, ch.rate), curPoint: null, updatedAt: now };
+    const l: Line = {
+      ...line,
+      status: 'stopped',
+      stopTime: at,
+      outPoint: clip.tcOut,
+      duration: framesToTimecode(clip.frames, ch.rate),
+      curPoint: null,
+      updatedAt: now,
+    };
     ch.cat.transaction(() => {
       ch.persistClip(clip);
       ch.saveLine(l);
@@ -119,7 +127,18 @@ export async function recoverInterrupted(ch: ChannelContext, clip: Clip, line: L
   const onDisk = files.filter((f) => segRe.test(f)).sort();
   for (const f of onDisk) {
     const index = Number(segRe.exec(f)![1]);
-    const seg: Segment = known.get(f) ?? { index, file: f, run: clip.runs, startSec: null, endSec: null, frames: null, bytes: 0, sha256: null, complete: false, wallStart: null };
+    const seg: Segment = known.get(f) ?? {
+      index,
+      file: f,
+      run: clip.runs,
+      startSec: null,
+      endSec: null,
+      frames: null,
+      bytes: 0,
+      sha256: null,
+      complete: false,
+      wallStart: null,
+    };
     const l = listed.get(f);
     let scanned: number | null = null;
     try {

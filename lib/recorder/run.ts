@@ -318,7 +318,9 @@ export function onRunEnd(ch: ChannelContext, a: Active, run: FfmpegRun, end: Run
   if (a.run === run) a.run = null;
   if (!end.requested && !a.stopping && ch.incoming === a) {
     // the pre-roll of the next line broke: it takes the channel at its start instead, from a fresh ffmpeg
-    ch.log.warn(`channel ${ch.settings.channel}: the pre-roll of ${lineName(a.line)} ended (${end.reason ?? 'ffmpeg ended'}); it starts at its start time instead`);
+    ch.log.warn(
+      `channel ${ch.settings.channel}: the pre-roll of ${lineName(a.line)} ended (${end.reason ?? 'ffmpeg ended'}); it starts at its start time instead`,
+    );
     ch.noPreroll = a.line.id;
     ch.enqueue(a, () => cancelIncoming(ch));
     return;

@@ -94,7 +94,9 @@ export async function onTimer(ch: ChannelContext): Promise<void> {
       try {
         ch.emitEvent(await startRecording(ch, ch.list.byId(due.id)!, undefined, due.startTime, true));
       } catch (err) {
-        ch.log.warn(`channel ${ch.settings.channel}: the pre-roll of ${lineName(due)} could not start (${errorText(err)}); it starts at its start time instead`);
+        ch.log.warn(
+          `channel ${ch.settings.channel}: the pre-roll of ${lineName(due)} could not start (${errorText(err)}); it starts at its start time instead`,
+        );
         ch.noPreroll = due.id;
       }
     } else {

@@ -18,7 +18,9 @@ const TEST_SOURCES = ['TESTPATTERN', 'BARS', 'TEST'];
 export function checkSource(source: string | undefined): void {
   if (source === undefined || source === 'LIVE' || TEST_SOURCES.includes(source.toUpperCase())) return;
   if (!SOURCE_URL.test(source)) {
-    throw new CommandError(`line.source "${source}" is not usable: use "LIVE" (the channel's source), "TESTPATTERN", or an rtsp://, srt://, udp://, rtp:// or http(s):// URL`);
+    throw new CommandError(
+      `line.source "${source}" is not usable: use "LIVE" (the channel's source), "TESTPATTERN", or an rtsp://, srt://, udp://, rtp:// or http(s):// URL`,
+    );
   }
 }
 

@@ -112,9 +112,7 @@ export class Catalogue {
         'SELECT data FROM clips WHERE server_id = ? AND channel = ? AND COALESCE(stopped_at, 9e15) >= ? AND COALESCE(started_at, 0) <= ? ORDER BY started_at',
       ),
       clipsInState: db.prepare('SELECT data FROM clips WHERE server_id = ? AND channel = ? AND state IN (SELECT value FROM json_each(?))'),
-      putSegment: db.prepare(
-        'INSERT INTO segments (clip_id, idx, data) VALUES (?, ?, ?) ON CONFLICT(clip_id, idx) DO UPDATE SET data = excluded.data',
-      ),
+      putSegment: db.prepare('INSERT INTO segments (clip_id, idx, data) VALUES (?, ?, ?) ON CONFLICT(clip_id, idx) DO UPDATE SET data = excluded.data'),
       segmentsOf: db.prepare('SELECT data FROM segments WHERE clip_id = ? ORDER BY idx'),
       getSegment: db.prepare('SELECT data FROM segments WHERE clip_id = ? AND idx = ?'),
       deleteClip: db.prepare('DELETE FROM clips WHERE id = ?'),
@@ -139,7 +137,6 @@ export class Catalogue {
   transaction<T>(fn: () => T): T {
     return this.tx.run(fn);
   }
-
 
   lines(serverId: string, channel: number): Line[] {
     return (this.stmts.linesOf.all(serverId, channel) as { data: string }[]).map((r) => JSON.parse(r.data) as Line);
@@ -209,9 +206,7 @@ export class Catalogue {
   }
 
   clipsInState(serverId: string, channel: number, states: string[]): Clip[] {
-    return (this.stmts.clipsInState.all(serverId, channel, JSON.stringify(states)) as { data: string }[]).map((r) =>
-      this.withSegments(JSON.parse(r.data)),
-    );
+    return (this.stmts.clipsInState.all(serverId, channel, JSON.stringify(states)) as { data: string }[]).map((r) => this.withSegments(JSON.parse(r.data)));
   }
 
   private withSegments(c: Omit<Clip, 'segments'>): Clip {
@@ -233,7 +228,16 @@ export class Catalogue {
   }
 
   events(serverId: string, channel: number | null, fromMs = 0, toMs = 9e15): CatalogueEvent[] {
-    type Row = { seq: number; ts: number; server_id: string; channel: number | null; kind: string; line_id: string | null; clip_id: string | null; data: string | null };
+    type Row = {
+      seq: number;
+      ts: number;
+      server_id: string;
+      channel: number | null;
+      kind: string;
+      line_id: string | null;
+      clip_id: string | null;
+      data: string | null;
+    };
     return (this.stmts.eventsOf.all(serverId, channel, channel, fromMs, toMs) as Row[]).map((r) => ({
       seq: r.seq,
       ts: r.ts,

@@ -154,7 +154,9 @@ function prepare(db: Database.Database) {
     // after one left running, the oldest queued
     next: db.prepare(nextJobSql('copy_tasks', 'id')),
     setState: db.prepare('UPDATE copy_tasks SET state = ?, updated_at = ?, last_error = ? WHERE id = ?'),
-    begin: db.prepare("UPDATE copy_tasks SET state = 'running', updated_at = ?, started_at = COALESCE(started_at, ?), attempts = attempts + 1, last_error = NULL WHERE id = ?"),
+    begin: db.prepare(
+      "UPDATE copy_tasks SET state = 'running', updated_at = ?, started_at = COALESCE(started_at, ?), attempts = attempts + 1, last_error = NULL WHERE id = ?",
+    ),
     finish: db.prepare("UPDATE copy_tasks SET state = 'done', updated_at = ?, finished_at = ?, last_error = NULL WHERE id = ?"),
     counters: db.prepare(
       'UPDATE copy_tasks SET bytes_done = bytes_done + ?, segments_copied = segments_copied + ?, segments_skipped = segments_skipped + ?, events_copied = events_copied + ?, updated_at = ? WHERE id = ?',
@@ -186,7 +188,10 @@ export class CopyQueue extends JobQueue<number, Row, CopyTask, ReturnType<typeof
       const old = this.st.byEntry.get(r.failoverServer, r.entryId) as Row | undefined;
       if (old) return { task: toTask(old), created: false };
       const now = this.clock();
-      const id = Number(this.st.insert.run(r.entryId, r.failedServer, r.failoverServer, JSON.stringify([...r.channels].sort((a, b) => a - b)), r.from, r.to, now, now).lastInsertRowid);
+      const id = Number(
+        this.st.insert.run(r.entryId, r.failedServer, r.failoverServer, JSON.stringify([...r.channels].sort((a, b) => a - b)), r.from, r.to, now, now)
+          .lastInsertRowid,
+      );
       return { task: this.must(id), created: true };
     });
   }
@@ -243,23 +248,27 @@ export class CopyQueue extends JobQueue<number, Row, CopyTask, ReturnType<typeof
 
   progress(id: number): ChannelProgress[] {
     type P = { channel: number; kind: ProgressKind; last_time: number | null; last_clip: string | null; last_index: number | null; done: number };
-    return (this.st.progress.all(id) as P[]).map((p) => ({ channel: p.channel, kind: p.kind, lastTime: p.last_time, lastClip: p.last_clip, lastIndex: p.last_index, done: p.done !== 0 }));
+    return (this.st.progress.all(id) as P[]).map((p) => ({
+      channel: p.channel,
+      kind: p.kind,
+      lastTime: p.last_time,
+      lastClip: p.last_clip,
+      lastIndex: p.last_index,
+      done: p.done !== 0,
+    }));
   }
 
   channelProgress(id: number, channel: number, kind: ProgressKind): ChannelProgress {
-    return this.progress(id).find((p) => p.channel === channel && p.kind === kind) ?? { channel, kind, lastTime: null, lastClip: null, lastIndex: null, done: false };
+    return (
+      this.progress(id).find((p) => p.channel === channel && p.kind === kind) ?? { channel, kind, lastTime: null, lastClip: null, lastIndex: null, done: false }
+    );
   }
 
   /** Record one copied (or skipped) item and the counters, as one commit. */
-  advance(
-    id: number,
-    p: ChannelProgress,
-    counters: { bytes?: number; copied?: number; skipped?: number; events?: number } = {},
-  ): void {
+  advance(id: number, p: ChannelProgress, counters: { bytes?: number; copied?: number; skipped?: number; events?: number } = {}): void {
     this.transaction(() => {
       this.st.putProgress.run({ task: id, channel: p.channel, kind: p.kind, time: p.lastTime, clip: p.lastClip, index: p.lastIndex, done: p.done ? 1 : 0 });
       this.st.counters.run(counters.bytes ?? 0, counters.copied ?? 0, counters.skipped ?? 0, counters.events ?? 0, this.clock(), id);
     });
   }
-
 }

@@ -96,7 +96,6 @@ const MIGRATIONS: string[] = [
 /** Why a takeover ended without a failback: released by hand, or for a failed server of higher priority. */
 export type TakeoverRelease = 'hand' | 'priority';
 
-
 interface Row {
   id: number;
   grp: string;
@@ -148,13 +147,9 @@ export class FailoverLog {
       history: db.prepare('SELECT at, text FROM failover_history WHERE entry_id = ? ORDER BY seq'),
       addHistory: db.prepare('INSERT INTO failover_history (entry_id, at, text) VALUES (?, ?, ?)'),
       beginFailback: db.prepare("UPDATE failovers SET state = 'failback-in-progress', failback_started_at = ? WHERE id = ?"),
-      finishOk: db.prepare(
-        "UPDATE failovers SET state = 'finalized', ended_at = ?, failback_result = 'ok', failback_reason = NULL WHERE id = ?",
-      ),
+      finishOk: db.prepare("UPDATE failovers SET state = 'finalized', ended_at = ?, failback_result = 'ok', failback_reason = NULL WHERE id = ?"),
       finishFailed: db.prepare("UPDATE failovers SET state = 'active', failback_result = 'failed', failback_reason = ? WHERE id = ?"),
-      doneByNewer: db.prepare(
-        "UPDATE failovers SET state = 'finalized', ended_at = ?, failback_result = 'done-by-newer', material_copy = 'done' WHERE id = ?",
-      ),
+      doneByNewer: db.prepare("UPDATE failovers SET state = 'finalized', ended_at = ?, failback_result = 'done-by-newer', material_copy = 'done' WHERE id = ?"),
       setMaterialCopy: db.prepare('UPDATE failovers SET material_copy = ? WHERE id = ?'),
       releaseTakeover: db.prepare('UPDATE failovers SET takeover_released_at = ?, takeover_released_by = ? WHERE id = ?'),
       maxEpoch: db.prepare('SELECT MAX(epoch) AS m FROM failovers WHERE grp = ?'),
@@ -168,7 +163,6 @@ export class FailoverLog {
   transaction<T>(fn: () => T): T {
     return this.tx.run(fn);
   }
-
 
   private toEntry(r: Row): FailoverEntry {
     return {
@@ -200,10 +194,7 @@ export class FailoverLog {
 
   private mustBe(e: FailoverEntry, state: FailoverState, doing: string): void {
     if (e.state !== state) {
-      throw new CommandError(
-        `Failover log entry ${e.id} (${e.failedServer} on ${e.failoverServer}) is ${e.state}, not ${state}: cannot ${doing}.`,
-        'ESTATE',
-      );
+      throw new CommandError(`Failover log entry ${e.id} (${e.failedServer} on ${e.failoverServer}) is ${e.state}, not ${state}: cannot ${doing}.`, 'ESTATE');
     }
   }
 

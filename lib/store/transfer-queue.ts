@@ -139,7 +139,9 @@ function prepare(db: Database.Database) {
     ),
     depth: db.prepare(`SELECT COUNT(*) AS n FROM transfers WHERE ${PENDING}`),
     inState: db.prepare('SELECT * FROM transfers WHERE state = ?'),
-    begin: db.prepare("UPDATE transfers SET state = 'running', attempts = attempts + 1, reason = NULL, updated_at = ?, bytes_total = ?, segments_total = ?, on_air = ? WHERE clip_id = ?"),
+    begin: db.prepare(
+      "UPDATE transfers SET state = 'running', attempts = attempts + 1, reason = NULL, updated_at = ?, bytes_total = ?, segments_total = ?, on_air = ? WHERE clip_id = ?",
+    ),
     advance: db.prepare(
       'UPDATE transfers SET last_index = ?, bytes_done = bytes_done + ?, segments_copied = segments_copied + ?, segments_skipped = segments_skipped + ?, updated_at = ? WHERE clip_id = ?',
     ),
@@ -196,7 +198,13 @@ export class TransferQueue extends JobQueue<string, Row, Transfer, ReturnType<ty
   }
 
   begin(clip: Clip): Transfer {
-    this.st.begin.run(this.clock(), clip.segments.reduce((n, s) => n + (s.bytes || 0), 0), clip.segments.length, onAirOf(clip), clip.id);
+    this.st.begin.run(
+      this.clock(),
+      clip.segments.reduce((n, s) => n + (s.bytes || 0), 0),
+      clip.segments.length,
+      onAirOf(clip),
+      clip.id,
+    );
     return this.get(clip.id)!;
   }
 

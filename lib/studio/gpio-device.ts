@@ -182,7 +182,8 @@ export class GpioDevice extends EventEmitter {
   writeRegister(address: number, value: number): Promise<void> {
     const bad = validPoint({ area: 'holding', address });
     if (bad) return Promise.reject(new GpioError(bad, 'EINVAL'));
-    if (!Number.isInteger(value) || value < 0 || value > 65535) return Promise.reject(new GpioError(`register value ${String(value)} is not 0..65535`, 'EINVAL'));
+    if (!Number.isInteger(value) || value < 0 || value > 65535)
+      return Promise.reject(new GpioError(`register value ${String(value)} is not 0..65535`, 'EINVAL'));
     return this.enqueue({ kind: 'write', run: (c) => c.writeRegister(address, value) }).then(() => undefined);
   }
 
@@ -295,7 +296,12 @@ export class GpioDevice extends EventEmitter {
     }
     if (this.queueDepth >= this.options.queueMax) {
       this.stats.refused++;
-      return Promise.reject(new GpioError(`${this.label}: the request queue is full (${this.options.queueMax} waiting); the flow sends faster than the device answers`, 'EQUEUEFULL'));
+      return Promise.reject(
+        new GpioError(
+          `${this.label}: the request queue is full (${this.options.queueMax} waiting); the flow sends faster than the device answers`,
+          'EQUEUEFULL',
+        ),
+      );
     }
     return new Promise((resolve, reject) => {
       const job: Job = { ...j, resolve, reject };

@@ -13,15 +13,17 @@ function noop(): void {
 }
 
 /** Opens the link over TCP or RTU; `done` gets the library's answer, or what it threw. */
-export function connectClient(client: ModbusRTU, o: Required<Omit<GpioDeviceOptions, 'host' | 'port' | 'serialPath'>> & GpioDeviceOptions, done: (err: unknown) => void): void {
+export function connectClient(
+  client: ModbusRTU,
+  o: Required<Omit<GpioDeviceOptions, 'host' | 'port' | 'serialPath'>> & GpioDeviceOptions,
+  done: (err: unknown) => void,
+): void {
   try {
     if (o.transport === 'tcp') {
       client.connectTCP(o.host!, { port: o.port ?? 502, timeout: o.timeoutMs }, (err: unknown) => done(err));
     } else {
-      client.connectRTUBuffered(
-        o.serialPath!,
-        { baudRate: o.baudRate, parity: o.parity, dataBits: o.dataBits, stopBits: o.stopBits },
-        (err: unknown) => done(err),
+      client.connectRTUBuffered(o.serialPath!, { baudRate: o.baudRate, parity: o.parity, dataBits: o.dataBits, stopBits: o.stopBits }, (err: unknown) =>
+        done(err),
       );
     }
   } catch (err) {

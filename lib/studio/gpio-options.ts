@@ -40,11 +40,13 @@ export function checkOptions(o: GpioDeviceOptions): string | null {
     if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) return `port ${String(o.port)} is not 1..65535`;
   } else {
     if (!o.serialPath) return 'an RTU device needs a serial port (for example /dev/ttyUSB0)';
-    if (o.baudRate !== undefined && (!Number.isInteger(o.baudRate) || o.baudRate < 300 || o.baudRate > 921600)) return `baud rate ${String(o.baudRate)} is not 300..921600`;
+    if (o.baudRate !== undefined && (!Number.isInteger(o.baudRate) || o.baudRate < 300 || o.baudRate > 921600))
+      return `baud rate ${String(o.baudRate)} is not 300..921600`;
   }
   if (o.unitId !== undefined && (!Number.isInteger(o.unitId) || o.unitId < 0 || o.unitId > 255)) return `unit id ${String(o.unitId)} is not 0..255`;
   if (o.pollMs !== undefined && (!(o.pollMs >= 5) || o.pollMs > 3600000)) return `poll interval ${String(o.pollMs)} ms is not 5..3600000`;
   if (o.timeoutMs !== undefined && (!(o.timeoutMs >= 20) || o.timeoutMs > 60000)) return `timeout ${String(o.timeoutMs)} ms is not 20..60000`;
-  if (o.queueMax !== undefined && (!Number.isInteger(o.queueMax) || o.queueMax < 1 || o.queueMax > 10000)) return `queue size ${String(o.queueMax)} is not 1..10000`;
+  if (o.queueMax !== undefined && (!Number.isInteger(o.queueMax) || o.queueMax < 1 || o.queueMax > 10000))
+    return `queue size ${String(o.queueMax)} is not 1..10000`;
   return null;
 }

@@ -14,7 +14,19 @@ import { EventEmitter } from 'node:events';
 import { CommandError, errorText } from '../model/errors';
 import type { ChannelEvent, ChannelStatus, PresentedLine } from '../recorder/types';
 import { ReclistState, Reply, errorReply, panelLine, statusState, summariseEvent } from './studio-replies';
-import { channelTopics, checkPrefix, CHANNEL_RE, DEFAULT_PREFIX, errorTopic, parseRequest, peekRequestId, responseTarget, SERVER_RE, StudioError, StudioRequest } from './studio-requests';
+import {
+  channelTopics,
+  checkPrefix,
+  CHANNEL_RE,
+  DEFAULT_PREFIX,
+  errorTopic,
+  parseRequest,
+  peekRequestId,
+  responseTarget,
+  SERVER_RE,
+  StudioError,
+  StudioRequest,
+} from './studio-requests';
 
 // ------------------------------------------------------------------ controller
 
@@ -97,7 +109,8 @@ export class StudioControl {
   ) {
     this.prefix = checkPrefix(opts.prefix ?? DEFAULT_PREFIX);
     const server = typeof opts.server === 'string' ? opts.server.trim() : '';
-    if (server && !SERVER_RE.test(server)) throw new StudioError(`the server filter "${server}" is not a server id (1 to 64 letters, digits, '.', '_' or '-')`, 'EINVAL');
+    if (server && !SERVER_RE.test(server))
+      throw new StudioError(`the server filter "${server}" is not a server id (1 to 64 letters, digits, '.', '_' or '-')`, 'EINVAL');
     this.server = server || null;
     this.coalesceMs = opts.coalesceMs ?? 50;
     this.clock = opts.clock ?? Date.now;
@@ -128,7 +141,8 @@ export class StudioControl {
       badTarget = err as StudioError;
     }
     const r = await this.answer(topic, payload, meta, badTarget);
-    if (target && r.kind !== 'ignored' && r.reply) r.reply = { ...r.reply, topic: target.topic, ...(target.correlationData ? { correlationData: target.correlationData } : {}) };
+    if (target && r.kind !== 'ignored' && r.reply)
+      r.reply = { ...r.reply, topic: target.topic, ...(target.correlationData ? { correlationData: target.correlationData } : {}) };
     return r;
   }
 
@@ -142,7 +156,8 @@ export class StudioControl {
         if (other && other !== this.server) return { kind: 'ignored', why: `request for server ${other}; this node serves ${this.server}` };
       }
       // a message without payload is how MQTT clears a retained message, not a request
-      if (payload === '' || (Buffer.isBuffer(payload) && payload.length === 0)) return { kind: 'ignored', why: 'an empty message (it clears a retained message)' };
+      if (payload === '' || (Buffer.isBuffer(payload) && payload.length === 0))
+        return { kind: 'ignored', why: 'an empty message (it clears a retained message)' };
       req = parseRequest(this.prefix, topic, payload, meta);
     } catch (err) {
       return this.refused(err, null, payload);
@@ -198,7 +213,9 @@ export class StudioControl {
   private refused(err: unknown, req: StudioRequest | null, raw?: unknown): HandleResult {
     const e = err instanceof CommandError ? err : new StudioError(errorText(err), 'EINTERNAL', errorTopic(this.prefix));
     const to = e instanceof StudioError ? e.replyTopic : null;
-    const who = req ? { server: req.server, channel: req.channel, requestId: req.requestId, command: req.command } : { ...this.fromTopic(e), requestId: peekRequestId(raw) };
+    const who = req
+      ? { server: req.server, channel: req.channel, requestId: req.requestId, command: req.command }
+      : { ...this.fromTopic(e), requestId: peekRequestId(raw) };
     const payload = errorReply(e, this.clock(), who);
     return { kind: 'refused', error: e, reply: to ? { topic: to, payload, retain: false, qos: 1 } : null };
   }
@@ -213,7 +230,10 @@ export class StudioControl {
   private whyNoChannel(server: string, channel: number): string {
     const here = this.registry.entries().filter(([s]) => !this.server || s === this.server);
     if (this.server && server !== this.server) return `this node serves only server ${this.server}, not ${server}`;
-    const same = here.filter(([s]) => s === server).map(([, c]) => c).sort((a, b) => a - b);
+    const same = here
+      .filter(([s]) => s === server)
+      .map(([, c]) => c)
+      .sort((a, b) => a - b);
     if (same.length) return `server ${server} has no recorder on channel ${channel} in this Node-RED (its channels here: ${same.join(', ')})`;
     const servers = [...new Set(here.map(([s]) => s))].sort();
     return `server ${server} has no recorder in this Node-RED (${servers.length ? `servers here: ${servers.join(', ')}` : 'no recorder is running here'})`;
@@ -269,7 +289,12 @@ export class StudioControl {
     if (tell && !this.closed) {
       // the recorder left (redeploy or removed): its status says closed until it is back
       const at = this.clock();
-      this.publish({ topic: channelTopics(this.prefix, server, channel).status, payload: statusState(server, channel, safeStatus(ctl, 'closed'), at), retain: true, qos: 1 });
+      this.publish({
+        topic: channelTopics(this.prefix, server, channel).status,
+        payload: statusState(server, channel, safeStatus(ctl, 'closed'), at),
+        retain: true,
+        qos: 1,
+      });
     }
   }
 
@@ -277,10 +302,14 @@ export class StudioControl {
   private changed(server: string, channel: number, delay = this.coalesceMs): void {
     const w = this.watched.get(`${server}/${channel}`);
     if (!w || w.timer || this.closed) return;
-    w.timer = setTimeout(() => this.guard(() => {
-      w.timer = null;
-      this.publishState(w, true);
-    }), delay);
+    w.timer = setTimeout(
+      () =>
+        this.guard(() => {
+          w.timer = null;
+          this.publishState(w, true);
+        }),
+      delay,
+    );
   }
 
   private refresh(): void {

@@ -44,13 +44,21 @@ export const replySchema = {
     server: { type: ['string', 'null'] },
     channel: { type: ['integer', 'null'] },
     at: { type: 'integer' },
-    events: { type: 'array', items: { type: 'object', required: ['event', 'at'], properties: { event: { type: 'string' }, at: { type: 'integer' }, line: lineOut } } },
+    events: {
+      type: 'array',
+      items: { type: 'object', required: ['event', 'at'], properties: { event: { type: 'string' }, at: { type: 'integer' }, line: lineOut } },
+    },
     reclist: { type: 'array', items: lineOut },
     status: statusOut,
     error: errorOut,
   },
   oneOf: [
-    { properties: { ok: { const: true } }, required: ['ok'], anyOf: [{ required: ['events'] }, { required: ['reclist'] }, { required: ['status'] }], not: { required: ['error'] } },
+    {
+      properties: { ok: { const: true } },
+      required: ['ok'],
+      anyOf: [{ required: ['events'] }, { required: ['reclist'] }, { required: ['status'] }],
+      not: { required: ['error'] },
+    },
     { properties: { ok: { const: false } }, required: ['ok', 'error'] },
   ],
 };
@@ -104,8 +112,18 @@ export function summariseEvent(ev: ChannelEvent): EventSummary {
   if (ev.clip) {
     const c = ev.clip;
     out.clip = {
-      id: c.id, name: c.name, dir: c.dir, state: c.state, tcIn: c.tcIn, tcOut: c.tcOut, frames: c.frames, durationMs: c.durationMs,
-      startedAt: c.startedAt, stoppedAt: c.stoppedAt, segments: c.segments.length, reason: c.reason,
+      id: c.id,
+      name: c.name,
+      dir: c.dir,
+      state: c.state,
+      tcIn: c.tcIn,
+      tcOut: c.tcOut,
+      frames: c.frames,
+      durationMs: c.durationMs,
+      startedAt: c.startedAt,
+      stoppedAt: c.stoppedAt,
+      segments: c.segments.length,
+      reason: c.reason,
     };
   }
   return out;
@@ -141,7 +159,11 @@ export interface Reply {
   error?: { code: string; message: string };
 }
 
-export function errorReply(err: StudioError | CommandError, at: number, req: Partial<Pick<StudioRequest, 'server' | 'channel' | 'requestId' | 'command'>> = {}): Reply {
+export function errorReply(
+  err: StudioError | CommandError,
+  at: number,
+  req: Partial<Pick<StudioRequest, 'server' | 'channel' | 'requestId' | 'command'>> = {},
+): Reply {
   const se = err instanceof StudioError ? err : null;
   return {
     ok: false,

@@ -63,7 +63,8 @@ export function checkPrefix(prefix: unknown): string {
   if (!p) throw new StudioError('the topic prefix is empty: give one such as "twinrec/studio"', 'EINVAL');
   if (p.length > 200) throw new StudioError('the topic prefix is longer than 200 characters', 'EINVAL');
   if (/[+#\u0000]/.test(p)) throw new StudioError(`the topic prefix "${p}" must not contain the MQTT wildcards + or #`, 'EINVAL');
-  if (p.startsWith('/') || p.endsWith('/') || p.includes('//')) throw new StudioError(`the topic prefix "${p}" must not start or end with "/" nor have empty levels`, 'EINVAL');
+  if (p.startsWith('/') || p.endsWith('/') || p.includes('//'))
+    throw new StudioError(`the topic prefix "${p}" must not start or end with "/" nor have empty levels`, 'EINVAL');
   if (p.startsWith('$')) throw new StudioError(`the topic prefix "${p}" must not start with "$" (those topics belong to the broker)`, 'EINVAL');
   return p;
 }
@@ -105,7 +106,8 @@ const TOPIC_USAGE = 'use <prefix>/<server>/<channel>/cmd or <prefix>/<server>/<c
 export function parseTopic(prefix: string, topic: unknown): RequestTopic {
   const errTo = errorTopic(prefix);
   if (typeof topic !== 'string' || !topic) throw new StudioError(`the message has no topic: ${TOPIC_USAGE}`, 'ETOPIC', errTo);
-  if (!topic.startsWith(`${prefix}/`)) throw new StudioError(`topic "${clip(topic)}" does not start with the prefix "${prefix}/": ${TOPIC_USAGE}`, 'ETOPIC', errTo);
+  if (!topic.startsWith(`${prefix}/`))
+    throw new StudioError(`topic "${clip(topic)}" does not start with the prefix "${prefix}/": ${TOPIC_USAGE}`, 'ETOPIC', errTo);
   const parts = topic.slice(prefix.length + 1).split('/');
   if (parts.length < 3 || parts.length > 4 || parts[2] !== 'cmd' || parts.some((x) => x === '')) {
     throw new StudioError(`topic "${clip(topic)}" is not a request topic: ${TOPIC_USAGE}`, 'ETOPIC', errTo);
@@ -122,7 +124,13 @@ export function parseTopic(prefix: string, topic: unknown): RequestTopic {
   let command: StudioCommandName | null = null;
   if (cmd !== undefined) {
     if (!(STUDIO_COMMANDS as readonly string[]).includes(cmd)) {
-      throw new StudioError(`unknown command "${clip(cmd)}" in topic "${clip(topic)}": the commands are ${STUDIO_COMMANDS.join(', ')}`, 'ECOMMAND', replyTopic, null, cmd);
+      throw new StudioError(
+        `unknown command "${clip(cmd)}" in topic "${clip(topic)}": the commands are ${STUDIO_COMMANDS.join(', ')}`,
+        'ECOMMAND',
+        replyTopic,
+        null,
+        cmd,
+      );
     }
     command = cmd as StudioCommandName;
   }
@@ -175,7 +183,11 @@ export function parseRequest(prefix: string, topic: unknown, payload: unknown, o
   // the request id is read first, so that even a refused request is answered with it
   const requestId = typeof obj.requestId === 'string' && obj.requestId.length <= 128 ? obj.requestId : null;
   if (opts.retained) {
-    fail(`a retained request is refused: it would run again whenever Node-RED reconnects. Publish commands without the retain flag, and clear this one by publishing an empty retained message to "${String(topic)}"`, 'ERETAINED', requestId);
+    fail(
+      `a retained request is refused: it would run again whenever Node-RED reconnects. Publish commands without the retain flag, and clear this one by publishing an empty retained message to "${String(topic)}"`,
+      'ERETAINED',
+      requestId,
+    );
   }
   const given = obj.command;
   if (given !== undefined && !(typeof given === 'string' && (STUDIO_COMMANDS as readonly string[]).includes(given))) {
@@ -183,10 +195,15 @@ export function parseRequest(prefix: string, topic: unknown, payload: unknown, o
     fail(`unknown command ${shown}: the commands are ${STUDIO_COMMANDS.join(', ')}`, 'ECOMMAND', requestId, typeof given === 'string' ? given : t.command);
   }
   if (given !== undefined && t.command !== null && given !== t.command) {
-    fail(`the topic asks for "${t.command}" but the payload for "${String(given)}": leave "command" out of the payload or make them the same`, 'EINVAL', requestId);
+    fail(
+      `the topic asks for "${t.command}" but the payload for "${String(given)}": leave "command" out of the payload or make them the same`,
+      'EINVAL',
+      requestId,
+    );
   }
   const command = (t.command ?? given) as StudioCommandName | undefined;
-  if (command === undefined) fail(`the request needs a command: put "command" in the payload or use the topic .../cmd/<command>; ${USAGE}`, 'ECOMMAND', requestId, null);
+  if (command === undefined)
+    fail(`the request needs a command: put "command" in the payload or use the topic .../cmd/<command>; ${USAGE}`, 'ECOMMAND', requestId, null);
   if (!validateRequestFn(obj)) {
     const errs = validateRequestFn.errors ?? [];
     fail(`Command refused: ${errs.length ? describeAjvError(pickError(errs)) : 'it is invalid'}`, 'EINVAL', requestId, command!);
@@ -227,12 +244,17 @@ const MQTT_MAX = 65535;
 export function responseTarget(prefix: string, responseTopic: unknown, correlationData: unknown): { topic: string; correlationData?: Buffer } | null {
   if (responseTopic === undefined || responseTopic === null || responseTopic === '') return null;
   const bad = (why: string): never => {
-    throw new StudioError(`the MQTT v5 response topic ${typeof responseTopic === 'string' ? `"${clip(responseTopic)}"` : 'given'} ${why}; nothing was done`, 'EINVAL', null);
+    throw new StudioError(
+      `the MQTT v5 response topic ${typeof responseTopic === 'string' ? `"${clip(responseTopic)}"` : 'given'} ${why}; nothing was done`,
+      'EINVAL',
+      null,
+    );
   };
   if (typeof responseTopic !== 'string') bad('is not text');
   const topic = responseTopic as string;
   if (Buffer.byteLength(topic) > MQTT_MAX || /[+#\0]/.test(topic)) bad('is not a topic to publish to (no wildcards + or #)');
-  const own = topic === errorTopic(prefix) || (topic.startsWith(`${prefix}/`) && /^[^/]+\/[^/]+\/(cmd|reclist|status|event)(\/|$)/.test(topic.slice(prefix.length + 1)));
+  const own =
+    topic === errorTopic(prefix) || (topic.startsWith(`${prefix}/`) && /^[^/]+\/[^/]+\/(cmd|reclist|status|event)(\/|$)/.test(topic.slice(prefix.length + 1)));
   if (own) bad("is one of studio-control's own topics (requests, state, events)");
   if (correlationData === undefined || correlationData === null) return { topic };
   const cd = Buffer.isBuffer(correlationData) ? correlationData : typeof correlationData === 'string' ? Buffer.from(correlationData) : null;

@@ -47,7 +47,12 @@ export = function (RED: NodeAPI): void {
         if (ev.event === 'mismatch') node.warn(`twin mismatch: line ${ev.line?.n} ("${ev.line?.title}"): ${ev.reason}`);
       });
       main.start();
-      backup = new BackupLinkBackup(link, { group: id.group, serverId: id.serverId }, (ch) => recorderChannels.get(id.serverId, ch), (m) => node.warn(m));
+      backup = new BackupLinkBackup(
+        link,
+        { group: id.group, serverId: id.serverId },
+        (ch) => recorderChannels.get(id.serverId, ch),
+        (m) => node.warn(m),
+      );
       backup.on('event', (ev: ChannelEvent, m: MirrorMessage) => {
         applied++;
         node.send({ topic: `${ev.server}/${ev.channel}/${ev.event}`, payload: ev, mirror: { from: m.from, seq: m.seq } } as NodeMessage);

@@ -75,7 +75,10 @@ export = function (RED: NodeAPI): void {
         .catch((err: unknown) => {
           const text = errorText(err);
           show('red', 'ring', text);
-          node.error(text, { topic: 'Failback failed', payload: { server: r.server, error: text, check: err instanceof FailbackRefused ? err.check : null } } as NodeMessage);
+          node.error(text, {
+            topic: 'Failback failed',
+            payload: { server: r.server, error: text, check: err instanceof FailbackRefused ? err.check : null },
+          } as NodeMessage);
         });
     };
     // failbacks started elsewhere (the admin route, the sidebar) still bring their results to this flow
@@ -129,9 +132,10 @@ export = function (RED: NodeAPI): void {
       try {
         c = controller();
         // a failover-watch "restored" message wired here asks for the failback of that server
-        const p = msg.topic === 'restored' && msg.payload && typeof (msg.payload as { server?: unknown }).server === 'string'
-          ? { server: (msg.payload as { server: string }).server }
-          : msg.payload;
+        const p =
+          msg.topic === 'restored' && msg.payload && typeof (msg.payload as { server?: unknown }).server === 'string'
+            ? { server: (msg.payload as { server: string }).server }
+            : msg.payload;
         cmd = parseFailbackCommand(p);
       } catch (err) {
         return fail(err);
@@ -154,7 +158,10 @@ export = function (RED: NodeAPI): void {
           if ('refused' in d) throw new CommandError(d.refused);
           const [ok, copy] = results(d);
           show('green', 'dot', t('status.ok', { server: d.entry.failedServer }));
-          send([{ ...msg, ...ok }, { ...msg, ...copy }] as NodeMessage[]);
+          send([
+            { ...msg, ...ok },
+            { ...msg, ...copy },
+          ] as NodeMessage[]);
           done();
         })
         .catch(fail);

@@ -91,7 +91,8 @@ export = function (RED: NodeAPI): void {
         const problems = f.channels.filter((x) => x.error);
         const msg = { topic: f.entry.drill ? 'drill started' : 'failover started', payload: f } as NodeMessage;
         out(0, msg);
-        if (problems.length) node.error(t('errors.takeover', { server: f.entry.failedServer, detail: problems.map((p) => `channel ${p.channel}: ${p.error}`).join('; ') }), msg);
+        if (problems.length)
+          node.error(t('errors.takeover', { server: f.entry.failedServer, detail: problems.map((p) => `channel ${p.channel}: ${p.error}`).join('; ') }), msg);
       });
       c.on('released', (r: { server: string; reason: string }) => out(0, { topic: 'released', payload: r } as NodeMessage));
       c.on('failback', (d: FailbackDone) => out(0, { topic: d.how === 'drill' ? 'drill finished' : 'failback performed', payload: d } as NodeMessage));

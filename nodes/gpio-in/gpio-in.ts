@@ -49,20 +49,25 @@ export = function (RED: NodeAPI): void {
       return;
     }
     const topic = def.topic || `gpio/${pointKey(point)}`;
-    const showValue = (v: unknown) => node.status({ fill: 'green', shape: v === true || (typeof v === 'number' && v !== 0) ? 'dot' : 'ring', text: t('status.value', { value: String(v) }) });
-    const input = new DebouncedInput({ debounceMs, filter: def.edges || 'both', sendInitial: def.sendInitial === true }, (c: InputChange) => {
-      const msg: NodeMessage & Record<string, unknown> = {
-        topic,
-        payload: c.value,
-        edge: c.edge,
-        previous: c.previous,
-        point: { ...point },
-        device: device.label,
-        seenAt: c.seenAt,
-        at: c.at,
-      };
-      node.send(msg);
-    }, showValue);
+    const showValue = (v: unknown) =>
+      node.status({ fill: 'green', shape: v === true || (typeof v === 'number' && v !== 0) ? 'dot' : 'ring', text: t('status.value', { value: String(v) }) });
+    const input = new DebouncedInput(
+      { debounceMs, filter: def.edges || 'both', sendInitial: def.sendInitial === true },
+      (c: InputChange) => {
+        const msg: NodeMessage & Record<string, unknown> = {
+          topic,
+          payload: c.value,
+          edge: c.edge,
+          previous: c.previous,
+          point: { ...point },
+          device: device.label,
+          seenAt: c.seenAt,
+          at: c.at,
+        };
+        node.send(msg);
+      },
+      showValue,
+    );
     const onState = (_s: GpioState) => {
       const st = linkStatus(device, t);
       if (st) node.status(st);

@@ -68,7 +68,11 @@ export = function (RED: NodeAPI): void {
       if (st) return node.status(st);
       if (wanted === null) return node.status({ fill: 'green', shape: 'ring', text: t('status.connected') });
       const on = wanted === true || (typeof wanted === 'number' && wanted !== 0);
-      node.status({ fill: written === wanted ? 'green' : 'yellow', shape: on ? 'dot' : 'ring', text: t(on ? 'status.on' : 'status.off', { value: String(wanted) }) });
+      node.status({
+        fill: written === wanted ? 'green' : 'yellow',
+        shape: on ? 'dot' : 'ring',
+        text: t(on ? 'status.on' : 'status.off', { value: String(wanted) }),
+      });
     };
     const write = (v: boolean | number): Promise<void> => {
       wanted = v;

@@ -78,7 +78,9 @@ export = function (RED: NodeAPI): void {
         node.send({ topic: 'progress', payload: p } as NodeMessage);
       });
       s.on('done', (task: CopyTask) => node.send({ topic: 'done', payload: task } as NodeMessage));
-      s.on('failed', (task: CopyTask) => node.error(t('errors.taskFailed', { task: task.id, error: task.lastError ?? '' }), { topic: 'failed', payload: task } as NodeMessage));
+      s.on('failed', (task: CopyTask) =>
+        node.error(t('errors.taskFailed', { task: task.id, error: task.lastError ?? '' }), { topic: 'failed', payload: task } as NodeMessage),
+      );
       s.on('state', (st: unknown) => node.send({ topic: 'copy-state', payload: st } as NodeMessage));
       s.start();
       node.status({ fill: 'grey', shape: 'ring', text: t('status.idle') });
@@ -157,7 +159,10 @@ export = function (RED: NodeAPI): void {
         if (!canCopy) return res.status(409).json({ error: `material copy of entry ${entryId} cannot start: ${blocked}`, check: blocked });
         return res.json(s.request(copyRequestOf(e)));
       }
-      if (!Number.isInteger(taskId)) return res.status(400).json({ error: 'give taskId (a task of GET /twinrec/material-copy, on the restored server) or entryId (a failover log entry, on the failover server)' });
+      if (!Number.isInteger(taskId))
+        return res.status(400).json({
+          error: 'give taskId (a task of GET /twinrec/material-copy, on the restored server) or entryId (a failover log entry, on the failover server)',
+        });
       res.json(s.retry(taskId));
     } catch (err) {
       res.status(err instanceof CommandError ? 409 : 500).json({ error: errorText(err) });

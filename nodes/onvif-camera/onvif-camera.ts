@@ -11,7 +11,6 @@ interface CameraDef extends NodeDef {
   resolution: string;
 }
 
-
 export = function (RED: NodeAPI): void {
   function OnvifCameraConfig(this: OnvifCameraNode, def: CameraDef): void {
     RED.nodes.createNode(this, def);

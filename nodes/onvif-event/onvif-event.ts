@@ -47,7 +47,9 @@ export = function (RED: NodeAPI): void {
       if (state === 'subscribing') node.status({ fill: 'yellow', shape: 'ring', text: t('status.subscribing') });
       else if (state === 'subscribed') node.status({ fill: 'green', shape: 'dot', text: t('status.subscribed') });
       else if (state === 'resubscribing') {
-        node.status(events.offline ? { fill: 'red', shape: 'ring', text: t('status.offline') } : { fill: 'yellow', shape: 'ring', text: t('status.resubscribing') });
+        node.status(
+          events.offline ? { fill: 'red', shape: 'ring', text: t('status.offline') } : { fill: 'yellow', shape: 'ring', text: t('status.resubscribing') },
+        );
       } else if (state === 'stopped') node.status({});
     };
     const onEvent = (e: OnvifEvent) => {

@@ -125,7 +125,14 @@ export = function (RED: NodeAPI): void {
           host: api.host,
           port: api.port,
           secret: id.peerSecret,
-          tls: peerTls ? { key: tls!.key as string | Buffer, cert: tls!.cert as string | Buffer, ca: tls!.ca as string | Buffer | undefined, passphrase: tls!.passphrase as string | undefined } : undefined,
+          tls: peerTls
+            ? {
+                key: tls!.key as string | Buffer,
+                cert: tls!.cert as string | Buffer,
+                ca: tls!.ca as string | Buffer | undefined,
+                passphrase: tls!.passphrase as string | undefined,
+              }
+            : undefined,
           storageRoot: id.storageRoot,
           catalogue: peerCatalogue,
           serverId: id.serverId,

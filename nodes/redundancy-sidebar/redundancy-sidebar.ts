@@ -66,7 +66,10 @@ export = function (RED: NodeAPI): void {
       detach = [];
       for (const n of serverNodes()) {
         const link = n.link;
-        if (link) detach.push(watchEvents(link as unknown as Emitter, LINK_EVENTS, note, (a) => (a[0] as { server?: string } | undefined)?.server ?? n.identity?.serverId));
+        if (link)
+          detach.push(
+            watchEvents(link as unknown as Emitter, LINK_EVENTS, note, (a) => (a[0] as { server?: string } | undefined)?.server ?? n.identity?.serverId),
+          );
       }
       for (const c of failoverControllers.all()) detach.push(watchEvents(c as unknown as Emitter, CONTROLLER_EVENTS, note, eventServer));
       for (const s of materialCopyServices.all()) detach.push(watchEvents(s as unknown as Emitter, COPY_EVENTS, note, eventServer));

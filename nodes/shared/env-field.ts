@@ -17,7 +17,8 @@ export function resolveEnvFields<T extends object>(RED: NodeAPI, node: Node, def
     if (d[`${k}Type`] !== 'env') continue;
     const name = String(d[k] ?? '').trim();
     const v = name ? RED.util.evaluateNodeProperty(name, 'env', node, {} as never) : undefined;
-    if (v === undefined || v === null || String(v).trim() === '') throw new Error(`${k} comes from the environment variable "${name}", which is not set on this host`);
+    if (v === undefined || v === null || String(v).trim() === '')
+      throw new Error(`${k} comes from the environment variable "${name}", which is not set on this host`);
     out[k] = String(v).trim();
   }
   return out as T;

@@ -40,7 +40,8 @@ class ServiceRegistry<T> {
   private byServer = new Map<string, T>();
   constructor(private readonly nodeType = 'material-copy') {}
   set(serverId: string, s: T): void {
-    if (this.byServer.has(serverId) && this.byServer.get(serverId) !== s) throw new Error(`server ${serverId} already has a ${this.nodeType} node; use one per server`);
+    if (this.byServer.has(serverId) && this.byServer.get(serverId) !== s)
+      throw new Error(`server ${serverId} already has a ${this.nodeType} node; use one per server`);
     this.byServer.set(serverId, s);
   }
   get(serverId: string): T | undefined {

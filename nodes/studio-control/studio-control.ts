@@ -35,7 +35,14 @@ export = function (RED: NodeAPI): void {
     let statusTimer: NodeJS.Timeout | null = null;
     let lastShown = '';
 
-    const toMsg = (o: Outgoing): NodeMessage => ({ topic: o.topic, payload: o.payload, retain: o.retain, qos: o.qos, ...(o.correlationData ? { correlationData: o.correlationData } : {}) }) as NodeMessage;
+    const toMsg = (o: Outgoing): NodeMessage =>
+      ({
+        topic: o.topic,
+        payload: o.payload,
+        retain: o.retain,
+        qos: o.qos,
+        ...(o.correlationData ? { correlationData: o.correlationData } : {}),
+      }) as NodeMessage;
 
     try {
       const value = (v: string, type: string | undefined, fallback: string): string => {
@@ -45,12 +52,7 @@ export = function (RED: NodeAPI): void {
       };
       const prefix = value(def.prefix ?? '', def.prefixType, DEFAULT_PREFIX);
       const server = value(def.server ?? '', def.serverType, '');
-      control = new StudioControl(
-        { prefix, server: server || null },
-        recorderChannels,
-        (o) => node.send(toMsg(o)),
-        { warn: (m) => node.warn(m) },
-      );
+      control = new StudioControl({ prefix, server: server || null }, recorderChannels, (o) => node.send(toMsg(o)), { warn: (m) => node.warn(m) });
       node.debug(`answers ${subscription(control.prefix, control.server)}`);
     } catch (err) {
       setupError = t('errors.config', { error: errorText(err) });

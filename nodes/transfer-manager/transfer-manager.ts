@@ -107,7 +107,9 @@ export = function (RED: NodeAPI): void {
       });
       m.on('skipped', (tr: Transfer, clip: Clip) => node.send({ topic: 'skipped', payload: { ...tr, twin: clip.twin ?? null } } as NodeMessage));
       m.on('deleted', (tr: Transfer) => node.send({ topic: 'deleted', payload: tr } as NodeMessage));
-      m.on('failed', (tr: Transfer) => node.error(t('errors.clipFailed', { name: tr.name, clip: tr.clipId, error: tr.reason ?? '' }), { topic: 'failed', payload: tr } as NodeMessage));
+      m.on('failed', (tr: Transfer) =>
+        node.error(t('errors.clipFailed', { name: tr.name, clip: tr.clipId, error: tr.reason ?? '' }), { topic: 'failed', payload: tr } as NodeMessage),
+      );
       m.on('peer', () => idleStatus());
       m.on('error-report', (err: unknown) => {
         const now = Date.now();
@@ -138,7 +140,11 @@ export = function (RED: NodeAPI): void {
         }
         switch (p.command) {
           case 'list':
-            send({ ...msg, topic: 'transfers', payload: { paused: tm.isPaused, peer: tm.peer, current: tm.currentClip, queued: queue.depth(), transfers: queue.list() } } as NodeMessage);
+            send({
+              ...msg,
+              topic: 'transfers',
+              payload: { paused: tm.isPaused, peer: tm.peer, current: tm.currentClip, queued: queue.depth(), transfers: queue.list() },
+            } as NodeMessage);
             break;
           case 'pause':
             tm.pause();
@@ -193,6 +199,14 @@ export = function (RED: NodeAPI): void {
   RED.httpAdmin.get('/twinrec/transfer-manager', RED.auth.needsPermission('redundancy.read'), (req: Request, res: Response) => {
     const m = pickByServer(transferManagers, req);
     if (!m) return noNode(res, 'transfer-manager');
-    res.json({ server: m.options.serverId, main: m.options.mainServer, paused: m.isPaused, peer: m.peer, current: m.currentClip, queued: m.queue.depth(), transfers: m.queue.list() });
+    res.json({
+      server: m.options.serverId,
+      main: m.options.mainServer,
+      paused: m.isPaused,
+      peer: m.peer,
+      current: m.currentClip,
+      queued: m.queue.depth(),
+      transfers: m.queue.list(),
+    });
   });
 };

@@ -36,8 +36,6 @@ import {
 import { NodeRedProcess, startNodeRed } from '../support/nodered';
 import { tmpDir } from '../support/nr';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 const TYPES = packageNodeTypes();
 const FLOW_TYPES = TYPES.filter((t) => t.category !== 'config');
 const CONFIG_TYPES = TYPES.filter((t) => t.category === 'config');
@@ -49,16 +47,70 @@ const TAB = { id: 'tab1', type: 'tab', label: 'editor test' };
 /** Config nodes of every config type of the package, two of each (a config select needs another choice to change to). */
 const CONFIG_NODES: Record<string, object[]> = {
   'redundancy-server': [
-    { id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: 'main-1', role: 'main', storageRoot: 'recordings', durability: 'NORMAL', brokerUrl: '', keepalive: 2, heartbeatMs: 250, peerHost: '127.0.0.1', peerPort: '', peerUrl: '' },
-    { id: 'srv2', type: 'redundancy-server', group: 'studio', serverId: 'backup-1', role: 'backup', storageRoot: 'recordings', durability: 'NORMAL', brokerUrl: '', keepalive: 2, heartbeatMs: 250, peerHost: '127.0.0.1', peerPort: '', peerUrl: '' },
+    {
+      id: 'srv1',
+      type: 'redundancy-server',
+      group: 'studio',
+      serverId: 'main-1',
+      role: 'main',
+      storageRoot: 'recordings',
+      durability: 'NORMAL',
+      brokerUrl: '',
+      keepalive: 2,
+      heartbeatMs: 250,
+      peerHost: '127.0.0.1',
+      peerPort: '',
+      peerUrl: '',
+    },
+    {
+      id: 'srv2',
+      type: 'redundancy-server',
+      group: 'studio',
+      serverId: 'backup-1',
+      role: 'backup',
+      storageRoot: 'recordings',
+      durability: 'NORMAL',
+      brokerUrl: '',
+      keepalive: 2,
+      heartbeatMs: 250,
+      peerHost: '127.0.0.1',
+      peerPort: '',
+      peerUrl: '',
+    },
   ],
   'onvif-camera': [
     { id: 'cam1', type: 'onvif-camera', host: '192.0.2.10', port: 80, path: '/onvif/device_service', profileToken: '', resolution: '' },
     { id: 'cam2', type: 'onvif-camera', host: '192.0.2.11', port: 80, path: '/onvif/device_service', profileToken: '', resolution: '' },
   ],
   'gpio-device': [
-    { id: 'dev1', type: 'gpio-device', transport: 'tcp', host: '192.0.2.20', port: 502, serialPath: '', baudRate: 9600, parity: 'none', unitId: 1, pollMs: 50, timeoutMs: 1000, queueMax: 32 },
-    { id: 'dev2', type: 'gpio-device', transport: 'tcp', host: '192.0.2.21', port: 502, serialPath: '', baudRate: 9600, parity: 'none', unitId: 1, pollMs: 50, timeoutMs: 1000, queueMax: 32 },
+    {
+      id: 'dev1',
+      type: 'gpio-device',
+      transport: 'tcp',
+      host: '192.0.2.20',
+      port: 502,
+      serialPath: '',
+      baudRate: 9600,
+      parity: 'none',
+      unitId: 1,
+      pollMs: 50,
+      timeoutMs: 1000,
+      queueMax: 32,
+    },
+    {
+      id: 'dev2',
+      type: 'gpio-device',
+      transport: 'tcp',
+      host: '192.0.2.21',
+      port: 502,
+      serialPath: '',
+      baudRate: 9600,
+      parity: 'none',
+      unitId: 1,
+      pollMs: 50,
+      timeoutMs: 1000,
+      queueMax: 32,
+    },
   ],
 };
 
@@ -160,7 +212,16 @@ const nodeId = (type: string) => `n-${type}`;
 function allNodes(): object[] {
   const nodes: object[] = Object.values(CONFIG_NODES).flat();
   FLOW_TYPES.forEach((t, i) => {
-    nodes.push({ id: nodeId(t.type), type: t.type, z: TAB.id, name: '', x: 160 + 280 * (i % 2), y: 60 + 60 * Math.floor(i / 2), wires: [], ...(FLOW_NODES[t.type] ?? {}) });
+    nodes.push({
+      id: nodeId(t.type),
+      type: t.type,
+      z: TAB.id,
+      name: '',
+      x: 160 + 280 * (i % 2),
+      y: 60 + 60 * Math.floor(i / 2),
+      wires: [],
+      ...(FLOW_NODES[t.type] ?? {}),
+    });
   });
   return nodes;
 }
@@ -169,7 +230,15 @@ function allNodes(): object[] {
 function helpFirstParagraph(type: string, nodeHtml: string): string {
   const dir = path.dirname(nodeHtml);
   const localeDir = path.join(dir, 'locales', 'en-US');
-  const files = [...(fs.existsSync(localeDir) ? fs.readdirSync(localeDir).filter((f) => f.endsWith('.html')).map((f) => path.join(localeDir, f)) : []), nodeHtml];
+  const files = [
+    ...(fs.existsSync(localeDir)
+      ? fs
+          .readdirSync(localeDir)
+          .filter((f) => f.endsWith('.html'))
+          .map((f) => path.join(localeDir, f))
+      : []),
+    nodeHtml,
+  ];
   for (const f of files) {
     const text = fs.readFileSync(f, 'utf8');
     const m = new RegExp(`<script[^>]*data-help-name=["']${type}["'][^>]*>([\\s\\S]*?)</script>`).exec(text);
@@ -231,7 +300,11 @@ describe('Node-RED editor in chromium: palette, edit dialogs, help and icons of 
     const shown = await page.evaluate(() => {
       const $ = (window as any).$;
       return $('#red-ui-palette-container-redundancy .red-ui-palette-node')
-        .map((_i: number, e: Element) => ({ type: $(e).attr('data-palette-type'), label: $(e).attr('data-palette-label'), text: $(e).find('.red-ui-palette-label').text() }))
+        .map((_i: number, e: Element) => ({
+          type: $(e).attr('data-palette-type'),
+          label: $(e).attr('data-palette-label'),
+          text: $(e).find('.red-ui-palette-label').text(),
+        }))
         .get();
     });
     assert.deepEqual(shown.map((x: any) => x.type).sort(), FLOW_TYPES.map((t) => t.type).sort());
@@ -266,7 +339,11 @@ describe('Node-RED editor in chromium: palette, edit dialogs, help and icons of 
       assert.ok(want, `${t.type}: no first paragraph in its help`);
       assert.ok(norm(await tip.first().innerText()).includes(want), `${t.type}: tooltip does not show "${want}"`);
       await page.mouse.move(700, 400);
-      await page.locator('.red-ui-popover:visible').first().waitFor({ state: 'hidden', timeout: 5000 }).catch(() => undefined);
+      await page
+        .locator('.red-ui-popover:visible')
+        .first()
+        .waitFor({ state: 'hidden', timeout: 5000 })
+        .catch(() => undefined);
     }
     await filterPalette(page, '');
     assertNoPageErrors();
@@ -315,7 +392,10 @@ describe('Node-RED editor in chromium: palette, edit dialogs, help and icons of 
           visible: section.is(':visible'),
           title: section.find('.red-ui-help-title').text(),
           first: section.find('.red-ui-help p').first().text(),
-          headers: section.find('.red-ui-help h3').map((_i: number, e: Element) => $(e).text().trim()).get(),
+          headers: section
+            .find('.red-ui-help h3')
+            .map((_i: number, e: Element) => $(e).text().trim())
+            .get(),
           none: section.find('.red-ui-help-info-none').length,
         };
       }, t.type);
@@ -373,7 +453,11 @@ describe('Node-RED editor in chromium: palette, edit dialogs, help and icons of 
       const id = isConfig ? CONFIG_IDS[t.type] : nodeId(t.type);
       const prefix = isConfig ? 'node-config-input' : 'node-input';
       const flowId = isConfig ? nodeId(host!.type) : id;
-      assert.equal(await nodeState(page, id, 'valid'), true, `the imported ${t.type} is not valid: ${JSON.stringify(await nodeState(page, id, 'validationErrors'))}`);
+      assert.equal(
+        await nodeState(page, id, 'valid'),
+        true,
+        `the imported ${t.type} is not valid: ${JSON.stringify(await nodeState(page, id, 'validationErrors'))}`,
+      );
 
       const open = async () => {
         await openNodeDialog(page, flowId);
@@ -396,7 +480,11 @@ describe('Node-RED editor in chromium: palette, edit dialogs, help and icons of 
           for (const [f, v] of Object.entries(c.setup ?? {})) await setField(page, prefix, f, v);
           for (const v of c.invalid) {
             await setField(page, prefix, c.field, v);
-            assert.equal(await fieldHasError(page, prefix, c.field), true, `${t.type}.${c.field} = ${JSON.stringify(v)}: the field is not marked invalid (class input-error)`);
+            assert.equal(
+              await fieldHasError(page, prefix, c.field),
+              true,
+              `${t.type}.${c.field} = ${JSON.stringify(v)}: the field is not marked invalid (class input-error)`,
+            );
           }
           // save the first invalid value (the one the node's own validator refuses)
           if (c.invalid.length > 1) await setField(page, prefix, c.field, c.invalid[0]);
@@ -406,7 +494,9 @@ describe('Node-RED editor in chromium: palette, edit dialogs, help and icons of 
           assert.equal(st.flowNodeError, true, `${t.type}.${c.field} invalid: the node on the workspace shows no error mark`);
           // an empty required field is refused by the editor itself, before the node's validator
           if (st.hasValidator && c.invalid[0] !== '') {
-            const readable = st.errors.filter((e: unknown) => typeof e === 'string' && e !== c.field && /\s/.test(e) && !/^[\w@/-]+:[\w.-]+$|^[\w-]+(\.[\w-]+)+$/.test(e));
+            const readable = st.errors.filter(
+              (e: unknown) => typeof e === 'string' && e !== c.field && /\s/.test(e) && !/^[\w@/-]+:[\w.-]+$|^[\w-]+(\.[\w-]+)+$/.test(e),
+            );
             assert.ok(readable.length > 0, `${t.type}.${c.field}: the editor reports ${JSON.stringify(st.errors)}, not a readable message`);
           }
         }
@@ -507,7 +597,12 @@ async function nodeState(page: Page, id: string, prop: string): Promise<any> {
 }
 
 /** A node's validity as the editor holds it, and the error mark of the flow node on the workspace. */
-async function nodeView(page: Page, id: string, flowId: string, field: string): Promise<{ valid: boolean; errors: unknown[]; flowNodeError: boolean; hasValidator: boolean }> {
+async function nodeView(
+  page: Page,
+  id: string,
+  flowId: string,
+  field: string,
+): Promise<{ valid: boolean; errors: unknown[]; flowNodeError: boolean; hasValidator: boolean }> {
   // the workspace redraws the node (and its error mark) in the next animation frames
   await page.evaluate(() => new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
   return page.evaluate(
@@ -562,7 +657,10 @@ describe('Node-RED editor in chromium with adminAuth: the login helper', functio
     p = await startNodeRed({
       userDir: dir,
       flows: [TAB],
-      settings: { ...SETTINGS, adminAuth: { type: 'credentials', users: [{ username: 'operator', password: bcrypt.hashSync('op-pw', 4), permissions: 'read' }] } },
+      settings: {
+        ...SETTINGS,
+        adminAuth: { type: 'credentials', users: [{ username: 'operator', password: bcrypt.hashSync('op-pw', 4), permissions: 'read' }] },
+      },
     });
   });
   after(async function () {

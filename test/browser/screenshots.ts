@@ -23,8 +23,6 @@ import { Broker, startMosquitto } from '../support/mosquitto';
 import { ffmpegPidsFor, NodeRedProcess, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
 const OUT = path.resolve(process.env.TWINREC_SCREENSHOT_DIR ?? path.join(PACKAGE_ROOT, 'docs', 'images'));
 const MAX_BYTES = 300 * 1024;
 const SETTINGS = { externalModules: { palette: { allowInstall: false } } };
@@ -104,7 +102,9 @@ async function siteShots(): Promise<void> {
     await page.waitForSelector('#node-dialog-cancel', { state: 'detached' });
     await waitForTrayIdle(page);
 
-    const hasSidebar = await page.evaluate(() => !!(window as any).RED.sidebar.containsTab?.('twinrec-redundancy') || (window as any).$('#twinrec-redundancy-sidebar').length > 0);
+    const hasSidebar = await page.evaluate(
+      () => !!(window as any).RED.sidebar.containsTab?.('twinrec-redundancy') || (window as any).$('#twinrec-redundancy-sidebar').length > 0,
+    );
     if (hasSidebar) {
       await showSidebar(page, 'twinrec-redundancy');
       await page.waitForSelector('#twinrec-redundancy-sidebar', { state: 'visible' });

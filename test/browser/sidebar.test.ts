@@ -21,7 +21,15 @@ import { sleep, tmpDir } from '../support/nr';
 const bcrypt = require('bcryptjs') as { hashSync(s: string, rounds: number): string };
 
 const CHROMIUM = process.env.TWINREC_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 const SIDEBAR = '#twinrec-redundancy-sidebar';
 /** Set TWINREC_SCREENSHOTS to a folder to keep pictures of the sidebar (for the user guide). */
 const SHOTS = process.env.TWINREC_SCREENSHOTS;
@@ -81,7 +89,13 @@ describe('redundancy sidebar in the editor (chromium): a real failover, Start fa
     }
   }
   async function adminToken(): Promise<string> {
-    const r = await fo!.request('POST', '/auth/token', { client_id: 'node-red-admin', grant_type: 'password', scope: '', username: 'admin', password: 'admin-pw' });
+    const r = await fo!.request('POST', '/auth/token', {
+      client_id: 'node-red-admin',
+      grant_type: 'password',
+      scope: '',
+      username: 'admin',
+      password: 'admin-pw',
+    });
     return r.body.access_token as string;
   }
   async function entryState(id: number): Promise<string | undefined> {
@@ -105,7 +119,7 @@ describe('redundancy sidebar in the editor (chromium): a real failover, Start fa
     await page.click('#node-dialog-login-submit');
     // the plugin added its tab; open it as a user does: the sidebar's tab menu (the caret), then "Redundancy"
     await page.waitForSelector('#red-ui-tab-twinrec-redundancy', { state: 'attached' });
-    await page.waitForFunction(() => !(window as any).$('#red-ui-loading-progress').is(':visible')); // eslint-disable-line @typescript-eslint/no-explicit-any
+    await page.waitForFunction(() => !(window as any).$('#red-ui-loading-progress').is(':visible'));
     await page.click('#red-ui-sidebar .red-ui-tab-link-button-menu');
     await page.click('#red-ui-tabs-menu-option-twinrec-redundancy');
     await page.waitForSelector(`${SIDEBAR}`, { state: 'visible' });
@@ -115,7 +129,12 @@ describe('redundancy sidebar in the editor (chromium): a real failover, Start fa
   it('lists the failover; Start failback is refused for a viewer and works for an operator; both sidebars show it finalized', async function () {
     main = await startNodeRed({
       userDir: dirM,
-      flows: recorderSiteFlow({ serverId: 'main-1', storageRoot: 'store', brokerUrl: broker.url, recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }] }),
+      flows: recorderSiteFlow({
+        serverId: 'main-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }],
+      }),
     });
     fo = await startNodeRed({
       userDir: dirF,
@@ -157,7 +176,12 @@ describe('redundancy sidebar in the editor (chromium): a real failover, Start fa
     // the main comes back: its line waits for the failback
     main = await startNodeRed({
       userDir: dirM,
-      flows: recorderSiteFlow({ serverId: 'main-1', storageRoot: 'store', brokerUrl: broker.url, recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }] }),
+      flows: recorderSiteFlow({
+        serverId: 'main-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }],
+      }),
     });
     await waitLine(main, 'show', 'interrupted');
     await viewer.waitForSelector(`${mainRow}[data-state="online"]`);
@@ -177,7 +201,9 @@ describe('redundancy sidebar in the editor (chromium): a real failover, Start fa
 
     // ---- the admin fails back from the sidebar
     const admin = await editorAs('admin', 'admin-pw');
-    await admin.waitForSelector(`${SIDEBAR} .twinrec-failover-active .twinrec-failover-entry[data-entry-id="${id}"] button.twinrec-start-failback:not([disabled])`);
+    await admin.waitForSelector(
+      `${SIDEBAR} .twinrec-failover-active .twinrec-failover-entry[data-entry-id="${id}"] button.twinrec-start-failback:not([disabled])`,
+    );
     await admin.click(`${SIDEBAR} .twinrec-failover-entry[data-entry-id="${id}"] button.twinrec-start-failback`);
     await admin.click('#twinrec-confirm-failback');
     const ok = admin.locator('.red-ui-notification-success .twinrec-notify');

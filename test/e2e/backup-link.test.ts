@@ -40,7 +40,14 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
   });
 
   const site = (serverId: string, role: string, rec: Record<string, unknown>) =>
-    recorderSiteFlow({ serverId, role, storageRoot: 'store', brokerUrl: broker.url, backupLink: true, recorders: [{ channel: 1, sourceType: 'url', url: rtsp.url, segmentSeconds: 2, ...rec }] });
+    recorderSiteFlow({
+      serverId,
+      role,
+      storageRoot: 'store',
+      brokerUrl: broker.url,
+      backupLink: true,
+      recorders: [{ channel: 1, sourceType: 'url', url: rtsp.url, segmentSeconds: 2, ...rec }],
+    });
 
   async function lineOn(p: NodeRedProcess, id: string) {
     const r = await p.request('POST', '/cmd/1', { command: 'list' });
@@ -123,7 +130,8 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
       assert.equal(b.sidecar.tcIn, a.sidecar.tcIn, 'the same timecode in');
       assert.equal(b.sidecar.frames, a.sidecar.frames, `frames main ${a.sidecar.frames}, aux ${b.sidecar.frames}`);
       assert.equal(b.sidecar.tcOut, a.sidecar.tcOut, 'the same timecode out');
-      const h = async (full: string, sc: { segments: { file: string }[] }) => (await framemd5(path.join(full, sc.segments[0].file))).map((f) => f.hash).slice(0, 25);
+      const h = async (full: string, sc: { segments: { file: string }[] }) =>
+        (await framemd5(path.join(full, sc.segments[0].file))).map((f) => f.hash).slice(0, 25);
       assert.deepEqual(await h(b.full, b.sidecar), await h(a.full, a.sidecar), 'the same first frames on both');
       return { a, b };
     });
@@ -164,7 +172,10 @@ describe('backup-link: main and backup Node-RED processes with mosquitto', funct
     }
     assert.equal(sidecar.state, 'closed');
     assert.equal(sidecar.twin?.state, 'mismatch', 'the main clip lost its end: the twin check says so');
-    assert.ok(sidecar.twin.differences.some((d: string) => /frame counts differ/.test(d)), sidecar.twin.differences.join('; '));
+    assert.ok(
+      sidecar.twin.differences.some((d: string) => /frame counts differ/.test(d)),
+      sidecar.twin.differences.join('; '),
+    );
     const files = sidecar.segments.map((s: { file: string }) => path.join(full, s.file));
     assert.ok(sidecar.frames >= 200, `${sidecar.frames} frames across the main's death`);
     const gap = await maxFrameGapSec(files);

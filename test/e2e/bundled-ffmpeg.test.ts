@@ -57,17 +57,34 @@ describe('recorder with the bundled ffmpeg (@ffmpeg-installer)', function () {
     const events: ChannelEvent[] = [];
     const ch = new RecorderChannel(
       {
-        serverId: 'main-1', group: 'g', channel: 1, channelName: 'A', frameRate: '25', tcMode: 'zero', storageRoot: path.join(root, 'store'),
-        segmentSeconds: 2, container: 'ts', videoCodec: 'copy', source: { label: 'src', resolve: async () => input }, backup: null,
+        serverId: 'main-1',
+        group: 'g',
+        channel: 1,
+        channelName: 'A',
+        frameRate: '25',
+        tcMode: 'zero',
+        storageRoot: path.join(root, 'store'),
+        segmentSeconds: 2,
+        container: 'ts',
+        videoCodec: 'copy',
+        source: { label: 'src', resolve: async () => input },
+        backup: null,
       },
-      { catalogue: cat, ffmpeg: info, log: { info: () => undefined, warn: () => undefined, error: (m) => events.push({ event: 'failed', reason: m } as ChannelEvent) } },
+      {
+        catalogue: cat,
+        ffmpeg: info,
+        log: { info: () => undefined, warn: () => undefined, error: (m) => events.push({ event: 'failed', reason: m } as ChannelEvent) },
+      },
     );
     ch.on('event', (e: ChannelEvent) => events.push(e));
     await ch.open();
     await ch.execute({ command: 'add', line: { id: 'b', title: 'Bundled' } });
     await ch.execute({ command: 'start', line: { id: 'b' } });
     for (let i = 0; i < 200 && !events.some((e) => e.event === 'recording'); i++) await sleep(50);
-    assert.ok(events.some((e) => e.event === 'recording'), `recording with the bundled ffmpeg: ${JSON.stringify(events)}`);
+    assert.ok(
+      events.some((e) => e.event === 'recording'),
+      `recording with the bundled ffmpeg: ${JSON.stringify(events)}`,
+    );
     await sleep(ms);
     const [stopped] = await ch.execute({ command: 'stop' });
     await ch.close(false);
@@ -77,7 +94,10 @@ describe('recorder with the bundled ffmpeg (@ffmpeg-installer)', function () {
     const frames = await concatFrameCount(files);
     const duration = await concatDuration(files);
     assert.equal(frames, clip.frames, `ffprobe ${frames} frames, sidecar ${clip.frames}`);
-    assert.ok(Math.abs(duration * 1000 - (clip.stoppedAt! - clip.startedAt!)) <= 80, `media ${duration} s vs stop-start ${clip.stoppedAt! - clip.startedAt!} ms`);
+    assert.ok(
+      Math.abs(duration * 1000 - (clip.stoppedAt! - clip.startedAt!)) <= 80,
+      `media ${duration} s vs stop-start ${clip.stoppedAt! - clip.startedAt!} ms`,
+    );
     assert.ok(clip.segments.every((s) => /^[0-9a-f]{64}$/.test(s.sha256 ?? '')));
   }
 

@@ -29,9 +29,11 @@ describe('npm start (the demo site)', function () {
       const segmentsOf = (server: string) => {
         const base = path.join(dir, 'recordings', server, 'ch01');
         if (!fs.existsSync(base)) return [];
-        return fs.readdirSync(base).flatMap((day) =>
-          fs.readdirSync(path.join(base, day)).flatMap((clip) => fs.readdirSync(path.join(base, day, clip)).filter((f) => f.endsWith('.ts'))),
-        );
+        return fs
+          .readdirSync(base)
+          .flatMap((day) =>
+            fs.readdirSync(path.join(base, day)).flatMap((clip) => fs.readdirSync(path.join(base, day, clip)).filter((f) => f.endsWith('.ts'))),
+          );
       };
       for (let i = 0; i < 300 && !(segmentsOf('main-1').length && segmentsOf('backup-1').length); i++) await sleep(100);
       assert.ok(segmentsOf('main-1').length > 0, `main-1 records:\n${log}`);

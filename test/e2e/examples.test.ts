@@ -15,7 +15,12 @@ const EXAMPLES = path.join(PACKAGE_ROOT, 'examples');
 const files = fs
   .readdirSync(EXAMPLES, { withFileTypes: true })
   .filter((d) => d.isDirectory())
-  .flatMap((d) => fs.readdirSync(path.join(EXAMPLES, d.name)).filter((f) => f.endsWith('.json')).map((f) => path.join(d.name, f)));
+  .flatMap((d) =>
+    fs
+      .readdirSync(path.join(EXAMPLES, d.name))
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => path.join(d.name, f)),
+  );
 
 describe('example flows deploy in a real Node-RED and start without errors', function () {
   this.timeout(120000);

@@ -61,7 +61,12 @@ describe('failback checks, permissions and drill: a main and a failover server w
   async function startMain() {
     main = await startNodeRed({
       userDir: dirM,
-      flows: recorderSiteFlow({ serverId: 'main-1', storageRoot: 'store', brokerUrl: broker.url, recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }] }),
+      flows: recorderSiteFlow({
+        serverId: 'main-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }],
+      }),
     });
     return main;
   }
@@ -187,7 +192,10 @@ describe('failback checks, permissions and drill: a main and a failover server w
     const fin = await entry(e1.id);
     assert.equal(fin.state, 'finalized');
     assert.equal(fin.failbackResult, 'ok');
-    assert.ok(fin.history.some((h: { text: string }) => h.text === 'failback requested (manual, by admin:operator)'), JSON.stringify(fin.history));
+    assert.ok(
+      fin.history.some((h: { text: string }) => h.text === 'failback requested (manual, by admin:operator)'),
+      JSON.stringify(fin.history),
+    );
     // the failback node passes on what the admin route did: Failback OK and the material-copy request
     await waitEvent(fo!, (e) => e.node === 'failback' && e.port === 1 && e.payload.entryId === e1.id, 'material-copy request');
     assert.equal((await retainedState(broker, 'main-1')).epoch, e1.epoch);
@@ -210,7 +218,11 @@ describe('failback checks, permissions and drill: a main and a failover server w
     fo = null;
     await startFailover(false);
     await sleep(3000); // a fixed wait: the test proves that the restarted failover server takes nothing over in it
-    assert.deepEqual((await events(fo!)).filter((e) => e.topic === 'failover started'), [], 'no takeover after the restart');
+    assert.deepEqual(
+      (await events(fo!)).filter((e) => e.topic === 'failover started'),
+      [],
+      'no takeover after the restart',
+    );
     assert.equal((await watchedMain()).takenOver, false);
     assert.deepEqual(ffmpegPidsFor(path.join(dirF, 'store', 'main-1')), []);
     const again = await entry(e2.id);
@@ -224,12 +236,17 @@ describe('failback checks, permissions and drill: a main and a failover server w
     await recordLine(main!, 'live');
     await waitCachedRecording('live');
     const epochBefore = (await retainedState(broker, 'main-1')).epoch;
-    const clipBefore = ((await main!.request('POST', '/cmd/1', { command: 'list' })).body.lines as { id: string; clipId: string }[]).find((l) => l.id === 'live')!.clipId;
+    const clipBefore = ((await main!.request('POST', '/cmd/1', { command: 'list' })).body.lines as { id: string; clipId: string }[]).find(
+      (l) => l.id === 'live',
+    )!.clipId;
     const r = await fo!.request('POST', '/fw', { command: 'drill', server: 'main-1', duration: 4 });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const { started, done } = r.body;
     assert.equal(started.entry.drill, true);
-    assert.deepEqual(started.channels.map((c: { started: string[] }) => c.started), [['live']]);
+    assert.deepEqual(
+      started.channels.map((c: { started: string[] }) => c.started),
+      [['live']],
+    );
     assert.equal(done.how, 'drill');
     assert.equal(done.entry.state, 'finalized');
     assert.equal(done.entry.failbackResult, 'ok');
@@ -238,7 +255,9 @@ describe('failback checks, permissions and drill: a main and a failover server w
     const segs = walk(path.join(dirF, 'store', 'main-1')).filter((f) => f.endsWith('.ts') && fs.statSync(f).size > 0);
     assert.ok(segs.length >= 1, 'the drill recorded media on the failover server');
     // the main never stopped: same line, same clip, still recording, epoch unchanged
-    const after = ((await main!.request('POST', '/cmd/1', { command: 'list' })).body.lines as { id: string; status: string; clipId: string }[]).find((l) => l.id === 'live')!;
+    const after = ((await main!.request('POST', '/cmd/1', { command: 'list' })).body.lines as { id: string; status: string; clipId: string }[]).find(
+      (l) => l.id === 'live',
+    )!;
     assert.equal(after.status, 'recording');
     assert.equal(after.clipId, clipBefore);
     assert.equal((await retainedState(broker, 'main-1')).epoch, epochBefore);

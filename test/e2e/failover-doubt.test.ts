@@ -42,7 +42,12 @@ describe('failover on doubt: broker outages, isolation, several failover servers
     procs['main-1'] = await startNodeRed({
       userDir: dirs['main-1'],
       port,
-      flows: recorderSiteFlow({ serverId: 'main-1', storageRoot: 'store', brokerUrl: broker.url, recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }] }),
+      flows: recorderSiteFlow({
+        serverId: 'main-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }],
+      }),
     });
     const m = procs['main-1']!;
     assert.equal((await m.request('POST', '/cmd/1', { command: 'add', line: { id: 'air', title: 'On Air' } })).status, 200);

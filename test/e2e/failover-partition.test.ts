@@ -21,7 +21,7 @@ interface Ev {
   node: string;
   port: number;
   topic: string;
-  payload: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  payload: any;
   at: number;
 }
 
@@ -137,7 +137,7 @@ class Netns {
   }
 
   /** An HTTP request made from inside the namespace (reaches a Node-RED there while the host cannot). */
-  request(port: number, method: string, urlPath: string, body?: unknown): Promise<{ status: number; body: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  request(port: number, method: string, urlPath: string, body?: unknown): Promise<{ status: number; body: any }> {
     const script = `
       const [method, port, p, body] = process.argv.slice(1);
       const data = body ? Buffer.from(body) : undefined;
@@ -176,7 +176,8 @@ async function waitEvent(p: NodeRedProcess, pred: (e: Ev) => boolean, what: stri
   for (;;) {
     const ev = (await events(p)).find(pred);
     if (ev) return ev;
-    if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms; events: ${JSON.stringify((await events(p)).map((e) => `${e.node}:${e.port}:${e.topic}`))}`);
+    if (Date.now() > end)
+      throw new Error(`no ${what} within ${ms} ms; events: ${JSON.stringify((await events(p)).map((e) => `${e.node}:${e.port}:${e.topic}`))}`);
     await sleep(100);
   }
 }
@@ -239,10 +240,12 @@ describe('failover under a network partition: a main cut off the broker while it
    *   GET /link-applied every Aux change it applied, in order
    */
   function backupFlow(brokerUrl: string): object[] {
-    const nodes = recorderSiteFlow({ serverId: 'backup-1', role: 'backup', storageRoot: 'store', brokerUrl, backupLink: true, recorders: recorders() }) as { id: string; wires?: string[][] }[];
+    const nodes = recorderSiteFlow({ serverId: 'backup-1', role: 'backup', storageRoot: 'store', brokerUrl, backupLink: true, recorders: recorders() }) as {
+      id: string;
+      wires?: string[][];
+    }[];
     nodes.find((n) => n.id === 'blink')!.wires = [['blapplied']];
-    const store = (key: string, expr: string) =>
-      `const list = flow.get('${key}') || [];\nlist.push(${expr});\nflow.set('${key}', list);\nreturn null;`;
+    const store = (key: string, expr: string) => `const list = flow.get('${key}') || [];\nlist.push(${expr});\nflow.set('${key}', list);\nreturn null;`;
     const serve = (id: string, url: string, key: string) => [
       { id: `${id}in`, type: 'http in', z: 'tab1', url, method: 'get', upload: false, wires: [[`${id}out`]] },
       { id: `${id}out`, type: 'function', z: 'tab1', outputs: 1, func: `msg.payload = flow.get('${key}') || [];\nreturn msg;`, wires: [['blresp']] },
@@ -251,13 +254,25 @@ describe('failover under a network partition: a main cut off the broker while it
       ...nodes,
       { id: 'blcatch', type: 'catch', z: 'tab1', scope: ['blink'], uncaught: false, wires: [['blerr']] },
       {
-        id: 'blerr', type: 'function', z: 'tab1', outputs: 1,
-        func: store('linkErrors', '{ message: msg.error.message, from: msg.payload && msg.payload.from ? msg.payload.from.server : null, lineId: msg.payload ? msg.payload.lineId : null, epoch: msg.payload ? msg.payload.epoch : null, at: Date.now() }'),
+        id: 'blerr',
+        type: 'function',
+        z: 'tab1',
+        outputs: 1,
+        func: store(
+          'linkErrors',
+          '{ message: msg.error.message, from: msg.payload && msg.payload.from ? msg.payload.from.server : null, lineId: msg.payload ? msg.payload.lineId : null, epoch: msg.payload ? msg.payload.epoch : null, at: Date.now() }',
+        ),
         wires: [[]],
       },
       {
-        id: 'blapplied', type: 'function', z: 'tab1', outputs: 1,
-        func: store('linkApplied', '{ event: msg.payload.event, lineId: msg.payload.line ? msg.payload.line.id : null, status: msg.payload.line ? msg.payload.line.status : null, epoch: null, at: Date.now() }'),
+        id: 'blapplied',
+        type: 'function',
+        z: 'tab1',
+        outputs: 1,
+        func: store(
+          'linkApplied',
+          '{ event: msg.payload.event, lineId: msg.payload.line ? msg.payload.line.id : null, status: msg.payload.line ? msg.payload.line.status : null, epoch: null, at: Date.now() }',
+        ),
         wires: [[]],
       },
       ...serve('ble', '/link-errors', 'linkErrors'),
@@ -266,14 +281,18 @@ describe('failover under a network partition: a main cut off the broker while it
     ];
   }
 
-  async function lines(p: NodeRedProcess | ((m: string, u: string, b?: unknown) => Promise<{ status: number; body: any }>), channel: number): Promise<ListedLine[]> { // eslint-disable-line @typescript-eslint/no-explicit-any
-    const r = typeof p === 'function' ? await p('POST', `/cmd/${channel}`, { command: 'list' }) : await p.request('POST', `/cmd/${channel}`, { command: 'list' });
+  async function lines(
+    p: NodeRedProcess | ((m: string, u: string, b?: unknown) => Promise<{ status: number; body: any }>),
+    channel: number,
+  ): Promise<ListedLine[]> {
+    const r =
+      typeof p === 'function' ? await p('POST', `/cmd/${channel}`, { command: 'list' }) : await p.request('POST', `/cmd/${channel}`, { command: 'list' });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     return r.body.lines as ListedLine[];
   }
 
   async function waitLine(
-    p: NodeRedProcess | ((m: string, u: string, b?: unknown) => Promise<{ status: number; body: any }>), // eslint-disable-line @typescript-eslint/no-explicit-any
+    p: NodeRedProcess | ((m: string, u: string, b?: unknown) => Promise<{ status: number; body: any }>),
     who: string,
     channel: number,
     id: string,
@@ -323,7 +342,13 @@ describe('failover under a network partition: a main cut off the broker while it
         host: '0.0.0.0', // inside the namespace: its loopback and its end of the veth pair
         reachAt: netns.nsAddr,
         wrap: netns.wrap,
-        flows: recorderSiteFlow({ serverId: 'main-1', storageRoot: 'store', brokerUrl: `mqtt://${netns.hostAddr}:${b.port}`, backupLink: true, recorders: recorders('backup-1') }),
+        flows: recorderSiteFlow({
+          serverId: 'main-1',
+          storageRoot: 'store',
+          brokerUrl: `mqtt://${netns.hostAddr}:${b.port}`,
+          backupLink: true,
+          recorders: recorders('backup-1'),
+        }),
       }),
       startNodeRed({ userDir: dirs['backup-1'], flows: backupFlow(b.url) }),
       startNodeRed({
@@ -339,7 +364,10 @@ describe('failover under a network partition: a main cut off the broker while it
     const inNs = (method: string, urlPath: string, body?: unknown) => netns.request(m1.port, method, urlPath, body);
 
     // two Backup=On lines on main-1, mirrored to backup-1
-    for (const [ch, id, title] of [[1, 'news', 'Evening News'], [2, 'promo', 'Promo Loop']] as const) {
+    for (const [ch, id, title] of [
+      [1, 'news', 'Evening News'],
+      [2, 'promo', 'Promo Loop'],
+    ] as const) {
       const add = await m1.request('POST', `/cmd/${ch}`, { command: 'add', line: { id, title, backup: 'on', attributes: { house: `H-${id}` } } });
       assert.equal(add.status, 200, JSON.stringify(add.body));
       const start = await m1.request('POST', `/cmd/${ch}`, { command: 'start', line: { id } });
@@ -366,7 +394,10 @@ describe('failover under a network partition: a main cut off the broker while it
     assert.ok(epoch > epochBefore, `the takeover raised the epoch (${epochBefore} -> ${epoch})`);
     assert.deepEqual(
       (started.payload.channels as { channel: number; started: string[]; error: string | null }[]).map((c) => [c.channel, c.started, c.error]),
-      [[1, ['news'], null], [2, ['promo'], null]],
+      [
+        [1, ['news'], null],
+        [2, ['promo'], null],
+      ],
     );
     // the failover server records main-1's channels ...
     const foStore = (ch: number) => path.join(dirs['fo-1'], 'store', 'main-1', `ch0${ch}`);
@@ -382,7 +413,10 @@ describe('failover under a network partition: a main cut off the broker while it
     assert.equal(stop.status, 200, JSON.stringify(stop.body));
     await waitLine(inNs, 'main-1', 1, 'news', 'stopped');
     await sleep(4000); // a fixed wait: main-1 records on, and the backup hears nothing of the stop, while cut off
-    assert.ok(segments(mainStore(2)).length >= mainSegsAtTakeover + 1, `main-1 wrote media during the partition (${mainSegsAtTakeover} -> ${segments(mainStore(2)).length} segments)`);
+    assert.ok(
+      segments(mainStore(2)).length >= mainSegsAtTakeover + 1,
+      `main-1 wrote media during the partition (${mainSegsAtTakeover} -> ${segments(mainStore(2)).length} segments)`,
+    );
     // the backup has not heard of the stop: its Aux twin records on
     assert.equal((await lines(bk, 1)).find((l) => l.id === 'news')?.status, 'recording', 'the Aux news line records on while main-1 is cut off');
     assert.deepEqual((await bk.request('GET', '/link-errors')).body, [], 'no refusal before the partition heals');
@@ -393,10 +427,13 @@ describe('failover under a network partition: a main cut off the broker while it
     // main-1 reconnects and republishes its retained mirrors, still of its old epoch: the backup refuses them
     const refused = await waitFor(
       async () => ((await bk.request('GET', '/link-errors')).body as LinkError[]).find((e) => e.from === 'main-1' && e.lineId === 'news'),
-      'the backup refusing main-1\'s stale mirror of the news line',
+      "the backup refusing main-1's stale mirror of the news line",
       40000,
     );
-    assert.match(refused.message, new RegExp(`refused a mirror message from main-1 of epoch ${epochBefore}: the group is at epoch ${epoch} \\(a stale main\\)`));
+    assert.match(
+      refused.message,
+      new RegExp(`refused a mirror message from main-1 of epoch ${epochBefore}: the group is at epoch ${epoch} \\(a stale main\\)`),
+    );
     assert.equal(refused.epoch, epochBefore);
     // then automatic failback after the hold-down
     const fbOk = await waitEvent(fo, (e) => e.node === 'failback' && e.port === 0, 'Failback OK', 60000);
@@ -435,7 +472,7 @@ describe('failover under a network partition: a main cut off the broker while it
     // the log entry is finalized, failback ok, with what main-1 confirmed
     const log = await fo.request('POST', '/fw', { command: 'log', state: 'finalized' });
     assert.equal(log.status, 200, JSON.stringify(log.body));
-    const entry = (log.body.finalized as { id: number }[]).find((e) => e.id === entryId) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const entry = (log.body.finalized as { id: number }[]).find((e) => e.id === entryId) as any;
     assert.ok(entry, JSON.stringify(log.body));
     assert.equal(entry.failbackResult, 'ok');
     assert.equal(entry.epoch, epoch);

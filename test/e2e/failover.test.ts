@@ -91,7 +91,6 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
   /** The failover server's cache holds the line as recording (it was published before the kill). */
   const waitCached = (server: string, lineId: string) => waitCachedLine(dirs['fo-1'], server, lineId);
 
-
   /** Media segments the failover server wrote for a failed server's channel. */
   function takeoverSegments(server: string, channel: number): string[] {
     const root = path.join(dirs['fo-1'], 'store', server, `ch${String(channel).padStart(2, '0')}`);
@@ -122,7 +121,9 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
     assert.deepEqual(started.payload.entry.channels, [1, 2]);
     assert.equal(started.payload.entry.state, 'active');
     assert.ok(started.payload.entry.epoch >= 1, 'the takeover raised the epoch');
-    const byChannel = Object.fromEntries((started.payload.channels as { channel: number; started: string[]; error: string | null }[]).map((c) => [c.channel, c]));
+    const byChannel = Object.fromEntries(
+      (started.payload.channels as { channel: number; started: string[]; error: string | null }[]).map((c) => [c.channel, c]),
+    );
     assert.deepEqual(byChannel[1].started, ['news'], JSON.stringify(byChannel));
     assert.deepEqual(byChannel[2].started, ['promo'], JSON.stringify(byChannel));
     assert.equal(byChannel[1].error, null);
@@ -174,14 +175,25 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
 
     // log entry finalized, with its history
     const log2 = await fo.request('POST', '/fw', { command: 'log', state: 'finalized' });
-    const entry = (log2.body.finalized as { id: number }[]).find((e) => e.id === entryId) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const entry = (log2.body.finalized as { id: number }[]).find((e) => e.id === entryId) as any;
     assert.ok(entry, JSON.stringify(log2.body));
     assert.equal(entry.state, 'finalized');
     assert.equal(entry.failbackResult, 'ok');
     assert.equal(entry.materialCopy, 'requested');
     const texts = (entry.history as { text: string }[]).map((h) => h.text);
-    for (const want of [/^failover started/, /^evidence: /, /^failback requested \(automatic/, /^failback started$/, /confirmed/, /^failback performed$/, /^material copy requested$/]) {
-      assert.ok(texts.some((t) => want.test(t)), `history has ${want}: ${JSON.stringify(texts)}`);
+    for (const want of [
+      /^failover started/,
+      /^evidence: /,
+      /^failback requested \(automatic/,
+      /^failback started$/,
+      /confirmed/,
+      /^failback performed$/,
+      /^material copy requested$/,
+    ]) {
+      assert.ok(
+        texts.some((t) => want.test(t)),
+        `history has ${want}: ${JSON.stringify(texts)}`,
+      );
     }
     // the failover server stopped recording for main-1
     const foMain1 = path.join(dirs['fo-1'], 'store', 'main-1');
@@ -214,7 +226,13 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
     const t1 = await waitEvent(fo, (e) => e.topic === 'failover started' && e.payload.entry.failedServer === 'main-1', 'takeover of main-1');
     const rel = await waitEvent(fo, (e) => e.topic === 'released' && e.payload.server === 'main-2', 'release of main-2');
     assert.match(rel.payload.reason, /higher priority/);
-    assert.deepEqual(t1.payload.channels.map((c: { channel: number; started: string[] }) => [c.channel, c.started]), [[1, []], [2, ['a']]]);
+    assert.deepEqual(
+      t1.payload.channels.map((c: { channel: number; started: string[] }) => [c.channel, c.started]),
+      [
+        [1, []],
+        [2, ['a']],
+      ],
+    );
     const st = await fo.request('POST', '/fw', { command: 'status' });
     const taken = (st.body.watched as { server: string; takenOver: boolean }[]).filter((w) => w.takenOver).map((w) => w.server);
     assert.deepEqual(taken, ['main-1']);
@@ -229,7 +247,10 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
     // the log keeps both: main-2's entry says it was released
     const log = await fo.request('POST', '/fw', { command: 'log', state: 'active' });
     const e2 = (log.body.active as { failedServer: string; history: { text: string }[] }[]).find((e) => e.failedServer === 'main-2')!;
-    assert.ok(e2.history.some((h) => /takeover released: .*higher priority/.test(h.text)), JSON.stringify(e2.history));
+    assert.ok(
+      e2.history.some((h) => /takeover released: .*higher priority/.test(h.text)),
+      JSON.stringify(e2.history),
+    );
   });
 
   it('kill -9 of the failover server during a takeover: it resumes recording for the failed main on restart, and fails back later', async function () {
@@ -247,7 +268,10 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
       procs['main-1'] = null;
       const started = await waitEvent(procs['fo-1']!, (e) => e.topic === 'failover started', 'failover started');
       const entryId = started.payload.entry.id as number;
-      await waitFor(() => takeoverSegments('main-1', 2).length > 0, { timeout: 15000, what: 'takeover media of main-1 channel 2 before the failover server is killed' });
+      await waitFor(() => takeoverSegments('main-1', 2).length > 0, {
+        timeout: 15000,
+        what: 'takeover media of main-1 channel 2 before the failover server is killed',
+      });
       const before = takeoverSegments('main-1', 2).length;
       assert.ok(before > 0);
       // the failover server dies too, and comes back
@@ -264,7 +288,10 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
       const e = (log.body.active as { id: number; state: string; history: { text: string }[] }[]).find((x) => x.id === entryId)!;
       assert.ok(e, 'the log entry survived the kill -9');
       assert.equal(e.state, 'active');
-      assert.ok(e.history.some((h) => /takeover resumed after fo-1 restarted/.test(h.text)), JSON.stringify(e.history));
+      assert.ok(
+        e.history.some((h) => /takeover resumed after fo-1 restarted/.test(h.text)),
+        JSON.stringify(e.history),
+      );
       const st = await fo.request('POST', '/fw', { command: 'status' });
       assert.equal(st.body.watched[0].takenOver, true);
       // the main returns: automatic failback of the same entry

@@ -64,11 +64,63 @@ describe('studio GPIO end to end (Node-RED process, recorder, pymodbus)', functi
   const site = (port: number) => [
     ...recorderSiteFlow({ serverId: 'main-1', storageRoot: path.join(dir, 'store'), recorders: [{ channel: 1 }] }),
     { id: 'dev', type: 'gpio-device', transport: 'tcp', host: '127.0.0.1', port, unitId: 1, pollMs: 20, timeoutMs: 500, queueMax: 32 },
-    { id: 'press', type: 'gpio-in', z: 'tab1', name: 'REC button', device: 'dev', area: 'discrete', address: 0, bit: '', debounce: 20, edges: 'rising', sendInitial: false, topic: 'rec', wires: [['startcmd']] },
-    { id: 'release', type: 'gpio-in', z: 'tab1', device: 'dev', area: 'discrete', address: 0, bit: '', debounce: 20, edges: 'falling', sendInitial: false, topic: 'rec', wires: [['stopcmd']] },
-    { id: 'startcmd', type: 'change', z: 'tab1', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"command":"start","line":{"n":1}}', tot: 'json' }], wires: [['rec1']] },
-    { id: 'stopcmd', type: 'change', z: 'tab1', rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"command":"stop","line":{"n":1}}', tot: 'json' }], wires: [['rec1']] },
-    { id: 'tally', type: 'gpio-out', z: 'tab1', name: 'REC tally', device: 'dev', target: 'coil', address: 0, follow: 'recording', server: 'srv1', channel: 1, invert: false, wires: [] },
+    {
+      id: 'press',
+      type: 'gpio-in',
+      z: 'tab1',
+      name: 'REC button',
+      device: 'dev',
+      area: 'discrete',
+      address: 0,
+      bit: '',
+      debounce: 20,
+      edges: 'rising',
+      sendInitial: false,
+      topic: 'rec',
+      wires: [['startcmd']],
+    },
+    {
+      id: 'release',
+      type: 'gpio-in',
+      z: 'tab1',
+      device: 'dev',
+      area: 'discrete',
+      address: 0,
+      bit: '',
+      debounce: 20,
+      edges: 'falling',
+      sendInitial: false,
+      topic: 'rec',
+      wires: [['stopcmd']],
+    },
+    {
+      id: 'startcmd',
+      type: 'change',
+      z: 'tab1',
+      rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"command":"start","line":{"n":1}}', tot: 'json' }],
+      wires: [['rec1']],
+    },
+    {
+      id: 'stopcmd',
+      type: 'change',
+      z: 'tab1',
+      rules: [{ t: 'set', p: 'payload', pt: 'msg', to: '{"command":"stop","line":{"n":1}}', tot: 'json' }],
+      wires: [['rec1']],
+    },
+    {
+      id: 'tally',
+      type: 'gpio-out',
+      z: 'tab1',
+      name: 'REC tally',
+      device: 'dev',
+      target: 'coil',
+      address: 0,
+      follow: 'recording',
+      server: 'srv1',
+      channel: 1,
+      invert: false,
+      wires: [],
+    },
   ];
 
   const device = async (): Promise<DeviceInfo> => {
@@ -107,10 +159,14 @@ describe('studio GPIO end to end (Node-RED process, recorder, pymodbus)', functi
     assert.ok(broken.error, 'a reason is shown');
     // it comes back on the same port: the nodes reconnect by themselves
     modbus = await startModbusServer(port);
-    const back = await waitFor(async () => {
-      const d = await device();
-      return d.state === 'connected' ? d : null;
-    }, 'reconnected without a redeploy', 30000);
+    const back = await waitFor(
+      async () => {
+        const d = await device();
+        return d.state === 'connected' ? d : null;
+      },
+      'reconnected without a redeploy',
+      30000,
+    );
     assert.ok(back.stats.connects >= 2);
     // a new take on the same line is refused (stopped lines do not restart), so add a second line and press again
     const add2 = await p.request('POST', '/cmd/1', { command: 'add', line: { n: 1, title: 'GPI take 2' } });
@@ -156,7 +212,9 @@ describe('studio GPIO end to end (Node-RED process, recorder, pymodbus)', functi
     const m1 = await read();
     const timers = (m: Probe) => m.resources.Timeout ?? 0;
     const growth = (m1.heapUsed - m0.heapUsed) / 1048576;
-    console.log(`      after 100 and after 1000 partial deploys: heap ${(m0.heapUsed / 1048576).toFixed(1)} -> ${(m1.heapUsed / 1048576).toFixed(1)} MiB, timers ${timers(m0)} -> ${timers(m1)}, device listeners ${d0.resources.listeners} -> ${d1.resources.listeners}`);
+    console.log(
+      `      after 100 and after 1000 partial deploys: heap ${(m0.heapUsed / 1048576).toFixed(1)} -> ${(m1.heapUsed / 1048576).toFixed(1)} MiB, timers ${timers(m0)} -> ${timers(m1)}, device listeners ${d0.resources.listeners} -> ${d1.resources.listeners}`,
+    );
     assert.equal(d1.state, 'connected');
     assert.equal(d1.stats.connects, 1, 'the device connection was never rebuilt');
     // listeners and watches are exact; the poll timer and the one request in flight come and go with the poll cycle

@@ -54,8 +54,15 @@ describe('material copy: the restored main fetches what the failover server reco
     main = await startNodeRed({
       userDir: dirM,
       flows: recorderSiteFlow({
-        serverId: 'main-1', storageRoot: 'store', brokerUrl: broker.url, peerPort: portM, materialCopy: { bandwidth },
-        recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 1 }, { channel: 2, sourceType: 'testpattern', segmentSeconds: 1 }],
+        serverId: 'main-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        peerPort: portM,
+        materialCopy: { bandwidth },
+        recorders: [
+          { channel: 1, sourceType: 'testpattern', segmentSeconds: 1 },
+          { channel: 2, sourceType: 'testpattern', segmentSeconds: 1 },
+        ],
       }),
       credentials: { srv1: { peerSecret: SECRET } },
     });
@@ -64,7 +71,16 @@ describe('material copy: the restored main fetches what the failover server reco
   const startFo = async () => {
     fo = await startNodeRed({
       userDir: dirF,
-      flows: failoverSiteFlow({ serverId: 'fo-1', storageRoot: 'store', brokerUrl: broker.url, watched: 'main-1', holdDown: 2, overlap: 1, peerPort: portF, materialCopy: true }),
+      flows: failoverSiteFlow({
+        serverId: 'fo-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        watched: 'main-1',
+        holdDown: 2,
+        overlap: 1,
+        peerPort: portF,
+        materialCopy: true,
+      }),
       credentials: { srv1: { peerSecret: SECRET } },
     });
     return fo;
@@ -78,7 +94,11 @@ describe('material copy: the restored main fetches what the failover server reco
   /** The failover server's media for main-1, relative path -> sha256 (complete segments only: those of closed clips). */
   function foMedia(): Map<string, string> {
     const root = path.join(dirF, 'store');
-    return new Map(walk(path.join(root, 'main-1')).filter((f) => f.endsWith('.ts')).map((f) => [path.relative(root, f), sha(f)]));
+    return new Map(
+      walk(path.join(root, 'main-1'))
+        .filter((f) => f.endsWith('.ts'))
+        .map((f) => [path.relative(root, f), sha(f)]),
+    );
   }
   async function entryState(): Promise<{ id: number; materialCopy: string; startedAt: number; endedAt: number }> {
     const r = await fo!.request('POST', '/fw', { command: 'log', state: 'all' });
@@ -89,7 +109,8 @@ describe('material copy: the restored main fetches what the failover server reco
     for (;;) {
       const e = await entryState();
       if (e?.materialCopy === state) return e;
-      if (Date.now() > end) throw new Error(`material copy is ${e?.materialCopy}, not ${state}; main events: ${JSON.stringify((await events(main!)).slice(-5))}`);
+      if (Date.now() > end)
+        throw new Error(`material copy is ${e?.materialCopy}, not ${state}; main events: ${JSON.stringify((await events(main!)).slice(-5))}`);
       await sleep(250);
     }
   }

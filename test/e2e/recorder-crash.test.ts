@@ -71,7 +71,10 @@ describe('recorder in a real Node-RED process', function () {
       await sleep(200);
       lines = await listLines(nr);
     }
-    assert.deepEqual(lines.map((l: { title: string }) => l.title), ['First', 'Second', 'Third']);
+    assert.deepEqual(
+      lines.map((l: { title: string }) => l.title),
+      ['First', 'Second', 'Third'],
+    );
     const line = lines.find((l: { id: string }) => l.id === 'second');
     assert.equal(line.status, 'interrupted');
     assert.match(line.reason, /stopped unexpectedly/);
@@ -99,13 +102,27 @@ describe('recorder in a real Node-RED process', function () {
     for (const seg of complete) {
       const file = path.join(dir, seg.file);
       const probed = JSON.parse(
-        execFileSync('ffprobe', ['-v', 'error', '-count_packets', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_packets', '-of', 'json', file]).toString(),
+        execFileSync('ffprobe', [
+          '-v',
+          'error',
+          '-count_packets',
+          '-select_streams',
+          'v:0',
+          '-show_entries',
+          'stream=nb_read_packets',
+          '-of',
+          'json',
+          file,
+        ]).toString(),
       );
       const n = Number(probed.streams[0].nb_read_packets);
       assert.equal(n, seg.frames, `${seg.file}: ffprobe counts ${n} frames, the sidecar ${seg.frames}`);
       assert.match(seg.sha256, /^[0-9a-f]{64}$/);
     }
-    assert.equal(sidecar.frames, sidecar.segments.reduce((a: number, s: { frames: number }) => a + (s.frames ?? 0), 0));
+    assert.equal(
+      sidecar.frames,
+      sidecar.segments.reduce((a: number, s: { frames: number }) => a + (s.frames ?? 0), 0),
+    );
   });
   it('a graceful restart of Node-RED leaves no ffmpeg and resumes the recording in the same clip', async function () {
     const flows = recorderSiteFlow({ serverId: 'main-1', storageRoot: 'store', recorders: [{ channel: 1 }] });
@@ -139,6 +156,9 @@ describe('recorder in a real Node-RED process', function () {
     assert.match(clip.gaps[0].reason, /recorder restarted/);
     assert.ok(clip.gaps[0].toMs > clip.gaps[0].fromMs);
     assert.equal(clip.runs, 2);
-    assert.ok(clip.segments.every((s: { complete: boolean }) => s.complete), 'every segment closed properly');
+    assert.ok(
+      clip.segments.every((s: { complete: boolean }) => s.complete),
+      'every segment closed properly',
+    );
   });
 });

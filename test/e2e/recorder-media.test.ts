@@ -30,8 +30,21 @@ function flow(rec: Record<string, unknown>, extra: object[] = []) {
     { id: 'f1', type: 'tab', label: 'media' },
     { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store' },
     {
-      id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 1, channelName: 'Studio A', frameRate: '25',
-      segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'tod', startTimeout: 15, stallTimeout: 4, wires: [['out']], ...rec,
+      id: 'rec',
+      type: 'recorder',
+      z: 'f1',
+      server: 'srv',
+      channel: 1,
+      channelName: 'Studio A',
+      frameRate: '25',
+      segmentSeconds: 2,
+      container: 'ts',
+      videoCodec: 'copy',
+      tcMode: 'tod',
+      startTimeout: 15,
+      stallTimeout: 4,
+      wires: [['out']],
+      ...rec,
     },
     { id: 'out', type: 'helper', z: 'f1' },
     ...extra,
@@ -43,7 +56,7 @@ describe('recorder media (real ffmpeg, real RTSP server, ffprobe)', function () 
   let userDir: string;
   let rtsp: RtspServerHandle | null = null;
   let out: Collector;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+
   let rec: any;
 
   before(function (done) {
@@ -106,11 +119,25 @@ describe('recorder media (real ffmpeg, real RTSP server, ffprobe)', function () 
     assert.equal(sidecar.gaps.length, 0);
   });
 
-  it('back-to-back lines on a live camera (a timed line after a manual one, then one planned to start at the stop time of the one before): each clip\'s first picture is the one right after the last of the clip before, as a third recording of the camera shows', async function () {
+  it("back-to-back lines on a live camera (a timed line after a manual one, then one planned to start at the stop time of the one before): each clip's first picture is the one right after the last of the clip before, as a third recording of the camera shows", async function () {
     rtsp = await startRtspServer({ fps: '25', gop: 25 });
     const reference = {
-      id: 'ref', type: 'recorder', z: 'f1', server: 'srv', channel: 2, channelName: 'Reference', frameRate: '25', sourceType: 'url', url: rtsp.url,
-      segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'tod', startTimeout: 15, stallTimeout: 4, wires: [['outref']],
+      id: 'ref',
+      type: 'recorder',
+      z: 'f1',
+      server: 'srv',
+      channel: 2,
+      channelName: 'Reference',
+      frameRate: '25',
+      sourceType: 'url',
+      url: rtsp.url,
+      segmentSeconds: 2,
+      container: 'ts',
+      videoCodec: 'copy',
+      tcMode: 'tod',
+      startTimeout: 15,
+      stallTimeout: 4,
+      wires: [['outref']],
     };
     await load({ sourceType: 'url', url: rtsp.url }, [reference, { id: 'outref', type: 'helper', z: 'f1' }]);
     const ref = helper.getNode('ref');
@@ -199,9 +226,13 @@ describe('recorder media (real ffmpeg, real RTSP server, ffprobe)', function () 
     rtsp = await startRtspServer({ fps: '25', gop: 25 });
     const { freePort } = await import('../support/onvif-device');
     const port = await freePort();
-    await load({ sourceType: 'onvif', camera: 'cam' }, [{ id: 'cam', type: 'onvif-camera', host: '127.0.0.1', port, path: '/onvif/device_service', profileToken: '', resolution: '640x360' }], {
-      cam: { username: 'operator', password: 'p@ss word' },
-    });
+    await load(
+      { sourceType: 'onvif', camera: 'cam' },
+      [{ id: 'cam', type: 'onvif-camera', host: '127.0.0.1', port, path: '/onvif/device_service', profileToken: '', resolution: '640x360' }],
+      {
+        cam: { username: 'operator', password: 'p@ss word' },
+      },
+    );
     // the camera is not there yet: start is refused, nothing changes
     rec.receive({ payload: { command: 'add', line: { id: 'o', title: 'Onvif' } } });
     await out.event('added');

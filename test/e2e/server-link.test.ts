@@ -11,9 +11,13 @@ import { compileSchema } from '../../lib/model/commands';
 import { ServerLink, topicMatches, RateLimitedLog } from '../../lib/link/server-link';
 import { validateServerState } from '../../lib/link/schemas';
 import { Broker, startMosquitto } from '../support/mosquitto';
-import { sleep, until } from '../support/nr';
+import { until } from '../support/nr';
 
-function watcher(url: string, topic: string, opts: mqtt.IClientOptions = {}): Promise<{ client: MqttClient; msgs: { topic: string; text: string; retain: boolean }[] }> {
+function watcher(
+  url: string,
+  topic: string,
+  opts: mqtt.IClientOptions = {},
+): Promise<{ client: MqttClient; msgs: { topic: string; text: string; retain: boolean }[] }> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, { reconnectPeriod: 200, ...opts });
     const msgs: { topic: string; text: string; retain: boolean }[] = [];
@@ -22,7 +26,6 @@ function watcher(url: string, topic: string, opts: mqtt.IClientOptions = {}): Pr
     client.once('error', reject);
   });
 }
-
 
 const quietLog = () => {
   const warnings: string[] = [];
@@ -54,7 +57,11 @@ describe('server link (MQTT) against mosquitto', function () {
     assert.equal(s.state, 'online');
     assert.equal(s.role, 'main');
     const seqs = w.msgs.filter((m) => m.topic.endsWith('/heartbeat')).map((m) => JSON.parse(m.text).seq);
-    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'heartbeat sequence increases');
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+      'heartbeat sequence increases',
+    );
     await link.stop();
     await until(() => w.msgs.some((m) => m.topic.endsWith('/state') && JSON.parse(m.text).state === 'offline'), 'offline state');
     const off = JSON.parse(w.msgs.filter((m) => m.topic.endsWith('/state')).pop()!.text);
@@ -116,7 +123,10 @@ describe('server link (MQTT) against mosquitto', function () {
     cleanup.push(() => good.stop());
     good.start();
     await until(() => good.state === 'connected', 'connected with credentials');
-    const bad = new ServerLink({ url: broker.url, group: 'studio', serverId: 'main-9', role: 'main', username: 'studio', password: 'wrong', reconnectMinMs: 100 }, quietLog().log);
+    const bad = new ServerLink(
+      { url: broker.url, group: 'studio', serverId: 'main-9', role: 'main', username: 'studio', password: 'wrong', reconnectMinMs: 100 },
+      quietLog().log,
+    );
     cleanup.push(() => bad.stop());
     bad.start();
     await until(() => bad.state === 'reconnecting' && /refused the user name or password/.test(bad.lastError ?? ''), 'refusal reported');
@@ -147,7 +157,10 @@ describe('server link (MQTT) against mosquitto', function () {
     await until(() => got.length === 1, 'the one valid message');
     assert.deepEqual(got, [{ n: 7 }]);
     assert.ok(warnings.some((w) => /not JSON/.test(w)));
-    assert.ok(warnings.some((w) => /payload.n must be a whole number/.test(w)), warnings.join('\n'));
+    assert.ok(
+      warnings.some((w) => /payload.n must be a whole number/.test(w)),
+      warnings.join('\n'),
+    );
     assert.ok(warnings.some((w) => /larger than/.test(w)));
     assert.ok(warnings.length <= 6, `rate-limited: ${warnings.length} warnings for 101 bad messages`);
   });
@@ -159,7 +172,11 @@ describe('server link (MQTT) against mosquitto', function () {
     assert.ok(!topicMatches('a/b/c', 'a/b'));
     let t = 0;
     const out: string[] = [];
-    const r = new RateLimitedLog((m) => out.push(m), 1000, () => t);
+    const r = new RateLimitedLog(
+      (m) => out.push(m),
+      1000,
+      () => t,
+    );
     r.say('k', 'one');
     r.say('k', 'two');
     r.say('k', 'three');

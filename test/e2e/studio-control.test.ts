@@ -25,7 +25,7 @@ const CH = `${P}/main-1/1`;
 interface Received {
   topic: string;
   retain: boolean;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+
   payload: any;
   raw: string;
 }
@@ -62,7 +62,8 @@ class Sub {
     for (;;) {
       const m = this.msgs.slice(from).find(pred);
       if (m) return m;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.msgs.slice(-12).map((x) => `${x.topic} ${x.raw.slice(0, 160)}`))}`);
+      if (Date.now() > end)
+        throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.msgs.slice(-12).map((x) => `${x.topic} ${x.raw.slice(0, 160)}`))}`);
       await sleep(25);
     }
   }
@@ -94,16 +95,46 @@ function panelFlow(brokerUrl: string, storageRoot: string, protocolVersion = '4'
   return [
     ...site,
     {
-      id: 'mb', type: 'mqtt-broker', name: 'site broker', broker: brokerUrl, port: '', clientid: '', autoConnect: true, usetls: false,
-      protocolVersion, keepalive: '15', cleansession: true, autoUnsubscribe: true, birthTopic: '', closeTopic: '', willTopic: '',
+      id: 'mb',
+      type: 'mqtt-broker',
+      name: 'site broker',
+      broker: brokerUrl,
+      port: '',
+      clientid: '',
+      autoConnect: true,
+      usetls: false,
+      protocolVersion,
+      keepalive: '15',
+      cleansession: true,
+      autoUnsubscribe: true,
+      birthTopic: '',
+      closeTopic: '',
+      willTopic: '',
     },
-    { id: 'min', type: 'mqtt in', z: 'tab1', name: 'panel requests', topic: `${P}/+/+/cmd/#`, qos: '1', datatype: 'auto-detect', broker: 'mb', nl: false, rap: true, rh: 0, inputs: 0, wires: [['sc']] },
+    {
+      id: 'min',
+      type: 'mqtt in',
+      z: 'tab1',
+      name: 'panel requests',
+      topic: `${P}/+/+/cmd/#`,
+      qos: '1',
+      datatype: 'auto-detect',
+      broker: 'mb',
+      nl: false,
+      rap: true,
+      rh: 0,
+      inputs: 0,
+      wires: [['sc']],
+    },
     { id: 'sc', type: 'studio-control', z: 'tab1', name: '', prefix: P, prefixType: 'str', server: '', serverType: 'str', wires: [['mout']] },
     { id: 'mout', type: 'mqtt out', z: 'tab1', name: 'replies and state', topic: '', qos: '', retain: '', broker: 'mb', wires: [] },
     // what a Catch node sees of studio-control, published where the test can read it
     { id: 'sccatch', type: 'catch', z: 'tab1', scope: ['sc'], uncaught: false, wires: [['scerr']] },
     {
-      id: 'scerr', type: 'function', z: 'tab1', outputs: 1,
+      id: 'scerr',
+      type: 'function',
+      z: 'tab1',
+      outputs: 1,
       func: "return { topic: 'test/caught', payload: { message: msg.error.message, source: msg.error.source && msg.error.source.id, topic: msg.topic } };",
       wires: [['mout']],
     },
@@ -135,8 +166,14 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     nr = await startNodeRed({ userDir, flows: panelFlow(broker.url, 'store', '5') });
     const panel = await mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: 'panel-v5', reconnectPeriod: 0 });
     try {
-      const got: { topic: string; payload: { ok: boolean; requestId: string; command: string; error?: { code: string; message: string } }; correlationData?: Buffer }[] = [];
-      panel.on('message', (topic, payload, packet) => got.push({ topic, payload: JSON.parse(payload.toString()), correlationData: packet.properties?.correlationData as Buffer | undefined }));
+      const got: {
+        topic: string;
+        payload: { ok: boolean; requestId: string; command: string; error?: { code: string; message: string } };
+        correlationData?: Buffer;
+      }[] = [];
+      panel.on('message', (topic, payload, packet) =>
+        got.push({ topic, payload: JSON.parse(payload.toString()), correlationData: packet.properties?.correlationData as Buffer | undefined }),
+      );
       await panel.subscribeAsync(['panels/desk-5/answers', `${CH}/reply`], { qos: 1 });
       const waitFor = async (pred: (m: (typeof got)[number]) => boolean, what: string) => {
         for (let i = 0; i < 300; i++) {
@@ -150,7 +187,10 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
       const cd = Buffer.from('desk-5#17');
       let answer: (typeof got)[number] | undefined;
       for (let i = 0; i < 40 && !answer; i++) {
-        await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'add', line: { id: 'v5', title: 'Panel V5' }, requestId: `v5-${i}` }), { qos: 1, properties: { responseTopic: 'panels/desk-5/answers', correlationData: cd } });
+        await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'add', line: { id: 'v5', title: 'Panel V5' }, requestId: `v5-${i}` }), {
+          qos: 1,
+          properties: { responseTopic: 'panels/desk-5/answers', correlationData: cd },
+        });
         await sleep(250);
         answer = got.find((m) => m.topic === 'panels/desk-5/answers' && m.payload.ok === true);
       }
@@ -159,14 +199,23 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
       assert.deepEqual(answer.correlationData, cd, 'its correlation data came back');
       assert.equal(got.filter((m) => m.topic === `${CH}/reply`).length, 0, 'not on the usual reply topic');
       // a wildcard response topic: refused on the usual reply topic, and nothing added
-      await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'add', line: { id: 'never', title: 'Never' }, requestId: 'bad-rt' }), { qos: 1, properties: { responseTopic: 'panels/+/answers' } });
+      await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'add', line: { id: 'never', title: 'Never' }, requestId: 'bad-rt' }), {
+        qos: 1,
+        properties: { responseTopic: 'panels/+/answers' },
+      });
       const refused = await waitFor((m) => m.topic === `${CH}/reply` && m.payload.requestId === 'bad-rt', 'the refusal');
       assert.equal(refused.payload.ok, false);
       assert.equal(refused.payload.error!.code, 'EINVAL');
       assert.match(refused.payload.error!.message, /not a topic to publish to/);
-      await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'list', requestId: 'list-v5' }), { qos: 1, properties: { responseTopic: 'panels/desk-5/answers', correlationData: cd } });
+      await panel.publishAsync(`${CH}/cmd`, JSON.stringify({ command: 'list', requestId: 'list-v5' }), {
+        qos: 1,
+        properties: { responseTopic: 'panels/desk-5/answers', correlationData: cd },
+      });
       const list = (await waitFor((m) => m.payload.requestId === 'list-v5', 'the list')) as unknown as { payload: { reclist: { id: string }[] } };
-      assert.deepEqual(list.payload.reclist.map((l) => l.id), ['v5']);
+      assert.deepEqual(
+        list.payload.reclist.map((l) => l.id),
+        ['v5'],
+      );
     } finally {
       await panel.endAsync(true);
     }
@@ -202,15 +251,26 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     };
 
     // add a line
-    const added = await ask(`${CH}/cmd`, JSON.stringify({ command: 'add', line: { id: 'show', title: 'Morning Show', attributes: { house: 'MS-1' } }, requestId: 'add-1' }), 'add-1');
+    const added = await ask(
+      `${CH}/cmd`,
+      JSON.stringify({ command: 'add', line: { id: 'show', title: 'Morning Show', attributes: { house: 'MS-1' } }, requestId: 'add-1' }),
+      'add-1',
+    );
     assert.equal(added.topic, `${CH}/reply`);
     assert.deepEqual([added.payload.ok, added.payload.command, added.payload.server, added.payload.channel], [true, 'add', 'main-1', 1]);
-    assert.deepEqual(added.payload.events.map((e: { event: string }) => e.event), ['added']);
+    assert.deepEqual(
+      added.payload.events.map((e: { event: string }) => e.event),
+      ['added'],
+    );
     assert.equal(added.payload.events[0].line.title, 'Morning Show');
     const addedEvent = await sub.wait((m) => m.topic === `${CH}/event` && m.payload.event === 'added', 'the added event for every panel');
     assert.ok(sub.msgs.indexOf(addedEvent) > sub.msgs.indexOf(added), 'the requester gets its reply before the event');
     await sub.wait((m) => m.topic === `${CH}/reclist` && m.payload.lines.length === 1 && m.payload.lines[0].id === 'show', 'the rec-list with the new line');
-    assert.equal(sub.msgs.slice(mark).filter((m) => m.topic.endsWith('/reply') && m.payload.error).length, 0, 'the empty message that cleared the retained request was not answered');
+    assert.equal(
+      sub.msgs.slice(mark).filter((m) => m.topic.endsWith('/reply') && m.payload.error).length,
+      0,
+      'the empty message that cleared the retained request was not answered',
+    );
 
     // start it: the reply says armed, the state then says recording, and media is written
     mark = sub.msgs.length;
@@ -227,7 +287,10 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
 
     // read the rec-list and the status while it records
     const listed = await ask(`${CH}/cmd`, JSON.stringify({ command: 'list', requestId: 'list-1' }), 'list-1');
-    assert.deepEqual(listed.payload.reclist.map((l: { id: string; status: string }) => [l.id, l.status]), [['show', 'recording']]);
+    assert.deepEqual(
+      listed.payload.reclist.map((l: { id: string; status: string }) => [l.id, l.status]),
+      [['show', 'recording']],
+    );
     assert.ok(listed.payload.reclist[0].clipId);
     const st = await ask(`${CH}/cmd/status`, JSON.stringify({ requestId: 'status-1' }), 'status-1');
     assert.equal(st.payload.status.state, 'recording');
@@ -254,11 +317,35 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     const clipsBefore = walk(path.join(userDir, 'store')).filter((f) => f.endsWith('clip.json')).length;
     const bad: [string, string, string, string, RegExp][] = [
       ['bad JSON', `${CH}/cmd`, '{"command": "add", "line": {"title": "Half"', `${CH}/reply`, /^the payload is not valid JSON/],
-      ['unknown command', `${CH}/cmd`, JSON.stringify({ command: 'record', requestId: 'bad-2' }), `${CH}/reply`, /^unknown command "record": the commands are add, update, remove, start, stop, list, get, status$/],
-      ['bad line field', `${CH}/cmd`, JSON.stringify({ command: 'add', line: { title: 'X', n: 'first' }, requestId: 'bad-3' }), `${CH}/reply`, /^Command refused: line\.n must be a whole number$/],
+      [
+        'unknown command',
+        `${CH}/cmd`,
+        JSON.stringify({ command: 'record', requestId: 'bad-2' }),
+        `${CH}/reply`,
+        /^unknown command "record": the commands are add, update, remove, start, stop, list, get, status$/,
+      ],
+      [
+        'bad line field',
+        `${CH}/cmd`,
+        JSON.stringify({ command: 'add', line: { title: 'X', n: 'first' }, requestId: 'bad-3' }),
+        `${CH}/reply`,
+        /^Command refused: line\.n must be a whole number$/,
+      ],
       ['unknown line', `${CH}/cmd/start`, JSON.stringify({ line: { id: 'nope' }, requestId: 'bad-4' }), `${CH}/reply`, /no line with id "nope"/],
-      ['unknown channel', `${P}/main-1/5/cmd`, JSON.stringify({ command: 'start', line: { id: 'show' }, requestId: 'bad-5' }), `${P}/main-1/5/reply`, /^server main-1 has no recorder on channel 5 in this Node-RED \(its channels here: 1\)$/],
-      ['unknown server', `${P}/main-7/1/cmd`, JSON.stringify({ command: 'list', requestId: 'bad-6' }), `${P}/main-7/1/reply`, /^server main-7 has no recorder in this Node-RED \(servers here: main-1\)$/],
+      [
+        'unknown channel',
+        `${P}/main-1/5/cmd`,
+        JSON.stringify({ command: 'start', line: { id: 'show' }, requestId: 'bad-5' }),
+        `${P}/main-1/5/reply`,
+        /^server main-1 has no recorder on channel 5 in this Node-RED \(its channels here: 1\)$/,
+      ],
+      [
+        'unknown server',
+        `${P}/main-7/1/cmd`,
+        JSON.stringify({ command: 'list', requestId: 'bad-6' }),
+        `${P}/main-7/1/reply`,
+        /^server main-7 has no recorder in this Node-RED \(servers here: main-1\)$/,
+      ],
       ['not an object', `${CH}/cmd`, '[{"command": "list"}]', `${CH}/reply`, /^the payload must be a JSON object, not an array/],
     ];
     for (const [what, topic, payload, replyTopic, re] of bad) {
@@ -269,7 +356,12 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
       assert.equal(typeof r.payload.error.code, 'string');
       const rid = /"requestId":"([^"]+)"/.exec(payload)?.[1] ?? null;
       assert.equal(r.payload.requestId, rid, `${what}: the reply carries the request id`);
-      const c: Received = await sub.wait((m) => m.topic === 'test/caught' && m.payload.message.includes(r.payload.error.message), `Catch sees ${what}`, 15000, from);
+      const c: Received = await sub.wait(
+        (m) => m.topic === 'test/caught' && m.payload.message.includes(r.payload.error.message),
+        `Catch sees ${what}`,
+        15000,
+        from,
+      );
       assert.equal(c.payload.source, 'sc');
       assert.equal(c.payload.topic, topic, `${what}: the caught message is the request`);
     }
@@ -284,7 +376,10 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
       const s = await late.wait((m) => m.topic === `${CH}/status`, 'retained status for a late panel', 5000);
       const l = await late.wait((m) => m.topic === `${CH}/reclist`, 'retained rec-list for a late panel', 5000);
       assert.deepEqual([s.retain, s.payload.state, l.retain], [true, 'idle', true]);
-      assert.deepEqual(l.payload.lines.map((x: { id: string; status: string }) => [x.id, x.status]), [['show', 'stopped']]);
+      assert.deepEqual(
+        l.payload.lines.map((x: { id: string; status: string }) => [x.id, x.status]),
+        [['show', 'stopped']],
+      );
     } finally {
       late.stop();
     }
@@ -293,8 +388,18 @@ describe('studio-control: a panel over MQTT (mosquitto_pub/sub) drives a recorde
     mark = sub.msgs.length;
     const direct = await nr.request('POST', '/cmd/1', { command: 'add', line: { id: 'desk', title: 'From the desk' } });
     assert.equal(direct.status, 200, JSON.stringify(direct.body));
-    await sub.wait((m) => m.topic === `${CH}/event` && m.payload.event === 'added' && m.payload.line.id === 'desk', 'the event of the direct command', 10000, mark);
-    await sub.wait((m) => m.topic === `${CH}/reclist` && m.payload.lines.map((l: { id: string }) => l.id).join() === 'show,desk', 'the rec-list after the direct command', 10000, mark);
+    await sub.wait(
+      (m) => m.topic === `${CH}/event` && m.payload.event === 'added' && m.payload.line.id === 'desk',
+      'the event of the direct command',
+      10000,
+      mark,
+    );
+    await sub.wait(
+      (m) => m.topic === `${CH}/reclist` && m.payload.lines.map((l: { id: string }) => l.id).join() === 'show,desk',
+      'the rec-list after the direct command',
+      10000,
+      mark,
+    );
     assert.doesNotMatch(nr.log(), /TypeError|uncaught/i);
   });
 });

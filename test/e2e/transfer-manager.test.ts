@@ -63,7 +63,11 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     main = await startNodeRed({
       userDir: dirM,
       flows: recorderSiteFlow({
-        serverId: 'main-1', storageRoot: 'store', brokerUrl: broker.url, peerPort: portM, backupLink: true,
+        serverId: 'main-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        peerPort: portM,
+        backupLink: true,
         recorders: [
           { channel: 1, sourceType: 'testpattern', segmentSeconds: 1 },
           { channel: 2, sourceType: 'testpattern', segmentSeconds: 1, backupServer: 'backup-1', backupChannel: 1 },
@@ -77,7 +81,11 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     backup = await startNodeRed({
       userDir: dirB,
       flows: recorderSiteFlow({
-        serverId: 'backup-1', role: 'backup', storageRoot: 'store', brokerUrl: broker.url, backupLink: true,
+        serverId: 'backup-1',
+        role: 'backup',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        backupLink: true,
         recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 1 }],
         transferManager: { mainServer: 'main-1', channels: '1-2', bandwidth, pollInterval: 1, ...tm },
       }),
@@ -118,7 +126,10 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     assert.match(notObject.body.error, /must be a command object/);
     assert.ok((await events(backup!)).some((e) => e.node === 'catch' && /format-disk/.test(String(e.payload))));
 
-    for (const [ch, id, b] of [[1, 'ord', 'off'], [2, 'prog', 'on']] as const) {
+    for (const [ch, id, b] of [
+      [1, 'ord', 'off'],
+      [2, 'prog', 'on'],
+    ] as const) {
       const add = await main!.request('POST', `/cmd/${ch}`, { command: 'add', line: { id, title: id === 'ord' ? 'Ordinary' : 'Live Show', backup: b } });
       assert.equal(add.status, 200, JSON.stringify(add.body));
       assert.equal((await main!.request('POST', `/cmd/${ch}`, { command: 'start', line: { id } })).status, 200);
@@ -127,7 +138,11 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     await waitStatus(main!, 2, 'prog', 'recording');
     await waitStatus(backup!, 1, 'prog', 'recording');
     await sleep(6000);
-    for (const [ch, id] of [[1, 'ord'], [2, 'prog']] as const) assert.equal((await main!.request('POST', `/cmd/${ch}`, { command: 'stop', line: { id } })).status, 200);
+    for (const [ch, id] of [
+      [1, 'ord'],
+      [2, 'prog'],
+    ] as const)
+      assert.equal((await main!.request('POST', `/cmd/${ch}`, { command: 'stop', line: { id } })).status, 200);
     const ord = await waitStatus(main!, 1, 'ord', 'stopped');
     const prog = await waitStatus(main!, 2, 'prog', 'stopped');
     await waitStatus(backup!, 1, 'prog', 'stopped');
@@ -137,7 +152,12 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     assert.match(skipped.payload.reason, /Backup=On/);
 
     // in the middle of the transfer: stop the main
-    await waitEvent(backup!, (e) => e.node === 'transfer-manager' && e.topic === 'progress' && e.payload.clipId === ord.clipId && e.payload.bytesDone > 0, 'transfer started', 30000);
+    await waitEvent(
+      backup!,
+      (e) => e.node === 'transfer-manager' && e.topic === 'progress' && e.payload.clipId === ord.clipId && e.payload.bytesDone > 0,
+      'transfer started',
+      30000,
+    );
     assert.ok(!(await events(backup!)).some((e) => e.topic === 'transferred'), 'not finished yet when the main is stopped');
     await main!.stop();
     main = null;
@@ -173,7 +193,11 @@ describe('transfer manager: the backup copies the finished clips of its main', f
       assert.equal(c.attributes.transferState, 'transferred');
       const segs = db.prepare('SELECT COUNT(*) AS n FROM segments WHERE clip_id = ?').get(ord.clipId) as { n: number };
       assert.equal(segs.n, mainFiles.length);
-      assert.equal(db.prepare('SELECT COUNT(*) AS n FROM clips WHERE id = ?').get(prog.clipId) && (db.prepare('SELECT COUNT(*) AS n FROM clips WHERE id = ?').get(prog.clipId) as { n: number }).n, 0);
+      assert.equal(
+        db.prepare('SELECT COUNT(*) AS n FROM clips WHERE id = ?').get(prog.clipId) &&
+          (db.prepare('SELECT COUNT(*) AS n FROM clips WHERE id = ?').get(prog.clipId) as { n: number }).n,
+        0,
+      );
     } finally {
       db.close();
     }
@@ -197,14 +221,21 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     fs.mkdirSync(mnt, { recursive: true });
     // 30 s retention as a fraction of a day
     await startBackup(0, { shareFolder: path.join(dirB, 'mnt', '{server}'), retentionDays: 30 / 86400 });
-    for (const [p, id] of [[main!, 'ord'], [backup!, 'own']] as const) {
+    for (const [p, id] of [
+      [main!, 'ord'],
+      [backup!, 'own'],
+    ] as const) {
       assert.equal((await p.request('POST', '/cmd/1', { command: 'add', line: { id, title: id } })).status, 200);
       assert.equal((await p.request('POST', '/cmd/1', { command: 'start', line: { id } })).status, 200);
     }
     await waitStatus(main!, 1, 'ord', 'recording');
     await waitStatus(backup!, 1, 'own', 'recording');
     await sleep(4000);
-    for (const [p, id] of [[main!, 'ord'], [backup!, 'own']] as const) assert.equal((await p.request('POST', '/cmd/1', { command: 'stop', line: { id } })).status, 200);
+    for (const [p, id] of [
+      [main!, 'ord'],
+      [backup!, 'own'],
+    ] as const)
+      assert.equal((await p.request('POST', '/cmd/1', { command: 'stop', line: { id } })).status, 200);
     const ord = await waitStatus(main!, 1, 'ord', 'stopped');
     await waitStatus(backup!, 1, 'own', 'stopped');
 
@@ -212,7 +243,11 @@ describe('transfer manager: the backup copies the finished clips of its main', f
     // (a first wait can be for the main's peer API announcement, which the backup may hear after its first scan)
     const waiting = await waitEvent(
       backup!,
-      (e) => e.node === 'transfer-manager' && e.topic === 'progress' && e.payload.phase === 'waiting' && !/has not announced its peer storage API/.test(String(e.payload.detail)),
+      (e) =>
+        e.node === 'transfer-manager' &&
+        e.topic === 'progress' &&
+        e.payload.phase === 'waiting' &&
+        !/has not announced its peer storage API/.test(String(e.payload.detail)),
       'waiting for the share',
       30000,
     );

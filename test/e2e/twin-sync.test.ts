@@ -53,9 +53,18 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
     const log = { info: () => undefined, warn: () => undefined, error: (m: string) => console.error(m) };
     const ch = new RecorderChannel(
       {
-        serverId: server, group: 'studio', channel: 1, channelName: 'Studio A', frameRate: '25', tcMode: 'tod',
-        storageRoot: path.join(dir, server), segmentSeconds: 2, container: 'ts', videoCodec: 'copy',
-        source: { label: 'cam', resolve: async () => ({ kind: 'url', url: rtsp.url, timeoutMs: 5000 }) }, backup,
+        serverId: server,
+        group: 'studio',
+        channel: 1,
+        channelName: 'Studio A',
+        frameRate: '25',
+        tcMode: 'tod',
+        storageRoot: path.join(dir, server),
+        segmentSeconds: 2,
+        container: 'ts',
+        videoCodec: 'copy',
+        source: { label: 'cam', resolve: async () => ({ kind: 'url', url: rtsp.url, timeoutMs: 5000 }) },
+        backup,
       },
       { catalogue: cat, ffmpeg: ffmpegInfo(), log },
     );
@@ -93,7 +102,11 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
           mainEvents.push(e);
           if (!e.line || e.line.backup !== 'on') continue;
           assert.deepEqual(e.backupTarget, { server: 'backup-1', channel: 1 });
-          const m = makeMirror({ from: { server: 'main-1', channel: 1 }, to: e.backupTarget!, seq: seq.next(), epoch: 0, ts: Date.now() }, e.line as Line, e.line.id);
+          const m = makeMirror(
+            { from: { server: 'main-1', channel: 1 }, to: e.backupTarget!, seq: seq.next(), epoch: 0, ts: Date.now() },
+            e.line as Line,
+            e.line.id,
+          );
           if (e.event === 'stopped' && e.clip) m.clip = twinSummaryOf(e.clip);
           assert.ok(validateMirror(m), JSON.stringify(validateMirror.errors));
           sent.push(m);
@@ -113,7 +126,10 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
       const anchor = armed.line!.startTime!;
       assert.ok(anchor > armed.at, 'the start is planned ahead');
       for (let i = 0; i < 600 && !(mainEvents.some((e) => e.event === 'recording') && backupEvents.some((e) => e.event === 'recording')); i++) await sleep(50);
-      assert.ok(backupEvents.some((e) => e.event === 'recording'), `the Aux twin records: ${JSON.stringify(backupEvents.map((e) => [e.event, e.reason, e.line?.status]))}`);
+      assert.ok(
+        backupEvents.some((e) => e.event === 'recording'),
+        `the Aux twin records: ${JSON.stringify(backupEvents.map((e) => [e.event, e.reason, e.line?.status]))}`,
+      );
       await sleep(5000);
       // a replayed (old) message changes nothing
       // (without the running timecode of the recording line, which moves on by itself)
@@ -134,14 +150,16 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
       assert.equal(bClip.tcIn, mClip.tcIn, 'same timecode in');
       // the stop is frame-exact: both end on the last frame before the planned stop instant they share
       const plannedStopAt = mainEvents.find((e) => e.event === 'updated' && /stop planned/.test(e.reason ?? ''))!.line!.stopTime!;
-      const ends = (c: typeof mClip) => `${c.tcIn} + ${c.frames} frames, stopped ${c.stoppedAt! - plannedStopAt} ms after the planned ${timeOfDayTimecode(plannedStopAt, '25')}`;
+      const ends = (c: typeof mClip) =>
+        `${c.tcIn} + ${c.frames} frames, stopped ${c.stoppedAt! - plannedStopAt} ms after the planned ${timeOfDayTimecode(plannedStopAt, '25')}`;
       assert.equal(mClip.stoppedAt, plannedStopAt, `the main clip ends at the planned stop: ${ends(mClip)}`);
       assert.equal(bClip.stoppedAt, plannedStopAt, `the Aux clip ends at the planned stop: ${ends(bClip)}`);
       assert.equal(bClip.frames, mClip.frames, `frames main ${mClip.frames} aux ${bClip.frames}`);
       assert.equal(bClip.tcOut, mClip.tcOut, 'same timecode out');
       assert.equal(bClip.segments.length, mClip.segments.length, 'same segment cuts');
       // decoded pictures: the first keyframe packet may carry the parameter sets for one client only
-      const first = async (root: string, c: typeof mClip) => (await framemd5(path.join(dir, root, c.dir, c.segments[0].file), { decode: true, frames: 25 })).map((f) => f.hash);
+      const first = async (root: string, c: typeof mClip) =>
+        (await framemd5(path.join(dir, root, c.dir, c.segments[0].file), { decode: true, frames: 25 })).map((f) => f.hash);
       const fa = await first('main-1', mClip);
       const fb = await first('backup-1', bClip);
       assert.equal(fa.length, 25);
@@ -176,7 +194,11 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
       const forward = (e: ChannelEvent) => {
         mainEvents.push(e);
         if (!e.line || e.line.backup !== 'on' || e.event === 'verified' || e.event === 'mismatch') return;
-        const m = makeMirror({ from: { server: 'main-1', channel: 1 }, to: e.backupTarget!, seq: seq.next(), epoch: 0, ts: Date.now() }, e.line as Line, e.line.id);
+        const m = makeMirror(
+          { from: { server: 'main-1', channel: 1 }, to: e.backupTarget!, seq: seq.next(), epoch: 0, ts: Date.now() },
+          e.line as Line,
+          e.line.id,
+        );
         if (e.event === 'stopped' && e.clip) m.clip = twinSummaryOf(e.clip);
         chain = chain.then(async () => void backupEvents.push(...(await backup.applyMirror(m))));
       };
@@ -187,7 +209,10 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
       };
       const waitFor = async (what: string, ok: () => boolean, ms = 30000) => {
         for (let t = 0; !ok(); t += 50) {
-          if (t > ms) throw new Error(`timed out waiting for ${what}: main ${JSON.stringify(mainEvents.map((e) => [e.event, e.line?.id]))} backup ${JSON.stringify(backupEvents.map((e) => [e.event, e.line?.id]))}`);
+          if (t > ms)
+            throw new Error(
+              `timed out waiting for ${what}: main ${JSON.stringify(mainEvents.map((e) => [e.event, e.line?.id]))} backup ${JSON.stringify(backupEvents.map((e) => [e.event, e.line?.id]))}`,
+            );
           await sleep(50);
         }
       };
@@ -201,9 +226,11 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
       await run({ command: 'add', line: { id: 'b', title: 'Second', backup: 'on', start: 'time', startTime: T, stopTime: T + 3000 } });
       await run({ command: 'add', line: { id: 'c', title: 'Third', backup: 'on', start: 'time', startTime: T + 3000, duration: '00:00:02:00' } });
       const ids = ['a', 'b', 'c'];
-      await waitFor('every line stopped on both, and every verdict', () =>
-        ids.every((id) => !!seen(mainEvents, 'stopped', id) && !!seen(backupEvents, 'stopped', id)) &&
-        ids.every((id) => backupEvents.some((e) => (e.event === 'verified' || e.event === 'mismatch') && e.line?.id === id)),
+      await waitFor(
+        'every line stopped on both, and every verdict',
+        () =>
+          ids.every((id) => !!seen(mainEvents, 'stopped', id) && !!seen(backupEvents, 'stopped', id)) &&
+          ids.every((id) => backupEvents.some((e) => (e.event === 'verified' || e.event === 'mismatch') && e.line?.id === id)),
       );
       for (const id of ids) {
         const verdict = backupEvents.find((e) => (e.event === 'verified' || e.event === 'mismatch') && e.line?.id === id)!;
@@ -216,17 +243,31 @@ describe('twin recording (main + Aux) of one RTSP source', function () {
         return all;
       };
       for (let i = 1; i < ids.length; i++) {
-        const [mPrev, mNext, xPrev, xNext] = [clip(mainEvents, ids[i - 1]), clip(mainEvents, ids[i]), clip(backupEvents, ids[i - 1]), clip(backupEvents, ids[i])];
+        const [mPrev, mNext, xPrev, xNext] = [
+          clip(mainEvents, ids[i - 1]),
+          clip(mainEvents, ids[i]),
+          clip(backupEvents, ids[i - 1]),
+          clip(backupEvents, ids[i]),
+        ];
         const joint = `between lines ${i} and ${i + 1}`;
         assert.match(seen(mainEvents, 'stopped', ids[i - 1])!.reason ?? '', new RegExp(`stopped at the start of line ${i + 1}`));
-        assert.match(seen(backupEvents, 'stopped', ids[i - 1])!.reason ?? '', new RegExp(`stopped at the start of line ${i + 1}`), 'the Aux line before is cut by its own hand-over');
+        assert.match(
+          seen(backupEvents, 'stopped', ids[i - 1])!.reason ?? '',
+          new RegExp(`stopped at the start of line ${i + 1}`),
+          'the Aux line before is cut by its own hand-over',
+        );
         // on each server a clip ends where the next begins; the two servers agree on every figure
         assert.equal(mPrev.tcOut, mNext.tcIn, `main: out = in ${joint}`);
         assert.equal(xPrev.tcOut, xNext.tcIn, `backup: out = in ${joint}`);
         assert.equal(xNext.tcIn, mNext.tcIn, joint);
         assert.equal(xPrev.frames, mPrev.frames, `line ${i}: ${mPrev.frames} frames on the main, ${xPrev.frames} on the backup`);
         // and the pictures: the same last one before the joint and first one after it on both servers, none in both clips
-        const [dmp, dmn, dxp, dxn] = [await digests('main-1', mPrev), await digests('main-1', mNext), await digests('backup-1', xPrev), await digests('backup-1', xNext)];
+        const [dmp, dmn, dxp, dxn] = [
+          await digests('main-1', mPrev),
+          await digests('main-1', mNext),
+          await digests('backup-1', xPrev),
+          await digests('backup-1', xNext),
+        ];
         assert.equal(dmp.length, mPrev.frames);
         assert.equal(dmp.at(-1), dxp.at(-1), `the same last picture before the joint ${joint}`);
         assert.equal(dmn[1], dxn[1], `the same pictures after the joint ${joint}`);

@@ -66,8 +66,29 @@ describe('backup-link node (backup side) against mosquitto', function () {
       [serverNode, recorderNode, backupLinkNode],
       [
         { id: 'f1', type: 'tab', label: 'backup' },
-        { id: 'srv', type: 'redundancy-server', serverId: 'backup-1', group: 'studio', role: 'backup', storageRoot: 'store', brokerUrl: broker.url, keepalive: 1, heartbeatMs: 200 },
-        { id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 1, frameRate: '25', sourceType: 'testpattern', segmentSeconds: 2, container: 'ts', wires: [[]] },
+        {
+          id: 'srv',
+          type: 'redundancy-server',
+          serverId: 'backup-1',
+          group: 'studio',
+          role: 'backup',
+          storageRoot: 'store',
+          brokerUrl: broker.url,
+          keepalive: 1,
+          heartbeatMs: 200,
+        },
+        {
+          id: 'rec',
+          type: 'recorder',
+          z: 'f1',
+          server: 'srv',
+          channel: 1,
+          frameRate: '25',
+          sourceType: 'testpattern',
+          segmentSeconds: 2,
+          container: 'ts',
+          wires: [[]],
+        },
         { id: 'bl', type: 'backup-link', z: 'f1', server: 'srv', wires: [['out']] },
         { id: 'out', type: 'helper', z: 'f1' },
         { id: 'catcher', type: 'catch', z: 'f1', scope: null, uncaught: false, wires: [['caught']] },
@@ -86,7 +107,10 @@ describe('backup-link node (backup side) against mosquitto', function () {
     const { out, rec } = await load();
     await send(mirror({ seq: 10 }));
     await out.event('added');
-    assert.deepEqual(lines(rec).map((l) => [l.id, l.title, l.backup]), [['l1', 'Aux me', 'aux']]);
+    assert.deepEqual(
+      lines(rec).map((l) => [l.id, l.title, l.backup]),
+      [['l1', 'Aux me', 'aux']],
+    );
     await send(mirror({ seq: 10 }, 'replayed'));
     await send(mirror({ seq: 5 }, 'older'));
     await send(mirror({ seq: 20 }, 'newer'));
@@ -110,7 +134,11 @@ describe('backup-link node (backup side) against mosquitto', function () {
     await send(mirror({ seq: 4, epoch: 3 }, 'forged'), mirrorTopic('studio', 'intruder-9', 1, 'l1'));
     await caught.error(/does not match its sender/);
     await sleep(300);
-    assert.deepEqual(lines(rec).map((l) => l.title), ['epoch 3'], 'nothing else changed');
+    assert.deepEqual(
+      lines(rec).map((l) => l.title),
+      ['epoch 3'],
+      'nothing else changed',
+    );
   });
 
   it('refuses input that is not a recorder event, with an error a Catch node sees', async function () {

@@ -38,7 +38,17 @@ describe('redundancy-server fields from the environment', function () {
     process.env.TWINREC_T_SERVER = 'main-7';
     process.env.TWINREC_T_STORE = path.join(userDir, 'rec7');
     await helper.load(serverNode, [
-      { id: 'srv', type: 'redundancy-server', group: 'studio', serverId: 'TWINREC_T_SERVER', serverIdType: 'env', role: 'main', storageRoot: 'TWINREC_T_STORE', storageRootType: 'env', brokerUrl: '' },
+      {
+        id: 'srv',
+        type: 'redundancy-server',
+        group: 'studio',
+        serverId: 'TWINREC_T_SERVER',
+        serverIdType: 'env',
+        role: 'main',
+        storageRoot: 'TWINREC_T_STORE',
+        storageRootType: 'env',
+        brokerUrl: '',
+      },
     ]);
     const srv = helper.getNode('srv');
     assert.equal(srv.configError, null);
@@ -47,13 +57,24 @@ describe('redundancy-server fields from the environment', function () {
   });
 
   it('keeps a plain value as it is (flows saved before the field had a type)', async function () {
-    await helper.load(serverNode, [{ id: 'srv', type: 'redundancy-server', group: 'studio', serverId: 'main-2', role: 'main', storageRoot: 'recordings', brokerUrl: '' }]);
+    await helper.load(serverNode, [
+      { id: 'srv', type: 'redundancy-server', group: 'studio', serverId: 'main-2', role: 'main', storageRoot: 'recordings', brokerUrl: '' },
+    ]);
     assert.equal(helper.getNode('srv').identity.serverId, 'main-2');
   });
 
   it('reports an unset variable by its name and builds no identity', async function () {
     await helper.load(serverNode, [
-      { id: 'srv', type: 'redundancy-server', group: 'studio', serverId: 'TWINREC_T_SERVER', serverIdType: 'env', role: 'main', storageRoot: 'recordings', brokerUrl: '' },
+      {
+        id: 'srv',
+        type: 'redundancy-server',
+        group: 'studio',
+        serverId: 'TWINREC_T_SERVER',
+        serverIdType: 'env',
+        role: 'main',
+        storageRoot: 'recordings',
+        brokerUrl: '',
+      },
     ]);
     const srv = helper.getNode('srv');
     assert.equal(srv.identity, null);

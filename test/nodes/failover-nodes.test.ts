@@ -115,12 +115,36 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
   });
 
   function serverDef(extra: Record<string, unknown> = {}) {
-    return { id: 'srv1', type: 'redundancy-server', serverId: SELF, group, role: 'failover', storageRoot: 'store', brokerUrl: broker.url, keepalive: 1, heartbeatMs: 250, ...extra };
+    return {
+      id: 'srv1',
+      type: 'redundancy-server',
+      serverId: SELF,
+      group,
+      role: 'failover',
+      storageRoot: 'store',
+      brokerUrl: broker.url,
+      keepalive: 1,
+      heartbeatMs: 250,
+      ...extra,
+    };
   }
   function watchDef(extra: Record<string, unknown> = {}) {
     return {
-      id: 'fw1', type: 'failover-watch', z: 'f1', server: 'srv1', watched: 'main-1\nmain-2', heartbeatTimeout: 1000, holdDown: 1, capacity: 1, rank: 0,
-      recordOnDoubt: false, failoverEnabled: true, overlap: 0, handbackTimeout: 5, wires: [['o0'], ['o1'], ['o2']], ...extra,
+      id: 'fw1',
+      type: 'failover-watch',
+      z: 'f1',
+      server: 'srv1',
+      watched: 'main-1\nmain-2',
+      heartbeatTimeout: 1000,
+      holdDown: 1,
+      capacity: 1,
+      rank: 0,
+      recordOnDoubt: false,
+      failoverEnabled: true,
+      overlap: 0,
+      handbackTimeout: 5,
+      wires: [['o0'], ['o1'], ['o2']],
+      ...extra,
     };
   }
   const catchNodes = [
@@ -140,7 +164,12 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
       { id: 'o2', type: 'helper', z: 'f1' },
       ...catchNodes,
     ];
-    if (withFailback) flow.push({ id: 'fb1', type: 'failback', z: 'f1', server: 'srv1', automatic: false, wires: [['fbok'], ['fbcopy']] }, { id: 'fbok', type: 'helper', z: 'f1' }, { id: 'fbcopy', type: 'helper', z: 'f1' });
+    if (withFailback)
+      flow.push(
+        { id: 'fb1', type: 'failback', z: 'f1', server: 'srv1', automatic: false, wires: [['fbok'], ['fbcopy']] },
+        { id: 'fbok', type: 'helper', z: 'f1' },
+        { id: 'fbcopy', type: 'helper', z: 'f1' },
+      );
     await helper.load(MODULES, flow);
     const srv = helper.getNode('srv1');
     await until(() => srv.link?.state === 'connected', 'the failover server linked to the broker');
@@ -160,12 +189,15 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     const req = `q${++reqN}`;
     node.receive({ payload, req });
     let found: { reply?: Msg; error?: Msg } | undefined;
-    await until(() => {
-      const reply = replies.msgs.find((m) => m.req === req);
-      const error = caught.msgs.find((m) => m.req === req);
-      if (reply || error) found = { reply, error };
-      return !!found;
-    }, `an answer to ${JSON.stringify(payload)} from ${node.id}`);
+    await until(
+      () => {
+        const reply = replies.msgs.find((m) => m.req === req);
+        const error = caught.msgs.find((m) => m.req === req);
+        if (reply || error) found = { reply, error };
+        return !!found;
+      },
+      `an answer to ${JSON.stringify(payload)} from ${node.id}`,
+    );
     return found!;
   }
   async function reply(node: NodeLike, replies: Collector, caught: Collector, payload: unknown): Promise<Msg> {
@@ -195,12 +227,40 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     beat: NodeJS.Timeout;
   }
   const line = (now: number) => ({
-    id: 'l-show', n: 1, group: '', title: 'Show', status: 'recording', start: 'manual', source: 'LIVE', inPoint: null, outPoint: null, curPoint: null,
-    startTime: now - 5000, stopTime: null, duration: null, backup: 'off', attributes: {}, clipId: 'c1', reason: null, origin: null,
-    createdAt: now - 60000, updatedAt: now - 5000, startTimeTC: null, stopTimeTC: null,
+    id: 'l-show',
+    n: 1,
+    group: '',
+    title: 'Show',
+    status: 'recording',
+    start: 'manual',
+    source: 'LIVE',
+    inPoint: null,
+    outPoint: null,
+    curPoint: null,
+    startTime: now - 5000,
+    stopTime: null,
+    duration: null,
+    backup: 'off',
+    attributes: {},
+    clipId: 'c1',
+    reason: null,
+    origin: null,
+    createdAt: now - 60000,
+    updatedAt: now - 5000,
+    startTimeTC: null,
+    stopTimeTC: null,
   });
   const state = (s: 'online' | 'offline', cause?: 'lwt') => ({
-    v: LINK_VERSION, server: 'main-1', group, role: 'main', state: s, ...(cause ? { cause } : {}), epoch: 0, since: Date.now(), ts: Date.now(), heartbeatMs: 250,
+    v: LINK_VERSION,
+    server: 'main-1',
+    group,
+    role: 'main',
+    state: s,
+    ...(cause ? { cause } : {}),
+    epoch: 0,
+    since: Date.now(),
+    ts: Date.now(),
+    heartbeatMs: 250,
   });
 
   /** main-1 as its server link would be: Last Will, retained state online, heartbeats, the settings cache of channel 1. */
@@ -217,17 +277,30 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     await client.publishAsync(topicFor(group, 'main-1', 'state'), JSON.stringify(state('online')), { qos: 1, retain: true });
     const now = Date.now();
     const settings = {
-      v: LINK_VERSION, server: 'main-1', channel: 1, ts: now,
+      v: LINK_VERSION,
+      server: 'main-1',
+      channel: 1,
+      ts: now,
       recorder: {
-        channelName: 'Studio A', frameRate: '25', sourceType: 'testpattern', source: 'test pattern', sourceUrl: null, sourceLogin: false,
-        segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'zero', backup: null,
+        channelName: 'Studio A',
+        frameRate: '25',
+        sourceType: 'testpattern',
+        source: 'test pattern',
+        sourceUrl: null,
+        sourceLogin: false,
+        segmentSeconds: 2,
+        container: 'ts',
+        videoCodec: 'copy',
+        tcMode: 'zero',
+        backup: null,
       },
       lines: [line(now)],
     };
     await client.publishAsync(topicFor(group, 'main-1', 'settings', 1), JSON.stringify(settings), { qos: 1, retain: true });
     let seq = 0;
     const beat = setInterval(() => {
-      if (client.connected) client.publish(topicFor(group, 'main-1', 'heartbeat'), JSON.stringify({ v: LINK_VERSION, server: 'main-1', seq: seq++, ts: Date.now() }), { qos: 0 });
+      if (client.connected)
+        client.publish(topicFor(group, 'main-1', 'heartbeat'), JSON.stringify({ v: LINK_VERSION, server: 'main-1', seq: seq++, ts: Date.now() }), { qos: 0 });
     }, 250);
     return { client, beat };
   }
@@ -254,10 +327,14 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
 
   /** Wait until the failover server has seen main-1 alive and holds its channel 1 in the settings cache. */
   async function mainSeen(): Promise<void> {
-    await until(() => {
-      const c = failoverControllers.get(SELF);
-      return !!c && c.cache.channels('main-1').length === 1 && c.watched()[0].status === 'ok';
-    }, 'main-1 ok and its settings in the cache of fo-1', 20000);
+    await until(
+      () => {
+        const c = failoverControllers.get(SELF);
+        return !!c && c.cache.channels('main-1').length === 1 && c.watched()[0].status === 'ok';
+      },
+      'main-1 ok and its settings in the cache of fo-1',
+      20000,
+    );
   }
 
   // ------------------------------------------------------------------ 1. configuration errors
@@ -324,7 +401,13 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     const [second] = red;
     const first = second === 'fwa' ? 'fwb' : 'fwa';
     assert.match(lastStatus(second)!.text!, /already has a failover-watch node/);
-    await refused(helper.getNode(second), replies, caught, { command: 'status' }, /failover-watch is not configured: server fo-1 already has a failover-watch node; use one per server/);
+    await refused(
+      helper.getNode(second),
+      replies,
+      caught,
+      { command: 'status' },
+      /failover-watch is not configured: server fo-1 already has a failover-watch node; use one per server/,
+    );
     await refused(helper.getNode(second), replies, caught, { command: 'maintenance', server: 'main-1', on: true }, /already has a failover-watch node/);
     const st = await reply(helper.getNode(first), replies, caught, { command: 'status' });
     assert.equal(st.payload.self, SELF);
@@ -423,7 +506,14 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     assert.equal(st.payload.enabled, true);
     assert.equal(st.payload.isolated, false);
     assert.deepEqual(
-      st.payload.watched.map((w: { server: string; status: string; maintenance: boolean; takenOver: boolean; state: unknown; lastHeartbeat: unknown }) => [w.server, w.status, w.maintenance, w.takenOver, w.state, w.lastHeartbeat]),
+      st.payload.watched.map((w: { server: string; status: string; maintenance: boolean; takenOver: boolean; state: unknown; lastHeartbeat: unknown }) => [
+        w.server,
+        w.status,
+        w.maintenance,
+        w.takenOver,
+        w.state,
+        w.lastHeartbeat,
+      ]),
       [
         ['main-1', 'unknown', false, false, null, null],
         ['main-2', 'unknown', false, false, null, null],
@@ -445,7 +535,10 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     const file = path.join(userDir, 'twinrec', 'maintenance.json');
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), ['main-2']);
     let watched = (await reply(site.fw, site.out, site.caught, { command: 'status' })).payload.watched;
-    assert.deepEqual(watched.map((w: { maintenance: boolean }) => w.maintenance), [false, true]);
+    assert.deepEqual(
+      watched.map((w: { maintenance: boolean }) => w.maintenance),
+      [false, true],
+    );
 
     const off = await reply(site.fw, site.out, site.caught, { command: 'disable' });
     assert.deepEqual(off.payload, { enabled: false });
@@ -457,7 +550,10 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     assert.equal(lastStatus('fw1')?.fill, 'green');
 
     // maintenance of this failover server itself is allowed (it pauses takeovers)
-    assert.deepEqual((await reply(site.fw, site.out, site.caught, { command: 'maintenance', server: SELF, on: true })).payload, { server: SELF, maintenance: true });
+    assert.deepEqual((await reply(site.fw, site.out, site.caught, { command: 'maintenance', server: SELF, on: true })).payload, {
+      server: SELF,
+      maintenance: true,
+    });
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')).sort(), [SELF, 'main-2'].sort());
     await reply(site.fw, site.out, site.caught, { command: 'maintenance', server: SELF, on: false });
 
@@ -466,14 +562,20 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     assert.equal(failoverControllers.get(SELF), undefined, 'the controller left the registry');
     site = await load();
     watched = (await reply(site.fw, site.out, site.caught, { command: 'status' })).payload.watched;
-    assert.deepEqual(watched.map((w: { server: string; maintenance: boolean }) => [w.server, w.maintenance]), [
-      ['main-1', false],
-      ['main-2', true],
-    ]);
+    assert.deepEqual(
+      watched.map((w: { server: string; maintenance: boolean }) => [w.server, w.maintenance]),
+      [
+        ['main-1', false],
+        ['main-2', true],
+      ],
+    );
     await reply(site.fw, site.out, site.caught, { command: 'maintenance', server: 'main-2', on: false });
     assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), []);
     watched = (await reply(site.fw, site.out, site.caught, { command: 'status' })).payload.watched;
-    assert.deepEqual(watched.map((w: { maintenance: boolean }) => w.maintenance), [false, false]);
+    assert.deepEqual(
+      watched.map((w: { maintenance: boolean }) => w.maintenance),
+      [false, false],
+    );
     assert.equal(site.caught.msgs.length, 0, 'nothing was refused');
   });
 
@@ -506,7 +608,10 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     await until(() => lastStatus('fw1')?.text === 'recording for main-1', 'the "recording for main-1" status', 10000);
     assert.deepEqual(lastStatus('fw1'), { fill: 'red', shape: 'dot', text: 'recording for main-1' });
     await until(
-      () => takeoverSeen.some((r) => (r as { active?: boolean; failoverServer?: string }).active === true && (r as { failoverServer?: string }).failoverServer === SELF),
+      () =>
+        takeoverSeen.some(
+          (r) => (r as { active?: boolean; failoverServer?: string }).active === true && (r as { failoverServer?: string }).failoverServer === SELF,
+        ),
       'the retained takeover record on the broker',
     );
 
@@ -546,12 +651,19 @@ describe('failover-watch and failback nodes (node, mosquitto)', function () {
     const stateSeen = await observe(topicFor(group, 'main-1', 'state'));
     const main = await startFakeMain();
     await mainSeen();
-    assert.deepEqual((await reply(site.fw, site.out, site.caught, { command: 'maintenance', server: 'main-1', on: true })).payload, { server: 'main-1', maintenance: true });
+    assert.deepEqual((await reply(site.fw, site.out, site.caught, { command: 'maintenance', server: 'main-1', on: true })).payload, {
+      server: 'main-1',
+      maintenance: true,
+    });
 
     await killFakeMain(main, stateSeen);
     // an absence: give it well over the heartbeat timeout (1 s) and the evaluation period
     await sleep(3000);
-    assert.deepEqual(site.out.msgs.filter((m) => m.topic !== 'maintenance' && m.topic !== 'status').map((m) => m.topic), [], 'no failed and no failover started');
+    assert.deepEqual(
+      site.out.msgs.filter((m) => m.topic !== 'maintenance' && m.topic !== 'status').map((m) => m.topic),
+      [],
+      'no failed and no failover started',
+    );
     const st = await reply(site.fw, site.out, site.caught, { command: 'status' });
     const w = st.payload.watched[0];
     assert.equal(w.status, 'suspect');

@@ -54,7 +54,20 @@ describe('gpio nodes (Node-RED) against pymodbus', function () {
   const flow = (extra: object[] = []) => [
     { id: 'tab', type: 'tab', label: 'gpio' },
     { id: 'dev', type: 'gpio-device', transport: 'tcp', host: '127.0.0.1', port: server.port, unitId: 1, pollMs: 20, timeoutMs: 500, queueMax: 16 },
-    { id: 'gin', type: 'gpio-in', z: 'tab', device: 'dev', area: 'discrete', address: 2, bit: '', debounce: 0, edges: 'both', sendInitial: false, topic: 'rec-button', wires: [['got']] },
+    {
+      id: 'gin',
+      type: 'gpio-in',
+      z: 'tab',
+      device: 'dev',
+      area: 'discrete',
+      address: 2,
+      bit: '',
+      debounce: 0,
+      edges: 'both',
+      sendInitial: false,
+      topic: 'rec-button',
+      wires: [['got']],
+    },
     { id: 'got', type: 'helper', z: 'tab' },
     { id: 'gout', type: 'gpio-out', z: 'tab', device: 'dev', target: 'coil', address: 4, follow: '', server: '', channel: 1, invert: false, wires: [] },
     { id: 'catcher', type: 'catch', z: 'tab', scope: ['gout', 'gin'], uncaught: false, wires: [['caught']] },
@@ -130,13 +143,16 @@ describe('gpio nodes (Node-RED) against pymodbus', function () {
   });
 
   it('shows a red status and an error for a node without a device or with a bad address', async function () {
-    await helper.load([deviceNode, inNode, outNode], [
-      { id: 'tab', type: 'tab' },
-      { id: 'gin', type: 'gpio-in', z: 'tab', device: 'nope', area: 'discrete', address: 0, debounce: 0, wires: [[]] },
-      { id: 'dev', type: 'gpio-device', transport: 'tcp', host: '127.0.0.1', port: server.port },
-      { id: 'gout', type: 'gpio-out', z: 'tab', device: 'dev', target: 'coil', address: 99999, follow: '', wires: [] },
-      { id: 'gout2', type: 'gpio-out', z: 'tab', device: 'dev', target: 'coil', address: 1, follow: 'recording', server: '', channel: 1, wires: [] },
-    ]);
+    await helper.load(
+      [deviceNode, inNode, outNode],
+      [
+        { id: 'tab', type: 'tab' },
+        { id: 'gin', type: 'gpio-in', z: 'tab', device: 'nope', area: 'discrete', address: 0, debounce: 0, wires: [[]] },
+        { id: 'dev', type: 'gpio-device', transport: 'tcp', host: '127.0.0.1', port: server.port },
+        { id: 'gout', type: 'gpio-out', z: 'tab', device: 'dev', target: 'coil', address: 99999, follow: '', wires: [] },
+        { id: 'gout2', type: 'gpio-out', z: 'tab', device: 'dev', target: 'coil', address: 1, follow: 'recording', server: '', channel: 1, wires: [] },
+      ],
+    );
     assert.match(statuses(helper.getNode('gin'))[0].text!, /noDevice|No GPIO device/);
     assert.match(statuses(helper.getNode('gout'))[0].text!, /errors\.point|address 99999/);
     assert.match(statuses(helper.getNode('gout2'))[0].text!, /noServer|redundancy-server/);
@@ -150,10 +166,13 @@ describe('gpio nodes (Node-RED) against pymodbus', function () {
   it('takes the device host from an environment variable, and names the variable when it is not set', async function () {
     process.env.TWINREC_T_GPIO_HOST = '127.0.0.1';
     try {
-      await helper.load([deviceNode, inNode, outNode], [
-        { id: 'dev', type: 'gpio-device', transport: 'tcp', host: 'TWINREC_T_GPIO_HOST', hostType: 'env', port: server.port, unitId: 1 },
-        { id: 'dev2', type: 'gpio-device', transport: 'tcp', host: 'TWINREC_T_NOT_SET', hostType: 'env', port: server.port, unitId: 1 },
-      ]);
+      await helper.load(
+        [deviceNode, inNode, outNode],
+        [
+          { id: 'dev', type: 'gpio-device', transport: 'tcp', host: 'TWINREC_T_GPIO_HOST', hostType: 'env', port: server.port, unitId: 1 },
+          { id: 'dev2', type: 'gpio-device', transport: 'tcp', host: 'TWINREC_T_NOT_SET', hostType: 'env', port: server.port, unitId: 1 },
+        ],
+      );
       const dev = helper.getNode('dev').device as GpioDevice;
       await until(() => dev.state === 'connected', 'connected to the host from the environment');
       assert.equal(helper.getNode('dev2').device, null);
@@ -172,7 +191,13 @@ describe('gpio nodes (Node-RED) against pymodbus', function () {
     await sleep(200);
     const before = { ...dev.resources(), timers: timers() };
     for (let i = 0; i < 200; i++) {
-      const f = base.map((n) => ((n as { id: string }).id === 'gin' ? { ...n, debounce: i % 7, name: `press ${i}` } : (n as { id: string }).id === 'gout' ? { ...n, name: `lamp ${i}` } : n));
+      const f = base.map((n) =>
+        (n as { id: string }).id === 'gin'
+          ? { ...n, debounce: i % 7, name: `press ${i}` }
+          : (n as { id: string }).id === 'gout'
+            ? { ...n, name: `lamp ${i}` }
+            : n,
+      );
       await helper.setFlows(f, 'nodes');
     }
     assert.equal(helper.getNode('dev').device, dev, 'the device (config node) was not restarted');

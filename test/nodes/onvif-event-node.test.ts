@@ -80,7 +80,12 @@ async function waitStatus(id: string, re: RegExp, ms = 10000): Promise<void> {
 async function waitShown(id: string, re: RegExp, from: number, ms = 10000): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    if (statuses(id).slice(from).some((s) => re.test(s))) return;
+    if (
+      statuses(id)
+        .slice(from)
+        .some((s) => re.test(s))
+    )
+      return;
     await sleep(20);
   }
   throw new Error(`status ${re} not shown within ${ms} ms; shown: ${JSON.stringify(statuses(id))}`);
@@ -142,7 +147,15 @@ describe('onvif-event node', function () {
     assert.equal(m.topic, 'tns1:VideoSource/MotionAlarm');
     assert.deepEqual(
       { ...m.payload, utcTime: typeof m.payload.utcTime, time: typeof m.payload.time },
-      { topic: 'tns1:VideoSource/MotionAlarm', kind: 'motion', source: { Source: 'vs0' }, data: { State: true }, utcTime: 'string', time: 'number', property: 'Changed' },
+      {
+        topic: 'tns1:VideoSource/MotionAlarm',
+        kind: 'motion',
+        source: { Source: 'vs0' },
+        data: { State: true },
+        utcTime: 'string',
+        time: 'number',
+        property: 'Changed',
+      },
     );
     await sleep(200);
     assert.deepEqual(
@@ -209,7 +222,11 @@ describe('onvif-event node', function () {
       device.emitEvent({ topic: 'tns1:VideoSource/MotionAlarm', data: { State: true } });
       await sleep(1500);
       assert.equal(device.requests.length, requests, 'no requests after close');
-      assert.deepEqual([...live.values()].filter((t) => t === 'Timeout' || t === 'TCPWRAP'), [], 'timers or sockets left after close');
+      assert.deepEqual(
+        [...live.values()].filter((t) => t === 'Timeout' || t === 'TCPWRAP'),
+        [],
+        'timers or sockets left after close',
+      );
     } finally {
       hook.disable();
     }
@@ -220,7 +237,9 @@ describe('onvif-event node', function () {
     await load(device.port, { filter: 'motion, tns1:Video%Source' });
     await waitStatus('ev', /^red ring Bad topic filter: Topic filter entry "tns1:Video%Source"/);
     assert.ok(
-      loggedErrors().some((e) => /Bad topic filter: Topic filter entry "tns1:Video%Source" is neither an event kind \(motion, digital-input, tamper, other\) nor a topic/.test(e)),
+      loggedErrors().some((e) =>
+        /Bad topic filter: Topic filter entry "tns1:Video%Source" is neither an event kind \(motion, digital-input, tamper, other\) nor a topic/.test(e),
+      ),
       JSON.stringify(loggedErrors()),
     );
     await helper.unload();

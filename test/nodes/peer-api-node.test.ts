@@ -47,7 +47,17 @@ describe('redundancy-server peer storage API (node)', function () {
   });
 
   function server(extra: Record<string, unknown>) {
-    return { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store', keepalive: 1, heartbeatMs: 200, ...extra };
+    return {
+      id: 'srv',
+      type: 'redundancy-server',
+      serverId: 'main-1',
+      group: 'studio',
+      role: 'main',
+      storageRoot: 'store',
+      keepalive: 1,
+      heartbeatMs: 200,
+      ...extra,
+    };
   }
 
   it('serves the catalogue with the secret from the credentials, advertises its URL, and lets the port go on close', async () => {
@@ -56,9 +66,13 @@ describe('redundancy-server peer storage API (node)', function () {
     const cat = openCatalogue(path.join(userDir, 'twinrec', 'catalogue.sqlite'));
     cat.addEvent({ ts: 1000, serverId: 'main-1', channel: 1, kind: 'recording', lineId: 'l1', clipId: null, data: null });
     cat.release();
-    await helper.load([serverNode], [server({ brokerUrl: broker.url, peerHost: '127.0.0.1', peerPort: String(port), peerUrl: `http://rec-1.studio:${port}` })], {
-      srv: { peerSecret: SECRET },
-    });
+    await helper.load(
+      [serverNode],
+      [server({ brokerUrl: broker.url, peerHost: '127.0.0.1', peerPort: String(port), peerUrl: `http://rec-1.studio:${port}` })],
+      {
+        srv: { peerSecret: SECRET },
+      },
+    );
     const url = `http://127.0.0.1:${port}`;
     const client = new PeerClient({ url, secret: SECRET });
     await until(() => helper.getNode('srv').peerApi?.port === port, 'the API listening');
@@ -95,7 +109,19 @@ describe('redundancy-server peer storage API (node)', function () {
     await helper.load(
       [tlsNode, serverNode],
       [
-        { id: 'tls', type: 'tls-config', name: '', cert: f.certfile, key: f.keyfile, ca: f.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
+        {
+          id: 'tls',
+          type: 'tls-config',
+          name: '',
+          cert: f.certfile,
+          key: f.keyfile,
+          ca: f.cafile,
+          certname: '',
+          keyname: '',
+          caname: '',
+          servername: '',
+          verifyservercert: true,
+        },
         server({ peerPort: port, tls: 'tls' }),
       ],
       { srv: { peerSecret: SECRET } },
@@ -119,7 +145,9 @@ describe('redundancy-server peer storage API (node)', function () {
       await helper.load([serverNode], [server({ peerPort: port })], { srv: { peerSecret: SECRET } });
       const srv = helper.getNode('srv');
       const errors = () =>
-        (helper.log().args as [{ level: number; id?: string; msg: unknown }][]).filter((a) => a[0].level === 20 && a[0].id === 'srv').map((a) => String(a[0].msg));
+        (helper.log().args as [{ level: number; id?: string; msg: unknown }][])
+          .filter((a) => a[0].level === 20 && a[0].id === 'srv')
+          .map((a) => String(a[0].msg));
       await until(() => errors().length > 0, 'the error');
       // the helper has no message catalogue: the key stands for "Peer storage API did not start: <why>" (the why is tested in lib)
       assert.match(errors()[0], /Peer storage API did not start: .*already in use|redundancy-server\.errors\.peerApi/);

@@ -28,8 +28,21 @@ function flow(storageRoot: string, withRecorder = true, channelName = 'Studio A'
   ];
   if (withRecorder) {
     nodes.push({
-      id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 1, channelName, frameRate: '25', sourceType: 'testpattern',
-      segmentSeconds: 1, container: 'ts', videoCodec: 'copy', tcMode: 'zero', startTimeout: 10, stallTimeout: 6, wires: [['out']],
+      id: 'rec',
+      type: 'recorder',
+      z: 'f1',
+      server: 'srv',
+      channel: 1,
+      channelName,
+      frameRate: '25',
+      sourceType: 'testpattern',
+      segmentSeconds: 1,
+      container: 'ts',
+      videoCodec: 'copy',
+      tcMode: 'zero',
+      startTimeout: 10,
+      stallTimeout: 6,
+      wires: [['out']],
     });
   }
   return nodes;
@@ -138,7 +151,10 @@ describe('recorder lifecycle', function () {
     assert.equal(resumed.payload.clip.id, first.payload.clip.id, 'line 1 goes on in its clip');
     const recB = await out.event('recording', 15000, (m) => m.payload.line.id === 'b');
     assert.notEqual(recB.payload.clip.id, preroll.payload.clip.id, 'a new pre-roll, in a clip of its own');
-    assert.ok(recB.payload.clip.startedAt >= T, `line 2 began ${T - recB.payload.clip.startedAt} ms before its start; ${JSON.stringify(out.msgs.map((m) => [m.payload?.event, m.payload?.line?.id, m.payload?.line?.status, m.payload?.clip?.id?.slice(0, 8)]))}`);
+    assert.ok(
+      recB.payload.clip.startedAt >= T,
+      `line 2 began ${T - recB.payload.clip.startedAt} ms before its start; ${JSON.stringify(out.msgs.map((m) => [m.payload?.event, m.payload?.line?.id, m.payload?.line?.status, m.payload?.clip?.id?.slice(0, 8)]))}`,
+    );
     const stoppedA = await out.event('stopped', 15000, (m) => m.payload.line.id === 'a');
     assert.match(stoppedA.payload.line.reason, /stopped at the start of line 2/);
     await out.event('stopped', 15000, (m) => m.payload.line.id === 'b');

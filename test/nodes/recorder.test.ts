@@ -25,9 +25,23 @@ function flow(rec: Record<string, unknown> = {}, extra: object[] = []) {
     { id: 'f1', type: 'tab', label: 'test' },
     { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store' },
     {
-      id: 'rec', type: 'recorder', name: 'Recorder 1', server: 'srv', channel: 1, channelName: 'Studio A', frameRate: '25',
-      sourceType: 'testpattern', segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'zero',
-      startTimeout: 10, stallTimeout: 6, wires: [['out']], z: 'f1', ...rec,
+      id: 'rec',
+      type: 'recorder',
+      name: 'Recorder 1',
+      server: 'srv',
+      channel: 1,
+      channelName: 'Studio A',
+      frameRate: '25',
+      sourceType: 'testpattern',
+      segmentSeconds: 2,
+      container: 'ts',
+      videoCodec: 'copy',
+      tcMode: 'zero',
+      startTimeout: 10,
+      stallTimeout: 6,
+      wires: [['out']],
+      z: 'f1',
+      ...rec,
     },
     { id: 'out', type: 'helper', z: 'f1' },
     { id: 'catcher', type: 'catch', scope: null, uncaught: false, wires: [['caught']], z: 'f1' },
@@ -50,7 +64,7 @@ describe('recorder node', function () {
   let userDir: string;
   let out: Collector;
   let caught: Collector;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+
   let rec: any;
 
   async function load(recCfg: Record<string, unknown> = {}, extra: object[] = [], creds: object = {}) {
@@ -67,7 +81,8 @@ describe('recorder node', function () {
     return (await out.event('reclist')).payload.lines;
   };
   /** The rec-list without the running timecode of a line that records (it moves on by itself). */
-  const still = (ls: Msg['payload'][]) => JSON.stringify(ls.map((l: Record<string, unknown>) => ({ ...l, curPoint: l.status === 'recording' ? '(running)' : l.curPoint })));
+  const still = (ls: Msg['payload'][]) =>
+    JSON.stringify(ls.map((l: Record<string, unknown>) => ({ ...l, curPoint: l.status === 'recording' ? '(running)' : l.curPoint })));
   async function refused(payload: unknown, re: RegExp): Promise<void> {
     const before = still(await lines());
     caught.clear();
@@ -110,14 +125,20 @@ describe('recorder node', function () {
     send(JSON.stringify({ command: 'add', line: { id: 'sport', title: 'Sport', backup: 'on' } }));
     await out.event('added', 5000, (m) => m.payload.line.id === 'sport');
     let l = await lines();
-    assert.deepEqual(l.map((x: { title: string }) => x.title), ['News 1', 'Sport']);
+    assert.deepEqual(
+      l.map((x: { title: string }) => x.title),
+      ['News 1', 'Sport'],
+    );
     out.clear();
     send({ command: 'update', line: { id: 'sport', n: 1, title: 'Sport live', attributes: { house: 'S9' } } });
     const upd = await out.event('updated');
     assert.equal(upd.payload.line.n, 1);
     assert.equal(upd.payload.line.title, 'Sport live');
     l = await lines();
-    assert.deepEqual(l.map((x: { title: string }) => x.title), ['Sport live', 'News 1']);
+    assert.deepEqual(
+      l.map((x: { title: string }) => x.title),
+      ['Sport live', 'News 1'],
+    );
     out.clear();
     send({ command: 'remove', line: { n: 1 } });
     const rem = await out.event('removed');
@@ -167,7 +188,10 @@ describe('recorder node', function () {
     await refused({ command: 'remove', line: { id: 'l1' } }, /stop it before removing/);
     await refused({ command: 'update', line: { id: 'l1', source: 'TESTPATTERN' } }, /is recording: line.source cannot change/);
     await sleep(3000);
-    assert.ok(statuses.some((t) => /^red:REC 00:00:0[0-9]:\d\d Evening News$/.test(t)), `REC with running timecode in ${JSON.stringify(statuses)}`);
+    assert.ok(
+      statuses.some((t) => /^red:REC 00:00:0[0-9]:\d\d Evening News$/.test(t)),
+      `REC with running timecode in ${JSON.stringify(statuses)}`,
+    );
     send({ command: 'stop', line: { id: 'l1' } });
     const stopped = await out.event('stopped', 15000);
     const clip = stopped.payload.clip;
@@ -253,7 +277,8 @@ describe('recorder node', function () {
     assert.match(stoppedA.payload.line.reason, /stopped at the start of line 2 \("Second"\)/);
     assert.ok(stoppedA.payload.clip.frames > startedA.payload.clip.frames, 'line 1 recorded');
     let onDisk = 0;
-    for (const sg of stoppedA.payload.clip.segments) onDisk += (await scanSegment(path.join(userDir, 'store', stoppedA.payload.clip.dir, sg.file), true)).frames!;
+    for (const sg of stoppedA.payload.clip.segments)
+      onDisk += (await scanSegment(path.join(userDir, 'store', stoppedA.payload.clip.dir, sg.file), true)).frames!;
     assert.equal(onDisk, stoppedA.payload.clip.frames, "line 1's files hold the frames its clip says, its tail past the hand-over cut off");
     // line 2 keeps its planned duration, frame-exact
     assert.equal(stoppedB.payload.clip.frames, 50);
@@ -268,7 +293,7 @@ describe('recorder node', function () {
     );
   });
 
-  it('back-to-back: a line planned to stop where the next one starts records on to that one\'s first frame (a keyframe after the start), so nothing falls between them', async function () {
+  it("back-to-back: a line planned to stop where the next one starts records on to that one's first frame (a keyframe after the start), so nothing falls between them", async function () {
     await load({ tcMode: 'tod' });
     await firstLineRecording();
     const T = Date.now() + 4000;
@@ -284,7 +309,8 @@ describe('recorder node', function () {
     assert.equal(stoppedA.payload.line.outPoint, stoppedB.payload.line.inPoint);
     assert.match(stoppedA.payload.line.reason, /stopped at the start of line 2/);
     let onDisk = 0;
-    for (const sg of stoppedA.payload.clip.segments) onDisk += (await scanSegment(path.join(userDir, 'store', stoppedA.payload.clip.dir, sg.file), true)).frames!;
+    for (const sg of stoppedA.payload.clip.segments)
+      onDisk += (await scanSegment(path.join(userDir, 'store', stoppedA.payload.clip.dir, sg.file), true)).frames!;
     assert.equal(onDisk, stoppedA.payload.clip.frames);
     assert.equal(stoppedB.payload.clip.frames, 50, 'line 2 keeps its planned duration');
   });
@@ -355,7 +381,7 @@ describe('recorder node', function () {
     assert.equal(ffmpegPidsFor(userDir).length, 0);
   });
 
-  it('back-to-back: while the line before is being cut at the next line\'s start, its remove is refused (nothing changed) and its stop answers that the stop is under way', async function () {
+  it("back-to-back: while the line before is being cut at the next line's start, its remove is refused (nothing changed) and its stop answers that the stop is under way", async function () {
     await load({ tcMode: 'tod' });
     await firstLineRecording();
     const [pidA] = ffmpegPidsFor(userDir);
@@ -432,7 +458,11 @@ describe('recorder node', function () {
     await refused({ command: 'start', line: { id: 'c' } }, /cannot start/);
     const l = await lines();
     assert.equal(l[0].status, 'ready');
-    assert.equal(caught.msgs.some((m) => /secret/.test(m.error?.message ?? '')), false, 'no password in errors');
+    assert.equal(
+      caught.msgs.some((m) => /secret/.test(m.error?.message ?? '')),
+      false,
+      'no password in errors',
+    );
   });
 
   it('reports a configuration error instead of crashing', async function () {

@@ -75,7 +75,11 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
     main = await startNodeRed({
       userDir: dirM,
       flows: recorderSiteFlow({
-        serverId: 'main-1', storageRoot: 'store', brokerUrl: broker.url, peerPort: portM, materialCopy: {},
+        serverId: 'main-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        peerPort: portM,
+        materialCopy: {},
         recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 1 }],
       }),
       credentials: { srv1: { peerSecret: SECRET } },
@@ -85,7 +89,17 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
   async function startFo() {
     fo = await startNodeRed({
       userDir: dirF,
-      flows: failoverSiteFlow({ serverId: 'fo-1', storageRoot: 'store', brokerUrl: broker.url, watched: 'main-1', holdDown: 1, overlap: 1, automatic: false, peerPort: portF, materialCopy: true }),
+      flows: failoverSiteFlow({
+        serverId: 'fo-1',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        watched: 'main-1',
+        holdDown: 1,
+        overlap: 1,
+        automatic: false,
+        peerPort: portF,
+        materialCopy: true,
+      }),
       credentials: { srv1: { peerSecret: SECRET } },
       settings: users,
     });
@@ -151,14 +165,27 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
       'main-1 and fo-1 online',
     );
     const m1 = o1.servers.find((s) => s.server === 'main-1')!;
-    assert.deepEqual({ group: m1.group, role: m1.role, epoch: m1.epoch, local: m1.local, takenOverBy: m1.takenOverBy }, { group: 'studio', role: 'main', epoch: 0, local: false, takenOverBy: null });
-    assert.deepEqual(m1.watchedBy.map((w) => [w.by, w.takenOver]), [['fo-1', false]]);
+    assert.deepEqual(
+      { group: m1.group, role: m1.role, epoch: m1.epoch, local: m1.local, takenOverBy: m1.takenOverBy },
+      { group: 'studio', role: 'main', epoch: 0, local: false, takenOverBy: null },
+    );
+    assert.deepEqual(
+      m1.watchedBy.map((w) => [w.by, w.takenOver]),
+      [['fo-1', false]],
+    );
     const f1 = o1.servers.find((s) => s.server === 'fo-1')!;
     assert.deepEqual({ role: f1.role, local: f1.local }, { role: 'failover', local: true });
     assert.deepEqual(o1.local, [{ serverId: 'fo-1', group: 'studio', role: 'failover', link: 'connected', linkError: null, epoch: 0, configError: null }]);
     assert.equal(o1.failover.length, 1);
-    assert.deepEqual({ self: o1.failover[0].self, active: o1.failover[0].active, finalized: o1.failover[0].finalized }, { self: 'fo-1', active: [], finalized: [] });
-    assert.deepEqual(o1.copies.map((c) => c.server), ['fo-1'], 'the failover server has a material-copy node');
+    assert.deepEqual(
+      { self: o1.failover[0].self, active: o1.failover[0].active, finalized: o1.failover[0].finalized },
+      { self: 'fo-1', active: [], finalized: [] },
+    );
+    assert.deepEqual(
+      o1.copies.map((c) => c.server),
+      ['fo-1'],
+      'the failover server has a material-copy node',
+    );
     // the main's overview (no adminAuth there) sees the same group from its side
     const om = await waitOverview(main!, {}, (o) => o.servers.some((s) => s.server === 'fo-1' && s.state === 'online'), 'fo-1 from the main');
     assert.equal(om.servers.find((s) => s.server === 'main-1')!.local, true);
@@ -182,18 +209,39 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
     assert.equal(typeof failoverNotice.data.seq, 'number');
     assert.equal(failoverNotice.data.active, undefined, 'the notice carries no log data: the editor reads it through the route');
 
-    const o2 = await waitOverview(fo!, asViewer, (o) => o.failover[0].active.length === 1 && !!o.servers.find((s) => s.server === 'main-1')?.takenOverBy, 'the active entry');
+    const o2 = await waitOverview(
+      fo!,
+      asViewer,
+      (o) => o.failover[0].active.length === 1 && !!o.servers.find((s) => s.server === 'main-1')?.takenOverBy,
+      'the active entry',
+    );
     const e = o2.failover[0].active[0];
     assert.deepEqual(
-      { failed: e.failedServer, fo: e.failoverServer, logOf: e.logOf, state: e.state, channels: e.channels, canFailback: e.canFailback, canCopy: e.canCopy, blocked: e.copyBlocked },
+      {
+        failed: e.failedServer,
+        fo: e.failoverServer,
+        logOf: e.logOf,
+        state: e.state,
+        channels: e.channels,
+        canFailback: e.canFailback,
+        canCopy: e.canCopy,
+        blocked: e.copyBlocked,
+      },
       { failed: 'main-1', fo: 'fo-1', logOf: 'fo-1', state: 'active', channels: [1], canFailback: true, canCopy: false, blocked: 'not-over' },
     );
     assert.ok(e.epoch > 0, 'a takeover raises the epoch');
     const m2 = o2.servers.find((s) => s.server === 'main-1')!;
     assert.equal(m2.state, 'offline');
     assert.equal(m2.cause, 'lwt');
-    assert.deepEqual(m2.takenOverBy && { server: m2.takenOverBy.server, epoch: m2.takenOverBy.epoch, entryId: m2.takenOverBy.entryId }, { server: 'fo-1', epoch: e.epoch, entryId: e.id });
-    assert.deepEqual(m2.watchedBy.map((w) => [w.by, w.status, w.takenOver]), [['fo-1', 'failed', true]]);
+    assert.deepEqual(m2.takenOverBy && { server: m2.takenOverBy.server, epoch: m2.takenOverBy.epoch, entryId: m2.takenOverBy.entryId }, {
+      server: 'fo-1',
+      epoch: e.epoch,
+      entryId: e.id,
+    });
+    assert.deepEqual(
+      m2.watchedBy.map((w) => [w.by, w.status, w.takenOver]),
+      [['fo-1', 'failed', true]],
+    );
 
     // ---- the main comes back; its line waits, interrupted
     await startMain();
@@ -216,7 +264,10 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
     await mainComms.wait((m) => (m.data.reasons as string[]).some((r) => r.startsWith('copy-')), 'about the material copy', 60000);
     const om2 = await waitOverview(main!, {}, (o) => o.copies[0]?.tasks.some((t) => t.entryId === e.id && t.state === 'done'), 'the copy task done', 120000);
     const task = om2.copies[0].tasks.find((t) => t.entryId === e.id)!;
-    assert.deepEqual({ server: task.server, failover: task.failoverServer, failed: task.failedServer, percent: task.percent }, { server: 'main-1', failover: 'fo-1', failed: 'main-1', percent: 100 });
+    assert.deepEqual(
+      { server: task.server, failover: task.failoverServer, failed: task.failedServer, percent: task.percent },
+      { server: 'main-1', failover: 'fo-1', failed: 'main-1', percent: 100 },
+    );
     assert.ok(task.segmentsCopied + task.segmentsSkipped > 0, 'segments of the failover period were copied');
     assert.equal(om2.servers.find((s) => s.server === 'main-1')!.epoch, e.epoch, 'the restored main took the takeover epoch');
     const o3 = await waitOverview(fo!, asViewer, (o) => o.failover[0].finalized[0]?.materialCopy === 'done', 'material copy done in the log', 60000);
@@ -227,7 +278,10 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
     );
     assert.deepEqual(o3.failover[0].active, []);
     assert.equal(o3.servers.find((s) => s.server === 'main-1')!.takenOverBy, null, 'nobody records in its place any more');
-    assert.ok((await events(fo!)).some((x) => x.topic === 'failback performed'), 'the failover-watch saw the failback');
+    assert.ok(
+      (await events(fo!)).some((x) => x.topic === 'failback performed'),
+      'the failover-watch saw the failback',
+    );
 
     // ---- Start material copying on the failover server, as the sidebar sends it (by entry): refused with the reason
     const copyDenied = await fo!.request('POST', '/twinrec/material-copy/start?server=fo-1', { entryId: e.id }, asViewer);
@@ -252,10 +306,16 @@ describe('redundancy sidebar (runtime): overview route and live notices on a mai
     assert.equal(bad.status, 400);
     assert.match(bad.body.error, /^finalized must be a whole number of entries from 0 to 1000/);
     const o = await overview(fo);
-    assert.deepEqual({ local: o.local, servers: o.servers, failover: o.failover, copies: o.copies, transfers: o.transfers }, { local: [], servers: [], failover: [], copies: [], transfers: [] });
+    assert.deepEqual(
+      { local: o.local, servers: o.servers, failover: o.failover, copies: o.copies, transfers: o.transfers },
+      { local: [], servers: [], failover: [], copies: [], transfers: [] },
+    );
     // the plugin is listed for the editor, with its catalogue
     const plugins = await fo.request('GET', '/plugins', undefined, { accept: 'application/json' });
-    assert.ok((plugins.body as { id: string }[]).some((p) => p.id === '@twinrec/node-red-recording-redundancy/redundancy-sidebar'), JSON.stringify(plugins.body));
+    assert.ok(
+      (plugins.body as { id: string }[]).some((p) => p.id === '@twinrec/node-red-recording-redundancy/redundancy-sidebar'),
+      JSON.stringify(plugins.body),
+    );
     const html = await fo.request('GET', '/plugins', undefined, { accept: 'text/html' });
     assert.match(String(html.body), /RED\.plugins\.registerPlugin\('twinrec-redundancy-sidebar'/);
     const msgs = await fo.request('GET', '/plugins/messages?lng=en-US', undefined, { accept: 'application/json' });

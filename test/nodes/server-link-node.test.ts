@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import mqtt, { MqttClient } from 'mqtt';
-import { Collector, helper, sleep, tmpDir, until } from '../support/nr';
+import { Collector, helper, tmpDir, until } from '../support/nr';
 import { Broker, makeClientCert, startMosquitto } from '../support/mosquitto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,7 +19,6 @@ const serverNode = require('../../nodes/redundancy-server/redundancy-server');
 const recorderNode = require('../../nodes/recorder/recorder');
 
 helper.init(require.resolve('node-red'));
-
 
 describe('redundancy-server link (node, mosquitto)', function () {
   this.timeout(60000);
@@ -50,10 +49,33 @@ describe('redundancy-server link (node, mosquitto)', function () {
   function flow(brokerUrl: string) {
     return [
       { id: 'f1', type: 'tab', label: 'link' },
-      { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store', brokerUrl, keepalive: 1, heartbeatMs: 200 },
       {
-        id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 3, channelName: 'Studio C', frameRate: '25', sourceType: 'testpattern',
-        segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'zero', backupServer: 'backup-1', backupChannel: 1, wires: [['out']],
+        id: 'srv',
+        type: 'redundancy-server',
+        serverId: 'main-1',
+        group: 'studio',
+        role: 'main',
+        storageRoot: 'store',
+        brokerUrl,
+        keepalive: 1,
+        heartbeatMs: 200,
+      },
+      {
+        id: 'rec',
+        type: 'recorder',
+        z: 'f1',
+        server: 'srv',
+        channel: 3,
+        channelName: 'Studio C',
+        frameRate: '25',
+        sourceType: 'testpattern',
+        segmentSeconds: 2,
+        container: 'ts',
+        videoCodec: 'copy',
+        tcMode: 'zero',
+        backupServer: 'backup-1',
+        backupChannel: 1,
+        wires: [['out']],
       },
       { id: 'out', type: 'helper', z: 'f1' },
     ];
@@ -124,10 +146,44 @@ describe('redundancy-server link (node, mosquitto)', function () {
     helper.settings({ userDir });
     const nodes = (tls: string) => [
       { id: 'f1', type: 'tab', label: 'tls' },
-      { id: 'tlsok', type: 'tls-config', name: '', cert: '', key: '', ca: broker.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
+      {
+        id: 'tlsok',
+        type: 'tls-config',
+        name: '',
+        cert: '',
+        key: '',
+        ca: broker.cafile,
+        certname: '',
+        keyname: '',
+        caname: '',
+        servername: '',
+        verifyservercert: true,
+      },
       { id: 'tlsnone', type: 'tls-config', name: '', cert: '', key: '', ca: '', certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
-      { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store', brokerUrl: broker.url, keepalive: 1, heartbeatMs: 200, tls },
-      { id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 1, frameRate: '25', sourceType: 'testpattern', segmentSeconds: 2, container: 'ts', wires: [[]] },
+      {
+        id: 'srv',
+        type: 'redundancy-server',
+        serverId: 'main-1',
+        group: 'studio',
+        role: 'main',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        keepalive: 1,
+        heartbeatMs: 200,
+        tls,
+      },
+      {
+        id: 'rec',
+        type: 'recorder',
+        z: 'f1',
+        server: 'srv',
+        channel: 1,
+        frameRate: '25',
+        sourceType: 'testpattern',
+        segmentSeconds: 2,
+        container: 'ts',
+        wires: [[]],
+      },
     ];
     await helper.load([tlsNode, serverNode, recorderNode], nodes('tlsok'));
     let srv = helper.getNode('srv');
@@ -136,7 +192,10 @@ describe('redundancy-server link (node, mosquitto)', function () {
     await helper.unload();
     await helper.load([tlsNode, serverNode, recorderNode], nodes('tlsnone'));
     srv = helper.getNode('srv');
-    await until(() => srv.link.state === 'reconnecting' && /certificate|self[- ]signed|verify/i.test(srv.link.lastError ?? ''), 'the unverifiable broker refused');
+    await until(
+      () => srv.link.state === 'reconnecting' && /certificate|self[- ]signed|verify/i.test(srv.link.lastError ?? ''),
+      'the unverifiable broker refused',
+    );
   });
 
   it('links to a broker that requires a client certificate with the one of its tls-config node; is refused without one, and with one of another CA, each said in words', async function () {
@@ -147,10 +206,56 @@ describe('redundancy-server link (node, mosquitto)', function () {
     helper.settings({ userDir });
     const nodes = (tls: string) => [
       { id: 'f1', type: 'tab', label: 'mutual tls' },
-      { id: 'tlscert', type: 'tls-config', name: '', cert: broker.clientCert!.certfile, key: broker.clientCert!.keyfile, ca: broker.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
-      { id: 'tlsca', type: 'tls-config', name: '', cert: '', key: '', ca: broker.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true },
-      { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store', brokerUrl: broker.url, keepalive: 1, heartbeatMs: 200, tls },
-      { id: 'rec', type: 'recorder', z: 'f1', server: 'srv', channel: 1, frameRate: '25', sourceType: 'testpattern', segmentSeconds: 2, container: 'ts', wires: [[]] },
+      {
+        id: 'tlscert',
+        type: 'tls-config',
+        name: '',
+        cert: broker.clientCert!.certfile,
+        key: broker.clientCert!.keyfile,
+        ca: broker.cafile,
+        certname: '',
+        keyname: '',
+        caname: '',
+        servername: '',
+        verifyservercert: true,
+      },
+      {
+        id: 'tlsca',
+        type: 'tls-config',
+        name: '',
+        cert: '',
+        key: '',
+        ca: broker.cafile,
+        certname: '',
+        keyname: '',
+        caname: '',
+        servername: '',
+        verifyservercert: true,
+      },
+      {
+        id: 'srv',
+        type: 'redundancy-server',
+        serverId: 'main-1',
+        group: 'studio',
+        role: 'main',
+        storageRoot: 'store',
+        brokerUrl: broker.url,
+        keepalive: 1,
+        heartbeatMs: 200,
+        tls,
+      },
+      {
+        id: 'rec',
+        type: 'recorder',
+        z: 'f1',
+        server: 'srv',
+        channel: 1,
+        frameRate: '25',
+        sourceType: 'testpattern',
+        segmentSeconds: 2,
+        container: 'ts',
+        wires: [[]],
+      },
     ];
     await helper.load([tlsNode, serverNode, recorderNode], nodes('tlscert'));
     let srv = helper.getNode('srv');
@@ -166,10 +271,40 @@ describe('redundancy-server link (node, mosquitto)', function () {
     await helper.unload();
     const other = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-otherca-'));
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=another CA', '-keyout', path.join(other, 'ca.key'), '-out', path.join(other, 'ca.crt')], { stdio: 'pipe' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '2',
+          '-subj',
+          '/CN=another CA',
+          '-keyout',
+          path.join(other, 'ca.key'),
+          '-out',
+          path.join(other, 'ca.crt'),
+        ],
+        { stdio: 'pipe' },
+      );
       const stranger = makeClientCert(other, 'stranger');
       const flow = nodes('tlsstranger');
-      flow.splice(2, 0, { id: 'tlsstranger', type: 'tls-config', name: '', cert: stranger.certfile, key: stranger.keyfile, ca: broker.cafile, certname: '', keyname: '', caname: '', servername: '', verifyservercert: true });
+      flow.splice(2, 0, {
+        id: 'tlsstranger',
+        type: 'tls-config',
+        name: '',
+        cert: stranger.certfile,
+        key: stranger.keyfile,
+        ca: broker.cafile,
+        certname: '',
+        keyname: '',
+        caname: '',
+        servername: '',
+        verifyservercert: true,
+      });
       await helper.load([tlsNode, serverNode, recorderNode], flow);
       srv = helper.getNode('srv');
       await until(() => srv.link.state === 'reconnecting' && /client certificate/.test(srv.link.lastError ?? ''), 'refused with a certificate of another CA');

@@ -26,8 +26,21 @@ function flow(sc: Record<string, unknown> = {}) {
     { id: 'f1', type: 'tab', label: 'test' },
     { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot: 'store' },
     {
-      id: 'rec', type: 'recorder', server: 'srv', channel: 1, channelName: 'Studio A', frameRate: '25', sourceType: 'testpattern',
-      segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'zero', startTimeout: 10, stallTimeout: 6, wires: [[]], z: 'f1',
+      id: 'rec',
+      type: 'recorder',
+      server: 'srv',
+      channel: 1,
+      channelName: 'Studio A',
+      frameRate: '25',
+      sourceType: 'testpattern',
+      segmentSeconds: 2,
+      container: 'ts',
+      videoCodec: 'copy',
+      tcMode: 'zero',
+      startTimeout: 10,
+      stallTimeout: 6,
+      wires: [[]],
+      z: 'f1',
     },
     { id: 'sc', type: 'studio-control', prefix: P, prefixType: 'str', server: '', serverType: 'str', wires: [['out']], z: 'f1', ...sc },
     { id: 'out', type: 'helper', z: 'f1' },
@@ -41,7 +54,7 @@ describe('studio-control node', function () {
   let userDir: string;
   let out: Collector;
   let caught: Collector;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+
   let sc: any;
 
   async function load(cfg: Record<string, unknown> = {}) {
@@ -58,7 +71,11 @@ describe('studio-control node', function () {
     const p = rid ? { ...(payload as object), requestId: rid } : payload;
     const n = out.msgs.length;
     sc.receive({ topic, payload: p, ...extra });
-    return out.wait((m) => out.msgs.indexOf(m) >= n && /\/(reply|error)$/.test(m.topic ?? '') && (!rid || m.payload.requestId === rid), 10000, `reply to ${topic}`);
+    return out.wait(
+      (m) => out.msgs.indexOf(m) >= n && /\/(reply|error)$/.test(m.topic ?? '') && (!rid || m.payload.requestId === rid),
+      10000,
+      `reply to ${topic}`,
+    );
   }
   async function lines(): Promise<{ id: string; title: string }[]> {
     const r = await ask(CMD, { command: 'list' });
@@ -66,7 +83,10 @@ describe('studio-control node', function () {
     return r.payload.reclist;
   }
   const redStatuses = (): { fill?: string; text?: string }[] =>
-    sc.status.getCalls().map((c: { args: [{ fill?: string; text?: string }] }) => c.args[0]).filter((s: { fill?: string }) => s.fill === 'red');
+    sc.status
+      .getCalls()
+      .map((c: { args: [{ fill?: string; text?: string }] }) => c.args[0])
+      .filter((s: { fill?: string }) => s.fill === 'red');
 
   before(function (done) {
     helper.startServer(done);
@@ -108,7 +128,14 @@ describe('studio-control node', function () {
     const cases: [string, unknown, Record<string, unknown>, string, string, RegExp][] = [
       ['bad JSON', '{"command": "start"', {}, REPLY, 'EJSON', /payload is not valid JSON/],
       ['not an object', '[1,2]', {}, REPLY, 'EINVAL', /payload must be a JSON object, not an array/],
-      ['an unknown command', { command: 'launch' }, {}, REPLY, 'ECOMMAND', /unknown command "launch": the commands are add, update, remove, start, stop, list, get, status/],
+      [
+        'an unknown command',
+        { command: 'launch' },
+        {},
+        REPLY,
+        'ECOMMAND',
+        /unknown command "launch": the commands are add, update, remove, start, stop, list, get, status/,
+      ],
       ['a bad line field', { command: 'add', line: { title: 'X', colour: 'red' } }, {}, REPLY, 'EINVAL', /line has an unknown field "colour"/],
       ['a line that is not there', { command: 'start', line: { id: 'ghost' } }, {}, REPLY, 'ENOENT', /no line with id "ghost"/],
       ['a retained request', { command: 'add', line: { title: 'Again' } }, { retain: true }, REPLY, 'ERETAINED', /retained request is refused/],
@@ -156,7 +183,13 @@ describe('studio-control node', function () {
     sc.receive({ topic: `${P}/main-2/1/cmd`, payload: '{bad json' });
     const ok = await ask(CMD, { command: 'status' });
     assert.equal(ok.payload.ok, true);
-    assert.deepEqual(out.msgs.slice(n).map((m) => m.topic).filter((t) => t !== `${P}/main-1/1/status` && t !== `${P}/main-1/1/reclist`), [REPLY]);
+    assert.deepEqual(
+      out.msgs
+        .slice(n)
+        .map((m) => m.topic)
+        .filter((t) => t !== `${P}/main-1/1/status` && t !== `${P}/main-1/1/reclist`),
+      [REPLY],
+    );
     assert.equal(caught.msgs.length, 0);
   });
 

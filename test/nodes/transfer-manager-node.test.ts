@@ -38,8 +38,29 @@ describe('transfer-manager (node)', function () {
   });
 
   const flow = (tm: Record<string, unknown>) => [
-    { id: 'srv', type: 'redundancy-server', serverId: 'backup-1', group: 'studio', role: 'backup', storageRoot: 'store', brokerUrl: broker.url, keepalive: 1, heartbeatMs: 200 },
-    { id: 'tm', type: 'transfer-manager', server: 'srv', mainServer: 'main-1', channels: '1-2', bandwidth: 0, pollInterval: 60, retentionDays: 0, wires: [['out']], ...tm },
+    {
+      id: 'srv',
+      type: 'redundancy-server',
+      serverId: 'backup-1',
+      group: 'studio',
+      role: 'backup',
+      storageRoot: 'store',
+      brokerUrl: broker.url,
+      keepalive: 1,
+      heartbeatMs: 200,
+    },
+    {
+      id: 'tm',
+      type: 'transfer-manager',
+      server: 'srv',
+      mainServer: 'main-1',
+      channels: '1-2',
+      bandwidth: 0,
+      pollInterval: 60,
+      retentionDays: 0,
+      wires: [['out']],
+      ...tm,
+    },
     { id: 'out', type: 'helper' },
   ];
 
@@ -59,7 +80,10 @@ describe('transfer-manager (node)', function () {
       n.on('call:error', (c: { args: [unknown] }) => errors.push(String(c.args[0])));
       // the error may already be out: the status says it too
       await until(() => errors.length > 0 || n.status.getCalls?.().some((c: { args: [{ fill?: string }] }) => c.args[0].fill === 'red'), 'refused');
-      const red = n.status.getCalls().map((c: { args: [{ fill?: string; text?: string }] }) => c.args[0]).filter((s: { fill?: string }) => s.fill === 'red');
+      const red = n.status
+        .getCalls()
+        .map((c: { args: [{ fill?: string; text?: string }] }) => c.args[0])
+        .filter((s: { fill?: string }) => s.fill === 'red');
       assert.ok(red.length > 0);
       assert.match(red[0].text, sentence);
       let e: Error | null = null;
@@ -80,9 +104,13 @@ describe('transfer-manager (node)', function () {
     n.on('call:error', (c: { args: [Error] }) => errors.push(c.args[0]));
     for (const command of ['list', 'pause', 'resume', 'scan']) n.receive({ payload: { command } });
     await until(() => got.filter((m) => m.topic !== 'progress').length >= 4, 'four answers');
-    assert.deepEqual(got.filter((m) => m.topic !== 'progress').map((m) => m.topic), ['transfers', 'paused', 'resumed', 'scanning']);
+    assert.deepEqual(
+      got.filter((m) => m.topic !== 'progress').map((m) => m.topic),
+      ['transfers', 'paused', 'resumed', 'scanning'],
+    );
     assert.deepEqual(got[0].payload.transfers, []);
-    for (const payload of [{ command: 'delete-everything' }, 'hello', null, [1], { command: 'retry' }, { command: 'retry', clipId: 'nope' }]) n.receive({ payload });
+    for (const payload of [{ command: 'delete-everything' }, 'hello', null, [1], { command: 'retry' }, { command: 'retry', clipId: 'nope' }])
+      n.receive({ payload });
     await until(() => errors.length >= 6, 'six refusals');
     assert.match(String(errors[0]), /unknown command "delete-everything"/);
     assert.match(String(errors[1]), /must be a command object/);

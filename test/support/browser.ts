@@ -117,7 +117,10 @@ export async function openEditor(url: string, opts: { login?: { username: string
 /** Answer the editor's login dialog (adminAuth with credentials); the editor then loads, or the dialog says the login failed. */
 export async function login(page: Page, username: string, password: string): Promise<void> {
   await page.waitForSelector('#node-dialog-login-username', { state: 'visible', timeout: 30000 });
-  for (const [field, value] of [['username', username], ['password', password]]) {
+  for (const [field, value] of [
+    ['username', username],
+    ['password', password],
+  ]) {
     await page.click(`#node-dialog-login-${field}`);
     await page.keyboard.press('Control+A');
     await page.keyboard.press('Backspace');
@@ -138,7 +141,6 @@ export async function waitForLoginFailed(page: Page): Promise<void> {
 export async function waitForEditorReady(page: Page, timeoutMs = 40000): Promise<void> {
   await page.waitForFunction(
     () => {
-      /* eslint-disable @typescript-eslint/no-explicit-any */
       const w = window as any;
       const $ = w.$;
       if (!w.RED || !w.RED.nodes || !w.RED.workspaces || !$) return false;
@@ -146,7 +148,6 @@ export async function waitForEditorReady(page: Page, timeoutMs = 40000): Promise
       if (!w.RED.workspaces.active()) return false;
       if ($('#red-ui-palette .red-ui-palette-node').length === 0) return false;
       return !!w.RED.nodes.getType('recorder');
-      /* eslint-enable @typescript-eslint/no-explicit-any */
     },
     undefined,
     { timeout: timeoutMs, polling: 100 },
@@ -196,26 +197,23 @@ export async function filterPalette(page: Page, text: string): Promise<void> {
   await page.keyboard.press('Backspace');
   if (text) await page.keyboard.type(text, { delay: 10 });
   // the palette filters 100 ms after the last key: wait until every node's filter mark agrees with the text
-  await page.waitForFunction(
-    (t) => {
-      const $ = (window as any).$; // eslint-disable-line @typescript-eslint/no-explicit-any
-      if ($('#red-ui-palette-search input').val() !== t) return false;
-      const re = new RegExp(t.replace(/[-/\\^$*+?.()|[\]{}]/g, '\\$&'), 'i');
-      return $('#red-ui-palette-container .red-ui-palette-node')
-        .get()
-        .every((el: Element) => {
-          const match = t === '' || re.test($(el).attr('data-palette-type')) || re.test($(el).attr('data-palette-label'));
-          return match === ($(el).attr('data-filter') !== 'true');
-        });
-    },
-    text,
-  );
+  await page.waitForFunction((t) => {
+    const $ = (window as any).$;
+    if ($('#red-ui-palette-search input').val() !== t) return false;
+    const re = new RegExp(t.replace(/[-/\\^$*+?.()|[\]{}]/g, '\\$&'), 'i');
+    return $('#red-ui-palette-container .red-ui-palette-node')
+      .get()
+      .every((el: Element) => {
+        const match = t === '' || re.test($(el).attr('data-palette-type')) || re.test($(el).attr('data-palette-label'));
+        return match === ($(el).attr('data-filter') !== 'true');
+      });
+  }, text);
 }
 
 /** Import nodes into the active workspace without attaching them to the mouse (missing properties get their defaults). */
 export async function importNodes(page: Page, nodes: object[]): Promise<void> {
   await page.evaluate((ns) => {
-    const RED = (window as any).RED; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const RED = (window as any).RED;
     RED.view.importNodes(ns, { generateIds: false, touchImport: true, notify: false, addFlow: false, applyNodeDefaults: true });
     RED.view.select({ nodes: [] });
     RED.view.redraw(true);
@@ -230,7 +228,7 @@ export function fieldSelector(prefix: 'node-input' | 'node-config-input', field:
 /** Open a flow node's edit dialog the way a user does: double-click it on the workspace. */
 export async function openNodeDialog(page: Page, id: string): Promise<void> {
   await page.evaluate((nid) => {
-    const RED = (window as any).RED; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const RED = (window as any).RED;
     const n = RED.nodes.node(nid);
     if (!n) throw new Error(`no node ${nid}`);
     if (RED.workspaces.active() !== n.z) RED.workspaces.show(n.z);
@@ -257,7 +255,7 @@ export async function openNodeDialog(page: Page, id: string): Promise<void> {
  */
 export async function waitForWorkspaceIdle(page: Page): Promise<void> {
   await page.waitForFunction(() => {
-    const $ = (window as any).$; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const $ = (window as any).$;
     return $('#red-ui-workspace-chart:animated').length === 0;
   });
   await page.evaluate(() => new Promise<void>((r) => requestAnimationFrame(() => requestAnimationFrame(() => r()))));
@@ -272,7 +270,7 @@ export async function waitForWorkspaceIdle(page: Page): Promise<void> {
  */
 export async function waitForTrayIdle(page: Page): Promise<void> {
   await page.waitForFunction(() => {
-    const $ = (window as any).$; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const $ = (window as any).$;
     if ($('.red-ui-tray:animated').length) return false;
     const trays = $('.red-ui-tray').get() as HTMLElement[];
     const top = trays[trays.length - 1];
@@ -298,7 +296,7 @@ export async function pressDone(page: Page): Promise<void> {
 export async function setField(page: Page, prefix: 'node-input' | 'node-config-input', field: string, value: string | boolean): Promise<void> {
   const sel = fieldSelector(prefix, field);
   const kind = await page.evaluate((s) => {
-    const $ = (window as any).$; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const $ = (window as any).$;
     const el = $(s);
     if (!el.length) return 'missing';
     if (el.is('select')) return 'select';
@@ -326,14 +324,18 @@ export async function setField(page: Page, prefix: 'node-input' | 'node-config-i
 
 /** Does the field show the editor's error mark (class input-error)? */
 export async function fieldHasError(page: Page, prefix: 'node-input' | 'node-config-input', field: string): Promise<boolean> {
-  return page.evaluate((s) => (window as any).$(s).hasClass('input-error'), fieldSelector(prefix, field)); // eslint-disable-line @typescript-eslint/no-explicit-any
+  return page.evaluate((s) => (window as any).$(s).hasClass('input-error'), fieldSelector(prefix, field));
 }
 
 /** Click Deploy and wait for the editor to report success. */
 export async function deploy(page: Page): Promise<void> {
   await page.click('#red-ui-header-button-deploy');
-  await page.waitForFunction(() => {
-    const RED = (window as any).RED; // eslint-disable-line @typescript-eslint/no-explicit-any
-    return !RED.nodes.dirty();
-  }, undefined, { timeout: 30000 });
+  await page.waitForFunction(
+    () => {
+      const RED = (window as any).RED;
+      return !RED.nodes.dirty();
+    },
+    undefined,
+    { timeout: 30000 },
+  );
 }

@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 
 export interface CommsMessage {
   topic: string;
-  data: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  data: any;
   receivedAt: number;
 }
 

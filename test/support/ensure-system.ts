@@ -60,11 +60,14 @@ const CHECKS: Check[] = [
       'gstreamer1.0-plugins-ugly',
       'gstreamer1.0-libav',
     ],
-    ok: () =>
-      pythonOk('import gi; gi.require_version("GstRtspServer","1.0"); from gi.repository import GstRtspServer'),
+    ok: () => pythonOk('import gi; gi.require_version("GstRtspServer","1.0"); from gi.repository import GstRtspServer'),
   },
   // the test camera burns a running timecode in with timeoverlay (Pango), which Debian ships in gstreamer1.0-x
-  { what: 'GStreamer timeoverlay', packages: ['gstreamer1.0-x'], ok: () => spawnSync('/usr/bin/gst-inspect-1.0', ['timeoverlay'], { stdio: 'ignore', timeout: 30000 }).status === 0 },
+  {
+    what: 'GStreamer timeoverlay',
+    packages: ['gstreamer1.0-x'],
+    ok: () => spawnSync('/usr/bin/gst-inspect-1.0', ['timeoverlay'], { stdio: 'ignore', timeout: 30000 }).status === 0,
+  },
   { what: '/usr/bin/socat (a serial line for Modbus RTU)', packages: ['socat'], ok: () => fs.existsSync('/usr/bin/socat') },
   { what: 'python3 pymodbus server', packages: ['python3-pymodbus', 'python3-serial-asyncio'], ok: () => pythonOk('import pymodbus.server') },
 ];
@@ -105,7 +108,6 @@ export function ensureSystem(): void {
     return;
   }
   throw new Error(
-    `missing system tools: ${what}. Install the Debian packages with:\n` +
-      `  sudo apt-get install -y --no-install-recommends ${needed.join(' ')}`,
+    `missing system tools: ${what}. Install the Debian packages with:\n` + `  sudo apt-get install -y --no-install-recommends ${needed.join(' ')}`,
   );
 }

@@ -10,7 +10,7 @@ export interface Ev {
   node: string;
   port: number;
   topic: string;
-  payload: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  payload: any;
   at: number;
 }
 
@@ -36,7 +36,8 @@ export async function waitEvent(p: NodeRedProcess, pred: (e: Ev) => boolean, wha
   for (;;) {
     const ev = (await events(p)).find(pred);
     if (ev) return ev;
-    if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms; events: ${JSON.stringify((await events(p)).map((e) => `${e.node}:${e.port}:${e.topic}`))}`);
+    if (Date.now() > end)
+      throw new Error(`no ${what} within ${ms} ms; events: ${JSON.stringify((await events(p)).map((e) => `${e.node}:${e.port}:${e.topic}`))}`);
     await sleep(100);
   }
 }
@@ -57,7 +58,6 @@ export async function retainedState(broker: Broker, server: string): Promise<{ e
     await c.endAsync();
   }
 }
-
 
 /**
  * Wait until a failover server's settings cache (on its disk) holds a line of a

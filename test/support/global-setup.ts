@@ -10,5 +10,7 @@ export function mochaGlobalSetup(): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { ffmpegInfo } = require('../../lib/media/ffmpeg') as typeof import('../../lib/media/ffmpeg');
   const info = ffmpegInfo();
-  console.log(`  ffmpeg ${info.version} at ${info.path} (rtsp timeout option ${info.rtspTimeoutOption}, drawtext ${info.hasDrawtext}, libx264 ${info.hasLibx264})`);
+  console.log(
+    `  ffmpeg ${info.version} at ${info.path} (rtsp timeout option ${info.rtspTimeoutOption}, drawtext ${info.hasDrawtext}, libx264 ${info.hasLibx264})`,
+  );
 }

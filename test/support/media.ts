@@ -82,14 +82,7 @@ function toNumber(v: unknown): number {
 }
 
 async function probeArgs(inputArgs: string[], label: string): Promise<ProbeResult> {
-  const out = await run(FFPROBE, [
-    '-v', 'error',
-    '-print_format', 'json',
-    '-show_format',
-    '-show_streams',
-    '-select_streams', 'v:0',
-    ...inputArgs,
-  ]);
+  const out = await run(FFPROBE, ['-v', 'error', '-print_format', 'json', '-show_format', '-show_streams', '-select_streams', 'v:0', ...inputArgs]);
   let j: { format?: Record<string, unknown>; streams?: Record<string, unknown>[] };
   try {
     j = JSON.parse(out);
@@ -119,11 +112,15 @@ export async function probe(file: string): Promise<ProbeResult> {
 
 async function countPacketsArgs(inputArgs: string[], label: string): Promise<number> {
   const out = await run(FFPROBE, [
-    '-v', 'error',
+    '-v',
+    'error',
     '-count_packets',
-    '-select_streams', 'v:0',
-    '-show_entries', 'stream=nb_read_packets',
-    '-of', 'csv=p=0',
+    '-select_streams',
+    'v:0',
+    '-show_entries',
+    'stream=nb_read_packets',
+    '-of',
+    'csv=p=0',
     ...inputArgs,
   ]);
   const n = parseInt(out.trim().split(/\r?\n/)[0] ?? '', 10);
@@ -170,12 +167,18 @@ export async function concatFrameCount(files: string[]): Promise<number> {
 export async function framemd5(file: string, o: { decode?: boolean; frames?: number } = {}): Promise<FrameHash[]> {
   assertFiles([file]);
   const out = await run(FFMPEG, [
-    '-nostdin', '-hide_banner', '-v', 'error',
-    '-i', file,
-    '-map', '0:v:0',
+    '-nostdin',
+    '-hide_banner',
+    '-v',
+    'error',
+    '-i',
+    file,
+    '-map',
+    '0:v:0',
     ...(o.frames ? ['-frames:v', String(o.frames)] : []),
     ...(o.decode ? ['-pix_fmt', 'yuv420p'] : ['-c', 'copy']),
-    '-f', 'framemd5',
+    '-f',
+    'framemd5',
     '-',
   ]);
   let tbNum = 1;
@@ -204,13 +207,7 @@ export async function framemd5(file: string, o: { decode?: boolean; frames?: num
 /** Video packet pts (seconds) of one file, in presentation order. */
 export async function packetPtsTimes(file: string): Promise<number[]> {
   assertFiles([file]);
-  const out = await run(FFPROBE, [
-    '-v', 'error',
-    '-select_streams', 'v:0',
-    '-show_entries', 'packet=pts_time',
-    '-of', 'csv=p=0',
-    '-i', file,
-  ]);
+  const out = await run(FFPROBE, ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'packet=pts_time', '-of', 'csv=p=0', '-i', file]);
   return out
     .split(/\r?\n/)
     .map((l) => parseFloat(l.replace(/,+$/, '')))

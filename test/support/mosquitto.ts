@@ -27,7 +27,6 @@ export interface Broker {
   log(): string;
 }
 
-
 function waitPort(port: number, timeoutMs: number): Promise<void> {
   const until = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
@@ -63,7 +62,23 @@ export function makeTlsFiles(dir: string): { cafile: string; certfile: string; k
   run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=twinrec test CA', '-keyout', f('ca.key'), '-out', f('ca.crt')]);
   run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', f('server.key'), '-out', f('server.csr')]);
   fs.writeFileSync(f('san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  run(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('san.cnf'), '-out', f('server.crt')]);
+  run([
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.crt'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    f('san.cnf'),
+    '-out',
+    f('server.crt'),
+  ]);
   return { cafile: f('ca.crt'), certfile: f('server.crt'), keyfile: f('server.key') };
 }
 

@@ -14,7 +14,7 @@ export interface NodeRedProcess {
   stop(): Promise<void>;
   /** kill -9; resolves when the process is gone. */
   kill9(): Promise<void>;
-  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  request(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
 }
 
 export { freePort };
@@ -192,8 +192,19 @@ export function recorderSiteFlow(o: {
 }): object[] {
   const tab = { id: 'tab1', type: 'tab', label: 'site' };
   const srv = {
-    id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: o.serverId, role: o.role ?? 'main', storageRoot: o.storageRoot, durability: 'NORMAL',
-    brokerUrl: o.brokerUrl ?? '', keepalive: 1, heartbeatMs: 250, peerHost: '127.0.0.1', peerPort: o.peerPort ?? '', peerUrl: '',
+    id: 'srv1',
+    type: 'redundancy-server',
+    group: 'studio',
+    serverId: o.serverId,
+    role: o.role ?? 'main',
+    storageRoot: o.storageRoot,
+    durability: 'NORMAL',
+    brokerUrl: o.brokerUrl ?? '',
+    keepalive: 1,
+    heartbeatMs: 250,
+    peerHost: '127.0.0.1',
+    peerPort: o.peerPort ?? '',
+    peerUrl: '',
   };
   const nodes: object[] = [tab, srv];
   if (o.materialCopy) nodes.push(...materialCopyNodes(o.materialCopy.bandwidth ?? 0));
@@ -204,14 +215,34 @@ export function recorderSiteFlow(o: {
     nodes.push(
       { id: `in${ch}`, type: 'http in', z: 'tab1', url: `/cmd/${ch}`, method: 'post', upload: false, wires: [[`rec${ch}`]] },
       {
-        id: `rec${ch}`, type: 'recorder', z: 'tab1', server: 'srv1', channel: ch, channelName: `Channel ${ch}`, frameRate: '25',
-        sourceType: 'testpattern', url: '', camera: '', segmentSeconds: 2, container: 'ts', videoCodec: 'copy', tcMode: 'zero',
-        backupServer: '', backupChannel: '', startTimeout: 15, stallTimeout: 6, ...r, wires: [o.backupLink ? [`resp${ch}`, 'blink'] : [`resp${ch}`]],
+        id: `rec${ch}`,
+        type: 'recorder',
+        z: 'tab1',
+        server: 'srv1',
+        channel: ch,
+        channelName: `Channel ${ch}`,
+        frameRate: '25',
+        sourceType: 'testpattern',
+        url: '',
+        camera: '',
+        segmentSeconds: 2,
+        container: 'ts',
+        videoCodec: 'copy',
+        tcMode: 'zero',
+        backupServer: '',
+        backupChannel: '',
+        startTimeout: 15,
+        stallTimeout: 6,
+        ...r,
+        wires: [o.backupLink ? [`resp${ch}`, 'blink'] : [`resp${ch}`]],
       },
       { id: `resp${ch}`, type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
       { id: `catch${ch}`, type: 'catch', z: 'tab1', scope: [`rec${ch}`], uncaught: false, wires: [[`err${ch}`]] },
       {
-        id: `err${ch}`, type: 'function', z: 'tab1', outputs: 1,
+        id: `err${ch}`,
+        type: 'function',
+        z: 'tab1',
+        outputs: 1,
         func: 'if (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;',
         wires: [[`resp${ch}`]],
       },
@@ -232,7 +263,10 @@ function materialCopyNodes(bandwidth: number): object[] {
   return [
     { id: 'mcopy', type: 'material-copy', z: 'tab1', server: 'srv1', bandwidth, wires: [['mcol']] },
     {
-      id: 'mcol', type: 'function', z: 'tab1', outputs: 1,
+      id: 'mcol',
+      type: 'function',
+      z: 'tab1',
+      outputs: 1,
       func: "const ev = flow.get('events') || [];\nev.push({ node: 'material-copy', port: 0, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn msg.res ? msg : null;",
       wires: [['mresp']],
     },
@@ -242,7 +276,10 @@ function materialCopyNodes(bandwidth: number): object[] {
     { id: 'mevout', type: 'function', z: 'tab1', outputs: 1, func: "msg.payload = flow.get('events') || [];\nreturn msg;", wires: [['mresp']] },
     { id: 'mcatch', type: 'catch', z: 'tab1', scope: ['mcopy'], uncaught: false, wires: [['merr']] },
     {
-      id: 'merr', type: 'function', z: 'tab1', outputs: 1,
+      id: 'merr',
+      type: 'function',
+      z: 'tab1',
+      outputs: 1,
       func: "const ev = flow.get('events') || [];\nev.push({ node: 'catch', port: -1, topic: msg.topic, payload: msg.error && msg.error.message, at: Date.now() });\nflow.set('events', ev);\nif (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;",
       wires: [['mresp']],
     },
@@ -255,10 +292,26 @@ function transferManagerNodes(t: NonNullable<Parameters<typeof recorderSiteFlow>
     `const ev = flow.get('events') || [];\nev.push({ node: '${node}', port: ${port}, topic: msg.topic, payload: ${payload}, at: Date.now() });\nflow.set('events', ev);\n`;
   return [
     {
-      id: 'tmgr', type: 'transfer-manager', z: 'tab1', server: 'srv1', mainServer: t.mainServer, channels: t.channels, bandwidth: t.bandwidth ?? 0,
-      pollInterval: t.pollInterval ?? 1, retentionDays: t.retentionDays ?? 0, shareFolder: t.shareFolder ?? '', wires: [['tmcol']],
+      id: 'tmgr',
+      type: 'transfer-manager',
+      z: 'tab1',
+      server: 'srv1',
+      mainServer: t.mainServer,
+      channels: t.channels,
+      bandwidth: t.bandwidth ?? 0,
+      pollInterval: t.pollInterval ?? 1,
+      retentionDays: t.retentionDays ?? 0,
+      shareFolder: t.shareFolder ?? '',
+      wires: [['tmcol']],
     },
-    { id: 'tmcol', type: 'function', z: 'tab1', outputs: 1, func: `${keep('transfer-manager', 0, 'msg.payload')}return msg.res ? msg : null;`, wires: [['tmresp']] },
+    {
+      id: 'tmcol',
+      type: 'function',
+      z: 'tab1',
+      outputs: 1,
+      func: `${keep('transfer-manager', 0, 'msg.payload')}return msg.res ? msg : null;`,
+      wires: [['tmresp']],
+    },
     { id: 'tmresp', type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
     { id: 'tmin', type: 'http in', z: 'tab1', url: '/tm', method: 'post', upload: false, wires: [['tmgr']] },
     ...(withEvents
@@ -269,7 +322,10 @@ function transferManagerNodes(t: NonNullable<Parameters<typeof recorderSiteFlow>
       : []),
     { id: 'tmcatch', type: 'catch', z: 'tab1', scope: ['tmgr'], uncaught: false, wires: [['tmerr']] },
     {
-      id: 'tmerr', type: 'function', z: 'tab1', outputs: 1,
+      id: 'tmerr',
+      type: 'function',
+      z: 'tab1',
+      outputs: 1,
       func: `${keep('catch', -1, 'msg.error && msg.error.message')}if (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;`,
       wires: [['tmresp']],
     },
@@ -294,21 +350,38 @@ export function failoverSiteFlow(o: {
   materialCopy?: boolean;
 }): object[] {
   const collect = (id: string, node: string, port: number) => ({
-    id, type: 'function', z: 'tab1', outputs: 1,
+    id,
+    type: 'function',
+    z: 'tab1',
+    outputs: 1,
     func: `const ev = flow.get('events') || [];\nev.push({ node: '${node}', port: ${port}, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn msg.res ? msg : null;`,
     wires: [['fresp']],
   });
   return [
     { id: 'tab1', type: 'tab', label: 'failover' },
     {
-      id: 'srv1', type: 'redundancy-server', group: 'studio', serverId: o.serverId, role: 'failover', storageRoot: o.storageRoot, durability: 'NORMAL',
-      brokerUrl: o.brokerUrl, keepalive: 1, heartbeatMs: 250, peerHost: '127.0.0.1', peerPort: o.peerPort ?? '', peerUrl: '',
+      id: 'srv1',
+      type: 'redundancy-server',
+      group: 'studio',
+      serverId: o.serverId,
+      role: 'failover',
+      storageRoot: o.storageRoot,
+      durability: 'NORMAL',
+      brokerUrl: o.brokerUrl,
+      keepalive: 1,
+      heartbeatMs: 250,
+      peerHost: '127.0.0.1',
+      peerPort: o.peerPort ?? '',
+      peerUrl: '',
     },
     ...(o.materialCopy
       ? [
           { id: 'mcopy', type: 'material-copy', z: 'tab1', server: 'srv1', bandwidth: 0, wires: [['mcol']] },
           {
-            id: 'mcol', type: 'function', z: 'tab1', outputs: 1,
+            id: 'mcol',
+            type: 'function',
+            z: 'tab1',
+            outputs: 1,
             func: "const ev = flow.get('events') || [];\nev.push({ node: 'material-copy', port: 0, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn null;",
             wires: [[]],
           },
@@ -316,23 +389,47 @@ export function failoverSiteFlow(o: {
       : []),
     { id: 'fwin', type: 'http in', z: 'tab1', url: '/fw', method: 'post', upload: false, wires: [['fwatch']] },
     {
-      id: 'fwatch', type: 'failover-watch', z: 'tab1', server: 'srv1', watched: o.watched, heartbeatTimeout: o.heartbeatTimeout ?? 750, holdDown: o.holdDown ?? 3,
-      capacity: o.capacity ?? 1, rank: o.rank ?? 0, recordOnDoubt: o.recordOnDoubt ?? true, failoverEnabled: true, overlap: o.overlap ?? 1, handbackTimeout: 20,
+      id: 'fwatch',
+      type: 'failover-watch',
+      z: 'tab1',
+      server: 'srv1',
+      watched: o.watched,
+      heartbeatTimeout: o.heartbeatTimeout ?? 750,
+      holdDown: o.holdDown ?? 3,
+      capacity: o.capacity ?? 1,
+      rank: o.rank ?? 0,
+      recordOnDoubt: o.recordOnDoubt ?? true,
+      failoverEnabled: true,
+      overlap: o.overlap ?? 1,
+      handbackTimeout: 20,
       wires: [['fw0'], ['fw1', ...(o.automatic === false ? [] : [])], ['fw2']],
     },
     collect('fw0', 'watch', 0),
     collect('fw1', 'watch', 1),
     collect('fw2', 'watch', 2),
     { id: 'fbin', type: 'http in', z: 'tab1', url: '/failback', method: 'post', upload: false, wires: [['fback']] },
-    { id: 'fback', type: 'failback', z: 'tab1', server: 'srv1', automatic: o.automatic ?? true, wires: [['fb0'], ['fb1', ...(o.materialCopy ? ['mcopy'] : [])]] },
+    {
+      id: 'fback',
+      type: 'failback',
+      z: 'tab1',
+      server: 'srv1',
+      automatic: o.automatic ?? true,
+      wires: [['fb0'], ['fb1', ...(o.materialCopy ? ['mcopy'] : [])]],
+    },
     collect('fb0', 'failback', 0),
-    { ...collect('fb1', 'failback', 1), func: `const ev = flow.get('events') || [];\nev.push({ node: 'failback', port: 1, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn null;` },
+    {
+      ...collect('fb1', 'failback', 1),
+      func: `const ev = flow.get('events') || [];\nev.push({ node: 'failback', port: 1, topic: msg.topic, payload: msg.payload, at: Date.now() });\nflow.set('events', ev);\nreturn null;`,
+    },
     { id: 'fresp', type: 'http response', z: 'tab1', statusCode: '', headers: {}, wires: [] },
     { id: 'evin', type: 'http in', z: 'tab1', url: '/events', method: 'get', upload: false, wires: [['evout']] },
     { id: 'evout', type: 'function', z: 'tab1', outputs: 1, func: "msg.payload = flow.get('events') || [];\nreturn msg;", wires: [['fresp']] },
     { id: 'fcatch', type: 'catch', z: 'tab1', scope: ['fwatch', 'fback', ...(o.materialCopy ? ['mcopy'] : [])], uncaught: false, wires: [['ferr']] },
     {
-      id: 'ferr', type: 'function', z: 'tab1', outputs: 1,
+      id: 'ferr',
+      type: 'function',
+      z: 'tab1',
+      outputs: 1,
       func: "const ev = flow.get('events') || [];\nev.push({ node: 'catch', port: -1, topic: msg.topic, payload: msg.error && msg.error.message, at: Date.now() });\nflow.set('events', ev);\nif (!msg.res) return null;\nmsg.statusCode = 400;\nmsg.payload = { error: msg.error.message };\nreturn msg;",
       wires: [['fresp']],
     },

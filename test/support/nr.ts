@@ -13,7 +13,7 @@ export function tmpDir(prefix: string): string {
 
 export interface Msg {
   topic?: string;
-  payload: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  payload: any;
   error?: { message: string; source?: { id: string } };
   [k: string]: unknown;
 }

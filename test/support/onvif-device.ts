@@ -450,7 +450,9 @@ export async function startOnvifDevice(opts: FakeOnvifDeviceOptions): Promise<Fa
       case 'GetHostname':
         return [
           200,
-          envelope('<tds:GetHostnameResponse><tds:HostnameInformation><tt:FromDHCP>false</tt:FromDHCP><tt:Name>fakecam</tt:Name></tds:HostnameInformation></tds:GetHostnameResponse>'),
+          envelope(
+            '<tds:GetHostnameResponse><tds:HostnameInformation><tt:FromDHCP>false</tt:FromDHCP><tt:Name>fakecam</tt:Name></tds:HostnameInformation></tds:GetHostnameResponse>',
+          ),
         ];
       case 'GetProfiles':
         return [200, envelope(`<trt:GetProfilesResponse>${opts.profiles.map(profileXml).join('')}</trt:GetProfilesResponse>`)];

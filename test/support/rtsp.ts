@@ -3,7 +3,6 @@
  * test/support/rtsp-server.py through Debian's /usr/bin/python3).
  */
 import { spawn, ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { freePort } from './ports';
 
@@ -50,7 +49,9 @@ function hasExited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
-async function launchRtspServer(opts: RtspServerOptions = {}): Promise<RtspServerHandle & { exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }> {
+async function launchRtspServer(
+  opts: RtspServerOptions = {},
+): Promise<RtspServerHandle & { exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> }> {
   const port = opts.port ?? (await freePort());
   const paths = (opts.paths && opts.paths.length > 0 ? opts.paths : ['/cam']).map(normalisePath);
   const args = [RTSP_SERVER_SCRIPT, '--port', String(port)];
@@ -92,9 +93,7 @@ async function launchRtspServer(opts: RtspServerOptions = {}): Promise<RtspServe
       };
       const onExit = (code: number | null, sig: NodeJS.Signals | null) => {
         // Give the stderr stream a moment to drain before reporting.
-        setImmediate(() =>
-          finish(new Error(`RTSP server exited before READY (code ${code}, signal ${sig}). stderr:\n${stderr}`)),
-        );
+        setImmediate(() => finish(new Error(`RTSP server exited before READY (code ${code}, signal ${sig}). stderr:\n${stderr}`)));
       };
       const onError = (err: Error) => finish(new Error(`cannot spawn ${RTSP_PYTHON}: ${err.message}`));
       let done = false;

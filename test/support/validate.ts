@@ -19,13 +19,20 @@ const KNOWN: Record<string, string> = { P03: 'no public repository or issue trac
 
 const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-validate-')), 'scorecard.json');
 const bin = require.resolve('node-red-dev/bin/run');
-const r = spawnSync(process.execPath, ['-r', path.join(__dirname, 'validate-offline.js'), bin, 'validate', '-p', ROOT, '-o', out], { cwd: ROOT, stdio: 'inherit', timeout: 300000 });
+const r = spawnSync(process.execPath, ['-r', path.join(__dirname, 'validate-offline.js'), bin, 'validate', '-p', ROOT, '-o', out], {
+  cwd: ROOT,
+  stdio: 'inherit',
+  timeout: 300000,
+});
 if (!fs.existsSync(out)) {
   console.error(`node-red-dev validate wrote no scorecard (exit ${r.status}, ${r.error ? r.error.message : 'no error'})`);
   process.exit(1);
 }
 const card = JSON.parse(fs.readFileSync(out, 'utf8')) as Record<string, { test: boolean } | unknown>;
-const checks = Object.entries(card).filter(([k, v]) => /^[PND]\d\d$/.test(k) && v && typeof v === 'object' && 'test' in (v as object)) as [string, { test: boolean }][];
+const checks = Object.entries(card).filter(([k, v]) => /^[PND]\d\d$/.test(k) && v && typeof v === 'object' && 'test' in (v as object)) as [
+  string,
+  { test: boolean },
+][];
 checks.sort(([a], [b]) => a.localeCompare(b));
 console.log('\nflow-library checks (node-red-dev validate):');
 let failed = 0;

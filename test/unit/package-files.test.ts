@@ -39,7 +39,10 @@ describe('the npm package contents (npm pack --dry-run)', function () {
       assert.ok(files.has(js.replace(/^\.\//, '').replace(/\.js$/, '.html')), `${js} html`);
     }
     assert.ok(files.has('lib/peer/segment-stream.js'));
-    assert.ok([...files].some((f) => f.startsWith('examples/') && f.endsWith('.json')), 'example flows');
+    assert.ok(
+      [...files].some((f) => f.startsWith('examples/') && f.endsWith('.json')),
+      'example flows',
+    );
     assert.ok(![...files].some((f) => /^(test|bench|demo|\.ci)\//.test(f)), 'no tests, benches or demo runner');
   });
 });

@@ -22,13 +22,47 @@ function makeClip(root: string, id: string, dir: string, n: number, t0: number):
     data.push(b);
     const file = `News_${String(i).padStart(5, '0')}.ts`;
     fs.writeFileSync(path.join(root, dir, file), b);
-    segments.push({ index: i, file, run: 1, startSec: i * 2, endSec: i * 2 + 2, frames: 50, bytes: b.length, sha256: sha(b), complete: true, wallStart: t0 + i * 2000 });
+    segments.push({
+      index: i,
+      file,
+      run: 1,
+      startSec: i * 2,
+      endSec: i * 2 + 2,
+      frames: 50,
+      bytes: b.length,
+      sha256: sha(b),
+      complete: true,
+      wallStart: t0 + i * 2000,
+    });
   }
   const clip: Clip = {
-    id, name: 'News', dir, serverId: 'main-1', group: '', channel: 1, channelName: 'Channel 1', lineId: 'news', title: 'News',
-    attributes: { failoverOf: 'main-1', failoverServer: 'fo-1' }, backup: 'off', frameRate: '25', tcIn: '00:00:00:00', tcOut: '00:00:06:00',
-    startedAt: t0, stoppedAt: t0 + n * 2000, frames: 50 * n, durationMs: n * 2000, state: 'closed', container: 'ts', source: 'cam',
-    gaps: [], segments, runs: 1, reason: null, createdAt: t0, updatedAt: t0,
+    id,
+    name: 'News',
+    dir,
+    serverId: 'main-1',
+    group: '',
+    channel: 1,
+    channelName: 'Channel 1',
+    lineId: 'news',
+    title: 'News',
+    attributes: { failoverOf: 'main-1', failoverServer: 'fo-1' },
+    backup: 'off',
+    frameRate: '25',
+    tcIn: '00:00:00:00',
+    tcOut: '00:00:06:00',
+    startedAt: t0,
+    stoppedAt: t0 + n * 2000,
+    frames: 50 * n,
+    durationMs: n * 2000,
+    state: 'closed',
+    container: 'ts',
+    source: 'cam',
+    gaps: [],
+    segments,
+    runs: 1,
+    reason: null,
+    createdAt: t0,
+    updatedAt: t0,
   };
   return { clip, data };
 }
@@ -41,7 +75,11 @@ class FakePeer implements CopySource {
   failAt: number | null = null;
   failCode = 'ENET';
   lie = false;
-  constructor(public root: string, public clipList: Clip[], public evs: CatalogueEvent[]) {}
+  constructor(
+    public root: string,
+    public clipList: Clip[],
+    public evs: CatalogueEvent[],
+  ) {}
   async clips() {
     return JSON.parse(JSON.stringify(this.clipList)) as Clip[];
   }
@@ -94,10 +132,11 @@ describe('material copy (lib)', () => {
   function copier(peer: CopySource) {
     return new MaterialCopier(queue, cat, { serverId: 'main-1', storageRoot: localRoot, source: () => peer, retryMinMs: 5, retryMaxMs: 20 });
   }
-  const finished = (c: MaterialCopier) => new Promise<string>((resolve) => {
-    c.once('done', () => resolve('done'));
-    c.once('failed', () => resolve('failed'));
-  });
+  const finished = (c: MaterialCopier) =>
+    new Promise<string>((resolve) => {
+      c.once('done', () => resolve('done'));
+      c.once('failed', () => resolve('failed'));
+    });
 
   it('copies every segment with equal sha256, registers the clip as it goes, and the events once', async () => {
     const { clip, data } = makeClip(remoteRoot, 'c1', 'main-1/ch01/2026-11-22/News_120000', 3, t0);
@@ -114,12 +153,21 @@ describe('material copy (lib)', () => {
     assert.ok(local.segments.every((s) => (s as Segment & { recordedBy?: string }).recordedBy === 'fo-1'));
     assert.ok(fs.existsSync(path.join(localRoot, clip.dir, 'clip.json')));
     const evs = cat.events('main-1', 1);
-    assert.deepEqual(evs.map((e) => [e.kind, (e.data as { remoteSeq: number }).remoteSeq]), [['recording', 10], ['stopped', 11]]);
+    assert.deepEqual(
+      evs.map((e) => [e.kind, (e.data as { remoteSeq: number }).remoteSeq]),
+      [
+        ['recording', 10],
+        ['stopped', 11],
+      ],
+    );
     const task = queue.list()[0];
     assert.equal(task.state, 'done');
     assert.equal(task.segmentsCopied, 3);
     assert.equal(task.eventsCopied, 2);
-    assert.equal(task.bytesDone, data.reduce((n, b) => n + b.length, 0));
+    assert.equal(
+      task.bytesDone,
+      data.reduce((n, b) => n + b.length, 0),
+    );
     assert.equal(task.bytesTotal, task.bytesDone);
     // the same request again is the same task: nothing more happens
     const again = c.request(request);
@@ -137,7 +185,15 @@ describe('material copy (lib)', () => {
       now += 100;
       return fetch(...a);
     };
-    const c = new MaterialCopier(queue, cat, { serverId: 'main-1', storageRoot: localRoot, source: () => peer, retryMinMs: 5, retryMaxMs: 20, fetchAhead: 1, clock: () => now });
+    const c = new MaterialCopier(queue, cat, {
+      serverId: 'main-1',
+      storageRoot: localRoot,
+      source: () => peer,
+      retryMinMs: 5,
+      retryMaxMs: 20,
+      fetchAhead: 1,
+      clock: () => now,
+    });
     const media: { bytesDone: number; at: number }[] = [];
     c.on('progress', (p: { phase: string; bytesDone: number }) => {
       if (p.phase === 'media') media.push({ bytesDone: p.bytesDone, at: now });
@@ -147,7 +203,11 @@ describe('material copy (lib)', () => {
     // 20 commits over 2 s: the first, then one per 250 ms (every third segment), and the clip's end
     assert.ok(media.length >= 7 && media.length <= 9, `${media.length} media progress events`);
     for (let i = 1; i < media.length - 1; i++) assert.ok(media[i].at - media[i - 1].at >= 250, 'not more often than every 250 ms');
-    assert.equal(media[media.length - 1].bytesDone, data.reduce((n, b) => n + b.length, 0), 'the clip end tells every byte');
+    assert.equal(
+      media[media.length - 1].bytesDone,
+      data.reduce((n, b) => n + b.length, 0),
+      'the clip end tells every byte',
+    );
   });
 
   it('waits for a peer that went away mid-copy and goes on where it stopped, with nothing copied twice', async () => {
@@ -161,7 +221,10 @@ describe('material copy (lib)', () => {
     assert.equal(peer.attempts, 5);
     assert.deepEqual(peer.fetches.map((f) => f.index).sort(), [0, 1, 2, 3]);
     // and registered in index order
-    assert.deepEqual(cat.clip('c1')!.segments.map((x) => x.index), [0, 1, 2, 3]);
+    assert.deepEqual(
+      cat.clip('c1')!.segments.map((x) => x.index),
+      [0, 1, 2, 3],
+    );
     // a segment fetched ahead and already on disk when the copy went on is verified and counted as skipped, not fetched again
     assert.equal(queue.list()[0].segmentsCopied + queue.list()[0].segmentsSkipped, 4);
   });
@@ -185,7 +248,11 @@ describe('material copy (lib)', () => {
     const c2 = copier(peer);
     c2.kick();
     assert.equal(await finished(c2), 'done');
-    assert.deepEqual(peer.fetches.map((f) => f.index), [3], 'only the missing segment is fetched; the one on disk is verified and skipped');
+    assert.deepEqual(
+      peer.fetches.map((f) => f.index),
+      [3],
+      'only the missing segment is fetched; the one on disk is verified and skipped',
+    );
     const t = queue.get(task.id)!;
     assert.equal(t.segmentsCopied, 3);
     assert.equal(t.segmentsSkipped, 1);

@@ -75,7 +75,12 @@ describe('mounted share as a segment source (lib)', () => {
     const cut = 1024 * 1024 + 7;
     fs.writeFileSync(`${dest}.part`, data.subarray(0, cut));
     let read = 0;
-    const r = await new ShareSource(share).fetchSegment('c1', 0, dest, { expectedSha256: seg.sha256, expectedBytes: seg.bytes, where: { dir, file }, onBytes: (n) => (read += n) });
+    const r = await new ShareSource(share).fetchSegment('c1', 0, dest, {
+      expectedSha256: seg.sha256,
+      expectedBytes: seg.bytes,
+      where: { dir, file },
+      onBytes: (n) => (read += n),
+    });
     assert.equal(r.resumedFrom, cut);
     assert.equal(read, data.length - cut);
     assert.equal(r.sha256, seg.sha256);
@@ -87,7 +92,13 @@ describe('mounted share as a segment source (lib)', () => {
     fs.mkdirSync(path.dirname(dest), { recursive: true });
     fs.writeFileSync(`${dest}.part`, crypto.randomBytes(2 * 1024 * 1024)); // not a prefix of the segment
     let read = 0;
-    const r = await new ShareSource(share).fetchSegment('c1', 0, dest, { expectedSha256: seg.sha256, expectedBytes: seg.bytes, where: { dir, file }, partBytes: 0, onBytes: (n) => (read += n) });
+    const r = await new ShareSource(share).fetchSegment('c1', 0, dest, {
+      expectedSha256: seg.sha256,
+      expectedBytes: seg.bytes,
+      where: { dir, file },
+      partBytes: 0,
+      onBytes: (n) => (read += n),
+    });
     assert.equal(r.resumedFrom, 0);
     assert.equal(read, data.length, 'every byte read from the share, none taken from the stale part');
     assert.equal(r.sha256, seg.sha256);
@@ -159,10 +170,33 @@ describe('mounted share as a segment source (lib)', () => {
   it('material copy with media from the share and lists and events from the peer', async () => {
     const t0 = Date.UTC(2026, 10, 22, 12, 0, 0);
     const c: Clip = {
-      id: 'c1', name: 'News', dir, serverId: 'main-1', group: '', channel: 1, channelName: 'Channel 1', lineId: 'news', title: 'News',
-      attributes: {}, backup: 'off', frameRate: '25', tcIn: '00:00:00:00', tcOut: '00:00:02:00', startedAt: t0, stoppedAt: t0 + 2000,
-      frames: 50, durationMs: 2000, state: 'closed', container: 'ts', source: 'cam', gaps: [], segments: [{ ...seg, wallStart: t0 }],
-      runs: 1, reason: null, createdAt: t0, updatedAt: t0,
+      id: 'c1',
+      name: 'News',
+      dir,
+      serverId: 'main-1',
+      group: '',
+      channel: 1,
+      channelName: 'Channel 1',
+      lineId: 'news',
+      title: 'News',
+      attributes: {},
+      backup: 'off',
+      frameRate: '25',
+      tcIn: '00:00:00:00',
+      tcOut: '00:00:02:00',
+      startedAt: t0,
+      stoppedAt: t0 + 2000,
+      frames: 50,
+      durationMs: 2000,
+      state: 'closed',
+      container: 'ts',
+      source: 'cam',
+      gaps: [],
+      segments: [{ ...seg, wallStart: t0 }],
+      runs: 1,
+      reason: null,
+      createdAt: t0,
+      updatedAt: t0,
     };
     const events: CatalogueEvent[] = [{ seq: 1, ts: t0 + 10, serverId: 'main-1', channel: 1, kind: 'recording', lineId: 'news', clipId: 'c1', data: null }];
     let apiFetches = 0;
@@ -182,7 +216,13 @@ describe('mounted share as a segment source (lib)', () => {
     const cat = new Catalogue(path.join(tmp, 'cat.sqlite'));
     const queue = new CopyQueue(path.join(tmp, 'queue.sqlite'));
     try {
-      const m = new MaterialCopier(queue, cat, { serverId: 'main-1', storageRoot: local, source: () => withShareMedia(api, new ShareSource(share)), retryMinMs: 5, retryMaxMs: 20 });
+      const m = new MaterialCopier(queue, cat, {
+        serverId: 'main-1',
+        storageRoot: local,
+        source: () => withShareMedia(api, new ShareSource(share)),
+        retryMinMs: 5,
+        retryMaxMs: 20,
+      });
       const done = new Promise<string>((resolve) => {
         m.once('done', () => resolve('done'));
         m.once('failed', (t: { lastError: string }) => resolve(`failed: ${t.lastError}`));
@@ -207,7 +247,18 @@ describe('fetch-ahead copy of a clip (lib)', () => {
   afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   const segs = (n: number): Segment[] =>
-    Array.from({ length: n }, (_, i) => ({ index: i, file: `s${i}.ts`, run: 1, startSec: i, endSec: i + 1, frames: 25, bytes: 3, sha256: sha(Buffer.from(`s${i}`)), complete: true, wallStart: i }));
+    Array.from({ length: n }, (_, i) => ({
+      index: i,
+      file: `s${i}.ts`,
+      run: 1,
+      startSec: i,
+      endSec: i + 1,
+      frames: 25,
+      bytes: 3,
+      sha256: sha(Buffer.from(`s${i}`)),
+      complete: true,
+      wallStart: i,
+    }));
 
   /** A source whose fetches receive, then finish, when the test says so. */
   class Gate implements SegmentSource {
@@ -279,7 +330,14 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     await g.finish(3);
     await p;
     assert.deepEqual(committed, [0, 1, 2, 3, 4]);
-    assert.deepEqual(calls, [[0, 1, 2], [3, 4]], 'those done when the one before them ends are committed with it, in one call');
+    assert.deepEqual(
+      calls,
+      [
+        [0, 1, 2],
+        [3, 4],
+      ],
+      'those done when the one before them ends are committed with it, in one call',
+    );
   });
 
   it('starts the next fetch from within the callback that says the one before has all its bytes (before that one hashes and syncs)', async () => {
@@ -298,7 +356,11 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     };
     const committed: number[] = [];
     await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: (done) => done.forEach((d) => committed.push(d.seg.index)) });
-    assert.deepEqual(whenReceived, [[0, 1], [0, 1, 2], [0, 1, 2]]);
+    assert.deepEqual(whenReceived, [
+      [0, 1],
+      [0, 1, 2],
+      [0, 1, 2],
+    ]);
     assert.deepEqual(committed, [0, 1, 2]);
   });
 
@@ -339,11 +401,14 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     fs.mkdirSync(path.join(tmp, 'd'));
     fs.writeFileSync(path.join(tmp, 'd', 's1.ts.part'), 's'); // a kill -9 left a part
     await copySegments(src, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(3), { commit: () => undefined });
-    assert.deepEqual([...told.entries()].sort((a, b) => a[0] - b[0]), [
-      [0, 0],
-      [1, undefined],
-      [2, 0],
-    ]);
+    assert.deepEqual(
+      [...told.entries()].sort((a, b) => a[0] - b[0]),
+      [
+        [0, 0],
+        [1, undefined],
+        [2, 0],
+      ],
+    );
     // and without a listing (the folder could not be read) every fetch looks for itself
     told.clear();
     await copySegment(src, path.join(tmp, 'other'), { id: 'c', name: 'C', dir: 'd' }, segs(1)[0]);
@@ -376,14 +441,20 @@ describe('fetch-ahead copy of a clip (lib)', () => {
     ]);
     assert.equal(read, datas[0].length + datas[1].length - cut + datas[2].length, 'only the rest of the part was read');
     datas.forEach((d, i) => assert.ok(fs.readFileSync(path.join(local, dir, `s${i}.ts`)).equals(d), `segment ${i} is whole`));
-    assert.deepEqual(fs.readdirSync(path.join(local, dir)).filter((f) => f.endsWith('.part')), []);
+    assert.deepEqual(
+      fs.readdirSync(path.join(local, dir)).filter((f) => f.endsWith('.part')),
+      [],
+    );
   });
 
   it('after a failure it starts nothing new, lets those under way end, commits none past the hole, and throws that failure', async () => {
     const g = new Gate();
     const committed: number[] = [];
     let settled = false;
-    const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(6), { depth: 3, commit: (done: SegmentDone[]) => done.forEach((d) => committed.push(d.seg.index)) }).finally(() => (settled = true));
+    const p = copySegments(g, tmp, { id: 'c', name: 'C', dir: 'd' }, segs(6), {
+      depth: 3,
+      commit: (done: SegmentDone[]) => done.forEach((d) => committed.push(d.seg.index)),
+    }).finally(() => (settled = true));
     p.catch(() => undefined);
     await g.receive(0);
     await g.receive(1);

@@ -13,7 +13,20 @@ import { TransferQueue } from '../../../lib/store/transfer-queue';
 const sha = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 const DAY = 86400000;
 
-function makeClip(root: string, id: string, o: { channel?: number; name?: string; n?: number; t0: number; backup?: 'off' | 'on' | 'aux'; state?: Clip['state']; attributes?: Clip['attributes']; serverId?: string }): Clip {
+function makeClip(
+  root: string,
+  id: string,
+  o: {
+    channel?: number;
+    name?: string;
+    n?: number;
+    t0: number;
+    backup?: 'off' | 'on' | 'aux';
+    state?: Clip['state'];
+    attributes?: Clip['attributes'];
+    serverId?: string;
+  },
+): Clip {
   const n = o.n ?? 2;
   const name = o.name ?? id;
   const serverId = o.serverId ?? 'main-1';
@@ -24,13 +37,47 @@ function makeClip(root: string, id: string, o: { channel?: number; name?: string
     const b = crypto.randomBytes(2048 + i * 10);
     const file = `${name}_${String(i).padStart(5, '0')}.ts`;
     fs.writeFileSync(path.join(root, dir, file), b);
-    segments.push({ index: i, file, run: 1, startSec: i * 2, endSec: i * 2 + 2, frames: 50, bytes: b.length, sha256: sha(b), complete: true, wallStart: o.t0 + i * 2000 });
+    segments.push({
+      index: i,
+      file,
+      run: 1,
+      startSec: i * 2,
+      endSec: i * 2 + 2,
+      frames: 50,
+      bytes: b.length,
+      sha256: sha(b),
+      complete: true,
+      wallStart: o.t0 + i * 2000,
+    });
   }
   return {
-    id, name, dir, serverId, group: 'studio', channel: o.channel ?? 1, channelName: 'Channel 1', lineId: id, title: name,
-    attributes: o.attributes ?? {}, backup: o.backup ?? 'off', frameRate: '25', tcIn: '00:00:00:00', tcOut: null,
-    startedAt: o.t0, stoppedAt: o.state === 'recording' ? null : o.t0 + n * 2000, frames: 50 * n, durationMs: n * 2000, state: o.state ?? 'closed', container: 'ts', source: 'cam',
-    gaps: [], segments, runs: 1, reason: null, createdAt: o.t0, updatedAt: o.t0,
+    id,
+    name,
+    dir,
+    serverId,
+    group: 'studio',
+    channel: o.channel ?? 1,
+    channelName: 'Channel 1',
+    lineId: id,
+    title: name,
+    attributes: o.attributes ?? {},
+    backup: o.backup ?? 'off',
+    frameRate: '25',
+    tcIn: '00:00:00:00',
+    tcOut: null,
+    startedAt: o.t0,
+    stoppedAt: o.state === 'recording' ? null : o.t0 + n * 2000,
+    frames: 50 * n,
+    durationMs: n * 2000,
+    state: o.state ?? 'closed',
+    container: 'ts',
+    source: 'cam',
+    gaps: [],
+    segments,
+    runs: 1,
+    reason: null,
+    createdAt: o.t0,
+    updatedAt: o.t0,
   };
 }
 
@@ -44,7 +91,10 @@ class FakeMain implements TransferSource {
   failCode = 'ENET';
   away = false;
   liar: string | null = null;
-  constructor(public root: string, public list: Clip[]) {}
+  constructor(
+    public root: string,
+    public list: Clip[],
+  ) {}
   async clips(q: { channel: number }) {
     if (this.away) throw Object.assign(new Error('cannot reach the peer'), { code: 'ENET' });
     return JSON.parse(JSON.stringify(this.list.filter((c) => c.channel === q.channel))) as Clip[];
@@ -103,8 +153,16 @@ describe('transfer manager (lib)', () => {
 
   function manager(peer: TransferSource, o: { retentionDays?: number; channels?: number[]; q?: TransferQueue } = {}) {
     tm = new TransferManager(o.q ?? queue, cat, {
-      serverId: 'backup-1', mainServer: 'main-1', channels: o.channels ?? [1, 2], storageRoot: localRoot, source: () => peer,
-      pollMs: 60000, retryMinMs: 5, retryMaxMs: 20, retentionDays: o.retentionDays ?? 0, clock: () => clock,
+      serverId: 'backup-1',
+      mainServer: 'main-1',
+      channels: o.channels ?? [1, 2],
+      storageRoot: localRoot,
+      source: () => peer,
+      pollMs: 60000,
+      retryMinMs: 5,
+      retryMaxMs: 20,
+      retentionDays: o.retentionDays ?? 0,
+      clock: () => clock,
     });
     return tm;
   }
@@ -165,7 +223,11 @@ describe('transfer manager (lib)', () => {
     // the third fetch failed; it was asked again and every segment was delivered once (fetches run ahead, so the order may vary)
     assert.equal(peer.attempts, 5);
     assert.deepEqual(peer.fetches.map((f) => f.index).sort(), [0, 1, 2, 3]);
-    assert.deepEqual(cat.clip('c1')!.segments.map((x) => x.index), [0, 1, 2, 3], 'registered in index order');
+    assert.deepEqual(
+      cat.clip('c1')!.segments.map((x) => x.index),
+      [0, 1, 2, 3],
+      'registered in index order',
+    );
     assert.equal(waiting.length, 1);
     assert.match(waiting[0], /waiting for main-1/);
     const t = queue.get('c1')!;
@@ -309,7 +371,11 @@ describe('transfer manager (lib)', () => {
     m.resume();
     await until('done', () => queue.get('c1')?.state === 'done');
     assert.equal(queue.get('c1')!.segmentsCopied + queue.get('c1')!.segmentsSkipped, 10);
-    assert.deepEqual(peer.fetches.map((f) => f.index).sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each segment delivered once');
+    assert.deepEqual(
+      peer.fetches.map((f) => f.index).sort((a, b) => a - b),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+      'each segment delivered once',
+    );
     assert.deepEqual([...new Set(asked)], ['c1']);
   });
 

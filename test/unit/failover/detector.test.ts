@@ -33,7 +33,10 @@ describe('failover detector', () => {
     assert.equal(d.status('m1'), 'suspect');
     d.serverState(state('m1', 'offline', 'lwt'));
     out = run(d, now + 250);
-    assert.deepEqual(out.map((x) => x.kind), ['failed', 'takeover']);
+    assert.deepEqual(
+      out.map((x) => x.kind),
+      ['failed', 'takeover'],
+    );
     assert.match((out[0] as { evidence: string }).evidence, /broker says offline \(lwt\)/);
   });
 
@@ -48,7 +51,10 @@ describe('failover detector', () => {
     assert.equal(d.status('m1'), 'suspect');
     d.probe('m1', false);
     const out = run(d, now + 250);
-    assert.deepEqual(out.map((x) => x.kind), ['failed', 'takeover']);
+    assert.deepEqual(
+      out.map((x) => x.kind),
+      ['failed', 'takeover'],
+    );
   });
 
   it('detects within one second when the Last Will came first (a probe or will plus 750 ms of silence)', () => {
@@ -68,7 +74,10 @@ describe('failover detector', () => {
     d.broker(true);
     run(d, 1000, ['m1']);
     d.probe('m1', false);
-    assert.deepEqual(run(d, now + 1500).map((x) => x.kind), ['failed', 'takeover']);
+    assert.deepEqual(
+      run(d, now + 1500).map((x) => x.kind),
+      ['failed', 'takeover'],
+    );
   });
 
   it('declares itself isolated when it has lost the broker and every probe, and records on doubt only if the site chose it', () => {
@@ -81,7 +90,11 @@ describe('failover detector', () => {
       d.probe('m1', false);
       const out = run(d, now + 2000);
       assert.equal(out[0].kind, 'isolated');
-      assert.equal(out.some((x) => x.kind === 'takeover'), recordOnDoubt, `recordOnDoubt ${recordOnDoubt}`);
+      assert.equal(
+        out.some((x) => x.kind === 'takeover'),
+        recordOnDoubt,
+        `recordOnDoubt ${recordOnDoubt}`,
+      );
     }
   });
 
@@ -97,7 +110,10 @@ describe('failover detector', () => {
     d.serverState(state('m1', 'online'));
     assert.deepEqual(run(d, now + 4000, ['m1']), [], 'the hold-down starts again after a break');
     const out = run(d, now + 2000, ['m1']);
-    assert.deepEqual(out.map((x) => x.kind), ['restored']);
+    assert.deepEqual(
+      out.map((x) => x.kind),
+      ['restored'],
+    );
   });
 
   it('a takeover released by hand is not taken again while the server stays failed; after its restore a new failure is', () => {
@@ -105,15 +121,25 @@ describe('failover detector', () => {
     d.broker(true);
     run(d, 1000, ['m1']);
     d.serverState(state('m1', 'offline', 'lwt'));
-    assert.deepEqual(run(d, now + 1500).map((x) => x.kind), ['failed', 'takeover']);
+    assert.deepEqual(
+      run(d, now + 1500).map((x) => x.kind),
+      ['failed', 'takeover'],
+    );
     d.standDown('m1');
     assert.deepEqual(run(d, now + 5000), [], 'still failed, but the operator took it from here');
     assert.equal(d.status('m1'), 'failed');
     assert.deepEqual(d.takenOverServers(), []);
     d.serverState(state('m1', 'online'));
-    assert.deepEqual(run(d, now + 1500, ['m1']).map((x) => x.kind), ['restored']);
+    assert.deepEqual(
+      run(d, now + 1500, ['m1']).map((x) => x.kind),
+      ['restored'],
+    );
     d.serverState(state('m1', 'offline', 'lwt'));
-    assert.deepEqual(run(d, now + 1500).map((x) => x.kind), ['failed', 'takeover'], 'a new failure is taken over again');
+    assert.deepEqual(
+      run(d, now + 1500).map((x) => x.kind),
+      ['failed', 'takeover'],
+      'a new failure is taken over again',
+    );
   });
 
   it('does not fail a server in maintenance mode', () => {
@@ -131,7 +157,10 @@ describe('failover detector', () => {
     run(d, 1000, ['m1', 'm2', 'm3']);
     d.serverState(state('m3', 'offline', 'lwt'));
     let out = run(d, now + 1500, ['m1', 'm2']);
-    assert.deepEqual(out.filter((x) => x.kind === 'takeover').map((x) => (x as { server: string }).server), ['m3']);
+    assert.deepEqual(
+      out.filter((x) => x.kind === 'takeover').map((x) => (x as { server: string }).server),
+      ['m3'],
+    );
     d.serverState(state('m1', 'offline', 'lwt'));
     out = run(d, now + 1500, ['m2']);
     assert.deepEqual(
@@ -159,6 +188,9 @@ describe('failover detector', () => {
     }
     assert.ok(outA.some((x) => x.kind === 'takeover'));
     assert.ok(!outB.some((x) => x.kind === 'takeover'));
-    assert.ok(outB.some((x) => x.kind === 'failed'), 'both see the failure');
+    assert.ok(
+      outB.some((x) => x.kind === 'failed'),
+      'both see the failure',
+    );
   });
 });

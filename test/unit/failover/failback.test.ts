@@ -183,7 +183,10 @@ describe('failback', () => {
       const pick = pickAutomaticFailback(ctx, 'main-1');
       assert.ok('entry' in pick, JSON.stringify(pick));
       assert.equal(pick.entry.id, newest.id);
-      assert.deepEqual(pick.others.map((e) => e.id), [middle.id, old.id]);
+      assert.deepEqual(
+        pick.others.map((e) => e.id),
+        [middle.id, old.id],
+      );
       assert.equal(JSON.stringify(log.list()), before, 'picking changes nothing');
     });
 
@@ -195,7 +198,10 @@ describe('failback', () => {
       const { steps } = okSteps();
       await runFailback(ctx, pick.entry.id, steps);
       const done = finalizeOthers(ctx, pick.others);
-      assert.deepEqual(done.map((e) => e.id), [old.id]);
+      assert.deepEqual(
+        done.map((e) => e.id),
+        [old.id],
+      );
       const o = log.get(old.id)!;
       assert.equal(o.state, 'finalized');
       assert.equal(o.failbackResult, 'done-by-newer');
@@ -249,11 +255,7 @@ describe('failback', () => {
       const e = openEntry({ channels: [4, 9], startedAt: T0 });
       const { calls, steps } = okSteps();
       const r = await runFailback(ctx, e.id, steps);
-      assert.deepEqual(calls, [
-        `giveBack ${e.id} failback-in-progress`,
-        `releaseTakeover ${e.id} failback-in-progress`,
-        `notify ${e.id} finalized`,
-      ]);
+      assert.deepEqual(calls, [`giveBack ${e.id} failback-in-progress`, `releaseTakeover ${e.id} failback-in-progress`, `notify ${e.id} finalized`]);
       const stored = log.get(e.id)!;
       assert.deepEqual(r.entry, stored);
       assert.equal(stored.state, 'finalized');
@@ -276,7 +278,11 @@ describe('failback', () => {
       assert.ok(started > 0 && performed > started, texts.join(' | '));
       assert.equal(texts.at(-1), 'material copy requested');
       const ats = stored.history.map((h) => h.at);
-      assert.deepEqual(ats, [...ats].sort((x, y) => x - y), 'history in time order');
+      assert.deepEqual(
+        ats,
+        [...ats].sort((x, y) => x - y),
+        'history in time order',
+      );
     });
 
     for (const step of ['giveBack', 'releaseTakeover'] as const) {

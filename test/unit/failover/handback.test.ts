@@ -49,7 +49,12 @@ class FakeChannel implements HandbackTarget {
     this.commands.push(c);
     const err = this.fail?.(c);
     if (err !== undefined && err !== null) throw err;
-    if (c.command === 'add') this.list.push({ ...line(String(c.line.id), 'ready', String(c.line.title)), group: String(c.line.group), attributes: c.line.attributes as PresentedLine['attributes'] });
+    if (c.command === 'add')
+      this.list.push({
+        ...line(String(c.line.id), 'ready', String(c.line.title)),
+        group: String(c.line.group),
+        attributes: c.line.attributes as PresentedLine['attributes'],
+      });
     if (c.command === 'start') {
       const l = this.list.find((x) => x.id === c.line.id);
       if (!l) throw new CommandError(`start: there is no line with id "${String(c.line.id)}"`, 'ENOENT');

@@ -147,14 +147,41 @@ describe('redundancy overview (lib)', function () {
       log.beginFailback(old.id, 2000);
       log.finishFailback(old.id, 'ok', null, 3000);
       const state = (server: string, role: ServerState['role'], st: ServerState['state'], epoch: number, ts: number): ServerState => ({
-        v: 1, server, group: 'studio', role, state: st, epoch, since: 1, ts, heartbeatMs: 250, ...(st === 'offline' ? { cause: 'lwt' as const } : {}),
+        v: 1,
+        server,
+        group: 'studio',
+        role,
+        state: st,
+        epoch,
+        since: 1,
+        ts,
+        heartbeatMs: 250,
+        ...(st === 'offline' ? { cause: 'lwt' as const } : {}),
       });
       const link = {
         state: 'connected',
         lastError: null,
         epoch: 2,
-        peerStates: () => [state('main-1', 'main', 'offline', 1, 6000), state('fo-1', 'failover', 'online', 2, 6000), state('other', 'main', 'online', 0, 6000)],
-        takeoverOf: (s: string) => (s === 'main-1' ? { v: 1, failedServer: 'main-1', failoverServer: 'fo-1', epoch: 2, active: true, channels: [1], entryId: active.id, since: 5000, drill: false, ts: 5000 } : undefined),
+        peerStates: () => [
+          state('main-1', 'main', 'offline', 1, 6000),
+          state('fo-1', 'failover', 'online', 2, 6000),
+          state('other', 'main', 'online', 0, 6000),
+        ],
+        takeoverOf: (s: string) =>
+          s === 'main-1'
+            ? {
+                v: 1,
+                failedServer: 'main-1',
+                failoverServer: 'fo-1',
+                epoch: 2,
+                active: true,
+                channels: [1],
+                entryId: active.id,
+                since: 5000,
+                drill: false,
+                ts: 5000,
+              }
+            : undefined,
       };
       const o = buildOverview({
         now: 7000,
@@ -173,8 +200,26 @@ describe('redundancy overview (lib)', function () {
             options: { serverId: 'fo-1', group: 'studio' },
             tasks: () => [
               {
-                id: 7, entryId: old.id, failedServer: 'main-2', failoverServer: 'fo-1', channels: [4], from: 1000, to: 3000, state: 'failed', createdAt: 3000, updatedAt: 3500,
-                startedAt: 3100, finishedAt: 3500, lastError: 'sha256 mismatch', attempts: 1, bytesDone: 250, segmentsCopied: 1, segmentsSkipped: 0, eventsCopied: 0, bytesTotal: 1000, progress: [],
+                id: 7,
+                entryId: old.id,
+                failedServer: 'main-2',
+                failoverServer: 'fo-1',
+                channels: [4],
+                from: 1000,
+                to: 3000,
+                state: 'failed',
+                createdAt: 3000,
+                updatedAt: 3500,
+                startedAt: 3100,
+                finishedAt: 3500,
+                lastError: 'sha256 mismatch',
+                attempts: 1,
+                bytesDone: 250,
+                segmentsCopied: 1,
+                segmentsSkipped: 0,
+                eventsCopied: 0,
+                bytesTotal: 1000,
+                progress: [],
               },
             ],
           },
@@ -189,14 +234,34 @@ describe('redundancy overview (lib)', function () {
           ['fo-1', 'failover', 'online', 2, true, null],
         ],
       );
-      assert.deepEqual(o.servers[0].watchedBy.map((w) => [w.by, w.status, w.takenOver]), [['fo-1', 'failed', true]]);
+      assert.deepEqual(
+        o.servers[0].watchedBy.map((w) => [w.by, w.status, w.takenOver]),
+        [['fo-1', 'failed', true]],
+      );
       const f = o.failover[0];
-      assert.deepEqual(f.active.map((e) => [e.id, e.canFailback, e.canCopy, e.copyBlocked]), [[active.id, true, false, 'not-over']]);
-      assert.deepEqual(f.finalized.map((e) => [e.id, e.canFailback, e.canCopy, e.copyTask?.id, e.copyTask?.percent]), [[old.id, false, true, 7, 25]]);
-      assert.deepEqual(o.copies[0].tasks.map((t) => [t.id, t.state, t.percent, t.lastError]), [[7, 'failed', 25, 'sha256 mismatch']]);
+      assert.deepEqual(
+        f.active.map((e) => [e.id, e.canFailback, e.canCopy, e.copyBlocked]),
+        [[active.id, true, false, 'not-over']],
+      );
+      assert.deepEqual(
+        f.finalized.map((e) => [e.id, e.canFailback, e.canCopy, e.copyTask?.id, e.copyTask?.percent]),
+        [[old.id, false, true, 7, 25]],
+      );
+      assert.deepEqual(
+        o.copies[0].tasks.map((t) => [t.id, t.state, t.percent, t.lastError]),
+        [[7, 'failed', 25, 'sha256 mismatch']],
+      );
       // without a material-copy node here, a finalized entry cannot be copied from this server
-      const o2 = buildOverview({ servers: [], controllers: [{ options: { self: 'fo-1', group: 'studio' }, isEnabled: () => true, isIsolated: () => false, watched: () => [], log }], copies: [], transfers: [] });
-      assert.deepEqual(o2.failover[0].finalized.map((e) => [e.canCopy, e.copyBlocked]), [[false, 'no-copy-node']]);
+      const o2 = buildOverview({
+        servers: [],
+        controllers: [{ options: { self: 'fo-1', group: 'studio' }, isEnabled: () => true, isIsolated: () => false, watched: () => [], log }],
+        copies: [],
+        transfers: [],
+      });
+      assert.deepEqual(
+        o2.failover[0].finalized.map((e) => [e.canCopy, e.copyBlocked]),
+        [[false, 'no-copy-node']],
+      );
     });
   });
 });

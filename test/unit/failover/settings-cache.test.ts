@@ -143,8 +143,14 @@ describe('settings cache', () => {
     const again = cache();
     assert.deepEqual(again.servers(), ['main-1']);
     assert.equal(warnings.length, 2, warnings.join('\n'));
-    assert.match(warnings.find((w) => w.includes('main-2.json'))!, /settings cache: cannot read main-2\.json \(.+\); waiting for main-2 to publish again/);
-    assert.match(warnings.find((w) => w.includes('main-3.json'))!, /waiting for main-3 to publish again/);
+    assert.match(
+      warnings.find((w) => w.includes('main-2.json'))!,
+      /settings cache: cannot read main-2\.json \(.+\); waiting for main-2 to publish again/,
+    );
+    assert.match(
+      warnings.find((w) => w.includes('main-3.json'))!,
+      /waiting for main-3 to publish again/,
+    );
     // main-2 publishes again: the cache takes it and rewrites the file
     assert.equal(again.put(cached('main-2', 4, 1)), true);
     again.flush();

@@ -44,7 +44,15 @@ function channel(lines: PresentedLine[] = [], recorder: Partial<CachedRecorder> 
     server: 'main-1',
     channel: ch,
     ts: NOW - 1000,
-    recorder: { channelName: 'Studio A', frameRate: '25', sourceType: 'url', source: 'Studio A camera', sourceUrl: 'rtsp://10.0.0.7:554/live', sourceLogin: false, ...recorder },
+    recorder: {
+      channelName: 'Studio A',
+      frameRate: '25',
+      sourceType: 'url',
+      source: 'Studio A camera',
+      sourceUrl: 'rtsp://10.0.0.7:554/live',
+      sourceLogin: false,
+      ...recorder,
+    },
     lines,
   };
 }
@@ -123,7 +131,14 @@ describe('takeover (pure)', () => {
 
   describe('channelSettingsFromCache', () => {
     it('records under the failed server’s id, with the cached settings', async () => {
-      const c = channel([], { frameRate: '29.97df', tcMode: 'tod', segmentSeconds: 4, container: 'mkv', videoCodec: 'h264', backup: { server: 'b-1', channel: 5 } });
+      const c = channel([], {
+        frameRate: '29.97df',
+        tcMode: 'tod',
+        segmentSeconds: 4,
+        container: 'mkv',
+        videoCodec: 'h264',
+        backup: { server: 'b-1', channel: 5 },
+      });
       const s = channelSettingsFromCache(c, opts);
       const { source, ...rest } = s;
       assert.deepEqual(rest, {
@@ -181,7 +196,15 @@ describe('takeover (pure)', () => {
     const plan = (lines: PresentedLine[], recorder: Partial<CachedRecorder> = {}) => planLines(channel(lines, recorder), opts, NOW);
 
     it('starts a recording line at once, keeping its planned stop when it is still to come', () => {
-      const l = line({ id: 'rec', title: 'Evening news', status: 'recording', startTime: NOW - 5 * MIN, stopTime: NOW + 25 * MIN, clipId: 'c1', inPoint: '00:00:00:00' });
+      const l = line({
+        id: 'rec',
+        title: 'Evening news',
+        status: 'recording',
+        startTime: NOW - 5 * MIN,
+        stopTime: NOW + 25 * MIN,
+        clipId: 'c1',
+        inPoint: '00:00:00:00',
+      });
       assert.deepEqual(plan([l]), [
         {
           input: { id: 'rec', group: 'news', title: 'Evening news', backup: 'off', attributes: FAILOVER_ATTRS, start: 'manual', stopTime: NOW + 25 * MIN },
@@ -263,7 +286,10 @@ describe('takeover (pure)', () => {
     it('adds a ready line without starting it, keeping its duration', () => {
       const out = plan([line({ id: 'r1', status: 'ready', duration: '00:05:00:00' }), line({ id: 'r2', status: 'ready' })]);
       assert.deepEqual(out, [
-        { input: { id: 'r1', group: 'news', title: out[0].input.title, backup: 'off', attributes: FAILOVER_ATTRS, start: 'manual', duration: '00:05:00:00' }, startNow: false },
+        {
+          input: { id: 'r1', group: 'news', title: out[0].input.title, backup: 'off', attributes: FAILOVER_ATTRS, start: 'manual', duration: '00:05:00:00' },
+          startNow: false,
+        },
         { input: { id: 'r2', group: 'news', title: out[1].input.title, backup: 'off', attributes: FAILOVER_ATTRS, start: 'manual' }, startNow: false },
       ]);
     });
@@ -287,10 +313,18 @@ describe('takeover (pure)', () => {
     });
 
     it('marks each line as a failover recording, keeping its own attributes', () => {
-      const l = line({ status: 'recording', startTime: NOW - MIN, attributes: { house: 'NWS-1234', live: true, rating: null, failoverOf: 'someone', failoverEpoch: 1 } });
+      const l = line({
+        status: 'recording',
+        startTime: NOW - MIN,
+        attributes: { house: 'NWS-1234', live: true, rating: null, failoverOf: 'someone', failoverEpoch: 1 },
+      });
       const [p] = plan([l]);
       assert.deepEqual(p.input.attributes, { house: 'NWS-1234', live: true, rating: null, ...FAILOVER_ATTRS });
-      assert.deepEqual(l.attributes, { house: 'NWS-1234', live: true, rating: null, failoverOf: 'someone', failoverEpoch: 1 }, 'the cached line is not changed');
+      assert.deepEqual(
+        l.attributes,
+        { house: 'NWS-1234', live: true, rating: null, failoverOf: 'someone', failoverEpoch: 1 },
+        'the cached line is not changed',
+      );
     });
 
     it('keeps at most 64 attributes, the failover ones among them', () => {
@@ -324,13 +358,22 @@ describe('takeover (pure)', () => {
 
     it('skips what is not a line', () => {
       const bad = [null, 42, { id: 1, title: 'x', status: 'recording' }, { id: 'x', status: 'recording' }] as unknown as PresentedLine[];
-      assert.deepEqual(plan([...bad, line({ id: 'ok', status: 'ready' })]).map((p) => p.input.id), ['ok']);
+      assert.deepEqual(
+        plan([...bad, line({ id: 'ok', status: 'ready' })]).map((p) => p.input.id),
+        ['ok'],
+      );
     });
 
     it('uses only the stop time when the cached frame rate is unknown', () => {
-      const out = plan([line({ id: 'd', status: 'recording', startTime: NOW - 30 * MIN, duration: '00:10:00:00' }), line({ id: 's', status: 'recording', startTime: NOW - MIN, stopTime: NOW + MIN })], {
-        frameRate: 'bogus',
-      });
+      const out = plan(
+        [
+          line({ id: 'd', status: 'recording', startTime: NOW - 30 * MIN, duration: '00:10:00:00' }),
+          line({ id: 's', status: 'recording', startTime: NOW - MIN, stopTime: NOW + MIN }),
+        ],
+        {
+          frameRate: 'bogus',
+        },
+      );
       assert.deepEqual(
         out.map((p) => [p.input.id, p.input.stopTime]),
         [

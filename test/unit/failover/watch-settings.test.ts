@@ -5,13 +5,39 @@ import { parseWatchSettings } from '../../../lib/failover/watch-settings';
 describe('failover watch settings (lib/failover/watch-settings)', () => {
   it('takes the defaults and converts seconds to ms', () => {
     const s = parseWatchSettings({ watched: 'main-1 127.0.0.1:1880\nmain-2' }, 250);
-    assert.deepEqual(s.watched.map((w) => w.server), ['main-1', 'main-2']);
+    assert.deepEqual(
+      s.watched.map((w) => w.server),
+      ['main-1', 'main-2'],
+    );
     assert.deepEqual(s.watched[0].probe, { host: '127.0.0.1', port: 1880 });
     assert.deepEqual(
       { ...s, watched: undefined },
-      { watched: undefined, heartbeatTimeoutMs: 750, holdDownMs: 10000, capacity: 1, rank: 0, recordOnDoubt: true, failoverEnabled: true, overlapMs: 2000, handbackTimeoutMs: 15000 },
+      {
+        watched: undefined,
+        heartbeatTimeoutMs: 750,
+        holdDownMs: 10000,
+        capacity: 1,
+        rank: 0,
+        recordOnDoubt: true,
+        failoverEnabled: true,
+        overlapMs: 2000,
+        handbackTimeoutMs: 15000,
+      },
     );
-    const t = parseWatchSettings({ watched: 'm', heartbeatTimeout: '2000', holdDown: '0', capacity: '4', rank: 2, overlap: 0, handbackTimeout: '60', recordOnDoubt: false, failoverEnabled: false }, 250);
+    const t = parseWatchSettings(
+      {
+        watched: 'm',
+        heartbeatTimeout: '2000',
+        holdDown: '0',
+        capacity: '4',
+        rank: 2,
+        overlap: 0,
+        handbackTimeout: '60',
+        recordOnDoubt: false,
+        failoverEnabled: false,
+      },
+      250,
+    );
     assert.equal(t.heartbeatTimeoutMs, 2000);
     assert.equal(t.holdDownMs, 0);
     assert.equal(t.capacity, 4);

@@ -10,15 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { startRtspServer, freePort, RtspServerHandle } from '../../support/rtsp';
-import {
-  probe,
-  countFrames,
-  concatDuration,
-  concatFrameCount,
-  framemd5,
-  maxFrameGapSec,
-  FFMPEG,
-} from '../../support/media';
+import { probe, countFrames, concatDuration, concatFrameCount, framemd5, maxFrameGapSec, FFMPEG } from '../../support/media';
 import { missingSystemTools } from '../../support/ensure-system';
 
 const FPS = 25;
@@ -110,16 +102,28 @@ describe('media harness (GStreamer RTSP server + Debian ffmpeg/ffprobe)', functi
     const rec = spawn(
       FFMPEG,
       [
-        '-nostdin', '-hide_banner', '-loglevel', 'warning',
-        '-rtsp_transport', 'tcp',
-        '-i', server.url,
-        '-map', '0:v:0',
-        '-c', 'copy',
-        '-f', 'segment',
-        '-segment_time', '1',
-        '-segment_format', 'mpegts',
-        '-segment_list', 'list.csv',
-        '-segment_list_type', 'csv',
+        '-nostdin',
+        '-hide_banner',
+        '-loglevel',
+        'warning',
+        '-rtsp_transport',
+        'tcp',
+        '-i',
+        server.url,
+        '-map',
+        '0:v:0',
+        '-c',
+        'copy',
+        '-f',
+        'segment',
+        '-segment_time',
+        '1',
+        '-segment_format',
+        'mpegts',
+        '-segment_list',
+        'list.csv',
+        '-segment_list_type',
+        'csv',
         'out_%05d.ts',
       ],
       { cwd: tmp, stdio: ['ignore', 'ignore', 'pipe'] },
@@ -195,8 +199,26 @@ describe('media harness (GStreamer RTSP server + Debian ffmpeg/ffprobe)', functi
     assert.ok(server, 'server not started');
     const out = path.join(tmp, 'second.ts');
     const r = await ffmpeg(
-      ['-nostdin', '-hide_banner', '-loglevel', 'warning', '-rtsp_transport', 'tcp', '-i', server.url,
-        '-map', '0:v:0', '-c', 'copy', '-t', '1', '-f', 'mpegts', '-y', out],
+      [
+        '-nostdin',
+        '-hide_banner',
+        '-loglevel',
+        'warning',
+        '-rtsp_transport',
+        'tcp',
+        '-i',
+        server.url,
+        '-map',
+        '0:v:0',
+        '-c',
+        'copy',
+        '-t',
+        '1',
+        '-f',
+        'mpegts',
+        '-y',
+        out,
+      ],
       tmp,
     );
     assert.equal(r.code, 0, r.stderr);

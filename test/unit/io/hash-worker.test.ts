@@ -14,7 +14,13 @@ describe('hash worker', () => {
     const sab = new SharedArrayBuffer(3 << 20);
     const all = new Uint8Array(sab);
     crypto.randomFillSync(all);
-    for (const [off, len] of [[0, 3 << 20], [1, 1000], [4097, (1 << 20) + 3], [(3 << 20) - 1, 1], [5, 0]]) {
+    for (const [off, len] of [
+      [0, 3 << 20],
+      [1, 1000],
+      [4097, (1 << 20) + 3],
+      [(3 << 20) - 1, 1],
+      [5, 0],
+    ]) {
       const view = new Uint8Array(sab, off, len);
       assert.equal(await sharedDigest(view), sha(view), `offset ${off}, length ${len}`);
     }

@@ -6,7 +6,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { fsyncHandle, fsyncPath, stopFsyncWorkers } from '../../../lib/io/fsync-worker';
 import { readFull } from '../../../lib/io/buffers';
-import { DIRECT_SLOW_MS, directWrites, GroupRun, hashAndSync, noteDirectWrite, openPart, openSink, receiveIntoPart, resetDirectWrites, settlePart, syncDir, WholeSink } from '../../../lib/io/part-file';
+import {
+  DIRECT_SLOW_MS,
+  directWrites,
+  GroupRun,
+  hashAndSync,
+  noteDirectWrite,
+  openPart,
+  openSink,
+  receiveIntoPart,
+  resetDirectWrites,
+  settlePart,
+  syncDir,
+  WholeSink,
+} from '../../../lib/io/part-file';
 
 const tick = () => new Promise((r) => setTimeout(r, 20));
 
@@ -266,7 +279,7 @@ describe('part files (lib)', () => {
     assert.deepEqual(fs.readFileSync(part), body, 'the last bytes were written without the receiver flushing them');
   });
 
-  it('a body that breaks off keeps what came in its part and throws the receiver\'s error; no hash, no `received`', async () => {
+  it("a body that breaks off keeps what came in its part and throws the receiver's error; no hash, no `received`", async () => {
     const part = path.join(tmp, 'b.part');
     const fh = await openPart(part, 'w');
     const sink = await openSink(part, 100_000, 0);
@@ -288,7 +301,7 @@ describe('part files (lib)', () => {
     assert.deepEqual(fs.readFileSync(part), Buffer.alloc(4000, 7), 'the prefix that came is in the part, for a resume');
   });
 
-  it('a write that fails is thrown as the disk\'s error, not as the receiver\'s', async () => {
+  it("a write that fails is thrown as the disk's error, not as the receiver's", async () => {
     const part = path.join(tmp, 'w.part');
     fs.writeFileSync(part, '');
     const fh = await fs.promises.open(part, 'r'); // writes to it fail (EBADF)

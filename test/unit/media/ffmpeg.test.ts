@@ -7,7 +7,14 @@ import { FfmpegInfo, RunArgsOptions, buildRunArgs, ffmpegInfo, findFont, lastFra
 import { FfmpegRun, reasonFromStderr } from '../../../lib/media/ffmpeg-run';
 import { frameRate } from '../../../lib/model/timecode';
 
-const INFO: FfmpegInfo = { path: '/usr/bin/ffmpeg', version: '5.1.9', rtspTimeoutOption: '-timeout', hasDrawtext: true, hasLibx264: true, hasStatsPeriod: true };
+const INFO: FfmpegInfo = {
+  path: '/usr/bin/ffmpeg',
+  version: '5.1.9',
+  rtspTimeoutOption: '-timeout',
+  hasDrawtext: true,
+  hasLibx264: true,
+  hasStatsPeriod: true,
+};
 const OUT = path.join(os.tmpdir(), 'twinrec-ffmpeg-test', 'srv', 'ch01', '2026-11-22', 'News_200000');
 
 function opts(p: Partial<RunArgsOptions> = {}): RunArgsOptions {
@@ -88,7 +95,7 @@ describe('ffmpeg (pure parts)', () => {
   describe('lastFrameCount', () => {
     it('is the last frame= count in ffmpeg stderr', () => {
       const stderr =
-        'Input #0, mpegts, from \'x.ts\':\n  Duration: 00:00:06.00\n' +
+        "Input #0, mpegts, from 'x.ts':\n  Duration: 00:00:06.00\n" +
         'frame=   10 fps=0.0 q=-1.0 size=N/A time=00:00:00.40 bitrate=N/A speed=0.8x\r' +
         'frame=  100 fps= 99 q=-1.0 size=N/A time=00:00:04.00 bitrate=N/A speed=3.9x\r' +
         'frame=  150 fps=120 q=-1.0 Lsize=N/A time=00:00:06.00 bitrate=N/A speed=4.8x\n' +
@@ -113,19 +120,26 @@ describe('ffmpeg (pure parts)', () => {
     });
 
     it('permission denied', () => {
-      assert.equal(reasonFromStderr("[segment @ 0x1] Failed to open segment 'News_00000.ts'\nCould not write header: Permission denied"), 'permission denied writing the clip');
+      assert.equal(
+        reasonFromStderr("[segment @ 0x1] Failed to open segment 'News_00000.ts'\nCould not write header: Permission denied"),
+        'permission denied writing the clip',
+      );
     });
 
     it('connection refused', () => {
       assert.equal(
-        reasonFromStderr('[tcp @ 0x55] Connection to tcp://127.0.0.1:8554?timeout=5000000 failed: Connection refused\nrtsp://127.0.0.1:8554/live: Connection refused\n'),
+        reasonFromStderr(
+          '[tcp @ 0x55] Connection to tcp://127.0.0.1:8554?timeout=5000000 failed: Connection refused\nrtsp://127.0.0.1:8554/live: Connection refused\n',
+        ),
         'the source refused the connection',
       );
     });
 
     it('timed out', () => {
       assert.equal(
-        reasonFromStderr('[tcp @ 0x55] Connection to tcp://10.0.0.9:554?timeout=5000000 failed: Connection timed out\nrtsp://10.0.0.9/live: Connection timed out\n'),
+        reasonFromStderr(
+          '[tcp @ 0x55] Connection to tcp://10.0.0.9:554?timeout=5000000 failed: Connection timed out\nrtsp://10.0.0.9/live: Connection timed out\n',
+        ),
         'the source did not answer in time',
       );
       assert.equal(reasonFromStderr('rtsp://10.0.0.9/live: Operation timed out'), 'the source did not answer in time');
@@ -133,7 +147,9 @@ describe('ffmpeg (pure parts)', () => {
 
     it('unauthorized', () => {
       assert.equal(
-        reasonFromStderr('[rtsp @ 0x55] method DESCRIBE failed: 401 Unauthorized\nrtsp://admin:***@cam/live: Server returned 401 Unauthorized (authorization failed)\n'),
+        reasonFromStderr(
+          '[rtsp @ 0x55] method DESCRIBE failed: 401 Unauthorized\nrtsp://admin:***@cam/live: Server returned 401 Unauthorized (authorization failed)\n',
+        ),
         'the source refused the credentials',
       );
     });
@@ -364,8 +380,31 @@ describe('ffmpeg (pure parts)', () => {
       const list = path.join(tmp, 'list.csv');
       execFileSync(
         info.path,
-        ['-hide_banner', '-nostdin', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=64x64:rate=25', '-t', '3', '-c:v', 'mpeg2video', '-g', '25',
-          '-f', 'segment', '-segment_time', '1', '-segment_list', list, '-segment_list_type', 'csv', path.join(tmp, 'news, part "1"_%05d.ts')],
+        [
+          '-hide_banner',
+          '-nostdin',
+          '-loglevel',
+          'error',
+          '-f',
+          'lavfi',
+          '-i',
+          'testsrc=size=64x64:rate=25',
+          '-t',
+          '3',
+          '-c:v',
+          'mpeg2video',
+          '-g',
+          '25',
+          '-f',
+          'segment',
+          '-segment_time',
+          '1',
+          '-segment_list',
+          list,
+          '-segment_list_type',
+          'csv',
+          path.join(tmp, 'news, part "1"_%05d.ts'),
+        ],
         { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 },
       );
       const entries = parseSegmentList(fs.readFileSync(list, 'utf8'));

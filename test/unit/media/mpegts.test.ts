@@ -34,7 +34,24 @@ describe('MPEG-TS reader: frames, sha256 and the picture digest', function () {
       ff('-i', raw, '-c', 'copy', '-f', 'mpegts', plain);
       // every keyframe with its parameter sets again, and a delimiter before every access unit
       ff('-i', raw, '-c', 'copy', '-bsf:v', bsf, '-f', 'mpegts', extra);
-      ff('-f', 'lavfi', '-i', 'smptebars=size=320x240:rate=25', '-frames:v', '50', '-pix_fmt', 'yuv420p', '-c:v', encoder, ...more, '-bf', '0', '-f', 'mpegts', other);
+      ff(
+        '-f',
+        'lavfi',
+        '-i',
+        'smptebars=size=320x240:rate=25',
+        '-frames:v',
+        '50',
+        '-pix_fmt',
+        'yuv420p',
+        '-c:v',
+        encoder,
+        ...more,
+        '-bf',
+        '0',
+        '-f',
+        'mpegts',
+        other,
+      );
 
       const a = await scanSegment(plain, true);
       const b = await scanSegment(extra, true);
@@ -64,8 +81,33 @@ describe('MPEG-TS reader: frames, sha256 and the picture digest', function () {
   it('cuts a segment after its first N frames: still MPEG-TS that ffmpeg reads, with exactly those pictures', async () => {
     const full = path.join(tmp, 'full.ts');
     // video and audio interleaved, as a camera with a microphone records
-    ff('-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=1000:sample_rate=48000', '-frames:v', '60', '-t', '2.4',
-      '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-x264-params', 'keyint=25:min-keyint=25:scenecut=0', '-bf', '0', '-c:a', 'aac', '-f', 'mpegts', full);
+    ff(
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=320x240:rate=25',
+      '-f',
+      'lavfi',
+      '-i',
+      'sine=frequency=1000:sample_rate=48000',
+      '-frames:v',
+      '60',
+      '-t',
+      '2.4',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:v',
+      'libx264',
+      '-x264-params',
+      'keyint=25:min-keyint=25:scenecut=0',
+      '-bf',
+      '0',
+      '-c:a',
+      'aac',
+      '-f',
+      'mpegts',
+      full,
+    );
     const first37 = path.join(tmp, 'first37.ts');
     ff('-i', full, '-map', '0:v', '-c', 'copy', '-frames:v', '37', '-f', 'mpegts', first37);
     const cut = path.join(tmp, 'cut.ts');
@@ -79,7 +121,18 @@ describe('MPEG-TS reader: frames, sha256 and the picture digest', function () {
     assert.ok(r.bytes < size);
     assert.equal(r.esDigest, (await scanSegment(first37, true)).esDigest, 'the same 37 pictures as ffmpeg keeps with -frames:v 37');
     // ffmpeg reads it to the end without an error and decodes 37 frames
-    const probe = execFileSync('/usr/bin/ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', cut]).toString();
+    const probe = execFileSync('/usr/bin/ffprobe', [
+      '-v',
+      'error',
+      '-count_frames',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=nb_read_frames',
+      '-of',
+      'csv=p=0',
+      cut,
+    ]).toString();
     // (the stream is listed once in its program and once alone)
     assert.deepEqual([...new Set(probe.split(/\s+/).filter(Boolean))], ['37']);
 
@@ -99,12 +152,44 @@ describe('MPEG-TS reader: frames, sha256 and the picture digest', function () {
 
   it('a digest per frame: a second recording of the same stream from a later keyframe (other muxing, parameter sets in-band) has the same frames, and the back-to-back cut finds its first one', async () => {
     const raw = path.join(tmp, 'pf.h264');
-    ff('-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=25', '-frames:v', '50', '-pix_fmt', 'yuv420p', '-c:v', 'libx264', '-x264-params', 'keyint=10:min-keyint=10:scenecut=0', '-bf', '0', '-f', 'h264', raw);
+    ff(
+      '-f',
+      'lavfi',
+      '-i',
+      'testsrc=size=320x240:rate=25',
+      '-frames:v',
+      '50',
+      '-pix_fmt',
+      'yuv420p',
+      '-c:v',
+      'libx264',
+      '-x264-params',
+      'keyint=10:min-keyint=10:scenecut=0',
+      '-bf',
+      '0',
+      '-f',
+      'h264',
+      raw,
+    );
     const whole = path.join(tmp, 'pf-whole.ts');
     ff('-i', raw, '-c', 'copy', '-f', 'mpegts', whole);
     const later = path.join(tmp, 'pf-later.ts');
     // from 0.8 s (frame 20, a keyframe) on, every keyframe with its parameter sets and a delimiter per picture
-    ff('-i', whole, '-ss', '0.8', '-c', 'copy', '-bsf:v', 'h264_metadata=aud=insert,dump_extra=freq=keyframe', '-mpegts_start_pid', '0x200', '-f', 'mpegts', later);
+    ff(
+      '-i',
+      whole,
+      '-ss',
+      '0.8',
+      '-c',
+      'copy',
+      '-bsf:v',
+      'h264_metadata=aud=insert,dump_extra=freq=keyframe',
+      '-mpegts_start_pid',
+      '0x200',
+      '-f',
+      'mpegts',
+      later,
+    );
 
     const a = await videoFrameDigests(whole, true);
     const b = await videoFrameDigests(later, true);

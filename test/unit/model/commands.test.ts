@@ -194,7 +194,10 @@ describe('schemas: parseCommand', () => {
 
     it('an id that breaks the id pattern', () => {
       allRefused(
-        ['', '-starts-with-dash', '.hidden', 'has space', '../etc', 'a/b', 'x'.repeat(65), 'ümlaut', 'semi;colon'].map((id) => ({ command: 'start', line: { id } })),
+        ['', '-starts-with-dash', '.hidden', 'has space', '../etc', 'a/b', 'x'.repeat(65), 'ümlaut', 'semi;colon'].map((id) => ({
+          command: 'start',
+          line: { id },
+        })),
         /line\.id must be 1 to 64 letters, digits/,
         /starting with a letter or digit/,
       );
@@ -282,14 +285,9 @@ describe('schemas: parseCommand', () => {
     it('a time in a form that is neither epoch milliseconds nor an ISO date-time', () => {
       // 'tomorrow' is a string: answering "must be a whole number" misleads the operator.
       allRefused(
-        [
-          { startTime: 'tomorrow' },
-          { startTime: '21:30' },
-          { startTime: true },
-          { startTime: 'x'.repeat(41) },
-          { stopTime: 'soon' },
-          { stopTime: false },
-        ].map((t) => ({ command: 'add', line: { title: 't', ...t } })),
+        [{ startTime: 'tomorrow' }, { startTime: '21:30' }, { startTime: true }, { startTime: 'x'.repeat(41) }, { stopTime: 'soon' }, { stopTime: false }].map(
+          (t) => ({ command: 'add', line: { title: 't', ...t } }),
+        ),
         /line\.(startTime|stopTime)/,
         /epoch milliseconds/,
         /ISO 8601/,

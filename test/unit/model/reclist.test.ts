@@ -221,7 +221,9 @@ describe('reclist', () => {
       it('stopTime and duration together', () => {
         const list = listOf([]);
         const t = NOW + 10 * MIN;
-        refusesUnchanged(list, () => list.planAdd({ title: 'x', startTime: t, stopTime: t + MIN, duration: 60 }, NOW), [/stopTime or line\.duration, not both/]);
+        refusesUnchanged(list, () => list.planAdd({ title: 'x', startTime: t, stopTime: t + MIN, duration: 60 }, NOW), [
+          /stopTime or line\.duration, not both/,
+        ]);
       });
 
       it('a number that would leave a hole', () => {
@@ -231,7 +233,9 @@ describe('reclist', () => {
 
       it('startTime on a manual line', () => {
         const list = listOf([]);
-        refusesUnchanged(list, () => list.planAdd({ title: 'x', start: 'manual', startTime: NOW + MIN }, NOW), [/startTime is only for lines with start "time"/]);
+        refusesUnchanged(list, () => list.planAdd({ title: 'x', start: 'manual', startTime: NOW + MIN }, NOW), [
+          /startTime is only for lines with start "time"/,
+        ]);
       });
 
       it('an unparseable time or duration', () => {
@@ -354,7 +358,15 @@ describe('reclist', () => {
     });
 
     describe('a recording line', () => {
-      const rec = () => active(new RecList({ frameRate: '25' }, [mkLine({ id: 'a', n: 1 }), recordingLine({ id: 'r', n: 2, attributes: { house: 'HN-9' } }), mkLine({ id: 'c', n: 3 })]), 'r');
+      const rec = () =>
+        active(
+          new RecList({ frameRate: '25' }, [
+            mkLine({ id: 'a', n: 1 }),
+            recordingLine({ id: 'r', n: 2, attributes: { house: 'HN-9' } }),
+            mkLine({ id: 'c', n: 3 }),
+          ]),
+          'r',
+        );
 
       it('may change title, group, attributes, stopTime, duration, n and (the same) backup', () => {
         const list = rec();
@@ -378,7 +390,11 @@ describe('reclist', () => {
 
       it('refuses source, start and startTime', () => {
         const list = rec();
-        refusesUnchanged(list, () => list.planUpdate({ id: 'r', source: 'rtsp://other/1' }, NOW), [/is recording/, /line\.source cannot change now/, /stop it first/]);
+        refusesUnchanged(list, () => list.planUpdate({ id: 'r', source: 'rtsp://other/1' }, NOW), [
+          /is recording/,
+          /line\.source cannot change now/,
+          /stop it first/,
+        ]);
         refusesUnchanged(list, () => list.planUpdate({ id: 'r', start: 'time' }, NOW), [/is recording/, /line\.start cannot change/]);
         refusesUnchanged(list, () => list.planUpdate({ id: 'r', startTime: NOW + MIN }, NOW), [/is recording/, /line\.startTime cannot change/]);
       });
@@ -440,12 +456,16 @@ describe('reclist', () => {
     });
 
     describe('an Aux line', () => {
-      const auxLine = () =>
-        mkLine({ id: 'x', n: 1, backup: 'aux', origin: { server: 'main-1', channel: 2, lineId: 'L7' } });
+      const auxLine = () => mkLine({ id: 'x', n: 1, backup: 'aux', origin: { server: 'main-1', channel: 2, lineId: 'L7' } });
 
       it('is refused when allowAux is false, naming the main line', () => {
         const list = new RecList({ frameRate: '25' }, [auxLine()]);
-        refusesUnchanged(list, () => list.planUpdate({ id: 'x', title: 'x' }, NOW), [/Aux line kept by backup-link/, /line L7 of server main-1 channel 2/, /main server/], 'EPERM');
+        refusesUnchanged(
+          list,
+          () => list.planUpdate({ id: 'x', title: 'x' }, NOW),
+          [/Aux line kept by backup-link/, /line L7 of server main-1 channel 2/, /main server/],
+          'EPERM',
+        );
         refusesUnchanged(list, () => list.planRemove({ id: 'x' }), [/Aux line/, /main server/], 'EPERM');
         refusesUnchanged(list, () => list.checkStart({ id: 'x' }), [/Aux line/], 'EPERM');
         refusesUnchanged(list, () => list.checkStop({ id: 'x' }), [/Aux line/], 'EPERM');
@@ -637,9 +657,17 @@ describe('reclist', () => {
       list.planUpdate({ id: 'r', title: 'renamed', stopTime: NOW + MIN, attributes: { house: null } }, NOW);
       list.planUpdate({ id: 'c', start: 'time', startTime: NOW + MIN }, NOW);
       list.planRemove({ id: 'a' });
-      assert.deepEqual(held.map((l) => JSON.stringify(l)), frozen, 'held lines changed by a plan');
+      assert.deepEqual(
+        held.map((l) => JSON.stringify(l)),
+        frozen,
+        'held lines changed by a plan',
+      );
       list.commit(list.planUpdate({ id: 'a', title: 'changed', attributes: { k: null }, n: 3 }, NOW).renumbered);
-      assert.deepEqual(held.map((l) => JSON.stringify(l)), frozen, 'held lines changed by a commit');
+      assert.deepEqual(
+        held.map((l) => JSON.stringify(l)),
+        frozen,
+        'held lines changed by a commit',
+      );
       assert.deepEqual(ids(list), ['1:r', '2:c', '3:a']);
       assert.equal(list.byId('a')!.title, 'changed');
       assert.deepEqual(list.byId('a')!.attributes, {});
@@ -719,7 +747,10 @@ describe('reclist', () => {
 
     it('refuses dropped drop-frame labels', () => {
       for (const tc of ['00:01:00;00', '00:01:00;01', '00:09:00;01', '01:23:00;00']) {
-        refuses(() => parseDuration(tc, '29.97df'), [new RegExp(`line\\.duration "${tc}" is not a valid timecode at 29\\.97df fps`), /does not exist/, /dropped/]);
+        refuses(
+          () => parseDuration(tc, '29.97df'),
+          [new RegExp(`line\\.duration "${tc}" is not a valid timecode at 29\\.97df fps`), /does not exist/, /dropped/],
+        );
       }
     });
 

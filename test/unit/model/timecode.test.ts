@@ -190,13 +190,16 @@ describe('timecode', () => {
     });
 
     it('rejects dropped labels and accepts every tenth minute', () => {
-      assert.throws(() => timecodeToFrames('00:01:00;00', '29.97df'), (e: Error) => {
-        assert.match(e.message, /00:01:00;00/);
-        assert.match(e.message, /does not exist/);
-        assert.match(e.message, /dropped/);
-        assert.match(e.message, /00:01:00;02/); // tells the next valid label
-        return true;
-      });
+      assert.throws(
+        () => timecodeToFrames('00:01:00;00', '29.97df'),
+        (e: Error) => {
+          assert.match(e.message, /00:01:00;00/);
+          assert.match(e.message, /does not exist/);
+          assert.match(e.message, /dropped/);
+          assert.match(e.message, /00:01:00;02/); // tells the next valid label
+          return true;
+        },
+      );
       assert.throws(() => timecodeToFrames('00:01:00;01', '29.97df'), /does not exist/);
       assert.throws(() => timecodeToFrames('13:59:00;01', '29.97df'), /does not exist/);
       assert.equal(isValidTimecode('00:01:00;00', '29.97df'), false);
@@ -329,12 +332,15 @@ describe('timecode', () => {
   describe('malformed and out-of-range timecode', () => {
     it('throws on malformed text with a message naming the problem', () => {
       for (const bad of ['1:2:3', 'abc', '01:00:00', '1:00:00:00', '01:00:00:00:00', '01-00-00-00', '01:00:00:0a']) {
-        assert.throws(() => timecodeToFrames(bad, '25'), (e: Error) => {
-          assert.match(e.message, /Malformed timecode/);
-          assert.ok(e.message.includes(`"${bad}"`), e.message);
-          assert.match(e.message, /HH:MM:SS:FF/);
-          return true;
-        });
+        assert.throws(
+          () => timecodeToFrames(bad, '25'),
+          (e: Error) => {
+            assert.match(e.message, /Malformed timecode/);
+            assert.ok(e.message.includes(`"${bad}"`), e.message);
+            assert.match(e.message, /HH:MM:SS:FF/);
+            return true;
+          },
+        );
         assert.equal(isValidTimecode(bad, '25'), false);
       }
       assert.throws(() => timecodeToFrames('', '25'), /Malformed timecode "": empty/);

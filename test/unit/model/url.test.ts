@@ -4,7 +4,10 @@ import { loginOf, redactUrl, stripLogin, withLogin } from '../../../lib/model/ur
 
 describe('URL logins (lib/model/url)', () => {
   it('redactUrl hides the password and keeps the user name and the rest as written', () => {
-    assert.equal(redactUrl('rtsp://admin:secret@10.0.0.7:554/Streaming/Channels/101?transportmode=unicast'), 'rtsp://admin:***@10.0.0.7:554/Streaming/Channels/101?transportmode=unicast');
+    assert.equal(
+      redactUrl('rtsp://admin:secret@10.0.0.7:554/Streaming/Channels/101?transportmode=unicast'),
+      'rtsp://admin:***@10.0.0.7:554/Streaming/Channels/101?transportmode=unicast',
+    );
     assert.equal(redactUrl('mqtts://site:pw@broker.local:8883'), 'mqtts://site:***@broker.local:8883');
     assert.equal(redactUrl('rtsp://10.0.0.7/live'), 'rtsp://10.0.0.7/live');
     assert.equal(redactUrl('rtsp://viewer@10.0.0.7/live'), 'rtsp://viewer@10.0.0.7/live');

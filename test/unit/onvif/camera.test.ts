@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { createHook } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
-import { OnvifCamera, OnvifCameraState } from '../../../lib/onvif/camera';
+import { OnvifCamera } from '../../../lib/onvif/camera';
 import { OnvifProfileInfo, pickProfile } from '../../../lib/onvif/camera-media';
 import { OnvifCameraOptions } from '../../../lib/onvif/camera-options';
 import { FakeOnvifDevice, FakeOnvifProfile, freePort, startOnvifDevice } from '../../support/onvif-device';
@@ -26,24 +26,6 @@ function waitEvent<T = unknown>(emitter: EventEmitter, event: string, ms: number
       reject(new Error(`no '${event}' event within ${ms} ms`));
     }, ms);
     emitter.once(event, onEvent);
-  });
-}
-
-/** Resolves when `cam` reaches `state` (immediately if it is there already). */
-function waitState(cam: OnvifCamera, state: OnvifCameraState, ms: number): Promise<void> {
-  if (cam.state === state) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onState = (s: OnvifCameraState): void => {
-      if (s !== state) return;
-      cam.off('state', onState);
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      cam.off('state', onState);
-      reject(new Error(`state ${state} not reached within ${ms} ms (now ${cam.state}: ${cam.lastError ?? ''})`));
-    }, ms);
-    cam.on('state', onState);
   });
 }
 
@@ -87,7 +69,13 @@ describe('pickProfile', () => {
   it('defaults to the first H.264 profile, else the first with an encoder', () => {
     assert.equal(pickProfile(profiles, {}).token, 'main');
     assert.equal(
-      pickProfile([{ token: 'x', name: 'X' }, { token: 'j', name: 'J', encoding: 'JPEG', width: 1, height: 1 }], {}).token,
+      pickProfile(
+        [
+          { token: 'x', name: 'X' },
+          { token: 'j', name: 'J', encoding: 'JPEG', width: 1, height: 1 },
+        ],
+        {},
+      ).token,
       'j',
     );
   });

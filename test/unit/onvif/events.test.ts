@@ -115,10 +115,19 @@ describe('ONVIF event parsing', () => {
   });
 
   it('never throws on malformed input', () => {
-    for (const bad of ['', '<not xml', '<a><NotificationMessage><Topic>', '<NotificationMessage><Topic>&#xFFFFFFF;</Topic></NotificationMessage>', undefined as unknown as string]) {
+    for (const bad of [
+      '',
+      '<not xml',
+      '<a><NotificationMessage><Topic>',
+      '<NotificationMessage><Topic>&#xFFFFFFF;</Topic></NotificationMessage>',
+      undefined as unknown as string,
+    ]) {
       assert.doesNotThrow(() => parseNotifications(bad));
     }
-    assert.deepEqual(parseNotifications('<x:NotificationMessage><x:Topic>tns1:A</x:Topic><x:Message UtcTime="nonsense"/></x:NotificationMessage>')[0].utcTime, 'nonsense');
+    assert.deepEqual(
+      parseNotifications('<x:NotificationMessage><x:Topic>tns1:A</x:Topic><x:Message UtcTime="nonsense"/></x:NotificationMessage>')[0].utcTime,
+      'nonsense',
+    );
   });
 
   it('normalises topics: prefixes, undeclared ONVIF roots, slashes and spaces', () => {
@@ -162,7 +171,10 @@ describe('ONVIF event parsing', () => {
     assert.ok(!f(ev('tns1:RuleEngine/CellMotionDetector/Motion')));
     assert.ok(parseTopicFilter('motion')(ev('tns1:RuleEngine/CellMotionDetector/Motion')));
     assert.throws(() => parseTopicFilter('motion, tns1:Video%Source'), /Topic filter entry "tns1:Video%Source" is neither an event kind/);
-    assert.throws(() => parseTopicFilter('tns1:VideoSource/<x>'), /Topic filter entry "tns1:VideoSource\/<x>" is neither an event kind \(motion, digital-input, tamper, other\) nor a topic/);
+    assert.throws(
+      () => parseTopicFilter('tns1:VideoSource/<x>'),
+      /Topic filter entry "tns1:VideoSource\/<x>" is neither an event kind \(motion, digital-input, tamper, other\) nor a topic/,
+    );
   });
 
   it('only changes: Changed unless repeated, Initialized only when it differs from what we knew, Deleted when known', () => {
@@ -233,10 +245,7 @@ describe('OnvifEvents against the ONVIF test device', function () {
   }
 
   function subscriber(opts: Partial<OnvifEventsOptions> & { port: number }): OnvifEvents {
-    const c = new OnvifEvents(
-      { host: '127.0.0.1', username: USER, password: PASS, timeoutMs: 1000, reconnectMinMs: 100, reconnectMaxMs: 400, ...opts },
-      log,
-    );
+    const c = new OnvifEvents({ host: '127.0.0.1', username: USER, password: PASS, timeoutMs: 1000, reconnectMinMs: 100, reconnectMaxMs: 400, ...opts }, log);
     subscribers.push(c);
     return c;
   }
@@ -306,7 +315,10 @@ describe('OnvifEvents against the ONVIF test device', function () {
     await waitState(ev, 'subscribed', 5000);
     d.dropSubscriptions(); // the camera restarted: the waiting PullMessages gets a SOAP fault
     await waitState(ev, 'resubscribing', 5000);
-    assert.match(ev.lastError ?? '', /the camera dropped the event subscription: Camera 127\.0\.0\.1:\d+ refused PullMessages: The subscription does not exist.*; resubscribing in 0\.1 s/);
+    assert.match(
+      ev.lastError ?? '',
+      /the camera dropped the event subscription: Camera 127\.0\.0\.1:\d+ refused PullMessages: The subscription does not exist.*; resubscribing in 0\.1 s/,
+    );
     assert.equal(ev.offline, false);
     await waitState(ev, 'subscribed', 5000);
     d.emitEvent({ topic: 'tns1:VideoSource/MotionAlarm', source: { Source: 'vs0' }, data: { State: true } });
@@ -322,7 +334,11 @@ describe('OnvifEvents against the ONVIF test device', function () {
     const ev = subscriber({ port: d.port, reconnectMinMs: 200, reconnectMaxMs: 800 });
     ev.start();
     await waitState(ev, 'subscribed', 5000);
-    for (let i = 0; i < 50; i++) d.overrideNext('PullMessages', { status: 400, body: '<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value></s:Code><s:Reason><s:Text>busy</s:Text></s:Reason></s:Fault></s:Body></s:Envelope>' });
+    for (let i = 0; i < 50; i++)
+      d.overrideNext('PullMessages', {
+        status: 400,
+        body: '<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value></s:Code><s:Reason><s:Text>busy</s:Text></s:Reason></s:Fault></s:Body></s:Envelope>',
+      });
     d.dropSubscriptions();
     await sleep(2500);
     // delays 0.2 + 0.4 + 0.8 + 0.8 s: at most 5 subscriptions in 2.5 s (a loop without backoff makes hundreds)
@@ -417,7 +433,9 @@ describe('OnvifEvents against the ONVIF test device', function () {
     d.overrideNext('PullMessages', { status: 200, body: env('<SomethingElse><NotificationMessage/></SomethingElse>') });
     d.overrideNext('PullMessages', {
       status: 200,
-      body: env('<PullMessagesResponse><CurrentTime>yesterday</CurrentTime><NotificationMessage><Topic>tns1:Broken</Topic><Message UtcTime="soon"><Data><SimpleItem Value="x"/></Data></Message></NotificationMessage></PullMessagesResponse>'),
+      body: env(
+        '<PullMessagesResponse><CurrentTime>yesterday</CurrentTime><NotificationMessage><Topic>tns1:Broken</Topic><Message UtcTime="soon"><Data><SimpleItem Value="x"/></Data></Message></NotificationMessage></PullMessagesResponse>',
+      ),
     });
     ev.start();
     await waitState(ev, 'subscribed', 8000);
@@ -427,7 +445,10 @@ describe('OnvifEvents against the ONVIF test device', function () {
     d.emitEvent({ topic: 'tns1:VideoSource/MotionAlarm', source: { Source: 'vs0' }, data: { State: true } });
     await got.next((x) => x.kind === 'motion', 8000);
     assert.ok(count(d, 'CreatePullPointSubscription') >= 4, `${count(d, 'CreatePullPointSubscription')} subscriptions`);
-    assert.ok(logs.some((l) => /could not be read|without a subscription address|not a PullMessagesResponse/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /could not be read|without a subscription address|not a PullMessagesResponse/.test(l)),
+      logs.join('\n'),
+    );
     assert.deepEqual(uncaught, []);
   });
 
@@ -438,7 +459,10 @@ describe('OnvifEvents against the ONVIF test device', function () {
     const got = collector(ev);
     ev.start();
     await waitState(ev, 'subscribed', 5000);
-    assert.ok(logs.some((l) => /could not read the CreatePullPointSubscription answer .*using its address http:\/\/127\.0\.0\.1:\d+\/onvif\/subscription\/1/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /could not read the CreatePullPointSubscription answer .*using its address http:\/\/127\.0\.0\.1:\d+\/onvif\/subscription\/1/.test(l)),
+      logs.join('\n'),
+    );
     d.emitEvent({ topic: 'tns1:VideoSource/MotionAlarm', source: { Source: 'vs0' }, data: { State: true } });
     await got.next((x) => x.kind === 'motion');
     assert.equal(count(d, 'CreatePullPointSubscription'), 1);

@@ -177,7 +177,10 @@ describe('peer storage API (lib, real HTTP)', function () {
 
   describe('server', () => {
     it('refuses a secret shorter than 16 characters, with a sentence', () => {
-      assert.throws(() => new PeerApiServer({ host: '127.0.0.1', port: 0, secret: 'short', storageRoot: root, catalogue: cat, serverId: 'main-1' }), /at least 16 characters/);
+      assert.throws(
+        () => new PeerApiServer({ host: '127.0.0.1', port: 0, secret: 'short', storageRoot: root, catalogue: cat, serverId: 'main-1' }),
+        /at least 16 characters/,
+      );
     });
 
     it('answers 401 with WWW-Authenticate to a request without the secret or with a wrong one, and serves nothing', async () => {
@@ -186,7 +189,10 @@ describe('peer storage API (lib, real HTTP)', function () {
         assertSentence(a, 401, /secret/);
         assert.match(String(a.headers['www-authenticate']), /^Bearer/);
       }
-      const basic = await call(port, '/twinrec/v1/info', { secret: null, headers: { Authorization: `Basic ${Buffer.from(`x:${SECRET}`).toString('base64')}` } });
+      const basic = await call(port, '/twinrec/v1/info', {
+        secret: null,
+        headers: { Authorization: `Basic ${Buffer.from(`x:${SECRET}`).toString('base64')}` },
+      });
       assert.equal(basic.status, 401);
       const ok = await call(port, '/twinrec/v1/info');
       assert.equal(ok.status, 200);
@@ -328,7 +334,14 @@ describe('peer storage API (lib, real HTTP)', function () {
     });
 
     it('refuses every way out of the storage root: ids with dots, encoded slashes, a tampered catalogue, symlinks', async () => {
-      for (const p of ['/twinrec/v1/clips/..%2F..', '/twinrec/v1/clips/..%2F..%2Fetc%2Fpasswd/sidecar', '/twinrec/v1/clips/../x', '/twinrec/v1/clips/..', '/twinrec/v1/clips/%2e%2e/segments/0', '/twinrec/v1/clips/c1%2F..%2F..']) {
+      for (const p of [
+        '/twinrec/v1/clips/..%2F..',
+        '/twinrec/v1/clips/..%2F..%2Fetc%2Fpasswd/sidecar',
+        '/twinrec/v1/clips/../x',
+        '/twinrec/v1/clips/..',
+        '/twinrec/v1/clips/%2e%2e/segments/0',
+        '/twinrec/v1/clips/c1%2F..%2F..',
+      ]) {
         const a = await call(port, p);
         assert.ok(a.status === 400 || a.status === 404, `${p}: ${a.status}`);
         assert.equal(typeof a.json().error, 'string');
@@ -361,7 +374,8 @@ describe('peer storage API (lib, real HTTP)', function () {
     });
 
     it('lists events by server, channel (optional) and [from, to)', async () => {
-      const kinds = async (q: string) => ((await call(port, `/twinrec/v1/events?${q}`)).json().events as { kind: string; channel: number }[]).map((e) => `${e.kind}/${e.channel}`);
+      const kinds = async (q: string) =>
+        ((await call(port, `/twinrec/v1/events?${q}`)).json().events as { kind: string; channel: number }[]).map((e) => `${e.kind}/${e.channel}`);
       assert.deepEqual(await kinds(''), ['recording/1', 'stopped/1', 'recording/2']);
       assert.deepEqual(await kinds('channel=1'), ['recording/1', 'stopped/1']);
       assert.deepEqual(await kinds(`channel=1&from=${T0}&to=${T0 + 60000}`), ['recording/1'], 'to is not included');
@@ -422,7 +436,10 @@ describe('peer storage API (lib, real HTTP)', function () {
         (await client.clips({ channel: 1, from: T0, to: T0 + 60000 })).map((c) => c.id),
         ['c1'],
       );
-      assert.deepEqual((await client.clips({ server: 'main-2', channel: 1 })).map((c) => c.id), ['f1']);
+      assert.deepEqual(
+        (await client.clips({ server: 'main-2', channel: 1 })).map((c) => c.id),
+        ['f1'],
+      );
       assert.equal((await client.clip('c1')).segments.length, 4);
       assert.equal(JSON.parse((await client.sidecar('c1')).toString()).id, 'c1');
       assert.equal((await client.events({ channel: 2 })).length, 1);
@@ -464,7 +481,10 @@ describe('peer storage API (lib, real HTTP)', function () {
 
     it('says EAUTH for a wrong secret, ENOENT for a missing segment, ENET for a peer that is not there', async () => {
       const wrong = new PeerClient({ url, secret: 'a wrong secret, long enough' });
-      await assert.rejects(wrong.fetchSegment('c1', 0, path.join(tmp, 'w.ts')), (e: PeerError) => e instanceof PeerError && e.code === 'EAUTH' && e.status === 401 && /refused the shared secret/.test(e.message));
+      await assert.rejects(
+        wrong.fetchSegment('c1', 0, path.join(tmp, 'w.ts')),
+        (e: PeerError) => e instanceof PeerError && e.code === 'EAUTH' && e.status === 401 && /refused the shared secret/.test(e.message),
+      );
       await assert.rejects(wrong.info(), (e: PeerError) => e.code === 'EAUTH');
       wrong.close();
       await assert.rejects(client.fetchSegment('c1', 42, path.join(tmp, 'n.ts')), (e: PeerError) => e.code === 'ENOENT');
@@ -513,7 +533,10 @@ describe('peer storage API (lib, real HTTP)', function () {
       try {
         const dest = path.join(tmp, 'local', 'resumed.ts');
         const d = data[1];
-        await assert.rejects(via.fetchSegment('c1', 1, dest, { expectedSha256: sha(d) }), (e: PeerError) => e.code === 'ETRUNC' && /closed after \d+ of 4096 bytes/.test(e.message));
+        await assert.rejects(
+          via.fetchSegment('c1', 1, dest, { expectedSha256: sha(d) }),
+          (e: PeerError) => e.code === 'ETRUNC' && /closed after \d+ of 4096 bytes/.test(e.message),
+        );
         const have = fs.statSync(`${dest}.part`).size;
         assert.ok(have > 0 && have <= 1500, `the part holds what came (${have} bytes)`);
         assert.ok(!fs.existsSync(dest));
@@ -688,12 +711,18 @@ describe('peer API settings of a server (resolveIdentity) and its advertised URL
   });
 
   it('puts the API URL into the retained server state, which the schema accepts', () => {
-    const link = new ServerLink({ url: 'mqtt://127.0.0.1:1', group: 'studio', serverId: 'main-1', role: 'main', apiUrl: 'http://rec-1:8470' }, { info: () => undefined, warn: () => undefined });
+    const link = new ServerLink(
+      { url: 'mqtt://127.0.0.1:1', group: 'studio', serverId: 'main-1', role: 'main', apiUrl: 'http://rec-1:8470' },
+      { info: () => undefined, warn: () => undefined },
+    );
     const st = (link as unknown as { statePayload(s: string): Record<string, unknown> }).statePayload('online');
     assert.equal(st.api, 'http://rec-1:8470');
     assert.ok(validateServerState(st), JSON.stringify(validateServerState.errors));
     assert.ok(!validateServerState({ ...st, api: 'x'.repeat(301) }));
-    const none = new ServerLink({ url: 'mqtt://127.0.0.1:1', group: 'studio', serverId: 'main-1', role: 'main' }, { info: () => undefined, warn: () => undefined });
+    const none = new ServerLink(
+      { url: 'mqtt://127.0.0.1:1', group: 'studio', serverId: 'main-1', role: 'main' },
+      { info: () => undefined, warn: () => undefined },
+    );
     assert.ok(!('api' in (none as unknown as { statePayload(s: string): Record<string, unknown> }).statePayload('online')));
   });
 });

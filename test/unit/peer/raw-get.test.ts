@@ -39,7 +39,14 @@ async function startServer(): Promise<{ port: number; seen: Seen[]; handle: (h: 
   const seen: Seen[] = [];
   let handler: http.RequestListener = (_req, res) => res.end();
   const srv = http.createServer((req, res) => {
-    seen.push({ url: String(req.url), firstHeader: req.rawHeaders[0], connection: req.headers.connection, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, auth: req.headers.authorization });
+    seen.push({
+      url: String(req.url),
+      firstHeader: req.rawHeaders[0],
+      connection: req.headers.connection,
+      range: req.headers.range,
+      ifRange: req.headers['if-range'] as string | undefined,
+      auth: req.headers.authorization,
+    });
     handler(req, res);
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -169,7 +176,10 @@ describe('segment fetch straight into memory (lib/peer/raw-get, PeerClient fast 
     const quick = new PeerClient({ url: `http://127.0.0.1:${srv.port}`, secret: SECRET, timeoutMs: 300 });
     const dest = path.join(tmp, 'silent.ts');
     try {
-      await assert.rejects(quick.fetchSegment('c1', 0, dest, { expectedBytes: body.length }), (e: PeerError) => e.code === 'ENET' && /silent for 0\.3 s/.test(e.message));
+      await assert.rejects(
+        quick.fetchSegment('c1', 0, dest, { expectedBytes: body.length }),
+        (e: PeerError) => e.code === 'ENET' && /silent for 0\.3 s/.test(e.message),
+      );
     } finally {
       quick.close();
     }
@@ -196,7 +206,10 @@ describe('segment fetch straight into memory (lib/peer/raw-get, PeerClient fast 
   it('refuses bytes that do not match the hash the peer announced (EHASH), keeping nothing', async () => {
     srv.handle(segmentServer(body, { 'X-Sha256': sha(crypto.randomBytes(8)) }));
     const dest = path.join(tmp, 'lie.ts');
-    await assert.rejects(client.fetchSegment('c1', 0, dest, { expectedBytes: body.length }), (e: PeerError) => e.code === 'EHASH' && /as the peer announced/.test(e.message));
+    await assert.rejects(
+      client.fetchSegment('c1', 0, dest, { expectedBytes: body.length }),
+      (e: PeerError) => e.code === 'EHASH' && /as the peer announced/.test(e.message),
+    );
     assert.ok(!fs.existsSync(dest));
     assert.ok(!fs.existsSync(`${dest}.part`));
   });
@@ -217,13 +230,27 @@ describe('segment fetch straight into memory (lib/peer/raw-get, PeerClient fast 
     const dest = path.join(tmp, 'chunked.ts');
     const r = await client.fetchSegment('c1', 0, dest, { expectedSha256: sha(body), expectedBytes: body.length });
     assert.equal(r.sha256, sha(body));
-    assert.deepEqual(srv.seen.map((s) => s.firstHeader), ['Host', 'Authorization'], 'asked by the fast path, then again by the ordinary client');
+    assert.deepEqual(
+      srv.seen.map((s) => s.firstHeader),
+      ['Host', 'Authorization'],
+      'asked by the fast path, then again by the ordinary client',
+    );
     assert.equal(client.rawPool.size, 0, 'a connection whose answer was not read is not kept');
-    await assert.rejects(client.fetchSegment('c1', 7, path.join(tmp, 'n.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'ENOENT' && /no such segment/.test(e.message));
-    assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.startsWith('n.ts')), [], 'the part opened while the request went is removed');
+    await assert.rejects(
+      client.fetchSegment('c1', 7, path.join(tmp, 'n.ts'), { expectedBytes: 10 }),
+      (e: PeerError) => e.code === 'ENOENT' && /no such segment/.test(e.message),
+    );
+    assert.deepEqual(
+      fs.readdirSync(tmp).filter((f) => f.startsWith('n.ts')),
+      [],
+      'the part opened while the request went is removed',
+    );
     const wrong = new PeerClient({ url: `http://127.0.0.1:${srv.port}`, secret: 'a wrong secret, long enough' });
     try {
-      await assert.rejects(wrong.fetchSegment('c1', 0, path.join(tmp, 'w.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'EAUTH' && e.status === 401);
+      await assert.rejects(
+        wrong.fetchSegment('c1', 0, path.join(tmp, 'w.ts'), { expectedBytes: 10 }),
+        (e: PeerError) => e.code === 'EAUTH' && e.status === 401,
+      );
     } finally {
       wrong.close();
     }
@@ -239,19 +266,30 @@ describe('segment fetch straight into memory (lib/peer/raw-get, PeerClient fast 
   });
 
   it('says ENET for a peer that is not there, and EPROTO for one that does not speak HTTP', async () => {
-    const junk = net.createServer((s) => s.on('error', () => undefined).resume().end('SSH-2.0-OpenSSH\r\n\r\n'));
+    const junk = net.createServer((s) =>
+      s
+        .on('error', () => undefined)
+        .resume()
+        .end('SSH-2.0-OpenSSH\r\n\r\n'),
+    );
     await new Promise<void>((r) => junk.listen(0, '127.0.0.1', () => r()));
     const port = (junk.address() as net.AddressInfo).port;
     const c = new PeerClient({ url: `http://127.0.0.1:${port}`, secret: SECRET });
     try {
-      await assert.rejects(c.fetchSegment('c1', 0, path.join(tmp, 'j.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'EPROTO' && /not HTTP/.test(e.message));
+      await assert.rejects(
+        c.fetchSegment('c1', 0, path.join(tmp, 'j.ts'), { expectedBytes: 10 }),
+        (e: PeerError) => e.code === 'EPROTO' && /not HTTP/.test(e.message),
+      );
     } finally {
       c.close();
       await new Promise<void>((r) => junk.close(() => r()));
     }
     const gone = new PeerClient({ url: `http://127.0.0.1:${port}`, secret: SECRET });
     try {
-      await assert.rejects(gone.fetchSegment('c1', 0, path.join(tmp, 'g.ts'), { expectedBytes: 10 }), (e: PeerError) => e.code === 'ENET' && /ECONNREFUSED/.test(e.message));
+      await assert.rejects(
+        gone.fetchSegment('c1', 0, path.join(tmp, 'g.ts'), { expectedBytes: 10 }),
+        (e: PeerError) => e.code === 'ENET' && /ECONNREFUSED/.test(e.message),
+      );
     } finally {
       gone.close();
     }
@@ -259,15 +297,30 @@ describe('segment fetch straight into memory (lib/peer/raw-get, PeerClient fast 
 
   it('rawGet refuses header values that would split the request, and a header longer than 16 KiB', async () => {
     await assert.rejects(
-      rawGet({ host: '127.0.0.1', port: srv.port, hostHeader: `127.0.0.1:${srv.port}`, path: '/x', headers: { Range: 'bytes=0-\r\nX-Evil: 1' }, timeoutMs: 1000 }),
+      rawGet({
+        host: '127.0.0.1',
+        port: srv.port,
+        hostHeader: `127.0.0.1:${srv.port}`,
+        path: '/x',
+        headers: { Range: 'bytes=0-\r\nX-Evil: 1' },
+        timeoutMs: 1000,
+      }),
       (e: RawGetError) => e.code === 'EPROTO',
     );
     assert.equal(srv.seen.length, 0, 'nothing was sent');
-    const big = net.createServer((s) => s.on('error', () => undefined).resume().write(`HTTP/1.1 200 OK\r\nX-Pad: ${'a'.repeat(20000)}\r\n\r\n`));
+    const big = net.createServer((s) =>
+      s
+        .on('error', () => undefined)
+        .resume()
+        .write(`HTTP/1.1 200 OK\r\nX-Pad: ${'a'.repeat(20000)}\r\n\r\n`),
+    );
     await new Promise<void>((r) => big.listen(0, '127.0.0.1', () => r()));
     const port = (big.address() as net.AddressInfo).port;
     try {
-      await assert.rejects(rawGet({ host: '127.0.0.1', port, hostHeader: `127.0.0.1:${port}`, path: '/x', headers: {}, timeoutMs: 1000 }), (e: RawGetError) => e.code === 'EPROTO' && /longer than/.test(e.message));
+      await assert.rejects(
+        rawGet({ host: '127.0.0.1', port, hostHeader: `127.0.0.1:${port}`, path: '/x', headers: {}, timeoutMs: 1000 }),
+        (e: RawGetError) => e.code === 'EPROTO' && /longer than/.test(e.message),
+      );
     } finally {
       await new Promise<void>((r) => {
         big.close(() => r());
@@ -343,7 +396,8 @@ async function scriptedPeer(answer: (conn: number, req: number, socket: net.Sock
     requests,
     sockets,
     closed,
-    get: (pool: RawPool | undefined, timeoutMs = 5000) => rawGet({ host: '127.0.0.1', port, hostHeader: `127.0.0.1:${port}`, path: '/s', headers: {}, timeoutMs, pool }),
+    get: (pool: RawPool | undefined, timeoutMs = 5000) =>
+      rawGet({ host: '127.0.0.1', port, hostHeader: `127.0.0.1:${port}`, path: '/s', headers: {}, timeoutMs, pool }),
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => srv.close(() => r()));
@@ -368,7 +422,8 @@ function collect(size: number): { target: { reserve(n: number): Buffer; advance(
   };
 }
 
-const ok = (b: Buffer | string, extra = '') => Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(b)}\r\n${extra}\r\n`, 'latin1'), Buffer.from(b)]);
+const ok = (b: Buffer | string, extra = '') =>
+  Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(b)}\r\n${extra}\r\n`, 'latin1'), Buffer.from(b)]);
 
 describe('kept-alive connections of the segment fetch (lib/peer/raw-get RawPool)', () => {
   const peers: { close(): Promise<void> }[] = [];
@@ -401,7 +456,14 @@ describe('kept-alive connections of the segment fetch (lib/peer/raw-get RawPool)
       assert.equal(pl.size, 1, 'the connection is back in the pool');
     }
     assert.equal(p.sockets.length, 1, 'one connection for the three requests');
-    assert.deepEqual(p.requests.map((r) => [r.conn, r.req]), [[0, 0], [0, 1], [0, 2]]);
+    assert.deepEqual(
+      p.requests.map((r) => [r.conn, r.req]),
+      [
+        [0, 0],
+        [0, 1],
+        [0, 2],
+      ],
+    );
     assert.ok(p.requests.every((r) => /\r\nConnection: keep-alive(\r\n|$)/.test(r.text)));
     assert.equal(pl.opened, 1);
     assert.equal(pl.reused, 2);
@@ -419,7 +481,15 @@ describe('kept-alive connections of the segment fetch (lib/peer/raw-get RawPool)
     const c = collect(4);
     await again.receive(c.target, 4);
     assert.equal(c.body().toString(), 'c1r0');
-    assert.deepEqual(p.requests.map((r) => [r.conn, r.req]), [[0, 0], [0, 1], [1, 0]], 'sent once more, once');
+    assert.deepEqual(
+      p.requests.map((r) => [r.conn, r.req]),
+      [
+        [0, 0],
+        [0, 1],
+        [1, 0],
+      ],
+      'sent once more, once',
+    );
   });
 
   it('does not send again when a new connection closes before answering, nor after an answer began', async () => {

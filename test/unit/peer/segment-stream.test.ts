@@ -44,17 +44,58 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
 
   function mkClip(id: string, dir: string, segs: Segment[]): Clip {
     return {
-      id, name: `clip ${id}`, dir, serverId: 'fo-1', group: 'studio', channel: 1, channelName: 'Channel 1', lineId: 'l', title: 'T',
-      attributes: {}, backup: 'off', frameRate: '25', tcIn: '10:00:00:00', tcOut: null, startedAt: 1, stoppedAt: 2, frames: 0, durationMs: 0,
-      state: 'closed', container: 'ts', source: 'cam', gaps: [], segments: segs, runs: 1, reason: null, createdAt: 1, updatedAt: 1,
+      id,
+      name: `clip ${id}`,
+      dir,
+      serverId: 'fo-1',
+      group: 'studio',
+      channel: 1,
+      channelName: 'Channel 1',
+      lineId: 'l',
+      title: 'T',
+      attributes: {},
+      backup: 'off',
+      frameRate: '25',
+      tcIn: '10:00:00:00',
+      tcOut: null,
+      startedAt: 1,
+      stoppedAt: 2,
+      frames: 0,
+      durationMs: 0,
+      state: 'closed',
+      container: 'ts',
+      source: 'cam',
+      gaps: [],
+      segments: segs,
+      runs: 1,
+      reason: null,
+      createdAt: 1,
+      updatedAt: 1,
     };
   }
   const seg = (i: number, b: Buffer, file = `seg_${String(i).padStart(5, '0')}.ts`): Segment => ({
-    index: i, file, run: 1, startSec: i * 2, endSec: i * 2 + 2, frames: 50, bytes: b.length, sha256: sha(b), complete: true, wallStart: i * 2000,
+    index: i,
+    file,
+    run: 1,
+    startSec: i * 2,
+    endSec: i * 2 + 2,
+    frames: 50,
+    bytes: b.length,
+    sha256: sha(b),
+    complete: true,
+    wallStart: i * 2000,
   });
 
   async function startApi(p = 0) {
-    api = new PeerApiServer({ host: '127.0.0.1', port: p, secret: SECRET, storageRoot: root, catalogue: cat, serverId: 'fo-1', onServed: (_c, i, n) => served.set(i, (served.get(i) ?? 0) + n) });
+    api = new PeerApiServer({
+      host: '127.0.0.1',
+      port: p,
+      secret: SECRET,
+      storageRoot: root,
+      catalogue: cat,
+      serverId: 'fo-1',
+      onServed: (_c, i, n) => served.set(i, (served.get(i) ?? 0) + n),
+    });
     ({ port, url } = await api.start());
   }
 
@@ -64,7 +105,11 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
     dest = path.join(tmp, 'dst');
     cat = new Catalogue(path.join(tmp, 'cat.sqlite'));
     data = sizes.map((n) => crypto.randomBytes(n));
-    clip = mkClip('c1', 'fo-1/ch01/2026-12-05/News_120000', data.map((b, i) => seg(i, b)));
+    clip = mkClip(
+      'c1',
+      'fo-1/ch01/2026-12-05/News_120000',
+      data.map((b, i) => seg(i, b)),
+    );
     fs.mkdirSync(path.join(root, clip.dir), { recursive: true });
     data.forEach((b, i) => fs.writeFileSync(path.join(root, clip.dir, clip.segments[i].file), b));
     cat.putClip(clip);
@@ -94,7 +139,10 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
 
   it('brings every segment of a clip on one stream, in order, each byte once, verified', async () => {
     const done = await copy();
-    assert.deepEqual(done, clip.segments.map((s) => s.index));
+    assert.deepEqual(
+      done,
+      clip.segments.map((s) => s.index),
+    );
     for (let i = 0; i < data.length; i++) assert.equal(sha(onDisk(i)), clip.segments[i].sha256, `segment ${i}`);
     assert.deepEqual(client.streamStats, { opened: 1, segments: data.length });
     for (let i = 0; i < data.length; i++) assert.equal(served.get(i), data[i].length, `segment ${i} served once`);
@@ -103,13 +151,29 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
 
   it('never sends more than the window past the last acknowledgement', async () => {
     const window = MIN_WINDOW;
-    const c = await StreamClient.open({ host: '127.0.0.1', port, hostHeader: `127.0.0.1:${port}`, path: `/twinrec/v1/clips/${clip.id}/stream`, secret: SECRET, plan: [[3, 0, null], [5, 0, null]], window, timeoutMs: 5000 });
+    const c = await StreamClient.open({
+      host: '127.0.0.1',
+      port,
+      hostHeader: `127.0.0.1:${port}`,
+      path: `/twinrec/v1/clips/${clip.id}/stream`,
+      secret: SECRET,
+      plan: [
+        [3, 0, null],
+        [5, 0, null],
+      ],
+      window,
+      timeoutMs: 5000,
+    });
     try {
       const a = await c.take(3);
       assert.equal(a.head.size, data[3].length);
       const buf = Buffer.alloc(a.head.size);
       let filled = 0;
-      const target = { reserve: (n: number) => buf.subarray(filled, filled + n), advance: (n: number) => ((filled += n), 0), add: (b: Buffer) => (b.copy(buf, filled), (filled += b.length), 0) };
+      const target = {
+        reserve: (n: number) => buf.subarray(filled, filled + n),
+        advance: (n: number) => ((filled += n), 0),
+        add: (b: Buffer) => (b.copy(buf, filled), (filled += b.length), 0),
+      };
       const receiving = a.receive(target);
       // no acknowledgement: the peer stops at the window
       await sleep(400);
@@ -176,7 +240,13 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
   it('refuses a stream without the secret, of a bad or unknown clip, or of another protocol, with a sentence', async () => {
     const ask = (p: string, headers: Record<string, string>) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, path: p, headers: { Connection: 'Upgrade', Upgrade: 'twinrec-segments/1', ...headers }, agent: false });
+        const req = http.request({
+          host: '127.0.0.1',
+          port,
+          path: p,
+          headers: { Connection: 'Upgrade', Upgrade: 'twinrec-segments/1', ...headers },
+          agent: false,
+        });
         req.on('response', (res) => {
           let body = '';
           res.on('data', (d) => (body += d));
@@ -215,7 +285,9 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
       let text = '';
       s.on('data', (d) => (text += d.toString('latin1')));
       const closed = new Promise<void>((r) => s.on('close', () => r()));
-      s.write(`GET /twinrec/v1/clips/${clipId}/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: Upgrade\r\nUpgrade: twinrec-segments/1\r\n\r\n${planLine}\n`);
+      s.write(
+        `GET /twinrec/v1/clips/${clipId}/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: Upgrade\r\nUpgrade: twinrec-segments/1\r\n\r\n${planLine}\n`,
+      );
       await closed;
       const body = text.slice(text.indexOf('\r\n\r\n') + 4);
       return JSON.parse(body.split('\n')[0]) as { i: number; status: number; error: string };
@@ -243,7 +315,9 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
     const s = net.connect(port, '127.0.0.1');
     const closed = new Promise<void>((r) => s.on('close', () => r()));
     s.on('data', () => undefined);
-    s.write(`GET /twinrec/v1/clips/${clip.id}/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: Upgrade\r\nUpgrade: twinrec-segments/1\r\n\r\n${JSON.stringify({ segments: [[3, 0, null]] })}\n999999999\n`);
+    s.write(
+      `GET /twinrec/v1/clips/${clip.id}/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${SECRET}\r\nConnection: Upgrade\r\nUpgrade: twinrec-segments/1\r\n\r\n${JSON.stringify({ segments: [[3, 0, null]] })}\n999999999\n`,
+    );
     await closed;
     const done = await copy();
     assert.equal(done.length, data.length);
@@ -319,7 +393,18 @@ describe('segment stream of the peer API (real HTTP on 127.0.0.1)', function () 
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
     const sp = (silent.address() as net.AddressInfo).port;
     try {
-      const c = await StreamClient.open({ host: '127.0.0.1', port: sp, hostHeader: `127.0.0.1:${sp}`, path: '/twinrec/v1/clips/c1/stream', secret: SECRET, plan: [[0, 0, null], [1, 0, null]], timeoutMs: 200 });
+      const c = await StreamClient.open({
+        host: '127.0.0.1',
+        port: sp,
+        hostHeader: `127.0.0.1:${sp}`,
+        path: '/twinrec/v1/clips/c1/stream',
+        secret: SECRET,
+        plan: [
+          [0, 0, null],
+          [1, 0, null],
+        ],
+        timeoutMs: 200,
+      });
       await sleep(500); // idle: the copier is busy elsewhere; not a fault of the peer
       assert.equal(c.failure, null);
       const t0 = Date.now();

@@ -9,7 +9,7 @@ import { HANDOVER_WINDOW_FRAMES, handoverKeep } from '../../../lib/recorder/hand
 const frames = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `f${from + i}`);
 
 describe('back-to-back cut by content (handoverKeep)', function () {
-  it('finds the next clip\'s first frame in the tail and keeps the frames before it, whichever side of it the clocks cut', () => {
+  it("finds the next clip's first frame in the tail and keeps the frames before it, whichever side of it the clocks cut", () => {
     const tail = frames(100, 130); // frames 100..129 of the clip before
     const next = frames(117, 120);
     for (const clock of [110, 116, 117, 118, 125]) assert.equal(handoverKeep(tail, 100, next, clock), 117, `clock ${clock}`);
@@ -26,7 +26,7 @@ describe('back-to-back cut by content (handoverKeep)', function () {
     assert.equal(handoverKeep(frames(0, 21), 0, frames(20, 23), 19), 20);
   });
 
-  it('a still picture repeats its frames: the match nearest the clocks\' cut', () => {
+  it("a still picture repeats its frames: the match nearest the clocks' cut", () => {
     const tail = ['x', 'y', 'x', 'y', 'x', 'y', 'x', 'y'];
     assert.equal(handoverKeep(tail, 50, ['x', 'y', 'x'], 54), 54);
     assert.equal(handoverKeep(tail, 50, ['x', 'y', 'x'], 53), 52, 'a tie keeps the first found');
@@ -37,7 +37,11 @@ describe('back-to-back cut by content (handoverKeep)', function () {
     assert.equal(handoverKeep(frames(0, 30), 0, ['a', 'b', 'c'], 20), null, 'another encoding');
     const far = 20 + HANDOVER_WINDOW_FRAMES + 1;
     assert.equal(handoverKeep(frames(0, 60), 0, frames(far, far + 3), 20), null, 'further than the window');
-    assert.equal(handoverKeep(frames(0, 60), 0, frames(20 + HANDOVER_WINDOW_FRAMES, 23 + HANDOVER_WINDOW_FRAMES), 20), 20 + HANDOVER_WINDOW_FRAMES, 'at the window');
+    assert.equal(
+      handoverKeep(frames(0, 60), 0, frames(20 + HANDOVER_WINDOW_FRAMES, 23 + HANDOVER_WINDOW_FRAMES), 20),
+      20 + HANDOVER_WINDOW_FRAMES,
+      'at the window',
+    );
     assert.equal(handoverKeep(frames(0, 30), 0, ['f5'], 5), null, 'one frame of the next clip');
     assert.equal(handoverKeep(frames(0, 30), 0, [], 5), null);
     assert.equal(handoverKeep(frames(0, 30), 0, frames(0, 3), 2), null, 'the clip before would keep no frame');

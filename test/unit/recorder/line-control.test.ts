@@ -21,8 +21,18 @@ describe('recorder channel: the commands as calls (LineControl)', function () {
     cat = openCatalogue(path.join(dir, 'catalogue.sqlite'));
     ch = new RecorderChannel(
       {
-        serverId: 'main-1', group: 'news', channel: 1, channelName: 'Ch 1', frameRate: '25', tcMode: 'zero', storageRoot: path.join(dir, 'store'),
-        segmentSeconds: 2, container: 'ts', videoCodec: 'copy', source: { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) }, backup: null,
+        serverId: 'main-1',
+        group: 'news',
+        channel: 1,
+        channelName: 'Ch 1',
+        frameRate: '25',
+        tcMode: 'zero',
+        storageRoot: path.join(dir, 'store'),
+        segmentSeconds: 2,
+        container: 'ts',
+        videoCodec: 'copy',
+        source: { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) },
+        backup: null,
       },
       { catalogue: cat, ffmpeg: ffmpegInfo(), log: { info: () => undefined, warn: () => undefined, error: () => undefined } },
     );
@@ -50,13 +60,25 @@ describe('recorder channel: the commands as calls (LineControl)', function () {
   it('adds, updates, disarms and removes a line with the events of the commands, also emitted as commanded', async () => {
     const startTime = Date.now() + 3600000;
     const added = await ch.addLine({ id: 'a', title: 'Evening news', start: 'time', startTime });
-    assert.deepEqual(added.map((e) => e.event), ['added', 'armed']);
+    assert.deepEqual(
+      added.map((e) => e.event),
+      ['added', 'armed'],
+    );
     const updated = await ch.updateLine({ id: 'a', title: 'Late news' });
-    assert.deepEqual(updated.map((e) => [e.event, e.line?.title]), [['updated', 'Late news']]);
+    assert.deepEqual(
+      updated.map((e) => [e.event, e.line?.title]),
+      [['updated', 'Late news']],
+    );
     const stopped = await ch.stopLine({ id: 'a' });
-    assert.deepEqual(stopped.map((e) => [e.event, e.reason, e.line?.status]), [['updated', 'timed start cancelled', 'ready']]);
+    assert.deepEqual(
+      stopped.map((e) => [e.event, e.reason, e.line?.status]),
+      [['updated', 'timed start cancelled', 'ready']],
+    );
     const removed = await ch.removeLine({ n: 1 });
-    assert.deepEqual(removed.map((e) => [e.event, e.line?.id]), [['removed', 'a']]);
+    assert.deepEqual(
+      removed.map((e) => [e.event, e.line?.id]),
+      [['removed', 'a']],
+    );
     assert.deepEqual(commanded, [added, updated, stopped, removed]);
     assert.equal(ch.lines().length, 0);
   });
@@ -67,7 +89,10 @@ describe('recorder channel: the commands as calls (LineControl)', function () {
     assert.deepEqual(await refusal(ch.startLine({ id: 'nope' })), await refusal(ch.execute({ command: 'start', line: { id: 'nope' } })));
     assert.deepEqual(await refusal(ch.stopLine({ id: 'nope' })), await refusal(ch.execute({ command: 'stop', line: { id: 'nope' } })));
     assert.deepEqual(await refusal(ch.removeLine({ id: 'nope' })), await refusal(ch.execute({ command: 'remove', line: { id: 'nope' } })));
-    assert.deepEqual(await refusal(ch.updateLine({ id: 'nope', title: 'T' })), await refusal(ch.execute({ command: 'update', line: { id: 'nope', title: 'T' } })));
+    assert.deepEqual(
+      await refusal(ch.updateLine({ id: 'nope', title: 'T' })),
+      await refusal(ch.execute({ command: 'update', line: { id: 'nope', title: 'T' } })),
+    );
     assert.deepEqual(ch.lines(), []);
     assert.deepEqual(commanded, []);
   });

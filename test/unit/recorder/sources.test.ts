@@ -34,7 +34,13 @@ describe('recorder sources (lib/recorder/sources)', () => {
 
 describe('settings snapshot (lib/recorder/settings-snapshot)', () => {
   it('publishes the settings and the address without its login, and line sources without their password', () => {
-    const settings = resolveRecorderSettings({ channel: 2, channelName: 'Studio B', sourceType: 'url', url: 'rtsp://op:pw@cam/main', frameRate: '25' } as never);
+    const settings = resolveRecorderSettings({
+      channel: 2,
+      channelName: 'Studio B',
+      sourceType: 'url',
+      url: 'rtsp://op:pw@cam/main',
+      frameRate: '25',
+    } as never);
     const snap = recorderSnapshot(settings, 'rtsp://op:***@cam/main', { url: 'rtsp://cam/main', login: true });
     assert.equal(snap.channelName, 'Studio B');
     assert.equal(snap.sourceType, 'url');
@@ -43,6 +49,9 @@ describe('settings snapshot (lib/recorder/settings-snapshot)', () => {
     assert.ok(!JSON.stringify(snap).includes(':pw@'), 'no password');
     assert.equal(recorderSnapshot(settings, 'x', null).sourceUrl, null);
     const lines = [{ source: 'rtsp://u:secret@cam/2' }, { source: 'LIVE' }] as PresentedLine[];
-    assert.deepEqual(snapshotLines(lines).map((l) => l.source), ['rtsp://u:***@cam/2', 'LIVE']);
+    assert.deepEqual(
+      snapshotLines(lines).map((l) => l.source),
+      ['rtsp://u:***@cam/2', 'LIVE'],
+    );
   });
 });

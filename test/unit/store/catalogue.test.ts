@@ -209,7 +209,10 @@ describe('catalogue', () => {
       cat.putLines('srv', 1, [mkLine('a', 1), mkLine('c', 2)], 'b');
       const lines = cat.lines('srv', 1);
       assert.deepEqual(ids(lines), ['a', 'c']);
-      assert.deepEqual(lines.map((l) => l.n), [1, 2]);
+      assert.deepEqual(
+        lines.map((l) => l.n),
+        [1, 2],
+      );
       cat.putLines('srv', 1, [mkLine('c', 1), mkLine('a', 2)]);
       assert.deepEqual(ids(cat.lines('srv', 1)), ['c', 'a']);
       cat.putLines('srv', 1, [], 'zz');
@@ -244,7 +247,10 @@ describe('catalogue', () => {
       cat.putSegment('c1', mkSegment(0));
       cat.putSegment('c1', mkSegment(2, { complete: false, sha256: null, frames: null }));
       const got = cat.clip('c1')!;
-      assert.deepEqual(got.segments.map((s) => s.index), [0, 1, 2]);
+      assert.deepEqual(
+        got.segments.map((s) => s.index),
+        [0, 1, 2],
+      );
       assert.deepEqual(got.segments[2], mkSegment(2, { complete: false, sha256: null, frames: null }));
       // a segment is updated in place
       cat.putSegment('c1', mkSegment(2, { complete: true, sha256: 'ab'.repeat(32), bytes: 5 }));
@@ -337,18 +343,35 @@ describe('catalogue', () => {
       assert.equal(ch1[1].data, null, 'undefined data is stored as null');
       assert.equal(ch1[1].clipId, 'c1');
 
-      assert.deepEqual(cat.events('srv', null).map((e) => e.seq), [s1, s2, s3, s4], 'null channel: every channel');
-      assert.deepEqual(cat.events('srv', null, 2000, 3000).map((e) => e.seq), [s2, s3], 'inclusive window');
+      assert.deepEqual(
+        cat.events('srv', null).map((e) => e.seq),
+        [s1, s2, s3, s4],
+        'null channel: every channel',
+      );
+      assert.deepEqual(
+        cat.events('srv', null, 2000, 3000).map((e) => e.seq),
+        [s2, s3],
+        'inclusive window',
+      );
       assert.deepEqual(cat.events('srv', 1, 1001, 2999), []);
-      assert.deepEqual(cat.events('srv', 2, 0, 10_000).map((e) => e.data), [['x']]);
-      assert.deepEqual(cat.events('other', null).map((e) => e.ts), [2500]);
+      assert.deepEqual(
+        cat.events('srv', 2, 0, 10_000).map((e) => e.data),
+        [['x']],
+      );
+      assert.deepEqual(
+        cat.events('other', null).map((e) => e.ts),
+        [2500],
+      );
     });
 
     it('keeps insertion order (seq), not time order', () => {
       const cat = open();
       cat.addEvent({ ts: 5000, serverId: 'srv', channel: 1, kind: 'late', lineId: null, clipId: null, data: null });
       cat.addEvent({ ts: 1000, serverId: 'srv', channel: 1, kind: 'early', lineId: null, clipId: null, data: null });
-      assert.deepEqual(cat.events('srv', 1).map((e) => e.kind), ['late', 'early']);
+      assert.deepEqual(
+        cat.events('srv', 1).map((e) => e.kind),
+        ['late', 'early'],
+      );
     });
   });
 
@@ -372,9 +395,15 @@ describe('catalogue', () => {
       assert.equal(ps.length, 2);
       assert.equal(ps.find((p) => p.pid === 1234)!.marker, '/storage/new-marker');
       cat.removeProcess(1234, 'c1');
-      assert.deepEqual(cat.processes().map((p) => p.pid), [1235]);
+      assert.deepEqual(
+        cat.processes().map((p) => p.pid),
+        [1235],
+      );
       cat.removeProcess(1235, 'not-that-clip');
-      assert.deepEqual(cat.processes().map((p) => p.pid), [1235]);
+      assert.deepEqual(
+        cat.processes().map((p) => p.pid),
+        [1235],
+      );
       cat.removeProcess(1235, 'c2');
       assert.deepEqual(cat.processes(), []);
     });
@@ -411,7 +440,9 @@ describe('catalogue', () => {
       let stderr = '';
       let buf = '';
       let killedAt = -1;
-      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        child.on('exit', (code, signal) => resolve({ code, signal })),
+      );
       child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
       child.stdout.setEncoding('utf8').on('data', (d: string) => {
         buf += d;
@@ -445,7 +476,10 @@ describe('catalogue', () => {
       }
       assert.ok(stored.length >= committed.size);
       // the stored lines are a prefix 1..k: commits happen in order
-      assert.deepEqual(stored.map((l) => l.n), stored.map((_l, i) => i + 1));
+      assert.deepEqual(
+        stored.map((l) => l.n),
+        stored.map((_l, i) => i + 1),
+      );
     });
   });
 });

@@ -192,7 +192,15 @@ describe('storage', () => {
 
   describe('insideRoot', () => {
     it('throws for paths that escape the root', () => {
-      for (const parts of [['..'], ['../x'], ['a/../../x'], ['/etc/passwd'], ['a', '..', '..', 'x'], ['a', '/etc'], ['../' + path.basename(tmp) + '-other/x']]) {
+      for (const parts of [
+        ['..'],
+        ['../x'],
+        ['a/../../x'],
+        ['/etc/passwd'],
+        ['a', '..', '..', 'x'],
+        ['a', '/etc'],
+        ['../' + path.basename(tmp) + '-other/x'],
+      ]) {
         assert.throws(() => insideRoot(tmp, ...parts), /refused: .* would be outside the storage root/, JSON.stringify(parts));
       }
     });

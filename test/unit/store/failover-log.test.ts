@@ -32,24 +32,27 @@ describe('failover log', () => {
     it('opens an active entry with every field and "failover started" in its history', () => {
       const e = openEntry({ channels: [3, 1, 7], epoch: 4, drill: true });
       assert.ok(e.id > 0);
-      assert.deepEqual({ ...e, id: 0, history: [] }, {
-        id: 0,
-        group: 'site',
-        failedServer: 'main-1',
-        failoverServer: 'fo-1',
-        channels: [3, 1, 7],
-        epoch: 4,
-        startedAt: T0,
-        endedAt: null,
-        state: 'active',
-        failbackResult: 'none',
-        failbackReason: null,
-        failbackStartedAt: null,
-        materialCopy: 'none',
-        drill: true,
-        takeoverReleased: null,
-        history: [],
-      });
+      assert.deepEqual(
+        { ...e, id: 0, history: [] },
+        {
+          id: 0,
+          group: 'site',
+          failedServer: 'main-1',
+          failoverServer: 'fo-1',
+          channels: [3, 1, 7],
+          epoch: 4,
+          startedAt: T0,
+          endedAt: null,
+          state: 'active',
+          failbackResult: 'none',
+          failbackReason: null,
+          failbackStartedAt: null,
+          materialCopy: 'none',
+          drill: true,
+          takeoverReleased: null,
+          history: [],
+        },
+      );
       assert.equal(e.history.length, 1);
       assert.equal(e.history[0].at, T0);
       assert.match(e.history[0].text, /^failover started/);
@@ -86,20 +89,44 @@ describe('failover log', () => {
       const b = openEntry({ startedAt: T0 + 3000, failedServer: 'main-2' });
       const c = openEntry({ startedAt: T0 + 2000 });
       const d = openEntry({ startedAt: T0 + 3000 }); // same time as b, opened later
-      assert.deepEqual(log.list().map((e) => e.id), [d.id, b.id, c.id, a.id]);
-      assert.deepEqual(log.list({ failedServer: 'main-1' }).map((e) => e.id), [d.id, c.id, a.id]);
+      assert.deepEqual(
+        log.list().map((e) => e.id),
+        [d.id, b.id, c.id, a.id],
+      );
+      assert.deepEqual(
+        log.list({ failedServer: 'main-1' }).map((e) => e.id),
+        [d.id, c.id, a.id],
+      );
       assert.deepEqual(log.list({ failedServer: 'nobody' }), []);
 
       log.beginFailback(c.id, T0 + 5000);
       log.beginFailback(a.id, T0 + 5000);
       log.finishFailback(a.id, 'ok', null, T0 + 6000);
-      assert.deepEqual(log.list({ state: 'active' }).map((e) => e.id), [d.id, b.id]);
-      assert.deepEqual(log.list({ state: 'failback-in-progress' }).map((e) => e.id), [c.id]);
-      assert.deepEqual(log.list({ state: ['finalized', 'failback-in-progress'] }).map((e) => e.id), [c.id, a.id]);
-      assert.deepEqual(log.list({ state: 'active', failedServer: 'main-2' }).map((e) => e.id), [b.id]);
+      assert.deepEqual(
+        log.list({ state: 'active' }).map((e) => e.id),
+        [d.id, b.id],
+      );
+      assert.deepEqual(
+        log.list({ state: 'failback-in-progress' }).map((e) => e.id),
+        [c.id],
+      );
+      assert.deepEqual(
+        log.list({ state: ['finalized', 'failback-in-progress'] }).map((e) => e.id),
+        [c.id, a.id],
+      );
+      assert.deepEqual(
+        log.list({ state: 'active', failedServer: 'main-2' }).map((e) => e.id),
+        [b.id],
+      );
       assert.deepEqual(log.list({ state: [] }), []);
-      assert.deepEqual(log.active().map((e) => e.id), [d.id, b.id, c.id]);
-      assert.deepEqual(log.finalized().map((e) => e.id), [a.id]);
+      assert.deepEqual(
+        log.active().map((e) => e.id),
+        [d.id, b.id, c.id],
+      );
+      assert.deepEqual(
+        log.finalized().map((e) => e.id),
+        [a.id],
+      );
     });
 
     it('finalized(limit) gives the newest finalized entries', () => {
@@ -109,7 +136,10 @@ describe('failover log', () => {
         log.markDoneByNewer([e.id], T0 + 10_000);
         ids.push(e.id);
       }
-      assert.deepEqual(log.finalized(2).map((e) => e.id), [ids[4], ids[3]]);
+      assert.deepEqual(
+        log.finalized(2).map((e) => e.id),
+        [ids[4], ids[3]],
+      );
       assert.equal(log.finalized().length, 5);
       assert.deepEqual(log.finalized(0), []);
     });
@@ -127,13 +157,10 @@ describe('failover log', () => {
       assert.equal(f.failbackResult, 'ok');
       assert.equal(f.failbackReason, null);
       assert.equal(f.endedAt, T0 + 65_000);
-      assert.deepEqual(
-        f.history.slice(1),
-        [
-          { at: T0 + 60_000, text: 'failback started' },
-          { at: T0 + 65_000, text: 'failback performed' },
-        ],
-      );
+      assert.deepEqual(f.history.slice(1), [
+        { at: T0 + 60_000, text: 'failback started' },
+        { at: T0 + 65_000, text: 'failback performed' },
+      ]);
     });
 
     it('a failed failback goes back to active with the reason kept, and may be tried again', () => {
@@ -150,10 +177,12 @@ describe('failover log', () => {
       assert.equal(ok.state, 'finalized');
       assert.equal(ok.failbackResult, 'ok');
       assert.equal(ok.failbackReason, null);
-      assert.deepEqual(
-        ok.history.map((h) => h.text).slice(1),
-        ['failback started', 'failback failed: main-1 did not answer', 'failback started', 'failback performed'],
-      );
+      assert.deepEqual(ok.history.map((h) => h.text).slice(1), [
+        'failback started',
+        'failback failed: main-1 did not answer',
+        'failback started',
+        'failback performed',
+      ]);
     });
 
     it('refuses transitions from the wrong state and changes nothing', () => {

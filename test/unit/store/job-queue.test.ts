@@ -78,7 +78,10 @@ describe('job queue base (lib/store/job-queue)', () => {
   it('builds the statement of the next job: pending ones, one left running first, then the queue order', () => {
     assert.equal(PENDING, "state IN ('running', 'queued')");
     assert.equal(RUNNING_FIRST, "CASE state WHEN 'running' THEN 0 ELSE 1 END");
-    assert.equal(nextJobSql('copy_tasks', 'id'), "SELECT * FROM copy_tasks WHERE state IN ('running', 'queued') ORDER BY CASE state WHEN 'running' THEN 0 ELSE 1 END, id LIMIT 1");
+    assert.equal(
+      nextJobSql('copy_tasks', 'id'),
+      "SELECT * FROM copy_tasks WHERE state IN ('running', 'queued') ORDER BY CASE state WHEN 'running' THEN 0 ELSE 1 END, id LIMIT 1",
+    );
   });
 
   it('opens the file (creating its folder) in WAL mode, synchronous NORMAL by default or FULL, and migrates it', () => {

@@ -163,7 +163,10 @@ describe('gpio-device (lib) against pymodbus', function () {
     const r = await pending;
     assert.ok(r.every((x) => x.status === 'fulfilled' || ((x as PromiseRejectedResult).reason as GpioError).code === 'ECLOSED'));
     const res = dev.resources();
-    assert.deepEqual({ timers: res.timers, clientListeners: res.clientListeners, watches: res.watches, queue: res.queue }, { timers: 0, clientListeners: 0, watches: 0, queue: 0 });
+    assert.deepEqual(
+      { timers: res.timers, clientListeners: res.clientListeners, watches: res.watches, queue: res.queue },
+      { timers: 0, clientListeners: 0, watches: 0, queue: 0 },
+    );
     assert.equal(dev.state, 'stopped');
     await assert.rejects(dev.writeCoil(1, false), (e: GpioError) => e.code === 'ECLOSED');
   });
@@ -174,7 +177,16 @@ describe('gpio-device (lib) against pymodbus', function () {
     try {
       pair = await startSerialPair(dir);
       server = await startModbusServer({ rtu: pair.device });
-      dev = new GpioDevice({ transport: 'rtu', serialPath: pair.client, baudRate: 19200, unitId: 1, pollMs: 30, timeoutMs: 300, reconnectMinMs: 200, reconnectMaxMs: 800 });
+      dev = new GpioDevice({
+        transport: 'rtu',
+        serialPath: pair.client,
+        baudRate: 19200,
+        unitId: 1,
+        pollMs: 30,
+        timeoutMs: 300,
+        reconnectMinMs: 200,
+        reconnectMaxMs: 800,
+      });
       const seen = states(dev);
       const values: boolean[] = [];
       dev.watch({ area: 'discrete', address: 5 }, (v) => values.push(v as boolean));
@@ -203,10 +215,19 @@ describe('gpio-device (lib) against pymodbus', function () {
   });
 
   it('joins nearby addresses into one read within the protocol limits', function () {
-    assert.deepEqual(readRanges([{ area: 'discrete', address: 5 }, { area: 'discrete', address: 0 }, { area: 'discrete', address: 40 }, { area: 'holding', address: 3, bit: 1 }, { area: 'holding', address: 3 }]), [
-      { area: 'discrete', start: 0, count: 6 },
-      { area: 'discrete', start: 40, count: 1 },
-      { area: 'holding', start: 3, count: 1 },
-    ]);
+    assert.deepEqual(
+      readRanges([
+        { area: 'discrete', address: 5 },
+        { area: 'discrete', address: 0 },
+        { area: 'discrete', address: 40 },
+        { area: 'holding', address: 3, bit: 1 },
+        { area: 'holding', address: 3 },
+      ]),
+      [
+        { area: 'discrete', start: 0, count: 6 },
+        { area: 'discrete', start: 40, count: 1 },
+        { area: 'holding', start: 3, count: 1 },
+      ],
+    );
   });
 });

@@ -56,12 +56,19 @@ describe('gpio signals (lib)', function () {
     d.feed(true, 1);
     d.feed(false, 2);
     d.feed(true, 3);
-    assert.deepEqual(got.map((c) => c.edge), ['rising', 'rising']);
+    assert.deepEqual(
+      got.map((c) => c.edge),
+      ['rising', 'rising'],
+    );
   });
 
   it('tells every accepted value to the status, also the edges it does not send', function () {
     const values: unknown[] = [];
-    const d = new DebouncedInput({ debounceMs: 0, filter: 'rising', sendInitial: false }, () => undefined, (v) => values.push(v));
+    const d = new DebouncedInput(
+      { debounceMs: 0, filter: 'rising', sendInitial: false },
+      () => undefined,
+      (v) => values.push(v),
+    );
     d.feed(false, 0);
     d.feed(true, 1);
     d.feed(false, 2);

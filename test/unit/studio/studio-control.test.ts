@@ -16,7 +16,15 @@ import { ControllerRegistry } from '../../../lib/link/server-identity';
 import { Outgoing, StudioControl } from '../../../lib/studio/studio-control';
 import { reclistStateSchema, replySchema, statusStateSchema } from '../../../lib/studio/studio-replies';
 import {
-  channelTopics, checkPrefix, DEFAULT_PREFIX, errorTopic, parseRequest, parseTopic, STUDIO_COMMANDS, StudioError, subscription,
+  channelTopics,
+  checkPrefix,
+  DEFAULT_PREFIX,
+  errorTopic,
+  parseRequest,
+  parseTopic,
+  STUDIO_COMMANDS,
+  StudioError,
+  subscription,
 } from '../../../lib/studio/studio-requests';
 import { sleep, tmpDir, until } from '../../support/nr';
 
@@ -48,15 +56,27 @@ describe('studio-control topics', function () {
     assert.equal(subscription(P), 'twinrec/studio/+/+/cmd/#');
     assert.equal(subscription(P, 'main-1'), 'twinrec/studio/main-1/+/cmd/#');
     assert.deepEqual(channelTopics(P, 'main-1', 2), {
-      cmd: 'twinrec/studio/main-1/2/cmd', reply: 'twinrec/studio/main-1/2/reply', reclist: 'twinrec/studio/main-1/2/reclist',
-      status: 'twinrec/studio/main-1/2/status', event: 'twinrec/studio/main-1/2/event',
+      cmd: 'twinrec/studio/main-1/2/cmd',
+      reply: 'twinrec/studio/main-1/2/reply',
+      reclist: 'twinrec/studio/main-1/2/reclist',
+      status: 'twinrec/studio/main-1/2/status',
+      event: 'twinrec/studio/main-1/2/event',
     });
     assert.equal(errorTopic(P), 'twinrec/studio/error');
   });
 
   it('a prefix is refused with wildcards, empty levels, a leading $ or /, or nothing', function () {
     assert.equal(checkPrefix(' site/a '), 'site/a');
-    for (const [p, re] of [['', /empty/], ['a/+/b', /wildcards/], ['a/#', /wildcards/], ['/a', /start or end/], ['a/', /start or end/], ['a//b', /empty levels/], ['$SYS/x', /broker/], [42, /empty/]] as const) {
+    for (const [p, re] of [
+      ['', /empty/],
+      ['a/+/b', /wildcards/],
+      ['a/#', /wildcards/],
+      ['/a', /start or end/],
+      ['a/', /start or end/],
+      ['a//b', /empty levels/],
+      ['$SYS/x', /broker/],
+      [42, /empty/],
+    ] as const) {
       refused(() => checkPrefix(p), 'EINVAL', re);
     }
   });
@@ -79,7 +99,12 @@ describe('studio-control topics', function () {
       [`${P}/main-1/one/cmd`, 'ETOPIC', /"one" .* not a channel number/, `${P}/main-1/one/reply`],
       [`${P}/main-1/1000/cmd`, 'ETOPIC', /not a channel number/, `${P}/main-1/1000/reply`],
       [`${P}/-bad/1/cmd`, 'ETOPIC', /"-bad" .* not a server id/, `${P}/-bad/1/reply`],
-      [`${P}/main-1/1/cmd/launch`, 'ECOMMAND', /unknown command "launch" in topic.*the commands are add, update, remove, start, stop, list, get, status/, `${P}/main-1/1/reply`],
+      [
+        `${P}/main-1/1/cmd/launch`,
+        'ECOMMAND',
+        /unknown command "launch" in topic.*the commands are add, update, remove, start, stop, list, get, status/,
+        `${P}/main-1/1/reply`,
+      ],
     ];
     for (const [topic, code, re, replyTopic] of cases) {
       const e = refused(() => parseTopic(P, topic), code, re);
@@ -125,7 +150,11 @@ describe('studio-control requests', function () {
   });
 
   it('refuses an unknown or missing command, keeping the request id for the reply', function () {
-    let e = refused(() => parseRequest(P, T, { command: 'record', requestId: 'abc' }), 'ECOMMAND', /unknown command "record": the commands are add, update, remove, start, stop, list, get, status/);
+    let e = refused(
+      () => parseRequest(P, T, { command: 'record', requestId: 'abc' }),
+      'ECOMMAND',
+      /unknown command "record": the commands are add, update, remove, start, stop, list, get, status/,
+    );
     assert.equal(e.requestId, 'abc');
     assert.equal(e.command, 'record');
     refused(() => parseRequest(P, T, { command: 7 }), 'ECOMMAND', /unknown command a number/);
@@ -133,7 +162,7 @@ describe('studio-control requests', function () {
     assert.equal(e.requestId, 'r2');
   });
 
-  it('refuses what the recorder command schema refuses, in the recorder\'s words', function () {
+  it("refuses what the recorder command schema refuses, in the recorder's words", function () {
     const cases: [unknown, RegExp][] = [
       [{ command: 'add', line: { n: 'one' } }, /line\.n must be a whole number/],
       [{ command: 'add', line: { title: '' } }, /line\.title must not be empty/],
@@ -152,7 +181,12 @@ describe('studio-control requests', function () {
   });
 
   it('refuses a retained request (it would run again at every reconnect) and says how to clear it', function () {
-    refused(() => parseRequest(P, `${T}/start`, { line: { n: 1 } }, { retained: true }), 'ERETAINED', /retained request is refused/, /empty retained message to "twinrec\/studio\/main-1\/1\/cmd\/start"/);
+    refused(
+      () => parseRequest(P, `${T}/start`, { line: { n: 1 } }, { retained: true }),
+      'ERETAINED',
+      /retained request is refused/,
+      /empty retained message to "twinrec\/studio\/main-1\/1\/cmd\/start"/,
+    );
   });
 });
 
@@ -168,8 +202,18 @@ describe('studio-control controller over a real recorder channel', function () {
   async function addChannel(serverId: string, channel: number): Promise<RecorderChannel> {
     const ch = new RecorderChannel(
       {
-        serverId, group: 'studio', channel, channelName: `Ch ${channel}`, frameRate: '25', tcMode: 'zero', storageRoot: path.join(dir, 'store'),
-        segmentSeconds: 2, container: 'ts', videoCodec: 'copy', source: { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) }, backup: null,
+        serverId,
+        group: 'studio',
+        channel,
+        channelName: `Ch ${channel}`,
+        frameRate: '25',
+        tcMode: 'zero',
+        storageRoot: path.join(dir, 'store'),
+        segmentSeconds: 2,
+        container: 'ts',
+        videoCodec: 'copy',
+        source: { label: 'test pattern', resolve: async () => ({ kind: 'testpattern' }) },
+        backup: null,
       },
       { catalogue: cat, ffmpeg: ffmpegInfo(), log: { info: () => undefined, warn: () => undefined, error: () => undefined } },
     );
@@ -216,24 +260,37 @@ describe('studio-control controller over a real recorder channel', function () {
     const rl = published(`${P}/main-1/1/reclist`)[0];
     assert.equal(rl.retain, true);
     assert.ok(validReclist(rl.payload), JSON.stringify(validReclist.errors));
-    assert.deepEqual((rl.payload as { lines: { title: string }[] }).lines.map((l) => l.title), ['News']);
+    assert.deepEqual(
+      (rl.payload as { lines: { title: string }[] }).lines.map((l) => l.title),
+      ['News'],
+    );
     const st = published(`${P}/main-1/1/status`)[0];
     assert.ok(validStatus(st.payload), JSON.stringify(validStatus.errors));
     assert.deepEqual([st.retain, (st.payload as { state: string; lines: number }).state, (st.payload as { lines: number }).lines], [true, 'idle', 1]);
-    assert.deepEqual(published(`${P}/main-1/1/event`).map((m) => (m.payload as { event: string }).event), ['added']);
+    assert.deepEqual(
+      published(`${P}/main-1/1/event`).map((m) => (m.payload as { event: string }).event),
+      ['added'],
+    );
 
     const list = await c.handle(`${T}/list`, '{}');
     assert.equal(list.kind, 'ok');
     if (list.kind === 'ok') {
       assert.ok(validReply(list.reply.payload), JSON.stringify(validReply.errors));
-      assert.deepEqual((list.reply.payload as { reclist: { id: string }[] }).reclist.map((l) => l.id), ['n1']);
+      assert.deepEqual(
+        (list.reply.payload as { reclist: { id: string }[] }).reclist.map((l) => l.id),
+        ['n1'],
+      );
     }
     const status = await c.handle(T, Buffer.from('{"command":"status","requestId":"s"}'));
     assert.equal(status.kind, 'ok');
     if (status.kind === 'ok') {
       assert.ok(validReply(status.reply.payload), JSON.stringify(validReply.errors));
       assert.deepEqual((status.reply.payload as { status: { state: string; lines: number; server: string; channel: number } }).status, {
-        ...(status.reply.payload as { status: object }).status, state: 'idle', lines: 1, server: 'main-1', channel: 1,
+        ...(status.reply.payload as { status: object }).status,
+        state: 'idle',
+        lines: 1,
+        server: 'main-1',
+        channel: 1,
       });
     }
     const removed = await c.handle(`${T}/remove`, { line: { id: 'n1' } });
@@ -251,8 +308,20 @@ describe('studio-control controller over a real recorder channel', function () {
       [T, { command: 'explode' }, `${P}/main-1/1/reply`, 'ECOMMAND', /unknown command "explode"/],
       [T, { command: 'add', line: { n: 'x' } }, `${P}/main-1/1/reply`, 'EINVAL', /line\.n must be a whole number/],
       [T, { command: 'start', line: { id: 'nope' } }, `${P}/main-1/1/reply`, 'ENOENT', /no line with id "nope"/],
-      [`${P}/main-1/7/cmd`, { command: 'list' }, `${P}/main-1/7/reply`, 'ENOCHANNEL', /server main-1 has no recorder on channel 7 in this Node-RED \(its channels here: 1\)/],
-      [`${P}/main-9/1/cmd`, { command: 'list' }, `${P}/main-9/1/reply`, 'ENOCHANNEL', /server main-9 has no recorder in this Node-RED \(servers here: main-1\)/],
+      [
+        `${P}/main-1/7/cmd`,
+        { command: 'list' },
+        `${P}/main-1/7/reply`,
+        'ENOCHANNEL',
+        /server main-1 has no recorder on channel 7 in this Node-RED \(its channels here: 1\)/,
+      ],
+      [
+        `${P}/main-9/1/cmd`,
+        { command: 'list' },
+        `${P}/main-9/1/reply`,
+        'ENOCHANNEL',
+        /server main-9 has no recorder in this Node-RED \(servers here: main-1\)/,
+      ],
       ['elsewhere/x', { command: 'list' }, `${P}/error`, 'ETOPIC', /does not start with the prefix/],
     ];
     for (const [topic, payload, replyTopic, code, re] of cases) {
@@ -280,7 +349,11 @@ describe('studio-control controller over a real recorder channel', function () {
     const ch = await addChannel('main-1', 1);
     const c = start();
     const cd = Buffer.from([0, 1, 2, 250]);
-    const r = await c.handle(T, { command: 'add', line: { id: 'v5', title: 'V5' }, requestId: 'q' }, { responseTopic: 'panels/desk-2/answers', correlationData: cd });
+    const r = await c.handle(
+      T,
+      { command: 'add', line: { id: 'v5', title: 'V5' }, requestId: 'q' },
+      { responseTopic: 'panels/desk-2/answers', correlationData: cd },
+    );
     assert.equal(r.kind, 'ok');
     if (r.kind === 'ok') {
       assert.equal(r.reply.topic, 'panels/desk-2/answers');

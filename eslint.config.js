@@ -35,7 +35,12 @@ const layering = FOLDERS.map((folder) => {
             { group: NODE_RED, message: 'lib/ has no Node-RED import: the node in nodes/ adapts it.' },
             { group: ['**/nodes/**', '../../*'], message: 'lib/ never imports nodes/ or files outside lib/.' },
             ...(denied.length
-              ? [{ group: denied.map((d) => `../${d}/*`), message: `lib/${folder} may import only ${LAYERS[folder].join(', ') || 'nothing of lib/'} (imports run downward; see docs/architecture.md).` }]
+              ? [
+                  {
+                    group: denied.map((d) => `../${d}/*`),
+                    message: `lib/${folder} may import only ${LAYERS[folder].join(', ') || 'nothing of lib/'} (imports run downward; see docs/architecture.md).`,
+                  },
+                ]
               : []),
           ],
         },
@@ -66,7 +71,10 @@ module.exports = tseslint.config(
   {
     files: ['nodes/**/*.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['../../test/*', '../../bench/*', '../../demo/*'], message: 'nodes/ ship to users: they import lib/ and nodes/shared/ only.' }] }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['../../test/*', '../../bench/*', '../../demo/*'], message: 'nodes/ ship to users: they import lib/ and nodes/shared/ only.' }] },
+      ],
     },
   },
 );

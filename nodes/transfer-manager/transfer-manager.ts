@@ -69,8 +69,8 @@ export = function (RED: NodeAPI): void {
       if (!(retention >= 0 && retention <= 36500)) throw new Error(t('errors.retention'));
       if (transferManagers.get(id.serverId)) throw new Error(t('errors.second', { server: id.serverId }));
       // with a share folder, media from the main's storage mounted here, lists from its API
-      peers = srv.peerSources(parseShareFolder(def.shareFolder));
-      const sources = peers;
+      const sources = srv.peerSources(parseShareFolder(def.shareFolder));
+      peers = sources;
       const source = (): TransferSource => sources.sourceFor(mainServer);
       catalogue = srv.catalogue();
       queue = new TransferQueue(path.join(userDir, 'twinrec', 'transfer-queue.sqlite'), Date.now, { synchronous: id.durability });

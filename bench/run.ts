@@ -12,6 +12,8 @@
  *     offsets, frames lost on the Aux across a kill -9 of the main.
  *  4. Failover (failover.ts): detection time and time to the first takeover
  *     media on the failover server after a kill -9 of a main.
+ *  4b. Continuity (continuity.ts): detection of a kill -9 and of a frozen main
+ *     on the direct path (liveness), failovers after short pauses and a broker outage.
  *  5. Copy (copy.ts): material copy and the transfer manager
  *     throughput on 2 GB of segments against cp of the same files on the same
  *     disk, and the bytes copied twice after a kill -9 of the copier.
@@ -19,11 +21,12 @@
  *     poll interval, and Modbus requests per second.
  *
  * Sections: all by default; name some on the command line to run only those
- * (commands, channels, twin, failover, copy, gpio), e.g. `node bench/run.js failover`
+ * (commands, channels, twin, failover, continuity, copy, gpio), e.g. `node bench/run.js failover`
  * or `npm run bench -- failover`.
  * Options (environment): BENCH_CHANNELS="1,8,32,64", BENCH_SAMPLE_S=20, BENCH_COMMANDS=20000,
  * BENCH_TWIN=0 (skip 3), BENCH_TWIN_CLIPS=30, BENCH_TWIN_SECONDS=3, BENCH_TWIN_KILLS=3,
  * BENCH_FAILOVER=0 (skip 4), TWINREC_BENCH_FAILOVER_RUNS=20 (see failover.ts for the others),
+ * BENCH_CONTINUITY=0 (skip 4b), TWINREC_BENCH_CONTINUITY_RUNS=10, TWINREC_BENCH_CONTINUITY_BROKER_RUNS=2,
  * BENCH_COPY=0 (skip 5), BENCH_COPY_MB=2048, BENCH_COPY_SEGMENT_MB=4, BENCH_COPY_KILLS=3, BENCH_COPY_BREAKDOWN=1 (see copy.ts).
  */
 import { execFileSync } from 'node:child_process';
@@ -36,6 +39,7 @@ import { ffmpegPidsFor, recorderSiteFlow, startNodeRed } from '../test/support/n
 import { startRtspServer } from '../test/support/rtsp';
 import { benchBackupLink } from './backup-link';
 import { benchCopy } from './copy';
+import { benchContinuity } from './continuity';
 import { benchFailover } from './failover';
 import { benchGpio } from './gpio';
 
@@ -196,7 +200,7 @@ async function benchChannels(channels: number, rtspUrl: string, sampleS: number)
   }
 }
 
-const SECTIONS = ['commands', 'channels', 'twin', 'failover', 'copy', 'gpio'];
+const SECTIONS = ['commands', 'channels', 'twin', 'failover', 'continuity', 'copy', 'gpio'];
 
 async function main(): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -238,6 +242,9 @@ async function main(): Promise<void> {
 
   // ---- 4. failover after kill -9 of a main, see failover.ts; BENCH_FAILOVER=0 skips it ----
   if (want('failover') && process.env.BENCH_FAILOVER !== '0') await benchFailover();
+
+  // ---- 4b. continuity: kill -9, a frozen main, a short pause, a broker outage, see continuity.ts ----
+  if (want('continuity') && process.env.BENCH_CONTINUITY !== '0') await benchContinuity();
 
   // ---- 5. material copy (and transfer manager) vs cp, bytes copied twice after a kill -9, see copy.ts; BENCH_COPY=0 skips it ----
   if (want('copy') && process.env.BENCH_COPY !== '0') await benchCopy();

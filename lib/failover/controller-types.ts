@@ -10,10 +10,15 @@ import type { ChannelSettings } from '../recorder/types';
 import type { Catalogue } from '../store/catalogue';
 import type { FailoverEntry } from '../store/failover-log';
 import type { PeerStatus } from './detector';
+import type { WitnessStatus } from './witness';
 
 export interface WatchedServer {
   server: string;
-  /** host:port answering TCP when the server is up (e.g. its Node-RED port); optional. */
+  /**
+   * Where the server is asked directly, host:port: its liveness address (UDP) when the
+   * watch has the group's secret, else a TCP port of it. Optional: without it the
+   * address the server announces is asked (with the secret).
+   */
   probe?: { host: string; port: number } | null;
 }
 
@@ -33,6 +38,10 @@ export interface FailoverControllerOptions {
   failoverEnabled?: boolean;
   evaluateMs?: number;
   probeMs?: number;
+  /** How often the liveness of each watched server is asked (with a liveness key). */
+  livenessMs?: number;
+  /** The group's liveness key (lib/peer/liveness.ts livenessKey(secret)); null: TCP probes only. */
+  livenessKey?: Buffer | null;
   /** How long failback waits for the restored server to confirm. */
   handbackTimeoutMs?: number;
   /** The failover server keeps recording this long after the restored server confirmed (no gap). */
@@ -96,4 +105,6 @@ export interface WatchedStatus {
   markedFailed: boolean;
   state: ServerState | null;
   lastHeartbeat: number | null;
+  /** The path that does not go through the broker: how the server is asked and whether it answers. */
+  direct: WitnessStatus;
 }

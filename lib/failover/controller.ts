@@ -34,18 +34,19 @@ import { SettingsCache } from './settings-cache';
 import { channelSnapshotOf } from '../recorder/settings-snapshot';
 import { Takeover, TakeoverOptions, takeoverOptionsFor, takeoverRecordOf } from './takeover';
 import { OperatorSwitches } from './operator-switches';
-import { tcpProbe } from './probe';
+import { DirectWitness } from './witness';
 import { HandbackRequests } from './handback-request';
-import type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverStarted, WatchedServer, WatchedStatus } from './controller-types';
+import type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverStarted, WatchedStatus } from './controller-types';
 
 export type { FailbackDone, FailoverControllerOptions, FailoverDeps, FailoverLink, FailoverStarted, WatchedServer, WatchedStatus } from './controller-types';
 
 export class FailoverController extends EventEmitter {
-  readonly options: Required<Omit<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>> &
-    Pick<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous'>;
+  readonly options: Required<Omit<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous' | 'livenessKey'>> &
+    Pick<FailoverControllerOptions, 'sourceLogin' | 'logSynchronous' | 'livenessKey'>;
   readonly log: FailoverLog;
   readonly cache: SettingsCache;
   readonly detector: FailoverDetector;
+  readonly witness: DirectWitness;
   private readonly clock: () => number;
   private readonly takeovers = new Map<string, Takeover>();
   /** Failover on or off, maintenance, servers marked failed or OK by hand: kept in the state folder. */
@@ -75,6 +76,7 @@ export class FailoverController extends EventEmitter {
       failoverEnabled: true,
       evaluateMs: 100,
       probeMs: 500,
+      livenessMs: 200,
       handbackTimeoutMs: 15000,
       overlapMs: 2000,
       rankGraceMs: 1500,
@@ -97,6 +99,20 @@ export class FailoverController extends EventEmitter {
         rank: this.options.rank,
       },
       this.clock,
+    );
+    this.witness = new DirectWitness(
+      this.options.watched,
+      {
+        self: this.options.self,
+        group: this.options.group,
+        key: this.options.livenessKey ?? null,
+        probeMs: this.options.probeMs,
+        livenessMs: this.options.livenessMs,
+        timeoutMs: this.options.heartbeatTimeoutMs,
+        clock: this.clock,
+      },
+      this.detector,
+      deps.log,
     );
     this.switches = new OperatorSwitches(
       { stateDir: this.options.stateDir, self: this.options.self, watched: this.watchedNames, failoverEnabled: this.options.failoverEnabled },
@@ -133,7 +149,7 @@ export class FailoverController extends EventEmitter {
     for (const st of link.peerStates()) this.onPeer(st);
     await this.resumeTakeovers();
     this.timers.push(setInterval(() => this.guard(() => this.tick()), this.options.evaluateMs));
-    if (this.options.watched.some((w) => w.probe)) this.timers.push(setInterval(() => this.guard(() => this.probeAll()), this.options.probeMs));
+    this.witness.start();
   }
 
   /** Stop watching. Takeovers are suspended (they resume when this server starts again), unless `stopRecording`. */
@@ -147,6 +163,7 @@ export class FailoverController extends EventEmitter {
     this.deps.link.off('peer', this.onPeer);
     this.deps.link.off('takeover', this.onTakeoverRecord);
     this.handbacks.close();
+    await this.witness.close();
     await Promise.allSettled([...this.busy.values()]);
     await Promise.all([...this.takeovers.values()].map((t) => (stopRecording ? t.stop().catch(() => undefined) : t.suspend())));
     this.takeovers.clear();
@@ -177,11 +194,7 @@ export class FailoverController extends EventEmitter {
   private peer(st: ServerState): void {
     if (!this.watchedNames.has(st.server)) return;
     this.detector.serverState(st);
-    // a Last Will: ask the server directly at once rather than at the next round
-    if (st.state === 'offline') {
-      const w = this.options.watched.find((x) => x.server === st.server);
-      if (w?.probe) this.probeOne(w);
-    }
+    this.witness.peerState(st, this.deps.log);
   }
 
   private takeoverRecord(rec: TakeoverRecord): void {
@@ -191,27 +204,11 @@ export class FailoverController extends EventEmitter {
     else this.detector.releaseClaim(rec.failedServer, rec.failoverServer);
   }
 
-  private probing = new Set<string>();
-
-  private probeAll(): void {
-    for (const w of this.options.watched) this.probeOne(w);
-  }
-
-  private probeOne(w: WatchedServer): void {
-    if (!w.probe || this.probing.has(w.server) || this.closed) return;
-    this.probing.add(w.server);
-    void tcpProbe(w.probe.host, w.probe.port, Math.max(100, this.options.probeMs - 50)).then((ok) => {
-      this.probing.delete(w.server);
-      this.detector.probe(w.server, ok);
-    });
-  }
-
   private tick(): void {
     if (this.closed) return;
     const up = this.deps.link.state === 'connected';
     this.detector.broker(up);
-    // a server without a probe is out of reach too when the broker is
-    for (const w of this.options.watched) if (!w.probe && !up) this.detector.probe(w.server, false);
+    this.witness.feed(up);
     for (const d of this.detector.evaluate()) this.decide(d);
   }
 
@@ -566,6 +563,7 @@ export class FailoverController extends EventEmitter {
       markedFailed: this.switches.isMarkedFailed(w.server),
       state: this.deps.link.peerState(w.server) ?? null,
       lastHeartbeat: this.lastHeartbeat.get(w.server) ?? null,
+      direct: this.witness.status(w.server),
     }));
   }
 

@@ -89,7 +89,16 @@ export interface ServerRow {
   /** A server of this Node-RED. */
   local: boolean;
   /** How each failover server of this Node-RED sees it. */
-  watchedBy: { by: string; status: string; maintenance: boolean; takenOver: boolean; markedFailed: boolean; lastHeartbeat: number | null }[];
+  watchedBy: {
+    by: string;
+    status: string;
+    maintenance: boolean;
+    takenOver: boolean;
+    markedFailed: boolean;
+    lastHeartbeat: number | null;
+    /** The direct path (liveness or TCP): how, and whether the server answers it. */
+    direct: { how: string; answering: boolean | null; rttMs: number | null };
+  }[];
   /** The active takeover of this server (who records in its place), from the group's takeover records. */
   takenOverBy: { server: string; epoch: number; since: number; drill: boolean; entryId: number } | null;
 }
@@ -311,6 +320,7 @@ export function buildOverview(src: OverviewSources): Overview {
           takenOver: w.takenOver,
           markedFailed: w.markedFailed,
           lastHeartbeat: w.lastHeartbeat,
+          direct: { how: w.direct.how, answering: w.direct.answering, rttMs: w.direct.rttMs },
         });
         if (w.state && (r.lastHeard === null || w.state.ts > r.lastHeard)) {
           r.role = w.state.role;

@@ -45,6 +45,8 @@ export interface ServerState {
   heartbeatMs: number;
   /** Where this server's peer storage API answers (http(s)://host:port), when it serves one. */
   api?: string;
+  /** Where this server answers liveness questions (UDP host:port, lib/peer/liveness.ts), when it does. */
+  live?: string;
 }
 
 export interface Heartbeat {
@@ -70,6 +72,7 @@ export const serverStateSchema = {
     ts: { type: 'integer', minimum: 0 },
     heartbeatMs: { type: 'integer', minimum: 10, maximum: 600000 },
     api: { type: 'string', maxLength: 300 },
+    live: { type: 'string', maxLength: 300 },
   },
 };
 

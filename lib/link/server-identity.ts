@@ -34,6 +34,20 @@ export interface ServerIdentityConfig {
   peerSecret?: string;
   /** Whether the API serves https (the server's TLS config has a certificate and key). */
   peerTls?: boolean;
+  /** UDP port of liveness answers: empty = Node-RED's own port number, "off" = none. */
+  livePort?: string | number;
+  /** Node-RED's HTTP port and address (its settings uiPort, uiHost), the defaults of liveness. */
+  nodeRedPort?: number;
+  nodeRedHost?: string;
+}
+
+/** Where this server answers liveness questions (lib/peer/liveness.ts). */
+export interface LivenessSettings {
+  /** Address bound. */
+  host: string;
+  port: number;
+  /** The host other servers are told (in the retained state) to ask. */
+  announceHost: string;
 }
 
 /** The peer storage API this server serves. */
@@ -68,6 +82,8 @@ export interface ServerIdentity {
   peerSecret: string | null;
   /** Why the configured peer API is off (a missing secret), to warn about. */
   peerProblem?: string;
+  /** Where liveness is answered, null when it is not (no secret, turned off, no port known). */
+  liveness: LivenessSettings | null;
 }
 
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?$/;
@@ -132,6 +148,37 @@ export function resolvePeerApi(cfg: ServerIdentityConfig): { peerApi: PeerApiSet
   return { peerApi: { host, port, url, tls }, peerSecret: secret };
 }
 
+/**
+ * Where liveness is answered: on Node-RED's own port number over UDP unless the
+ * config names another (or "off"), on Node-RED's address (all IPv4 addresses
+ * when it has none). Null without the group's secret (answers are signed with it).
+ */
+export function resolveLiveness(cfg: ServerIdentityConfig, secret: string | null, peerUrl: string | null): LivenessSettings | null {
+  const text = cfg.livePort === undefined || cfg.livePort === null ? '' : String(cfg.livePort).trim();
+  if (text.toLowerCase() === 'off') return null;
+  let port: number;
+  if (text) {
+    port = Number(text);
+    if (!(/^\d+$/.test(text) && Number.isInteger(port) && port >= 1 && port <= 65535)) {
+      throw new Error(`liveness port "${text.slice(0, 40)}" must be a number from 1 to 65535, "off", or empty (Node-RED's own port)`);
+    }
+  } else {
+    if (!cfg.nodeRedPort) return null;
+    port = cfg.nodeRedPort;
+  }
+  if (!secret) return null;
+  const bound = String(cfg.nodeRedHost ?? '').trim();
+  const host = bound && net.isIP(bound) ? bound : '0.0.0.0';
+  let announceHost = host === '0.0.0.0' || host === '::' ? os.hostname() : host;
+  if (peerUrl) announceHost = new URL(peerUrl).hostname.replace(/^\[|\]$/g, '');
+  return { host, port, announceHost };
+}
+
+/** "host:port" of a liveness address, IPv6 in brackets. */
+export function livenessAddress(host: string, port: number): string {
+  return `${net.isIPv6(host) ? `[${host}]` : host}:${port}`;
+}
+
 /** Check and resolve a server config; throws an Error a person can act on. */
 export function resolveIdentity(cfg: ServerIdentityConfig, userDir: string): ServerIdentity {
   const serverId = String(cfg.serverId ?? '').trim();
@@ -160,6 +207,7 @@ export function resolveIdentity(cfg: ServerIdentityConfig, userDir: string): Ser
     link = { url, keepaliveS, heartbeatMs };
   }
   const { peerApi, peerSecret, peerProblem } = resolvePeerApi(cfg);
+  const liveness = resolveLiveness(cfg, peerSecret, cfg.peerUrl ? (peerApi?.url ?? null) : null);
   return {
     group,
     serverId,
@@ -171,6 +219,7 @@ export function resolveIdentity(cfg: ServerIdentityConfig, userDir: string): Ser
     peerApi,
     peerSecret,
     ...(peerProblem ? { peerProblem } : {}),
+    liveness,
   };
 }
 

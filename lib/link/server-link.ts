@@ -33,6 +33,8 @@ export interface ServerLinkOptions {
   epoch?: number;
   /** The URL of this server's peer storage API, announced in its state (peerState(server)?.api). */
   apiUrl?: string;
+  /** Where this server answers liveness questions (host:port, UDP), announced in its state (peerState(server)?.live). */
+  liveAddress?: string;
 }
 
 export interface LinkLog {
@@ -97,8 +99,8 @@ export class ServerLink extends EventEmitter {
   /** The last takeover record of each server of the group (who records in its place, at which epoch). */
   private takeovers = new Map<string, TakeoverRecord>();
   private readonly invalidLog: RateLimitedLog;
-  readonly options: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>> &
-    Pick<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl'>;
+  readonly options: Required<Omit<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl' | 'liveAddress'>> &
+    Pick<ServerLinkOptions, 'username' | 'password' | 'tls' | 'apiUrl' | 'liveAddress'>;
 
   constructor(
     opts: ServerLinkOptions,
@@ -151,6 +153,14 @@ export class ServerLink extends EventEmitter {
     return t && !t.drill ? t.epoch : 0;
   }
 
+  /** Announce where this server answers liveness (null: nowhere); the retained state is published again. */
+  setLiveAddress(address: string | null): void {
+    const next = address ?? undefined;
+    if (next === this.options.liveAddress) return;
+    this.options.liveAddress = next;
+    if (this.client?.connected) this.client.publish(this.stateTopic(), JSON.stringify(this.statePayload('online')), { qos: 1, retain: true });
+  }
+
   /** Raise this server's epoch (a takeover, or the end of one) and announce it. */
   setEpoch(epoch: number): void {
     if (!Number.isInteger(epoch) || epoch < this.options.epoch) return;
@@ -197,6 +207,7 @@ export class ServerLink extends EventEmitter {
       ts: Date.now(),
       heartbeatMs: this.options.heartbeatMs,
       ...(this.options.apiUrl ? { api: this.options.apiUrl } : {}),
+      ...(this.options.liveAddress ? { live: this.options.liveAddress } : {}),
     };
   }
 

@@ -186,6 +186,16 @@ export class FfmpegRun extends EventEmitter {
     }
   }
 
+  /** Frames written so far, by ffmpeg's last progress report (0 before the first). */
+  get framesWritten(): number {
+    return this.frames ?? 0;
+  }
+
+  /** When the media written last grew (by this run's clock); the start time before it has. */
+  get progressAt(): number {
+    return this.lastProgressAt;
+  }
+
   private checkStall(): void {
     if (!this.running || this.requested) return;
     if (this.clock() - this.lastProgressAt > this.opts.stallTimeoutMs) {

@@ -259,6 +259,14 @@ export class RecorderChannel extends EventEmitter implements LineControl {
     return this.ctx.cat.clip(id);
   }
 
+  /** The media progress of the recording under way (liveness answers carry it). */
+  progress(now = this.ctx.clock()): { recording: boolean; frames: number; sinceProgressMs: number | null } {
+    const a = this.ctx.active;
+    const run = a?.run ?? null;
+    if (!a || !run) return { recording: !!a, frames: 0, sinceProgressMs: null };
+    return { recording: true, frames: run.framesWritten, sinceProgressMs: Math.max(0, now - run.progressAt) };
+  }
+
   // ---------------------------------------------------------------- the commands as calls (LineControl)
   // Each is the command itself, through execute: checked and refused exactly as one from a flow.
 

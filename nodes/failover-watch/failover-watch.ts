@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { Request, Response } from 'express';
 import type { Catalogue } from '../../lib/store/catalogue';
+import { livenessKey } from '../../lib/peer/liveness';
 import { CommandError, errorText } from '../../lib/model/errors';
 import { FailbackDone, FailoverController, FailoverStarted } from '../../lib/failover/controller';
 import { parseWatchCommand } from '../../lib/failover/commands';
@@ -74,6 +75,7 @@ export = function (RED: NodeAPI): void {
           stateDir: path.join(userDir, 'twinrec'),
           sourceLogin: creds.sourceUser ? { username: creds.sourceUser, password: creds.sourcePassword ?? '' } : null,
           logSynchronous: id.durability,
+          livenessKey: id.peerSecret ? livenessKey(id.peerSecret) : null,
         },
         {
           link: serverLink,

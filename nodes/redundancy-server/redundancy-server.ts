@@ -8,6 +8,8 @@ import { Catalogue, openCatalogue } from '../../lib/store/catalogue';
 import { PeerSources } from '../../lib/copy/peer-sources';
 import { errorText } from '../../lib/model/errors';
 import { PeerApiServer } from '../../lib/peer/api';
+import { livenessEndpoints, livenessKey } from '../../lib/peer/liveness';
+import { livenessAddress } from '../../lib/link/server-identity';
 import { recorderChannels } from '../shared/registry';
 import { resolveEnvFields } from '../shared/env-field';
 import type { RedundancyServerNode } from '../shared/types';
@@ -25,6 +27,7 @@ interface ServerDef extends NodeDef {
   peerHost: string;
   peerPort: string | number;
   peerUrl: string;
+  livePort: string;
 }
 
 interface ServerCredentials {
@@ -41,12 +44,14 @@ export = function (RED: NodeAPI): void {
   function RedundancyServer(this: RedundancyServerNode, def: ServerDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const userDir = (RED.settings as unknown as { userDir?: string }).userDir ?? process.cwd();
+    const nrSettings = RED.settings as unknown as { userDir?: string; uiPort?: number; uiHost?: string };
+    const userDir = nrSettings.userDir ?? process.cwd();
     node.link = null;
     node.linkEvents = new EventEmitter();
     node.linkEvents.setMaxListeners(0);
     const users = new Set<string>();
     let handback: HandbackResponder | null = null;
+    let stopLiveness: Promise<(() => Promise<void>) | null> = Promise.resolve(null);
     let peerCatalogue: Catalogue | null = null;
     node.peerApi = null;
     const creds = (node.credentials ?? {}) as ServerCredentials;
@@ -59,7 +64,10 @@ export = function (RED: NodeAPI): void {
     const peerTls = !!(tls && tls.cert && tls.key);
     try {
       const fields = resolveEnvFields(RED, node, def, ['serverId', 'group', 'storageRoot', 'brokerUrl']);
-      node.identity = resolveIdentity({ ...fields, peerSecret: creds.peerSecret, peerTls }, userDir);
+      node.identity = resolveIdentity(
+        { ...fields, peerSecret: creds.peerSecret, peerTls, nodeRedPort: Number(nrSettings.uiPort) || undefined, nodeRedHost: nrSettings.uiHost },
+        userDir,
+      );
       node.configError = null;
     } catch (err) {
       node.identity = null;
@@ -177,6 +185,37 @@ export = function (RED: NodeAPI): void {
       handback.start();
       link.start();
     }
+    // liveness: other servers ask this one directly (UDP, signed with the group's secret), not through the broker
+    if (id && id.liveness && id.peerSecret) {
+      const live = id.liveness;
+      const serverId = id.serverId;
+      stopLiveness = livenessEndpoints
+        .serve(
+          live.host,
+          live.port,
+          {
+            group: id.group,
+            serverId,
+            key: livenessKey(id.peerSecret),
+            progress: () =>
+              recorderChannels
+                .entries()
+                .filter(([s]) => s === serverId)
+                .map(([, channel, ctl]) => ({ channel, ...ctl.progress() })),
+          },
+          { warn: (m) => node.warn(m) },
+        )
+        .then((r) => {
+          const address = livenessAddress(live.announceHost, r.port);
+          node.link?.setLiveAddress(address);
+          node.log(RED._('redundancy-server.log.liveness', { address }));
+          return r.stop;
+        })
+        .catch((err) => {
+          node.error(RED._('redundancy-server.errors.liveness', { address: livenessAddress(live.host, live.port), error: errorText(err) }));
+          return null;
+        });
+    }
 
     node.on('close', (_removed: boolean, done: () => void) => {
       const l = node.link;
@@ -188,7 +227,7 @@ export = function (RED: NodeAPI): void {
       handback?.stop();
       handback = null;
       node.linkEvents.removeAllListeners();
-      Promise.all([l?.stop().catch(() => undefined), api?.close().catch(() => undefined)])
+      Promise.all([l?.stop().catch(() => undefined), api?.close().catch(() => undefined), stopLiveness.then((stop) => stop?.()).catch(() => undefined)])
         .then(() => cat?.release())
         .catch(() => undefined)
         .then(() => done());

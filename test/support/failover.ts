@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import type { Broker } from './mosquitto';
-import type { NodeRedProcess } from './nodered';
+import { ffmpegPidsFor, type NodeRedProcess } from './nodered';
 import { sleep } from './nr';
 
 export interface Ev {
@@ -75,5 +75,27 @@ export async function waitCachedLine(foUserDir: string, server: string, lineId: 
     }
     if (Date.now() > end) throw new Error(`the settings cache in ${foUserDir} has no ${status} line ${lineId} of ${server}`);
     await sleep(100);
+  }
+}
+
+/**
+ * Freeze a server as a kernel stall, a dead NFS mount or a frozen VM would:
+ * its Node-RED process and the ffmpeg processes recording under its user
+ * directory, with SIGSTOP (alive, sockets open, silent). Returns the PIDs, for thawServer.
+ */
+export function freezeServer(p: NodeRedProcess): number[] {
+  const pids = [p.pid, ...ffmpegPidsFor(p.userDir)];
+  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  return pids;
+}
+
+/** SIGCONT to what freezeServer stopped (those still there). */
+export function thawServer(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      /* gone */
+    }
   }
 }

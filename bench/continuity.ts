@@ -1,0 +1,241 @@
+/**
+ * `npm run bench -- continuity`: how fast a failover server tells the failures
+ * a site really has, on real processes (mosquitto, two Node-RED processes,
+ * ffmpeg recording a test pattern on the main), with the group's secret so the
+ * failover server asks the main's liveness directly (lib/peer/liveness.ts):
+ *
+ *   kill -9 of the main              detection (kill -> 'failed'), first failover media
+ *   main frozen (SIGSTOP of Node-RED and its ffmpeg), the address named in the watch
+ *   main frozen, the address the main announces
+ *   main paused 0.5 s (SIGSTOP, SIGCONT)   failovers (goal 0)
+ *   broker stopped for 30 s          failovers (goal 0), the main's media going on
+ *
+ * Each detection row runs TWINREC_BENCH_CONTINUITY_RUNS times (default 10);
+ * the pause row as many times; the broker row TWINREC_BENCH_CONTINUITY_BROKER_RUNS
+ * (default 2, 30 s each). After each failure the main is killed if need be,
+ * started again on the same port and failed back (automatic, hold-down 1 s).
+ * A benchmark: it prints figures and asserts nothing.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Ev, events, freezeServer, thawServer, walk } from '../test/support/failover';
+import { Broker, startMosquitto } from '../test/support/mosquitto';
+import { failoverSiteFlow, ffmpegPidsFor, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../test/support/nodered';
+
+const SECRET = 'continuity-bench-group-secret';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+function fmt(values: number[], goalMs?: number): string {
+  if (!values.length) return 'no run measured';
+  const s = [...values].sort((a, b) => a - b);
+  const within = goalMs === undefined ? '' : `; within ${goalMs} ms: ${values.filter((v) => v <= goalMs).length}/${values.length}`;
+  return `p50 ${percentile(s, 50)} ms, p95 ${percentile(s, 95)} ms, max ${s[s.length - 1]} ms over ${s.length} runs${within}`;
+}
+
+class Site {
+  broker!: Broker;
+  main: NodeRedProcess | null = null;
+  fo: NodeRedProcess | null = null;
+  mainPort = 0;
+  readonly mainDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-bench-cont-main-'));
+  readonly foDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-bench-cont-fo-'));
+  frozen: number[] = [];
+
+  constructor(private readonly watched: (port: number) => string) {}
+
+  async start(): Promise<void> {
+    this.broker = await startMosquitto();
+    this.mainPort = await freePort();
+    this.fo = await startNodeRed({
+      userDir: this.foDir,
+      flows: failoverSiteFlow({
+        serverId: 'fo-1',
+        storageRoot: 'store',
+        brokerUrl: this.broker.url,
+        watched: this.watched(this.mainPort),
+        holdDown: 1,
+        overlap: 1,
+      }),
+      credentials: { srv1: { peerSecret: SECRET } },
+    });
+    await this.startMain();
+    await this.command({ command: 'add', line: { id: 'air', title: 'On Air' } });
+    await this.command({ command: 'start', line: { id: 'air' } });
+    await this.ready();
+  }
+
+  async startMain(): Promise<void> {
+    this.main = await startNodeRed({
+      userDir: this.mainDir,
+      port: this.mainPort,
+      flows: recorderSiteFlow({
+        serverId: 'main-1',
+        storageRoot: 'store',
+        brokerUrl: this.broker.url,
+        recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }],
+      }),
+      credentials: { srv1: { peerSecret: SECRET } },
+    });
+  }
+
+  async command(cmd: object): Promise<void> {
+    const r = await this.main!.request('POST', '/cmd/1', cmd);
+    if (r.status !== 200) throw new Error(`${JSON.stringify(cmd)}: ${r.status} ${JSON.stringify(r.body)}`);
+  }
+
+  async status(): Promise<{ status: string; takenOver: boolean; direct: { answering: boolean | null } }> {
+    const r = await this.fo!.request('POST', '/fw', { command: 'status' });
+    return r.body.watched[0];
+  }
+
+  /** The main records, the failover server has it ok, not taken over, and hears its liveness. */
+  async ready(ms = 60000): Promise<void> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const w = await this.status();
+      const list = (await this.main!.request('POST', '/cmd/1', { command: 'list' })).body;
+      if (w.status === 'ok' && !w.takenOver && w.direct.answering === true && JSON.stringify(list).includes('"recording"')) return;
+      if (Date.now() > end) throw new Error(`not ready after ${ms / 1000} s: ${JSON.stringify(w)}`);
+      await sleep(200);
+    }
+  }
+
+  async waitEvent(from: number, pred: (e: Ev) => boolean, what: string, ms = 20000): Promise<Ev> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const ev = (await events(this.fo!)).slice(from).find(pred);
+      if (ev) return ev;
+      if (Date.now() > end) throw new Error(`no ${what} within ${ms / 1000} s`);
+      await sleep(20);
+    }
+  }
+
+  foSegments(): string[] {
+    return walk(path.join(this.foDir, 'store', 'main-1')).filter((f) => f.endsWith('.ts') && fs.statSync(f).size > 0);
+  }
+
+  mainSegments(): number {
+    return walk(path.join(this.mainDir, 'store', 'main-1')).filter((f) => f.endsWith('.ts')).length;
+  }
+
+  /** After a failure: the main killed (frozen or not), started again, failed back. */
+  async restore(): Promise<void> {
+    if (this.main) {
+      await this.main.kill9();
+      thawServer(this.frozen);
+      this.frozen = [];
+    }
+    for (const pid of ffmpegPidsFor(this.mainDir)) process.kill(pid, 'SIGKILL');
+    await this.startMain();
+    await this.ready();
+  }
+
+  async stop(): Promise<void> {
+    thawServer(this.frozen);
+    for (const p of [this.main, this.fo]) if (p) await p.stop().catch(() => undefined);
+    for (const d of [this.mainDir, this.foDir]) for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
+    await this.broker?.stop().catch(() => undefined);
+    for (const d of [this.mainDir, this.foDir]) fs.rmSync(d, { recursive: true, force: true });
+  }
+}
+
+/** A failure that should fail over: the time to 'failed' and to the first failover media. */
+async function failureRun(site: Site, fail: () => Promise<void> | void): Promise<{ detection: number; media: number; evidence: string }> {
+  const from = (await events(site.fo!)).length;
+  const before = new Set(site.foSegments());
+  await sleep(1000);
+  const at = Date.now();
+  await fail();
+  const failed = await site.waitEvent(from, (e) => e.topic === 'failed', "'failed'");
+  let mediaAt = 0;
+  const end = Date.now() + 20000;
+  while (!mediaAt) {
+    if (site.foSegments().some((f) => !before.has(f))) mediaAt = Date.now();
+    else if (Date.now() > end) throw new Error('no failover media within 20 s');
+    else await sleep(5);
+  }
+  return { detection: failed.payload.at - at, media: mediaAt - at, evidence: String(failed.payload.evidence) };
+}
+
+async function detectionRows(label: string, watched: (port: number) => string, runs: number, withKill: boolean): Promise<void> {
+  const site = new Site(watched);
+  try {
+    await site.start();
+    const rows: [string, () => Promise<void> | void][] = [];
+    if (withKill) rows.push(['kill -9 of the main', () => void site.main!.kill9()]);
+    rows.push([`main frozen (SIGSTOP of Node-RED and its ffmpeg), ${label}`, () => void (site.frozen = freezeServer(site.main!))]);
+    for (const [name, fail] of rows) {
+      const det: number[] = [];
+      const media: number[] = [];
+      let evidence = '';
+      for (let i = 0; i < runs; i++) {
+        try {
+          const r = await failureRun(site, fail);
+          det.push(r.detection);
+          media.push(r.media);
+          evidence = r.evidence;
+        } catch (err) {
+          console.log(`    ${name}, run ${i}: FAILURE ${(err as Error).message}`);
+        }
+        await site.restore();
+      }
+      console.log(`  ${name}:`);
+      console.log(`    detection: ${fmt(det, 1000)} (evidence: ${evidence})`);
+      console.log(`    first failover media: ${fmt(media, 2000)}`);
+    }
+  } finally {
+    await site.stop();
+  }
+}
+
+async function noFailoverRows(runs: number, brokerRuns: number): Promise<void> {
+  const site = new Site((port) => `main-1 127.0.0.1:${port}`);
+  try {
+    await site.start();
+    const from = (await events(site.fo!)).length;
+    for (let i = 0; i < runs; i++) {
+      site.frozen = freezeServer(site.main!);
+      await sleep(500);
+      thawServer(site.frozen);
+      site.frozen = [];
+      await sleep(2000);
+    }
+    const paused = (await events(site.fo!)).slice(from).filter((e) => e.topic === 'failed').length;
+    console.log(`  main paused 0.5 s (SIGSTOP, SIGCONT), ${runs} times: ${paused} failovers (goal 0)`);
+    let outageFailovers = 0;
+    const growth: number[] = [];
+    for (let i = 0; i < brokerRuns; i++) {
+      const f = (await events(site.fo!)).length;
+      const segs = site.mainSegments();
+      await site.broker.halt();
+      await sleep(30000);
+      await site.broker.resume();
+      await sleep(5000);
+      outageFailovers += (await events(site.fo!)).slice(f).filter((e) => e.topic === 'failed').length;
+      growth.push(site.mainSegments() - segs);
+      if ((await site.status()).takenOver) await site.restore();
+    }
+    console.log(
+      `  broker stopped for 30 s, ${brokerRuns} times: ${outageFailovers} failovers (goal 0); the main's 2 s segments went on: ${growth.join(', ')} new in each 35 s`,
+    );
+  } finally {
+    await site.stop();
+  }
+}
+
+export async function benchContinuity(): Promise<void> {
+  const runs = Number(process.env.TWINREC_BENCH_CONTINUITY_RUNS ?? 10);
+  const brokerRuns = Number(process.env.TWINREC_BENCH_CONTINUITY_BROKER_RUNS ?? 2);
+  const t0 = Date.now();
+  console.log(
+    `\ncontinuity: mosquitto, main-1 (test pattern, 2 s segments) and fo-1, with the group secret (liveness over UDP every 200 ms), heartbeat 250 ms, timeout 750 ms, keepalive 1 s; ${runs} runs a row:`,
+  );
+  await detectionRows('the address named in the watch', (port) => `main-1 127.0.0.1:${port}`, runs, true);
+  await detectionRows('the address the main announces', () => 'main-1', runs, false);
+  await noFailoverRows(runs, brokerRuns);
+  console.log(`  (continuity section took ${Math.round((Date.now() - t0) / 1000)} s)`);
+}

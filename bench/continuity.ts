@@ -8,6 +8,7 @@
  *   main frozen (SIGSTOP of Node-RED and its ffmpeg), the address named in the watch
  *   main frozen, the address the main announces
  *   main paused 0.5 s (SIGSTOP, SIGCONT)   failovers (goal 0)
+ *   full deploy of unchanged flows   ffmpeg replaced (goal 0: the recording goes on), failovers
  *   broker stopped for 30 s          failovers (goal 0), the main's media going on
  *
  * Each detection row runs TWINREC_BENCH_CONTINUITY_RUNS times (default 10);
@@ -206,6 +207,28 @@ async function noFailoverRows(runs: number, brokerRuns: number): Promise<void> {
     }
     const paused = (await events(site.fo!)).slice(from).filter((e) => e.topic === 'failed').length;
     console.log(`  main paused 0.5 s (SIGSTOP, SIGCONT), ${runs} times: ${paused} failovers (goal 0)`);
+    // full deploys of unchanged flows on the main while it records: the same ffmpeg goes on (no frame lost)
+    const pids = ffmpegPidsFor(site.mainDir).join(',');
+    let changed = 0;
+    const deployMs: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const flows = (await site.main!.request('GET', '/flows')).body;
+      const t = Date.now();
+      await site.main!.request('POST', '/flows', flows, { 'Node-RED-Deployment-Type': 'full' });
+      for (;;) {
+        const r = await site.main!.request('POST', '/cmd/1', { command: 'list' }).catch(() => ({ status: 0, body: null }));
+        if (r.status === 200) break;
+        await sleep(20);
+      }
+      deployMs.push(Date.now() - t);
+      if (ffmpegPidsFor(site.mainDir).join(',') !== pids) changed++;
+      await sleep(1000);
+    }
+    const lines = (await site.main!.request('POST', '/cmd/1', { command: 'list' })).body.lines as { id: string; status: string }[];
+    const deployFailovers = (await events(site.fo!)).slice(from).filter((e) => e.topic === 'failed').length - paused;
+    console.log(
+      `  full deploy of unchanged flows on the main, ${runs} times: ffmpeg replaced ${changed} times (0: no frame lost), line ${lines.find((l) => l.id === 'air')?.status}, ${deployFailovers} failovers; deploy to recorder answering: ${fmt(deployMs)}`,
+    );
     let outageFailovers = 0;
     const growth: number[] = [];
     for (let i = 0; i < brokerRuns; i++) {

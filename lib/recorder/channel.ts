@@ -21,7 +21,18 @@ import { recoverInterrupted, killStaleProcesses, resumeSuspended, suspendActive 
 import { startRecording } from './run';
 import { checkSource } from './sources';
 import { catchUpTimedLines } from './schedule';
-import { AuxUpdate, ChannelDeps, ChannelEvent, ChannelSettings, ChannelStatus, LineControl, LineRef, PresentedLine, ResolvedChannelSettings } from './types';
+import {
+  AuxUpdate,
+  ChannelDeps,
+  ChannelEvent,
+  ChannelSettings,
+  ChannelStatus,
+  LineControl,
+  LineRef,
+  PresentedLine,
+  ResolvedChannelSettings,
+  SourceProvider,
+} from './types';
 
 export class RecorderChannel extends EventEmitter implements LineControl {
   /** The channel's settings, defaults filled in. */
@@ -84,6 +95,26 @@ export class RecorderChannel extends EventEmitter implements LineControl {
     } else {
       await suspendActive(this.ctx);
     }
+  }
+
+  /**
+   * A new node takes this running channel over (a deploy with the same settings):
+   * from now on its source provider, orphan test and log are the new node's.
+   * Nothing that records is touched.
+   */
+  rebind(next: { source: SourceProvider; isOrphan?: ChannelSettings['isOrphan']; log: ChannelDeps['log'] }): void {
+    this.ctx.settings.source = next.source;
+    if (next.isOrphan) this.ctx.settings.isOrphan = next.isOrphan;
+    this.ctx.log = next.log;
+  }
+
+  /**
+   * The process ends with this channel still running (parked by a stop that was
+   * not a deploy): its ffmpeg processes end with it, and the next start recovers
+   * the clip as after a crash.
+   */
+  killRuns(): void {
+    for (const a of [this.ctx.active, this.ctx.incoming]) void a?.run?.kill().catch(() => undefined);
   }
 
   // ---------------------------------------------------------------- commands

@@ -22,7 +22,7 @@ export class ChannelState implements ChannelContext {
   readonly settings: ResolvedChannelSettings;
   readonly cat: Catalogue;
   readonly ffmpeg: FfmpegInfo;
-  readonly log: ChannelDeps['log'];
+  log: ChannelDeps['log'];
   readonly clock: () => number;
   readonly rate: FrameRate;
   list: RecList;

@@ -10,6 +10,8 @@ import { ChannelEvent, ChannelStatus, SourceProvider } from '../../lib/recorder/
 import { RecorderNodeConfig, resolveRecorderSettings } from '../../lib/recorder/config';
 import { channelRegistry } from '../../lib/link/server-identity';
 import { recorderChannels } from '../shared/registry';
+import { channelFingerprint } from '../../lib/recorder/parking';
+import { nodeRedStopping, PARKING_GRACE_MS, parkedChannels, suspendParked, watchNodeRedStop } from '../shared/parking';
 import type { OnvifCameraNode, RedundancyServerNode } from '../shared/types';
 
 interface RecorderDef extends NodeDef, RecorderNodeConfig {
@@ -28,16 +30,31 @@ export = function (RED: NodeAPI): void {
   function Recorder(this: RecorderNode, def: RecorderDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
+    watchNodeRedStop();
     const t = (key: string, sub?: Record<string, string | number>) => RED._(`recorder.${key}`, sub);
     let statusTimer: NodeJS.Timeout | null = null;
     let catalogue: Catalogue | null = null;
     let channel: RecorderChannel | null = null;
     let ready: Promise<void> = Promise.resolve();
+    let adopted = false;
+    let opening: Promise<void> = Promise.resolve();
     let setupError: string | null = null;
     let claimed: { serverId: string; channel: number } | null = null;
     let errorShownUntil = 0;
     let publishTimer: NodeJS.Timeout | null = null;
     let schedulePublish: () => void = () => undefined;
+    /** Under which key and fingerprint this node's channel is parked through a deploy. */
+    let parkAs: { key: string; fingerprint: string } | null = null;
+    const onEvent = (ev: ChannelEvent) => {
+      schedulePublish();
+      const msg = toMsg(ev);
+      node.send(msg);
+      if (ev.event === 'failed' || ev.event === 'interrupted') {
+        node.error(`line ${ev.line?.n ?? '?'} ("${ev.line?.title ?? ''}") ${ev.event}: ${ev.reason ?? ''}`, msg);
+      }
+      showStatus();
+    };
+    const log = { info: (m: string) => node.log(m), warn: (m: string) => node.warn(m), error: (m: string) => node.error(m) };
     const onLinkState = () => {
       lastStatusKey = '';
       showStatus();
@@ -50,6 +67,8 @@ export = function (RED: NodeAPI): void {
       const settings = resolveRecorderSettings(def);
       const id = server.identity;
       let source: SourceProvider;
+      /** What the source is, for the fingerprint of a deploy (unchanged source, unchanged recording). */
+      let sourceKey: string = settings.sourceType;
       // the stream address the settings cache carries for a failover server (never a password)
       let cacheUrl: () => { url: string; login: boolean } | null = () => null;
       if (settings.sourceType === 'testpattern') {
@@ -58,9 +77,11 @@ export = function (RED: NodeAPI): void {
         const url = settings.url!;
         cacheUrl = () => stripLogin(url);
         source = urlSource(url, settings.stallTimeoutMs);
+        sourceKey = `url ${url}`;
       } else {
         const cam = RED.nodes.getNode(def.camera) as OnvifCameraNode | null;
         if (!cam) throw new Error(t('errors.noCamera'));
+        sourceKey = `camera ${def.camera} ${cam.label}`;
         cacheUrl = () => {
           const u = cam.camera?.knownStreamUri();
           if (!u) return null;
@@ -79,30 +100,42 @@ export = function (RED: NodeAPI): void {
       channelRegistry.claim(id.serverId, settings.channel, node.id);
       claimed = { serverId: id.serverId, channel: settings.channel };
       catalogue = server.catalogue();
-      channel = new RecorderChannel(
-        {
-          serverId: id.serverId,
-          group: id.group,
-          channel: settings.channel,
-          channelName: settings.channelName,
-          frameRate: settings.frameRate,
-          tcMode: settings.tcMode,
-          storageRoot: id.storageRoot,
-          segmentSeconds: settings.segmentSeconds,
-          container: settings.container,
-          videoCodec: settings.videoCodec,
-          source,
-          backup: settings.backup,
-          startTimeoutMs: settings.startTimeoutMs,
-          stallTimeoutMs: settings.stallTimeoutMs,
-          isOrphan: (origin) => server.link?.peerState(origin.server)?.state === 'offline',
-        },
-        {
-          catalogue,
-          ffmpeg: ffmpegInfo(),
-          log: { info: (m) => node.log(m), warn: (m) => node.warn(m), error: (m) => node.error(m) },
-        },
-      );
+      const channelSettings = {
+        serverId: id.serverId,
+        group: id.group,
+        channel: settings.channel,
+        channelName: settings.channelName,
+        frameRate: settings.frameRate,
+        tcMode: settings.tcMode,
+        storageRoot: id.storageRoot,
+        segmentSeconds: settings.segmentSeconds,
+        container: settings.container,
+        videoCodec: settings.videoCodec,
+        source,
+        backup: settings.backup,
+        startTimeoutMs: settings.startTimeoutMs,
+        stallTimeoutMs: settings.stallTimeoutMs,
+        isOrphan: (origin: { server: string }) => server.link?.peerState(origin.server)?.state === 'offline',
+      };
+      // a deploy: the channel the node before this one parked goes on recording here when nothing it records changed
+      parkAs = {
+        key: `${id.serverId}/${settings.channel}`,
+        fingerprint: channelFingerprint(channelSettings, sourceKey, { group: id.group, storageRoot: id.storageRoot, catalogueFile: id.catalogueFile }),
+      };
+      const parked = parkedChannels.take(parkAs.key);
+      let before: Promise<void> = Promise.resolve();
+      if (parked && parked.fingerprint === parkAs.fingerprint) {
+        channel = parked.item.channel;
+        channel.rebind({ source, isOrphan: channelSettings.isOrphan, log });
+        parked.item.catalogue.release(); // this node holds the catalogue from here
+        adopted = true;
+        node.log(t('log.adopted'));
+      } else {
+        // settings changed: the recording is suspended first, then resumed by the new channel (as a restart does)
+        if (parked) before = suspendParked(parked.item);
+        channel = new RecorderChannel(channelSettings, { catalogue, ffmpeg: ffmpegInfo(), log });
+      }
+      opening = before;
       node.channelCtl = channel;
       recorderChannels.set(id.serverId, settings.channel, channel);
       // the settings cache: this channel's settings and rec-list, retained on the group's broker
@@ -116,16 +149,9 @@ export = function (RED: NodeAPI): void {
       };
       srv.register(node.id);
       srv.linkEvents.on('state', onLinkState);
-      channel.on('event', (ev: ChannelEvent) => {
-        schedulePublish();
-        const msg = toMsg(ev);
-        node.send(msg);
-        if (ev.event === 'failed' || ev.event === 'interrupted') {
-          node.error(`line ${ev.line?.n ?? '?'} ("${ev.line?.title ?? ''}") ${ev.event}: ${ev.reason ?? ''}`, msg);
-        }
-        showStatus();
-      });
-      ready = channel.open().catch((err) => {
+      channel.on('event', onEvent);
+      const ctl = channel;
+      ready = (adopted ? Promise.resolve() : opening.then(() => ctl.open())).catch((err) => {
         setupError = errorText(err);
         node.error(t('errors.open', { error: setupError }));
       });
@@ -228,6 +254,13 @@ export = function (RED: NodeAPI): void {
         done();
       };
       if (!channel) return finish();
+      channel.off('event', onEvent);
+      // a deploy (not a removal, not Node-RED stopping): the channel goes on recording, parked for the node that follows
+      if (!removed && !nodeRedStopping() && !setupError && parkAs && catalogue) {
+        parkedChannels.park(parkAs.key, parkAs.fingerprint, { channel, catalogue, log }, PARKING_GRACE_MS);
+        catalogue = null; // the parked channel holds it now
+        return finish();
+      }
       channel
         .close(removed)
         .catch((err) => node.error(t('errors.close', { error: errorText(err) })))

@@ -1,7 +1,9 @@
 /**
- * Redeploys, node removal and a full disk, in a real Node-RED runtime:
- * a redeploy suspends a recording and resumes it in the same clip (the gap in
- * the ledger), removing the node stops it, no ffmpeg is left behind, and a full
+ * Redeploys, node removal and a full disk, in a real Node-RED runtime: a full
+ * deploy with unchanged settings leaves the recording running (same ffmpeg, no
+ * gap, no new event); a redeploy that changes the settings suspends a recording
+ * and resumes it in the same clip (the gap in the ledger); a channel no node
+ * takes back is suspended; removing the node stops it, no ffmpeg is left behind, and a full
  * disk fails the line with a clear reason while Node-RED keeps running.
  */
 import { strict as assert } from 'node:assert';
@@ -84,7 +86,7 @@ describe('recorder lifecycle', function () {
     fs.rmSync(userDir, { recursive: true, force: true });
   });
 
-  it('resumes a recording in the same clip after a redeploy, and stops it when the node is removed', async function () {
+  it('resumes a recording in the same clip after a redeploy that changes its settings, and stops it when the node is removed', async function () {
     helper.settings({ userDir });
     await helper.load([serverNode, recorderNode], flow('store'));
     let out = new Collector(helper.getNode('out'));
@@ -126,6 +128,63 @@ describe('recorder lifecycle', function () {
     assert.equal(clip.state, 'closed');
     assert.equal(line.status, 'stopped');
     assert.equal(clip.runs, 2, 'two ffmpeg runs wrote the clip');
+  });
+
+  it('a full deploy with unchanged settings leaves the recording running: same ffmpeg, same clip, no gap, no new event', async function () {
+    helper.settings({ userDir });
+    await helper.load([serverNode, recorderNode], flow('store'));
+    const out1 = new Collector(helper.getNode('out'));
+    const rec1 = helper.getNode('rec');
+    rec1.receive({ payload: { command: 'add', line: { id: 'r', title: 'Through deploys' } } });
+    rec1.receive({ payload: { command: 'start', line: { id: 'r' } } });
+    const first = await out1.event('recording', 15000);
+    const clipId = first.payload.clip.id;
+    const pids = ffmpegPidsFor(userDir);
+    assert.equal(pids.length, 1);
+    let node = rec1;
+    const collectors: Collector[] = [];
+    for (let i = 0; i < 3; i++) {
+      await sleep(1200);
+      await deploy(flow('store'));
+      const before = node;
+      node = await until(() => {
+        const n = helper.getNode('rec');
+        return n && n !== before ? n : undefined;
+      }, 'the redeployed recorder');
+      collectors.push(new Collector(helper.getNode('out')));
+      assert.deepEqual(ffmpegPidsFor(userDir), pids, `the same ffmpeg records after deploy ${i + 1}`);
+    }
+    const outN = collectors[collectors.length - 1];
+    await sleep(1500);
+    node.receive({ payload: { command: 'stop', line: { id: 'r' } } });
+    const stopped = await outN.event('stopped', 15000);
+    assert.equal(stopped.payload.clip.id, clipId, 'one clip throughout');
+    assert.deepEqual(stopped.payload.clip.gaps, [], 'no gap in the ledger');
+    assert.equal(stopped.payload.clip.runs, 1, 'one ffmpeg run wrote the clip');
+    assert.deepEqual(
+      collectors.flatMap((c) => c.msgs.map((m) => (m.payload as { event?: string } | undefined)?.event)).filter((e) => e !== 'stopped'),
+      [],
+      'no recording, suspended or resumed event from the deploys',
+    );
+  });
+
+  it('a channel no node takes back after a deploy (its channel number changed) is suspended after the grace, its ffmpeg ended', async function () {
+    helper.settings({ userDir });
+    await helper.load([serverNode, recorderNode], flow('store'));
+    const out = new Collector(helper.getNode('out'));
+    const rec1 = helper.getNode('rec');
+    rec1.receive({ payload: { command: 'add', line: { id: 'r', title: 'Left behind' } } });
+    rec1.receive({ payload: { command: 'start', line: { id: 'r' } } });
+    const first = await out.event('recording', 15000);
+    const moved = flow('store').map((n) => ((n as { id: string }).id === 'rec' ? { ...n, channel: 2 } : n));
+    await deploy(moved);
+    await until(() => (ffmpegPidsFor(userDir).length === 0 ? true : undefined), 'the parked channel suspended, its ffmpeg ended', 20000);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const Database = require('better-sqlite3');
+    const db = new Database(path.join(userDir, 'twinrec', 'catalogue.sqlite'), { readonly: true });
+    const clip = JSON.parse(db.prepare('SELECT data FROM clips WHERE id = ?').get(first.payload.clip.id).data);
+    db.close();
+    assert.equal(clip.state, 'suspended');
   });
 
   it('a redeploy while the next line pre-rolls stops that pre-roll, resumes the line recording, and the next line still takes over at its start', async function () {

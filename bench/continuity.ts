@@ -7,21 +7,26 @@
  *   kill -9 of the main              detection (kill -> 'failed'), first failover media
  *   main frozen (SIGSTOP of Node-RED and its ffmpeg), the address named in the watch
  *   main frozen, the address the main announces
+ *   network of the main cut (a network namespace, its veth pair down)
  *   main paused 0.5 s (SIGSTOP, SIGCONT)   failovers (goal 0)
  *   full deploy of unchanged flows   ffmpeg replaced (goal 0: the recording goes on), failovers
+ *   two busy loops and heavy disk writes for 10 min   false failovers (goal 0)
  *   broker stopped for 30 s          failovers (goal 0), the main's media going on
  *
  * Each detection row runs TWINREC_BENCH_CONTINUITY_RUNS times (default 10);
  * the pause row as many times; the broker row TWINREC_BENCH_CONTINUITY_BROKER_RUNS
- * (default 2, 30 s each). After each failure the main is killed if need be,
+ * (default 2, 30 s each); the load row TWINREC_BENCH_CONTINUITY_LOAD_S seconds
+ * (default 600). TWINREC_BENCH_CONTINUITY_ONLY=named,announced,cut,quiet picks rows. After each failure the main is killed if need be,
  * started again on the same port and failed back (automatic, hold-down 1 s).
  * A benchmark: it prints figures and asserts nothing.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Ev, events, freezeServer, thawServer, walk } from '../test/support/failover';
 import { Broker, startMosquitto } from '../test/support/mosquitto';
+import { Netns } from '../test/support/netns';
 import { failoverSiteFlow, ffmpegPidsFor, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../test/support/nodered';
 
 const SECRET = 'continuity-bench-group-secret';
@@ -46,10 +51,15 @@ class Site {
   readonly foDir = fs.mkdtempSync(path.join(os.tmpdir(), 'twinrec-bench-cont-fo-'));
   frozen: number[] = [];
 
-  constructor(private readonly watched: (port: number) => string) {}
+  constructor(
+    private readonly watched: (port: number, nsAddr: string) => string,
+    /** The main in a network namespace of its own (to be cut off), joined to the host by a veth pair. */
+    readonly netns: Netns | null = null,
+  ) {}
 
   async start(): Promise<void> {
-    this.broker = await startMosquitto();
+    if (this.netns) this.netns.create();
+    this.broker = await startMosquitto(this.netns ? { listen: ['127.0.0.1', this.netns.hostAddr] } : {});
     this.mainPort = await freePort();
     this.fo = await startNodeRed({
       userDir: this.foDir,
@@ -57,7 +67,7 @@ class Site {
         serverId: 'fo-1',
         storageRoot: 'store',
         brokerUrl: this.broker.url,
-        watched: this.watched(this.mainPort),
+        watched: this.watched(this.mainPort, this.netns?.nsAddr ?? ''),
         holdDown: 1,
         overlap: 1,
       }),
@@ -70,13 +80,15 @@ class Site {
   }
 
   async startMain(): Promise<void> {
+    const ns = this.netns;
     this.main = await startNodeRed({
       userDir: this.mainDir,
       port: this.mainPort,
+      ...(ns ? { host: '0.0.0.0', reachAt: ns.nsAddr, wrap: ns.wrap } : {}),
       flows: recorderSiteFlow({
         serverId: 'main-1',
         storageRoot: 'store',
-        brokerUrl: this.broker.url,
+        brokerUrl: ns ? `mqtt://${ns.hostAddr}:${this.broker.port}` : this.broker.url,
         recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }],
       }),
       credentials: { srv1: { peerSecret: SECRET } },
@@ -125,6 +137,7 @@ class Site {
 
   /** After a failure: the main killed (frozen or not), started again, failed back. */
   async restore(): Promise<void> {
+    this.netns?.heal();
     if (this.main) {
       await this.main.kill9();
       thawServer(this.frozen);
@@ -140,6 +153,7 @@ class Site {
     for (const p of [this.main, this.fo]) if (p) await p.stop().catch(() => undefined);
     for (const d of [this.mainDir, this.foDir]) for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
     await this.broker?.stop().catch(() => undefined);
+    this.netns?.destroy();
     for (const d of [this.mainDir, this.foDir]) fs.rmSync(d, { recursive: true, force: true });
   }
 }
@@ -162,7 +176,7 @@ async function failureRun(site: Site, fail: () => Promise<void> | void): Promise
   return { detection: failed.payload.at - at, media: mediaAt - at, evidence: String(failed.payload.evidence) };
 }
 
-async function detectionRows(label: string, watched: (port: number) => string, runs: number, withKill: boolean): Promise<void> {
+async function detectionRows(label: string, watched: (port: number, nsAddr: string) => string, runs: number, withKill: boolean): Promise<void> {
   const site = new Site(watched);
   try {
     await site.start();
@@ -193,7 +207,34 @@ async function detectionRows(label: string, watched: (port: number) => string, r
   }
 }
 
-async function noFailoverRows(runs: number, brokerRuns: number): Promise<void> {
+/** The main's network cut (its namespace's veth pair down, both directions): detection and first failover media. */
+async function cutRow(runs: number): Promise<void> {
+  const site = new Site((port, nsAddr) => `main-1 ${nsAddr}:${port}`, new Netns());
+  try {
+    await site.start();
+    const det: number[] = [];
+    const media: number[] = [];
+    let evidence = '';
+    for (let i = 0; i < runs; i++) {
+      try {
+        const r = await failureRun(site, () => site.netns!.cut());
+        det.push(r.detection);
+        media.push(r.media);
+        evidence = r.evidence;
+      } catch (err) {
+        console.log(`    network cut, run ${i}: FAILURE ${(err as Error).message}`);
+      }
+      await site.restore();
+    }
+    console.log('  network of the main cut (network namespace, veth down), the address named in the watch:');
+    console.log(`    detection: ${fmt(det, 1000)} (evidence: ${evidence})`);
+    console.log(`    first failover media: ${fmt(media, 2000)}`);
+  } finally {
+    await site.stop();
+  }
+}
+
+async function noFailoverRows(runs: number, brokerRuns: number, loadS: number): Promise<void> {
   const site = new Site((port) => `main-1 127.0.0.1:${port}`);
   try {
     await site.start();
@@ -229,6 +270,33 @@ async function noFailoverRows(runs: number, brokerRuns: number): Promise<void> {
     console.log(
       `  full deploy of unchanged flows on the main, ${runs} times: ffmpeg replaced ${changed} times (0: no frame lost), line ${lines.find((l) => l.id === 'air')?.status}, ${deployFailovers} failovers; deploy to recorder answering: ${fmt(deployMs)}`,
     );
+    // the main's machine at full CPU (two busy loops, one a core) and heavy disk writes beside the recording
+    if (loadS > 0) {
+      const f = (await events(site.fo!)).length;
+      const hogs = [0, 1].map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
+      const junk = path.join(site.mainDir, 'junk.bin');
+      const disk = spawn('sh', ['-c', `while :; do dd if=/dev/zero of='${junk}' bs=1M count=512 conv=fsync status=none; rm -f '${junk}'; done`], {
+        stdio: 'ignore',
+      });
+      const suspects: number[] = [];
+      const end = Date.now() + loadS * 1000;
+      try {
+        while (Date.now() < end) {
+          await sleep(1000);
+          const w = await site.status().catch(() => null);
+          if (w && w.status !== 'ok') suspects.push(Date.now());
+        }
+      } finally {
+        for (const h of hogs) h.kill('SIGKILL');
+        disk.kill('SIGKILL');
+        fs.rmSync(junk, { force: true });
+      }
+      const failed = (await events(site.fo!)).slice(f).filter((e) => e.topic === 'failed').length;
+      console.log(
+        `  ${loadS} s with two busy loops and dd writing 512 MiB with fsync in a loop: ${failed} false failovers (goal 0); fo-1 saw main-1 not ok in ${suspects.length} of its checks (once a second)`,
+      );
+      if ((await site.status()).takenOver) await site.restore();
+    }
     let outageFailovers = 0;
     const growth: number[] = [];
     for (let i = 0; i < brokerRuns; i++) {
@@ -253,12 +321,16 @@ async function noFailoverRows(runs: number, brokerRuns: number): Promise<void> {
 export async function benchContinuity(): Promise<void> {
   const runs = Number(process.env.TWINREC_BENCH_CONTINUITY_RUNS ?? 10);
   const brokerRuns = Number(process.env.TWINREC_BENCH_CONTINUITY_BROKER_RUNS ?? 2);
+  const loadS = Number(process.env.TWINREC_BENCH_CONTINUITY_LOAD_S ?? 600);
+  const only = (process.env.TWINREC_BENCH_CONTINUITY_ONLY ?? '').split(',').filter(Boolean);
+  const want = (row: string) => !only.length || only.includes(row);
   const t0 = Date.now();
   console.log(
     `\ncontinuity: mosquitto, main-1 (test pattern, 2 s segments) and fo-1, with the group secret (liveness over UDP every 200 ms), heartbeat 250 ms, timeout 750 ms, keepalive 1 s; ${runs} runs a row:`,
   );
-  await detectionRows('the address named in the watch', (port) => `main-1 127.0.0.1:${port}`, runs, true);
-  await detectionRows('the address the main announces', () => 'main-1', runs, false);
-  await noFailoverRows(runs, brokerRuns);
+  if (want('named')) await detectionRows('the address named in the watch', (port) => `main-1 127.0.0.1:${port}`, runs, true);
+  if (want('announced')) await detectionRows('the address the main announces', () => 'main-1', runs, false);
+  if (want('cut')) await cutRow(runs);
+  if (want('quiet')) await noFailoverRows(runs, brokerRuns, loadS);
   console.log(`  (continuity section took ${Math.round((Date.now() - t0) / 1000)} s)`);
 }

@@ -183,16 +183,17 @@ export class BackupLinkBackup extends EventEmitter {
   }
 
   private async apply(topic: string, m: MirrorMessage): Promise<void> {
+    // the topic first: a message on another server's topic must not move that server's epoch
+    if (!topic.endsWith(`/${m.from.channel}/${m.lineId}`) || !topic.includes(`/${m.from.server}/mirror/`)) {
+      this.fail(m, `refused a mirror message on ${topic}: its topic does not match its sender ${m.from.server} channel ${m.from.channel} line ${m.lineId}`);
+      return;
+    }
     const known = Math.max(this.epochs.get(m.from.server) ?? 0, this.link.epochFloor?.(m.from.server) ?? 0);
     if (m.epoch < known) {
       this.fail(m, `refused a mirror message from ${m.from.server} of epoch ${m.epoch}: the group is at epoch ${known} (a stale main)`);
       return;
     }
     this.epochs.set(m.from.server, Math.max(known, m.epoch));
-    if (!topic.endsWith(`/${m.from.channel}/${m.lineId}`) || !topic.includes(`/${m.from.server}/mirror/`)) {
-      this.fail(m, `refused a mirror message on ${topic}: its topic does not match its sender ${m.from.server} channel ${m.from.channel} line ${m.lineId}`);
-      return;
-    }
     const target = this.lookup(m.to.channel);
     if (!target) {
       this.fail(m, `no recorder for channel ${m.to.channel} on server ${this.me.serverId}: line ${m.lineId} of ${m.from.server} cannot be recorded as Aux`);

@@ -118,9 +118,14 @@ export class ServerLink extends EventEmitter {
     };
     this.backoff = new Backoff(this.options.reconnectMinMs, this.options.reconnectMaxMs);
     this.invalidLog = new RateLimitedLog((m) => this.log.warn(m));
-    this.subscribe(topicFor(this.options.group, '+', 'state'), validateServerState, (_topic, payload) => {
+    this.subscribe(topicFor(this.options.group, '+', 'state'), validateServerState, (topic, payload) => {
       if (payload === null) return;
       const st = payload as ServerState;
+      // a state is its topic's server's: one naming another server (or group) is not taken
+      if (st.server !== topic.split('/')[2] || st.group !== this.options.group) {
+        this.invalidLog.say(`state:${topic}`, `dropped a state on ${topic}: it names server ${st.server} of group ${st.group}`);
+        return;
+      }
       this.peers.set(st.server, st);
       this.emit('peer', st);
     });

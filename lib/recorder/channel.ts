@@ -19,6 +19,7 @@ import { cancelIncoming, handingOver, isIncoming, stopActive } from './cuts';
 import { channelStatus, lineEvent, presentLines, reclistEvent } from './presentation';
 import { recoverInterrupted, killStaleProcesses, resumeSuspended, suspendActive } from './recovery';
 import { startRecording } from './run';
+import type { SoftSettings } from './parking';
 import { checkSource } from './sources';
 import { catchUpTimedLines } from './schedule';
 import {
@@ -98,11 +99,13 @@ export class RecorderChannel extends EventEmitter implements LineControl {
   }
 
   /**
-   * A new node takes this running channel over (a deploy with the same settings):
-   * from now on its source provider, orphan test and log are the new node's.
-   * Nothing that records is touched.
+   * A new node takes this running channel over (a deploy that changed nothing
+   * that needs a new ffmpeg): from now on its source provider, orphan test, log
+   * and soft settings (lib/recorder/parking.ts) are the new node's. Nothing that
+   * records is touched.
    */
-  rebind(next: { source: SourceProvider; isOrphan?: ChannelSettings['isOrphan']; log: ChannelDeps['log'] }): void {
+  rebind(next: { source: SourceProvider; isOrphan?: ChannelSettings['isOrphan']; log: ChannelDeps['log']; soft?: SoftSettings }): void {
+    Object.assign(this.ctx.settings, next.soft ?? {});
     this.ctx.settings.source = next.source;
     if (next.isOrphan) this.ctx.settings.isOrphan = next.isOrphan;
     this.ctx.log = next.log;

@@ -60,14 +60,31 @@ export class ChannelParking<T> {
 }
 
 /**
+ * Settings a running channel takes over without a new ffmpeg: they apply to the
+ * next clip (its channel name), the next run (its timeouts) and the next
+ * Backup=On line (its backup target).
+ */
+export const SOFT_SETTINGS = ['channelName', 'backup', 'startTimeoutMs', 'stallTimeoutMs'] as const;
+export type SoftSettings = Partial<Pick<ChannelSettings, (typeof SOFT_SETTINGS)[number]>>;
+
+/** The soft settings of these settings, to hand to the running channel. */
+export function softSettings(settings: ChannelSettings): SoftSettings {
+  const out: Record<string, unknown> = {};
+  for (const k of SOFT_SETTINGS) if (k in settings) out[k] = settings[k];
+  return out as SoftSettings;
+}
+
+/**
  * What must be equal for a running channel to go on under a new node: every
- * setting that is a value (functions, the source provider and the orphan test,
- * are given anew), what the source is, and where the server keeps things.
+ * setting that is a value and needs a new ffmpeg when it changes (functions,
+ * the source provider and the orphan test, are given anew; the soft settings
+ * are applied in place), what the source is, and where the server keeps things.
  */
 export function channelFingerprint(settings: ChannelSettings, source: string, where: { group: string; storageRoot: string; catalogueFile: string }): string {
   const values: Record<string, unknown> = {};
+  const soft: readonly string[] = SOFT_SETTINGS;
   for (const [k, v] of Object.entries(settings).sort(([a], [b]) => a.localeCompare(b))) {
-    if (typeof v !== 'function' && k !== 'source') values[k] = v;
+    if (typeof v !== 'function' && k !== 'source' && !soft.includes(k)) values[k] = v;
   }
   return JSON.stringify({ settings: values, source, where });
 }

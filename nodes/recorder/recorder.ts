@@ -10,7 +10,7 @@ import { ChannelEvent, ChannelStatus, SourceProvider } from '../../lib/recorder/
 import { RecorderNodeConfig, resolveRecorderSettings } from '../../lib/recorder/config';
 import { channelRegistry } from '../../lib/link/server-identity';
 import { recorderChannels } from '../shared/registry';
-import { channelFingerprint } from '../../lib/recorder/parking';
+import { channelFingerprint, softSettings } from '../../lib/recorder/parking';
 import { nodeRedStopping, PARKING_GRACE_MS, parkedChannels, suspendParked, watchNodeRedStop } from '../shared/parking';
 import type { OnvifCameraNode, RedundancyServerNode } from '../shared/types';
 
@@ -126,7 +126,7 @@ export = function (RED: NodeAPI): void {
       let before: Promise<void> = Promise.resolve();
       if (parked && parked.fingerprint === parkAs.fingerprint) {
         channel = parked.item.channel;
-        channel.rebind({ source, isOrphan: channelSettings.isOrphan, log });
+        channel.rebind({ source, isOrphan: channelSettings.isOrphan, log, soft: softSettings(channelSettings) });
         parked.item.catalogue.release(); // this node holds the catalogue from here
         adopted = true;
         node.log(t('log.adopted'));

@@ -16,6 +16,7 @@ import { events, freezeServer, thawServer, waitCachedLine, waitEvent, walk } fro
 import { Broker, startMosquitto } from '../support/mosquitto';
 import { failoverSiteFlow, ffmpegPidsFor, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
 import { sleep, tmpDir, waitFor } from '../support/nr';
+import { Netns } from '../support/netns';
 
 const SECRET = 'liveness-test-group-secret';
 
@@ -107,6 +108,46 @@ describe('failover on the direct path: a hung main, a broker outage, a short pau
 
   it('a hung main is failed over on the direct path, at the address the main announces', async function () {
     await hungMainIsFailedOver(() => 'main-1');
+  });
+
+  it('a main cut off the network (its namespace, both directions) is failed over on the direct path', async function () {
+    const netns = new Netns();
+    netns.create();
+    try {
+      // the broker on the host, reached by the main through the veth pair
+      await broker.stop();
+      broker = await startMosquitto({ listen: ['127.0.0.1', netns.hostAddr] });
+      const port = await freePort();
+      procs['main-1'] = await startNodeRed({
+        userDir: dirs['main-1'],
+        port,
+        host: '0.0.0.0',
+        reachAt: netns.nsAddr,
+        wrap: netns.wrap,
+        flows: recorderSiteFlow({
+          serverId: 'main-1',
+          storageRoot: 'store',
+          brokerUrl: `mqtt://${netns.hostAddr}:${broker.port}`,
+          recorders: [{ channel: 1, sourceType: 'testpattern', segmentSeconds: 2 }],
+        }),
+        credentials: { srv1: { peerSecret: SECRET } },
+      });
+      const m = procs['main-1']!;
+      assert.equal((await m.request('POST', '/cmd/1', { command: 'add', line: { id: 'air', title: 'On Air' } })).status, 200);
+      assert.equal((await m.request('POST', '/cmd/1', { command: 'start', line: { id: 'air' } })).status, 200);
+      const fo = await startFailover(`main-1 ${netns.nsAddr}:${port}`);
+      netns.cut();
+      const at = Date.now();
+      const failed = await waitEvent(fo, (e) => e.topic === 'failed' && e.payload.server === 'main-1', 'main-1 failed', 20000);
+      assert.equal(failed.payload.evidence, 'no heartbeat and no answer to a direct probe', 'the direct path decided, not the Last Will');
+      await waitEvent(fo, (e) => e.topic === 'failover started', 'failover started', 20000);
+      console.log(`      cut-off main failed after ${failed.at - at} ms`);
+      netns.heal();
+      await procs['main-1']!.stop();
+      procs['main-1'] = null;
+    } finally {
+      netns.destroy();
+    }
   });
 
   it('a broker outage fails nothing over while the main answers, and every recording goes on', async function () {

@@ -165,6 +165,33 @@ describe('server link (MQTT) against mosquitto', function () {
     assert.ok(warnings.length <= 6, `rate-limited: ${warnings.length} warnings for 101 bad messages`);
   });
 
+  it('takes a state only from its own topic: one naming another server or group changes nothing', async function () {
+    broker = await startMosquitto();
+    const { warnings, log } = quietLog();
+    const link = new ServerLink({ url: broker.url, group: 'studio', serverId: 'fo-1', role: 'failover' }, log);
+    cleanup.push(() => link.stop());
+    link.start();
+    await until(() => link.state === 'connected', 'connected');
+    const raw = mqtt.connect(broker.url);
+    cleanup.push(() => raw.endAsync());
+    await new Promise((r) => raw.once('connect', r));
+    const state = (server: string, group: string, api: string) =>
+      JSON.stringify({ v: 1, server, group, role: 'main', state: 'online', epoch: 0, since: 1, ts: 1, heartbeatMs: 250, api });
+    // an attacker's client names main-1 (and another group) in states published on its own topic
+    raw.publish('twinrec/studio/mallory/state', state('main-1', 'studio', 'http://attacker.invalid:1'), { qos: 1 });
+    raw.publish('twinrec/studio/main-2/state', state('main-2', 'elsewhere', 'http://attacker.invalid:2'), { qos: 1 });
+    raw.publish('twinrec/studio/main-3/state', state('main-3', 'studio', 'http://main-3.studio:8080'), { qos: 1 });
+    await until(() => link.peerState('main-3') !== undefined, 'the genuine state');
+    assert.equal(link.peerState('main-1'), undefined, 'no state of main-1 from another topic');
+    assert.equal(link.peerState('mallory'), undefined);
+    assert.equal(link.peerState('main-2'), undefined, 'no state of another group');
+    assert.equal(link.peerState('main-3')!.api, 'http://main-3.studio:8080');
+    assert.ok(
+      warnings.some((w) => /dropped a state on twinrec\/studio\/mallory\/state: it names server main-1/.test(w)),
+      warnings.join('\n'),
+    );
+  });
+
   it('matches MQTT wildcards and rate-limits repeated log lines', function () {
     assert.ok(topicMatches('a/+/c', 'a/b/c'));
     assert.ok(topicMatches('a/#', 'a/b/c'));

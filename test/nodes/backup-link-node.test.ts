@@ -133,10 +133,14 @@ describe('backup-link node (backup side) against mosquitto', function () {
     await caught.error(/epoch 2: the group is at epoch 3/);
     await send(mirror({ seq: 4, epoch: 3 }, 'forged'), mirrorTopic('studio', 'intruder-9', 1, 'l1'));
     await caught.error(/does not match its sender/);
+    // a message on a forged topic must not move main-1's epoch: a genuine one of epoch 3 is still taken
+    await send(mirror({ seq: 5, epoch: 2 ** 53 - 1 }, 'epoch raised on another topic'), mirrorTopic('studio', 'intruder-9', 1, 'l1'));
+    await send(mirror({ seq: 6, epoch: 3 }, 'epoch 3 still'));
+    await out.event('updated', 5000, (m) => m.payload.line.title === 'epoch 3 still');
     await sleep(300);
     assert.deepEqual(
       lines(rec).map((l) => l.title),
-      ['epoch 3'],
+      ['epoch 3 still'],
       'nothing else changed',
     );
   });

@@ -20,7 +20,8 @@ const recorderNode = require('../../nodes/recorder/recorder');
 
 helper.init(require.resolve('node-red'));
 
-function flow(storageRoot: string, withRecorder = true, channelName = 'Studio A') {
+/** The site; `rec` changes the recorder's settings. */
+function flow(storageRoot: string, withRecorder = true, rec: Record<string, unknown> = {}) {
   const nodes: object[] = [
     { id: 'f1', type: 'tab', label: 'test' },
     { id: 'srv', type: 'redundancy-server', serverId: 'main-1', group: 'studio', role: 'main', storageRoot },
@@ -35,7 +36,7 @@ function flow(storageRoot: string, withRecorder = true, channelName = 'Studio A'
       z: 'f1',
       server: 'srv',
       channel: 1,
-      channelName,
+      channelName: 'Studio A',
       frameRate: '25',
       sourceType: 'testpattern',
       segmentSeconds: 1,
@@ -45,6 +46,7 @@ function flow(storageRoot: string, withRecorder = true, channelName = 'Studio A'
       startTimeout: 10,
       stallTimeout: 6,
       wires: [['out']],
+      ...rec,
     });
   }
   return nodes;
@@ -86,7 +88,7 @@ describe('recorder lifecycle', function () {
     fs.rmSync(userDir, { recursive: true, force: true });
   });
 
-  it('resumes a recording in the same clip after a redeploy that changes its settings, and stops it when the node is removed', async function () {
+  it('resumes a recording in the same clip after a redeploy that changes a setting ffmpeg records with, and stops it when the node is removed', async function () {
     helper.settings({ userDir });
     await helper.load([serverNode, recorderNode], flow('store'));
     let out = new Collector(helper.getNode('out'));
@@ -99,7 +101,7 @@ describe('recorder lifecycle', function () {
     const pidsBefore = ffmpegPidsFor(userDir);
     assert.equal(pidsBefore.length, 1);
 
-    await deploy(flow('store', true, 'Studio A (changed)'));
+    await deploy(flow('store', true, { segmentSeconds: 2 }));
     await until(() => {
       const n = helper.getNode('rec');
       return n && n !== rec1 ? n : undefined;
@@ -130,7 +132,7 @@ describe('recorder lifecycle', function () {
     assert.equal(clip.runs, 2, 'two ffmpeg runs wrote the clip');
   });
 
-  it('a full deploy with unchanged settings leaves the recording running: same ffmpeg, same clip, no gap, no new event', async function () {
+  it('full deploys with unchanged settings, or only a new name and timeouts, leave the recording running: same ffmpeg, same clip, no gap, no new event', async function () {
     helper.settings({ userDir });
     await helper.load([serverNode, recorderNode], flow('store'));
     const out1 = new Collector(helper.getNode('out'));
@@ -145,7 +147,8 @@ describe('recorder lifecycle', function () {
     const collectors: Collector[] = [];
     for (let i = 0; i < 3; i++) {
       await sleep(1200);
-      await deploy(flow('store'));
+      // the third deploy renames the channel and changes its timeouts: applied in place, no new ffmpeg
+      await deploy(i < 2 ? flow('store') : flow('store', true, { channelName: 'Studio A (renamed)', stallTimeout: 8 }));
       const before = node;
       node = await until(() => {
         const n = helper.getNode('rec');
@@ -166,6 +169,13 @@ describe('recorder lifecycle', function () {
       [],
       'no recording, suspended or resumed event from the deploys',
     );
+    // the new name is the next clip's
+    node.receive({ payload: { command: 'add', line: { id: 'next', title: 'After the rename' } } });
+    node.receive({ payload: { command: 'start', line: { id: 'next' } } });
+    const next = await outN.event('recording', 15000, (m) => m.payload.line.id === 'next');
+    assert.equal(next.payload.clip.channelName, 'Studio A (renamed)');
+    node.receive({ payload: { command: 'stop', line: { id: 'next' } } });
+    await outN.event('stopped', 15000, (m) => m.payload.line.id === 'next');
   });
 
   it('a channel no node takes back after a deploy (its channel number changed) is suspended after the grace, its ffmpeg ended', async function () {
@@ -200,7 +210,7 @@ describe('recorder lifecycle', function () {
     const preroll = await out.event('armed', 10000, (m) => m.payload.line.id === 'b' && !!m.payload.clip);
     await until(() => (ffmpegPidsFor(userDir).length === 2 ? true : undefined), 'the pre-roll ffmpeg');
 
-    await deploy(flow('store', true, 'Studio A (changed)'));
+    await deploy(flow('store', true, { segmentSeconds: 2 }));
     await until(() => {
       const n = helper.getNode('rec');
       return n && n !== rec1 ? n : undefined;

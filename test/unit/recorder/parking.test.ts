@@ -1,6 +1,6 @@
 /** A running channel parked through a deploy: taken back, replaced, expired after the grace; what the fingerprint sees. */
 import { strict as assert } from 'node:assert';
-import { channelFingerprint, ChannelParking } from '../../../lib/recorder/parking';
+import { channelFingerprint, ChannelParking, softSettings } from '../../../lib/recorder/parking';
 import type { ChannelSettings } from '../../../lib/recorder/types';
 import { until } from '../../support/nr';
 
@@ -51,12 +51,23 @@ describe('channel parking (a recording through a deploy)', () => {
     assert.deepEqual(expired, []);
   });
 
-  it('the fingerprint ignores the functions given anew and sees every value, the source and the storage', () => {
+  it('the fingerprint ignores the functions given anew and the soft settings, and sees every other value, the source and the storage', () => {
     const base = channelFingerprint(settings(), 'testpattern', where);
     assert.equal(channelFingerprint(settings({ isOrphan: () => true, source: { label: 'other' } as never }), 'testpattern', where), base);
     assert.notEqual(channelFingerprint(settings({ segmentSeconds: 4 }), 'testpattern', where), base);
-    assert.notEqual(channelFingerprint(settings({ channelName: 'Studio B' }), 'testpattern', where), base);
+    assert.equal(channelFingerprint(settings({ channelName: 'Studio B', stallTimeoutMs: 9000 }), 'testpattern', where), base, 'soft settings apply in place');
+    assert.notEqual(channelFingerprint(settings({ frameRate: '50' }), 'testpattern', where), base);
     assert.notEqual(channelFingerprint(settings(), 'url rtsp://cam/1', where), base);
     assert.notEqual(channelFingerprint(settings(), 'testpattern', { ...where, storageRoot: '/srv/other' }), base);
+  });
+
+  it('the soft settings of a channel: name, backup target and timeouts, a cleared backup target included', () => {
+    assert.deepEqual(softSettings(settings({ channelName: 'B', startTimeoutMs: 1, stallTimeoutMs: 2 })), {
+      channelName: 'B',
+      startTimeoutMs: 1,
+      stallTimeoutMs: 2,
+    });
+    const cleared = softSettings(settings({ backup: null }));
+    assert.ok('backup' in cleared && cleared.backup === null);
   });
 });

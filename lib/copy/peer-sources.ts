@@ -18,8 +18,10 @@ export interface PeerSourcesOptions {
   announcedApi(server: string): string | undefined;
   /** Template of the folder where a server's storage is mounted here ({server} is replaced); null: media over the API. */
   shareFolder?: string | null;
-  /** The sentences of the two refusals, in the words of the node that shows them. */
-  messages: { notAnnounced(server: string): string; noSecret(): string };
+  /** This server's group uses TLS: a peer API announced as plain http:// is refused (the secret would travel in the clear). */
+  httpsOnly?: boolean;
+  /** The sentences of the refusals, in the words of the node that shows them. */
+  messages: { notAnnounced(server: string): string; noSecret(): string; notHttps?(server: string): string };
 }
 
 export class PeerSources {
@@ -34,6 +36,10 @@ export class PeerSources {
     if (!url) throw Object.assign(new Error(this.opts.messages.notAnnounced(server)), { code: 'EUNAVAILABLE' });
     const secret = this.opts.secret;
     if (!secret) throw new Error(this.opts.messages.noSecret());
+    if (this.opts.httpsOnly && new URL(url).protocol !== 'https:') {
+      const text = this.opts.messages.notHttps?.(server) ?? `${server} announced a plain http:// peer API while this group uses TLS`;
+      throw Object.assign(new Error(text), { code: 'EINSECURE' });
+    }
     let client = this.clients.get(server);
     if (!client || client.url !== new URL(url).origin) {
       client?.close();

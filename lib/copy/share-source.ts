@@ -90,9 +90,11 @@ export class ShareSource implements SegmentSource {
     // fsyncs of the segments before keep busy): only a failed open asks why (not mounted, or no such file)
     let fh: fs.promises.FileHandle;
     try {
-      fh = await fs.promises.open(src, 'r');
+      // O_NOFOLLOW: a segment that is a symbolic link (to a file outside the clip, or outside the share) is not read
+      fh = await fs.promises.open(src, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP') throw new PeerError(`${what}: ${src} on the share is a symbolic link, which a copy does not follow`, 'EREFUSED');
       if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR') {
         await this.check();
         // an empty mount point looks like an empty folder: without the clip's top folder (the server's) the share is not mounted

@@ -5,6 +5,7 @@
  * whose every payload is validated before anyone sees it. Reconnects by itself
  * with backoff. No Node-RED import: the config node owns one of these.
  */
+import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { ValidateFunction } from 'ajv';
@@ -126,6 +127,13 @@ export class ServerLink extends EventEmitter {
         this.invalidLog.say(`state:${topic}`, `dropped a state on ${topic}: it names server ${st.server} of group ${st.group}`);
         return;
       }
+      // our own topic says offline while we are connected: the Last Will of an earlier session of
+      // ours that the broker dropped only now (a half-open connection of a process that hung):
+      // say online again, or the group would take this server for gone
+      if (st.server === this.options.serverId && st.state === 'offline' && this.client?.connected && this._state === 'connected') {
+        this.log.warn(`the broker announced this server offline (${st.cause ?? 'offline'}) while it is connected: announcing it online again`);
+        this.client.publish(this.stateTopic(), JSON.stringify(this.statePayload('online')), { qos: 1, retain: true });
+      }
       this.peers.set(st.server, st);
       this.emit('peer', st);
     });
@@ -226,7 +234,8 @@ export class ServerLink extends EventEmitter {
   start(): void {
     if (this.client || this._state === 'closed') return;
     const options: IClientOptions = {
-      clientId: `twinrec-${this.options.group}-${this.options.serverId}`.slice(0, 64),
+      // a random suffix: a client id others can predict lets any client of the broker kick this server off it
+      clientId: `twinrec-${this.options.group}-${this.options.serverId}`.slice(0, 55) + `-${crypto.randomBytes(4).toString('hex')}`,
       username: this.options.username || undefined,
       password: this.options.password || undefined,
       keepalive: this.options.keepaliveS,

@@ -39,6 +39,11 @@ import { checkParams, clipOverlaps, decodeSegment, hashSecret, HttpError, rangeQ
 import { openFile, resolveFile, sendSegment, sendSidecar } from './api-files';
 
 export const PEER_API_VERSION = 1;
+/** Connections the API holds at once, and from one address (a copier keeps a handful). */
+const MAX_CONNECTIONS = 256;
+export const MAX_PER_ADDRESS = 32;
+/** A connection that has not sent its first request (headers whole) this long after it opened is closed. */
+export const FIRST_REQUEST_MS = 5000;
 
 export interface PeerApiTls {
   key: string | Buffer;
@@ -69,6 +74,7 @@ export class PeerApiServer {
   private server: http.Server | https.Server | null = null;
   private readonly secretHash: Buffer;
   private readonly sockets = new Set<net.Socket>();
+  private readonly perAddress = new Map<string, number>();
   private _port = 0;
   private closing: Promise<void> | null = null;
   private starting: Promise<void> = Promise.resolve();
@@ -106,22 +112,52 @@ export class PeerApiServer {
 
   private listen(): Promise<{ port: number; url: string }> {
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res);
+    const tls = !!this.options.tls;
     const server = this.options.tls
       ? https.createServer(
-          { key: this.options.tls.key, cert: this.options.tls.cert, ca: this.options.tls.ca, passphrase: this.options.tls.passphrase },
+          {
+            key: this.options.tls.key,
+            cert: this.options.tls.cert,
+            ca: this.options.tls.ca,
+            passphrase: this.options.tls.passphrase,
+            connectionsCheckingInterval: 1000,
+            handshakeTimeout: FIRST_REQUEST_MS,
+          },
           handler,
         )
-      : http.createServer(handler);
+      : http.createServer({ connectionsCheckingInterval: 1000 }, handler);
     server.keepAliveTimeout = 5000;
-    server.headersTimeout = 20000;
+    // a request's headers (and a whole request: ours have no body) come within 10 s, checked every second,
+    // so slowly dripped headers cannot hold a connection
+    server.headersTimeout = 10000;
+    server.requestTimeout = 15000;
     // a client that stops reading (or a connection that died silently) lets its file go after 2 min
     server.timeout = 120000;
-    server.maxConnections = 256;
+    server.maxConnections = MAX_CONNECTIONS;
     server.on('connection', (s: net.Socket) => {
+      // at most MAX_PER_ADDRESS connections from one address: one host cannot take every connection
+      const from = s.remoteAddress ?? '?';
+      const n = (this.perAddress.get(from) ?? 0) + 1;
+      if (n > MAX_PER_ADDRESS) {
+        s.destroy();
+        return;
+      }
+      this.perAddress.set(from, n);
       this.sockets.add(s);
+      if (!tls) this.armFirstRequest(s);
       s.on('error', () => undefined);
-      s.on('close', () => this.sockets.delete(s));
+      s.on('close', () => {
+        this.sockets.delete(s);
+        const left = (this.perAddress.get(from) ?? 1) - 1;
+        if (left > 0) this.perAddress.set(from, left);
+        else this.perAddress.delete(from);
+      });
     });
+    // a connection must have sent its first request (headers whole) within FIRST_REQUEST_MS: a silent
+    // socket or headers dripped a byte at a time cannot hold a connection slot (over TLS, from the handshake on)
+    if (tls) server.on('secureConnection', (s: net.Socket) => this.armFirstRequest(s));
+    server.on('request', (req: http.IncomingMessage) => this.disarmFirstRequest(req.socket));
+    server.on('upgrade', (req: http.IncomingMessage) => this.disarmFirstRequest(req.socket));
     server.on('clientError', (_err: Error, socket: net.Socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
@@ -150,6 +186,20 @@ export class PeerApiServer {
         resolve({ port: this._port, url: this.url });
       });
     });
+  }
+
+  private readonly firstRequest = new WeakMap<net.Socket, NodeJS.Timeout>();
+
+  private armFirstRequest(s: net.Socket): void {
+    const t = setTimeout(() => s.destroy(), FIRST_REQUEST_MS);
+    this.firstRequest.set(s, t);
+    s.once('close', () => clearTimeout(t));
+  }
+
+  private disarmFirstRequest(s: net.Socket): void {
+    const t = this.firstRequest.get(s);
+    if (t) clearTimeout(t);
+    this.firstRequest.delete(s);
   }
 
   /** Stop listening and end every connection, idle keep-alive ones and transfers alike. */

@@ -192,6 +192,16 @@ export class PeerSegments extends PeerTransport {
       throw err;
     }
 
+    // the part never grows past the size the listing gave: a peer that announces more, or sends an
+    // endless body without a length, is refused before (or as soon as) it would
+    const limit = o.expectedBytes;
+    if (limit !== undefined && total !== null && total !== limit) {
+      raw?.close();
+      x?.res.destroy();
+      x?.done();
+      if (early) await dropEarlyPart(early, part);
+      throw new PeerError(`the peer at ${this.url} announced ${total} bytes of ${what}, not the ${limit} its listing said`, 'EPROTO');
+    }
     const sha256Header = raw ? raw.headers['x-sha256'] : x?.res.headers['x-sha256'];
     const peerSha = typeof sha256Header === 'string' ? sha256Header.toLowerCase() : null;
     let written = 0;
@@ -237,6 +247,10 @@ export class PeerSegments extends PeerTransport {
                 if (total !== null && resumedFrom + written + chunk.length > total) {
                   res.destroy();
                   throw new PeerError(`the peer at ${this.url} sent more of ${what} than the ${total} bytes it announced`, 'EPROTO');
+                }
+                if (limit !== undefined && resumedFrom + written + chunk.length > limit) {
+                  res.destroy();
+                  throw new PeerError(`the peer at ${this.url} sent more of ${what} than the ${limit} bytes its listing said`, 'EPROTO');
                 }
                 written += chunk.length;
                 if (sink.add(chunk) >= WRITE_BATCH) await sink.flush(fh);

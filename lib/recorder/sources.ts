@@ -45,7 +45,22 @@ export function urlSource(url: string, stallTimeoutMs: number, label = redactUrl
   return { label, resolve: async () => urlInput(url, stallTimeoutMs) };
 }
 
-/** A camera asked for its stream URL at each start (it may have changed, or the camera may be away: then it throws). */
+/**
+ * A camera asked for its stream URL at each start (it may have changed, or the camera may be away: then it throws).
+ * What the camera answers goes through the same allow list as any source URL: a camera that answers
+ * file:, concat: or anything but a stream URL is refused, never handed to ffmpeg.
+ */
 export function cameraSource(label: string, streamUri: () => Promise<string>, stallTimeoutMs: number): SourceProvider {
-  return { label, resolve: async () => urlInput(await streamUri(), stallTimeoutMs) };
+  return {
+    label,
+    resolve: async () => {
+      const uri = await streamUri();
+      if (typeof uri !== 'string' || !SOURCE_URL.test(uri)) {
+        throw new Error(
+          `the camera ${label} answered a stream address that is not an rtsp://, srt://, udp://, rtp:// or http(s):// URL (${redactUrl(String(uri)).slice(0, 80)})`,
+        );
+      }
+      return urlInput(uri, stallTimeoutMs);
+    },
+  };
 }

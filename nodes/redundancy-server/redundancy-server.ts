@@ -94,9 +94,12 @@ export = function (RED: NodeAPI): void {
         ca: node.peerCa() ?? undefined,
         announcedApi: (server) => node.link?.peerState(server)?.api,
         shareFolder,
+        // a group that uses TLS never sends its secret over plain http
+        httpsOnly: !!tls,
         messages: {
           notAnnounced: (server) => RED._('redundancy-server.errors.noPeerUrl', { server }),
           noSecret: () => RED._('redundancy-server.errors.noSecret'),
+          notHttps: (server) => RED._('redundancy-server.errors.notHttps', { server }),
         },
       });
     node.linkSummary = () => {

@@ -192,6 +192,30 @@ describe('server link (MQTT) against mosquitto', function () {
     );
   });
 
+  it('cannot be kicked off the broker by a client taking a predictable id, and says online again over a stale Last Will of its own', async function () {
+    broker = await startMosquitto();
+    const { warnings, log } = quietLog();
+    const link = new ServerLink({ url: broker.url, group: 'studio', serverId: 'main-1', role: 'main' }, log);
+    cleanup.push(() => link.stop());
+    let drops = 0;
+    link.on('disconnected', () => drops++);
+    link.start();
+    await until(() => link.state === 'connected', 'connected');
+    // the id the link used to have: the broker would have dropped the link for it
+    const intruder = await mqtt.connectAsync(broker.url, { clientId: 'twinrec-studio-main-1', reconnectPeriod: 0 });
+    cleanup.push(() => intruder.endAsync());
+    // a Last Will of an earlier session of main-1, given by the broker only now
+    const stale = { v: 1, server: 'main-1', group: 'studio', role: 'main', state: 'offline', cause: 'lwt', epoch: 0, since: 1, ts: 1, heartbeatMs: 250 };
+    await intruder.publishAsync('twinrec/studio/main-1/state', JSON.stringify(stale), { qos: 1, retain: true });
+    await until(() => warnings.some((w) => /announced this server offline \(lwt\) while it is connected/.test(w)), 'the link noticing');
+    const w = await watcher(broker.url, 'twinrec/studio/main-1/state');
+    cleanup.push(() => w.client.endAsync());
+    await until(() => w.msgs.length > 0, 'the retained state');
+    assert.equal(JSON.parse(w.msgs[w.msgs.length - 1].text).state, 'online', 'the retained state says online again');
+    assert.equal(link.state, 'connected');
+    assert.equal(drops, 0, 'never dropped by the broker');
+  });
+
   it('matches MQTT wildcards and rate-limits repeated log lines', function () {
     assert.ok(topicMatches('a/+/c', 'a/b/c'));
     assert.ok(topicMatches('a/#', 'a/b/c'));

@@ -189,12 +189,19 @@ describe('recorder lifecycle', function () {
     const moved = flow('store').map((n) => ((n as { id: string }).id === 'rec' ? { ...n, channel: 2 } : n));
     await deploy(moved);
     await until(() => (ffmpegPidsFor(userDir).length === 0 ? true : undefined), 'the parked channel suspended, its ffmpeg ended', 20000);
+    // the clip is marked suspended once ffmpeg has closed its segment (just after it ends)
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const Database = require('better-sqlite3');
-    const db = new Database(path.join(userDir, 'twinrec', 'catalogue.sqlite'), { readonly: true });
-    const clip = JSON.parse(db.prepare('SELECT data FROM clips WHERE id = ?').get(first.payload.clip.id).data);
-    db.close();
-    assert.equal(clip.state, 'suspended');
+    const stateOf = () => {
+      const db = new Database(path.join(userDir, 'twinrec', 'catalogue.sqlite'), { readonly: true });
+      try {
+        return JSON.parse(db.prepare('SELECT data FROM clips WHERE id = ?').get(first.payload.clip.id).data).state as string;
+      } finally {
+        db.close();
+      }
+    };
+    await until(() => (stateOf() === 'suspended' ? true : undefined), 'the clip suspended in the catalogue', 10000);
+    assert.equal(stateOf(), 'suspended');
   });
 
   it('a redeploy while the next line pre-rolls stops that pre-roll, resumes the line recording, and the next line still takes over at its start', async function () {

@@ -128,6 +128,20 @@ describe('mounted share as a segment source (lib)', () => {
     assert.equal(fs.existsSync(local), false);
   });
 
+  it('does not follow a segment that is a symbolic link (to a file outside the share), and writes nothing', async () => {
+    const outside = path.join(tmp, 'outside.ts');
+    fs.writeFileSync(outside, data);
+    fs.rmSync(path.join(share, dir, file));
+    fs.symlinkSync(outside, path.join(share, dir, file));
+    const dest = path.join(local, 'y.ts');
+    await assert.rejects(new ShareSource(share).fetchSegment('c1', 0, dest, { where: { dir, file } }), (err: PeerError) => {
+      assert.equal(err.code, 'EREFUSED');
+      assert.match(err.message, /is a symbolic link, which a copy does not follow/);
+      return true;
+    });
+    assert.equal(fs.existsSync(dest) || fs.existsSync(`${dest}.part`), false);
+  });
+
   it('a share that is not mounted is worth waiting for; a missing segment is not', async () => {
     const away = new ShareSource(path.join(tmp, 'not-mounted'));
     await assert.rejects(copySegment(away, local, clip, seg), (err: PeerError) => {

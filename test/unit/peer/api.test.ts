@@ -13,7 +13,7 @@ import path from 'node:path';
 import { Catalogue } from '../../../lib/store/catalogue';
 import { Clip, Segment } from '../../../lib/model/clip';
 import { validateServerState } from '../../../lib/link/schemas';
-import { PeerApiServer } from '../../../lib/peer/api';
+import { FIRST_REQUEST_MS, MAX_PER_ADDRESS, PeerApiServer } from '../../../lib/peer/api';
 import { parseRange } from '../../../lib/peer/api-files';
 import { PeerClient } from '../../../lib/peer/client';
 import { PeerError } from '../../../lib/peer/peer-error';
@@ -22,6 +22,7 @@ import { resolveIdentity } from '../../../lib/link/server-identity';
 import { ServerLink } from '../../../lib/link/server-link';
 import { writeSidecar } from '../../../lib/store/clip-files';
 import { makeTlsFiles } from '../../support/mosquitto';
+import { until } from '../../support/nr';
 
 const SECRET = 'correct horse battery staple';
 const T0 = Date.UTC(2024, 10, 22, 20, 0, 0);
@@ -414,6 +415,45 @@ describe('peer storage API (lib, real HTTP)', function () {
       assert.ok(Date.now() - t < 2000, 'close did not wait for the idle connection');
       agent.destroy();
       await assert.rejects(call(port, '/twinrec/v1/info'), /ECONNREFUSED/);
+    });
+
+    it('idle and slow sockets cannot block it: one address holds at most a few connections, silent ones are closed', async () => {
+      // 300 connections from another address (127.0.0.2) that never send a byte
+      const idle: net.Socket[] = [];
+      let closedByServer = 0;
+      await Promise.all(
+        Array.from(
+          { length: 300 },
+          () =>
+            new Promise<void>((resolve) => {
+              const sock = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' }, () => resolve());
+              sock.on('error', () => resolve());
+              sock.on('close', () => {
+                closedByServer++;
+                resolve();
+              });
+              idle.push(sock);
+            }),
+        ),
+      );
+      try {
+        // the API still answers another host at once
+        const ok = await call(port, '/twinrec/v1/info');
+        assert.equal(ok.status, 200, 'still serving');
+        // every silent socket is closed by the server (those over the per-address limit at once, the rest after FIRST_REQUEST_MS without a request)
+        await until(() => closedByServer === 300, 'every idle socket closed by the server', FIRST_REQUEST_MS + 10000);
+        assert.ok(300 - MAX_PER_ADDRESS > 0);
+        // headers dripped a byte at a time never finish a request: the connection is closed, not kept
+        const slow = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.3' });
+        slow.on('error', () => undefined);
+        const text = 'GET /twinrec/v1/info HTTP/1.1\r\nHost: x\r\nX-Slow: ';
+        let i = 0;
+        const drip = setInterval(() => slow.write(text[i++ % text.length]), 200);
+        await new Promise<void>((resolve) => slow.on('close', () => resolve()));
+        clearInterval(drip);
+      } finally {
+        for (const sock of idle) sock.destroy();
+      }
     });
 
     it('says in a sentence when its port is taken', async () => {

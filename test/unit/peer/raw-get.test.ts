@@ -265,6 +265,33 @@ describe('segment fetch straight into memory (lib/peer/raw-get, PeerClient fast 
     assert.deepEqual(w, { bytes: body.length, sha256: sha(body), resumedFrom: body.length });
   });
 
+  it('a lying peer cannot grow the part past the listed size: a larger announced size, or an endless body without a length', async () => {
+    const listed = 1000;
+    // announces (and would send) 200 MiB for a segment the listing said was 1000 bytes
+    srv.handle((_req, res) => {
+      res.writeHead(200, { 'Content-Length': String(200 * 1024 * 1024) });
+      res.write(Buffer.alloc(64 * 1024));
+    });
+    const big = path.join(tmp, 'big.ts');
+    await assert.rejects(
+      client.fetchSegment('c1', 0, big, { expectedBytes: listed }),
+      (e: PeerError) => e.code === 'EPROTO' && /announced 209715200 bytes .* not the 1000 its listing said/.test(e.message),
+    );
+    assert.ok(!fs.existsSync(`${big}.part`) || fs.statSync(`${big}.part`).size <= listed, 'nothing past the listed size on disk');
+    // no length at all (chunked), and it never ends
+    srv.handle((_req, res) => {
+      res.writeHead(200, { 'Transfer-Encoding': 'chunked' });
+      const t = setInterval(() => res.write(Buffer.alloc(16 * 1024)), 1);
+      res.on('close', () => clearInterval(t));
+    });
+    const endless = path.join(tmp, 'endless.ts');
+    await assert.rejects(
+      client.fetchSegment('c1', 0, endless, { expectedBytes: listed }),
+      (e: PeerError) => e.code === 'EPROTO' && /sent more of segment 0 of clip c1 than the 1000 bytes its listing said/.test(e.message),
+    );
+    assert.ok(fs.statSync(`${endless}.part`).size <= listed, `the part holds ${fs.statSync(`${endless}.part`).size} bytes`);
+  });
+
   it('says ENET for a peer that is not there, and EPROTO for one that does not speak HTTP', async () => {
     const junk = net.createServer((s) =>
       s

@@ -22,6 +22,18 @@ describe('recorder sources (lib/recorder/sources)', () => {
     assert.deepEqual(await cam.resolve(), { kind: 'url', url: 'rtsp://cam/2', timeoutMs: 2000 });
   });
 
+  it('a camera that answers a stream address that is not a stream URL (file:, concat:, nothing) is refused, never given to ffmpeg', async () => {
+    for (const lie of ['file:///etc/passwd', 'concat:/srv/a.ts|/srv/b.ts', '', 'rtsp://']) {
+      const cam = cameraSource('Lying cam', async () => lie, 3000);
+      await assert.rejects(
+        cam.resolve(),
+        /the camera Lying cam answered a stream address that is not an rtsp:\/\/, srt:\/\/, udp:\/\/, rtp:\/\/ or http\(s\):\/\/ URL/,
+      );
+    }
+    const withLogin = cameraSource('Cam', async () => 'file://op:secret@host/x', 3000);
+    await assert.rejects(withLogin.resolve(), (e: Error) => !e.message.includes('secret'));
+  });
+
   it('a line records LIVE (the channel source), the test pattern, or its own URL; anything else is refused', async () => {
     const live = testPatternSource();
     assert.deepEqual(await lineInput('LIVE', urlSource('rtsp://a/b', 6000), 6000), { kind: 'url', url: 'rtsp://a/b', timeoutMs: 5000 });

@@ -22,7 +22,7 @@ import { Clip, Segment } from '../model/clip';
 import { ChannelProgress, CopyQueue, CopyTask, TaskRequest } from '../store/copy-queue';
 import { errorText } from '../model/errors';
 import { CopyRefused, copySegments, retryable, SegmentSource, sumCounts } from './segment-copy';
-import { writeSidecar } from '../store/clip-files';
+import { channelDir, sanitizeName, writeSidecar } from '../store/clip-files';
 import { Backoff } from '../model/backoff';
 
 export { CopyRefused };
@@ -324,6 +324,18 @@ export class MaterialCopier extends EventEmitter {
   /** The clip in this server's catalogue, as the failover server recorded it, marked as being copied. */
   private registerClip(t: CopyTask, remote: Clip): Clip {
     const existing = this.catalogue.clip(remote.id);
+    // a clip id this server holds for a clip of its own (or of another copy) is not overwritten: only a clip this
+    // copy registered earlier (same failover server) is taken up again
+    if (existing && existing.attributes?.copiedFrom !== t.failoverServer) {
+      throw new CopyRefused(
+        `the peer listed clip ${remote.id}, an id this server already holds for its clip ${existing.name} (${existing.dir}): not copied over it`,
+      );
+    }
+    // the clip's folder is this server's, of the clip's own channel: a listing cannot send it elsewhere in the storage
+    const own = `${sanitizeName(this.options.serverId)}/${channelDir(remote.channel)}/`;
+    if (typeof remote.dir !== 'string' || !remote.dir.startsWith(own) || remote.dir.split('/').some((p) => p === '..' || p === '.' || p === '')) {
+      throw new CopyRefused(`the peer listed clip ${remote.id} in the folder "${String(remote.dir).slice(0, 120)}", not under ${own}`);
+    }
     const base: Clip = existing ?? { ...remote, segments: [] };
     const clip: Clip = {
       ...remote,

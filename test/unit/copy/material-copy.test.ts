@@ -349,7 +349,24 @@ describe('material copy (lib)', () => {
     const c = copier(peer);
     c.request(request);
     assert.equal(await finished(c), 'failed');
-    assert.match(queue.list()[0].lastError!, /outside this server's storage/);
+    assert.match(queue.list()[0].lastError!, /the peer listed clip c1 in the folder "..\/..\/escape", not under main-1\/ch01\//);
     assert.ok(!fs.existsSync(path.join(tmp, 'escape')));
+  });
+
+  it('refuses to copy over a clip id this server holds for a recording of its own, and leaves that clip as it was', async () => {
+    const { clip } = makeClip(remoteRoot, 'c1', 'main-1/ch01/2026-11-22/News_120000', 1, t0);
+    // this server's own clip under the same id (its own recording, not a copy)
+    const mine = { ...clip, name: 'Mine', dir: 'main-1/ch01/2026-11-22/Mine_110000', attributes: { house: 'own' } };
+    cat.putClip(mine);
+    const peer = new FakePeer(remoteRoot, [clip], events);
+    peer.fetchSegment = async () => {
+      throw new Error('must not fetch');
+    };
+    const c = copier(peer);
+    c.request(request);
+    assert.equal(await finished(c), 'failed');
+    assert.match(queue.list()[0].lastError!, /an id this server already holds for its clip Mine \(main-1\/ch01\/2026-11-22\/Mine_110000\): not copied over it/);
+    const after = cat.clip('c1')!;
+    assert.deepEqual([after.name, after.dir, after.attributes], ['Mine', mine.dir, { house: 'own' }]);
   });
 });

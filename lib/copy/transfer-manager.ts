@@ -33,7 +33,7 @@ import { Catalogue } from '../store/catalogue';
 import { Clip } from '../model/clip';
 import { CommandError, errorText } from '../model/errors';
 import { CopyRefused, copySegments, retryable, Sleeper, sumCounts } from './segment-copy';
-import { insideRoot, SIDECAR_NAME, writeSidecar } from '../store/clip-files';
+import { channelDir, insideRoot, sanitizeName, SIDECAR_NAME, writeSidecar } from '../store/clip-files';
 import { Transfer, TransferQueue } from '../store/transfer-queue';
 import { spanText, TransferManagerOptions } from './transfer-settings';
 import { Backoff } from '../model/backoff';
@@ -367,6 +367,12 @@ export class TransferManager extends EventEmitter {
       updatedAt: this.clock(),
     };
     insideRoot(this.options.storageRoot, clip.dir); // throws for a folder outside the storage
+    // and it is the main's folder of the clip's own channel: a listing cannot send the copy (and later the
+    // retention's deletes) into another server's or another channel's clips
+    const own = `${sanitizeName(this.options.mainServer)}/${channelDir(remote.channel)}/`;
+    if (!clip.dir.startsWith(own) || clip.dir.split('/').some((p) => p === '..' || p === '.' || p === '')) {
+      throw new CopyRefused(`the main listed clip ${remote.id} in the folder "${clip.dir.slice(0, 120)}", not under ${own}`);
+    }
     this.catalogue.putClip(clip);
     return clip;
   }

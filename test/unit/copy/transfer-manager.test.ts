@@ -269,6 +269,28 @@ describe('transfer manager (lib)', () => {
     await until('bad done', () => queue.get('bad')?.state === 'done');
   });
 
+  it("refuses a clip the main lists in another server's or another channel's folder, writing nothing there", async () => {
+    // the backup's own Aux recordings live under backup-1/: a listing must not send a copy (or the retention) there
+    const own = makeClip(localRoot, 'aux1', { t0: now - 3000000, serverId: 'backup-1' });
+    const before = fs.readFileSync(path.join(localRoot, own.dir, own.segments[0].file));
+    const evil = { ...makeClip(mainRoot, 'evil', { t0: now - 1000000 }), dir: own.dir };
+    fs.cpSync(path.join(mainRoot, 'main-1/ch01/2026-11-22/evil'), path.join(mainRoot, own.dir), { recursive: true });
+    const wrongChannel = { ...makeClip(mainRoot, 'ch2', { t0: now - 2000000, channel: 2 }), channel: 1 };
+    const good = makeClip(mainRoot, 'good', { t0: now - 4000000 });
+    const peer = new FakeMain(mainRoot, [evil, wrongChannel, good]);
+    const m = manager(peer);
+    const failed: string[] = [];
+    m.on('failed', (t) => failed.push(`${t.clipId}: ${t.reason}`));
+    m.start();
+    await until('good done', () => queue.get('good')?.state === 'done' && settled());
+    assert.deepEqual(failed.sort(), [
+      'ch2: the main listed clip ch2 in the folder "main-1/ch02/2026-11-22/ch2", not under main-1/ch01/',
+      'evil: the main listed clip evil in the folder "backup-1/ch01/2026-11-22/aux1", not under main-1/ch01/',
+    ]);
+    assert.ok(fs.readFileSync(path.join(localRoot, own.dir, own.segments[0].file)).equals(before), "the backup's own clip is untouched");
+    assert.equal(cat.clip('evil'), undefined);
+  });
+
   it('after a restart copies nothing again, and resumes a clip from its last committed segment', async () => {
     const a = makeClip(mainRoot, 'a', { t0: now - 1000000, n: 2 });
     const b = makeClip(mainRoot, 'b', { t0: now - 2000000, n: 3 });

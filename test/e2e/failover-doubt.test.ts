@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { events, waitCachedLine, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
-import { failoverSiteFlow, ffmpegPidsFor, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
+import { failoverSiteFlow, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed, stopServers } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
 
 describe('failover on doubt: broker outages, isolation, several failover servers', function () {
@@ -24,17 +24,7 @@ describe('failover on doubt: broker outages, isolation, several failover servers
     for (const s of ['main-1', 'fo-1', 'fo-2']) dirs[s] = tmpDir(s);
   });
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed') {
-      for (const [k, p] of Object.entries(procs)) if (p) console.log(`---- ${k} log (tail)\n${p.log().slice(-5000)}`);
-    }
-    for (const [k, p] of Object.entries(procs)) {
-      if (p) await p.stop();
-      procs[k] = null;
-    }
-    for (const d of Object.values(dirs)) {
-      for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    await stopServers(procs, dirs, this.currentTest?.state === 'failed');
     await broker.stop();
   });
 

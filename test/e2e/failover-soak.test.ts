@@ -8,10 +8,9 @@
  * in `npm run test:soak` (TWINREC_SOAK_S=600).
  */
 import { strict as assert } from 'node:assert';
-import fs from 'node:fs';
 import { events } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
-import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
+import { failoverSiteFlow, NodeRedProcess, recorderSiteFlow, startNodeRed, stopServers } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';
 
@@ -30,14 +29,7 @@ describe(`no false failover in a ${SOAK_S} s run under normal load`, function ()
     for (const s of ['main-1', 'main-2', 'fo-1']) dirs[s] = tmpDir(s);
   });
   after(async function () {
-    for (const [k, p] of Object.entries(procs)) {
-      if (p) await p.stop();
-      procs[k] = null;
-    }
-    for (const d of Object.values(dirs)) {
-      for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    await stopServers(procs, dirs);
     await rtsp.stop();
     await broker.stop();
   });

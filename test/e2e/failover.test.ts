@@ -11,7 +11,7 @@ import path from 'node:path';
 import mqtt from 'mqtt';
 import { events, retainedState, waitCachedLine, waitEvent, walk } from '../support/failover';
 import { Broker, startMosquitto } from '../support/mosquitto';
-import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
+import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed, stopServers } from '../support/nodered';
 import { sleep, tmpDir, waitFor } from '../support/nr';
 import { RtspServerHandle, startRtspServer } from '../support/rtsp';
 
@@ -28,17 +28,7 @@ describe('failover and failback: two mains, a failover server and mosquitto', fu
     for (const s of ['main-1', 'main-2', 'fo-1']) dirs[s] = tmpDir(s);
   });
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed') {
-      for (const [k, p] of Object.entries(procs)) if (p) console.log(`---- ${k} log (tail)\n${p.log().slice(-6000)}`);
-    }
-    for (const [k, p] of Object.entries(procs)) {
-      if (p) await p.stop();
-      procs[k] = null;
-    }
-    for (const d of Object.values(dirs)) {
-      for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    await stopServers(procs, dirs, this.currentTest?.state === 'failed');
     await rtsp.stop();
     await broker.stop();
   });

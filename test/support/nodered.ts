@@ -435,3 +435,22 @@ export function failoverSiteFlow(o: {
     },
   ];
 }
+
+/**
+ * The end of a test of several servers: their logs when it failed, each
+ * Node-RED stopped by its PID (its slot set to null), the ffmpeg processes
+ * recording under their folders killed, and the folders removed.
+ */
+export async function stopServers(procs: Record<string, NodeRedProcess | null>, dirs: Record<string, string>, failed = false): Promise<void> {
+  if (failed) for (const [k, p] of Object.entries(procs)) if (p) console.log(`---- ${k} log (tail)\n${p.log().slice(-6000)}`);
+  for (const [k, p] of Object.entries(procs)) {
+    if (p) await p.stop();
+    procs[k] = null;
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  for (const d of Object.values(dirs)) {
+    for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
+    fs.rmSync(d, { recursive: true, force: true });
+  }
+}

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import mqtt from 'mqtt';
 import { Broker, startMosquitto } from '../support/mosquitto';
-import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../support/nodered';
+import { failoverSiteFlow, ffmpegPidsFor, NodeRedProcess, recorderSiteFlow, startNodeRed, stopServers } from '../support/nodered';
 import { sleep, tmpDir } from '../support/nr';
 import { Netns, tryRun } from '../support/netns';
 
@@ -110,20 +110,11 @@ describe('failover under a network partition: a main cut off the broker while it
     for (const s of ['main-1', 'backup-1', 'fo-1']) dirs[s] = tmpDir(s);
   });
   afterEach(async function () {
-    if (this.currentTest?.state === 'failed') {
-      for (const [k, p] of Object.entries(procs)) if (p) console.log(`---- ${k} log (tail)\n${p.log().slice(-6000)}`);
-      if (broker) console.log(`---- mosquitto log (tail)\n${broker.log().slice(-3000)}`);
-    }
+    const failed = this.currentTest?.state === 'failed';
+    if (failed && broker) console.log(`---- mosquitto log (tail)\n${broker.log().slice(-3000)}`);
     // the namespace's end must be reachable for a graceful stop of main-1 (it says goodbye on the broker)
     if (netns.exists) tryRun(['ip', 'link', 'set', netns.hostIf, 'up']);
-    for (const [k, p] of Object.entries(procs)) {
-      if (p) await p.stop();
-      procs[k] = null;
-    }
-    for (const d of Object.values(dirs)) {
-      for (const pid of ffmpegPidsFor(d)) process.kill(pid, 'SIGKILL');
-      fs.rmSync(d, { recursive: true, force: true });
-    }
+    await stopServers(procs, dirs, failed);
     netns.destroy();
     if (broker) await broker.stop();
     broker = null;

@@ -27,20 +27,11 @@ import path from 'node:path';
 import { Ev, events, freezeServer, thawServer, walk } from '../test/support/failover';
 import { Broker, startMosquitto } from '../test/support/mosquitto';
 import { Netns } from '../test/support/netns';
+import { fmt, goal } from './failover';
 import { failoverSiteFlow, ffmpegPidsFor, freePort, NodeRedProcess, recorderSiteFlow, startNodeRed } from '../test/support/nodered';
 
 const SECRET = 'continuity-bench-group-secret';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
-function fmt(values: number[], goalMs?: number): string {
-  if (!values.length) return 'no run measured';
-  const s = [...values].sort((a, b) => a - b);
-  const within = goalMs === undefined ? '' : `; within ${goalMs} ms: ${values.filter((v) => v <= goalMs).length}/${values.length}`;
-  return `p50 ${percentile(s, 50)} ms, p95 ${percentile(s, 95)} ms, max ${s[s.length - 1]} ms over ${s.length} runs${within}`;
-}
 
 class Site {
   broker!: Broker;
@@ -176,32 +167,33 @@ async function failureRun(site: Site, fail: () => Promise<void> | void): Promise
   return { detection: failed.payload.at - at, media: mediaAt - at, evidence: String(failed.payload.evidence) };
 }
 
+/** One failure row: `runs` times fail the main, measure, restore it; print detection and first failover media. */
+async function failureRow(site: Site, name: string, fail: () => Promise<void> | void, runs: number): Promise<void> {
+  const det: number[] = [];
+  const media: number[] = [];
+  let evidence = '';
+  for (let i = 0; i < runs; i++) {
+    try {
+      const r = await failureRun(site, fail);
+      det.push(r.detection);
+      media.push(r.media);
+      evidence = r.evidence;
+    } catch (err) {
+      console.log(`    ${name}, run ${i}: FAILURE ${(err as Error).message}`);
+    }
+    await site.restore();
+  }
+  console.log(`  ${name}:`);
+  console.log(`    detection: ${fmt(det)} -> ${goal(det, 1000)} (evidence: ${evidence})`);
+  console.log(`    first failover media: ${fmt(media)} -> ${goal(media, 2000)}`);
+}
+
 async function detectionRows(label: string, watched: (port: number, nsAddr: string) => string, runs: number, withKill: boolean): Promise<void> {
   const site = new Site(watched);
   try {
     await site.start();
-    const rows: [string, () => Promise<void> | void][] = [];
-    if (withKill) rows.push(['kill -9 of the main', () => void site.main!.kill9()]);
-    rows.push([`main frozen (SIGSTOP of Node-RED and its ffmpeg), ${label}`, () => void (site.frozen = freezeServer(site.main!))]);
-    for (const [name, fail] of rows) {
-      const det: number[] = [];
-      const media: number[] = [];
-      let evidence = '';
-      for (let i = 0; i < runs; i++) {
-        try {
-          const r = await failureRun(site, fail);
-          det.push(r.detection);
-          media.push(r.media);
-          evidence = r.evidence;
-        } catch (err) {
-          console.log(`    ${name}, run ${i}: FAILURE ${(err as Error).message}`);
-        }
-        await site.restore();
-      }
-      console.log(`  ${name}:`);
-      console.log(`    detection: ${fmt(det, 1000)} (evidence: ${evidence})`);
-      console.log(`    first failover media: ${fmt(media, 2000)}`);
-    }
+    if (withKill) await failureRow(site, 'kill -9 of the main', () => void site.main!.kill9(), runs);
+    await failureRow(site, `main frozen (SIGSTOP of Node-RED and its ffmpeg), ${label}`, () => void (site.frozen = freezeServer(site.main!)), runs);
   } finally {
     await site.stop();
   }
@@ -212,23 +204,7 @@ async function cutRow(runs: number): Promise<void> {
   const site = new Site((port, nsAddr) => `main-1 ${nsAddr}:${port}`, new Netns());
   try {
     await site.start();
-    const det: number[] = [];
-    const media: number[] = [];
-    let evidence = '';
-    for (let i = 0; i < runs; i++) {
-      try {
-        const r = await failureRun(site, () => site.netns!.cut());
-        det.push(r.detection);
-        media.push(r.media);
-        evidence = r.evidence;
-      } catch (err) {
-        console.log(`    network cut, run ${i}: FAILURE ${(err as Error).message}`);
-      }
-      await site.restore();
-    }
-    console.log('  network of the main cut (network namespace, veth down), the address named in the watch:');
-    console.log(`    detection: ${fmt(det, 1000)} (evidence: ${evidence})`);
-    console.log(`    first failover media: ${fmt(media, 2000)}`);
+    await failureRow(site, 'network of the main cut (network namespace, veth down), the address named in the watch', () => site.netns!.cut(), runs);
   } finally {
     await site.stop();
   }

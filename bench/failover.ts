@@ -106,13 +106,13 @@ function stats(values: number[]): { n: number; p50: number; p95: number; max: nu
   return { n: s.length, p50: percentile(s, 50), p95: percentile(s, 95), max: s[s.length - 1] ?? NaN, min: s[0] ?? NaN };
 }
 
-function fmt(values: number[]): string {
+export function fmt(values: number[]): string {
   if (!values.length) return 'no run measured';
   const st = stats(values);
   return `p50 ${st.p50} ms, p95 ${st.p95} ms, max ${st.max} ms (min ${st.min} ms) over ${st.n} runs`;
 }
 
-function goal(values: number[], goalMs: number): string {
+export function goal(values: number[], goalMs: number): string {
   if (!values.length) return 'goal not checked (no run measured)';
   const within = values.filter((v) => v <= goalMs).length;
   const st = stats(values);

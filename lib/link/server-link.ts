@@ -132,7 +132,7 @@ export class ServerLink extends EventEmitter {
       // say online again, or the group would take this server for gone
       if (st.server === this.options.serverId && st.state === 'offline' && this.client?.connected && this._state === 'connected') {
         this.log.warn(`the broker announced this server offline (${st.cause ?? 'offline'}) while it is connected: announcing it online again`);
-        this.client.publish(this.stateTopic(), JSON.stringify(this.statePayload('online')), { qos: 1, retain: true });
+        this.announceOnline();
       }
       this.peers.set(st.server, st);
       this.emit('peer', st);
@@ -166,12 +166,17 @@ export class ServerLink extends EventEmitter {
     return t && !t.drill ? t.epoch : 0;
   }
 
+  /** Publish this server's retained state (online) again, when connected: something in it changed, or the broker said otherwise. */
+  private announceOnline(): void {
+    if (this.client?.connected) this.client.publish(this.stateTopic(), JSON.stringify(this.statePayload('online')), { qos: 1, retain: true });
+  }
+
   /** Announce where this server answers liveness (null: nowhere); the retained state is published again. */
   setLiveAddress(address: string | null): void {
     const next = address ?? undefined;
     if (next === this.options.liveAddress) return;
     this.options.liveAddress = next;
-    if (this.client?.connected) this.client.publish(this.stateTopic(), JSON.stringify(this.statePayload('online')), { qos: 1, retain: true });
+    this.announceOnline();
   }
 
   /** Raise this server's epoch (a takeover, or the end of one) and announce it. */
@@ -179,7 +184,7 @@ export class ServerLink extends EventEmitter {
     if (!Number.isInteger(epoch) || epoch < this.options.epoch) return;
     if (epoch === this.options.epoch) return;
     this.options.epoch = epoch;
-    if (this.client?.connected) this.client.publish(this.stateTopic(), JSON.stringify(this.statePayload('online')), { qos: 1, retain: true });
+    this.announceOnline();
     this.emit('epoch', epoch);
   }
 

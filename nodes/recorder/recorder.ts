@@ -36,8 +36,8 @@ export = function (RED: NodeAPI): void {
     let catalogue: Catalogue | null = null;
     let channel: RecorderChannel | null = null;
     let ready: Promise<void> = Promise.resolve();
-    let adopted = false;
-    let opening: Promise<void> = Promise.resolve();
+    /** Before this node's channel opens: the suspension of a parked channel whose settings changed. */
+    let opening: Promise<void> | null = Promise.resolve();
     let setupError: string | null = null;
     let claimed: { serverId: string; channel: number } | null = null;
     let errorShownUntil = 0;
@@ -123,19 +123,17 @@ export = function (RED: NodeAPI): void {
         fingerprint: channelFingerprint(channelSettings, sourceKey, { group: id.group, storageRoot: id.storageRoot, catalogueFile: id.catalogueFile }),
       };
       const parked = parkedChannels.take(parkAs.key);
-      let before: Promise<void> = Promise.resolve();
       if (parked && parked.fingerprint === parkAs.fingerprint) {
         channel = parked.item.channel;
         channel.rebind({ source, isOrphan: channelSettings.isOrphan, log, soft: softSettings(channelSettings) });
         parked.item.catalogue.release(); // this node holds the catalogue from here
-        adopted = true;
+        opening = null; // running already: nothing to open
         node.log(t('log.adopted'));
       } else {
         // settings changed: the recording is suspended first, then resumed by the new channel (as a restart does)
-        if (parked) before = suspendParked(parked.item);
+        if (parked) opening = suspendParked(parked.item);
         channel = new RecorderChannel(channelSettings, { catalogue, ffmpeg: ffmpegInfo(), log });
       }
-      opening = before;
       node.channelCtl = channel;
       recorderChannels.set(id.serverId, settings.channel, channel);
       // the settings cache: this channel's settings and rec-list, retained on the group's broker
@@ -151,7 +149,7 @@ export = function (RED: NodeAPI): void {
       srv.linkEvents.on('state', onLinkState);
       channel.on('event', onEvent);
       const ctl = channel;
-      ready = (adopted ? Promise.resolve() : opening.then(() => ctl.open())).catch((err) => {
+      ready = (opening ? opening.then(() => ctl.open()) : Promise.resolve()).catch((err) => {
         setupError = errorText(err);
         node.error(t('errors.open', { error: setupError }));
       });
